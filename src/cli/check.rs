@@ -1,0 +1,52 @@
+//! `tilgang check`: one offline decision, printed with its reasons.
+
+use std::process::ExitCode;
+
+use crate::engine::{self, AccessRequest};
+use crate::ids::{OrgNumber, Scope};
+use crate::snapshot::load::load_snapshot;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Supplier org number (`810418672` or `0192:810418672`)
+    #[arg(long)]
+    pub supplier: String,
+    /// Service owner org number (the token's `consumer`)
+    #[arg(long)]
+    pub owner: String,
+    /// Scope, e.g. `altinn:serviceowner/instances.read`
+    #[arg(long)]
+    pub scope: String,
+    #[command(flatten)]
+    pub source: super::SourceArgs,
+}
+
+/// Exit 0 on allow, 1 on deny, 2 on bad input or files.
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let request = AccessRequest {
+        supplier: OrgNumber::parse(&args.supplier)
+            .map_err(|e| anyhow::anyhow!("`--supplier` {e}"))?,
+        owner: OrgNumber::parse(&args.owner).map_err(|e| anyhow::anyhow!("`--owner` {e}"))?,
+        scope: Scope::parse(&args.scope).map_err(|e| anyhow::anyhow!("`--scope` {e}"))?,
+    };
+    let snap = load_snapshot(&args.source.policy_source()?, &args.source.data)?;
+    let d = engine::decide(&snap, &request);
+    println!("{}", if d.allowed { "allow" } else { "deny" });
+    println!(
+        "reasons: {}",
+        if d.reasons.is_empty() {
+            "none".into()
+        } else {
+            d.reasons.join(", ")
+        }
+    );
+    for e in &d.errors {
+        println!("error: {e}");
+    }
+    println!("revision: {}", snap.revision());
+    Ok(if d.allowed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,48 @@
+//! `tilgang test`: run decision tables against policies and data.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::snapshot::load::load_snapshot;
+use crate::table;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub source: super::SourceArgs,
+    /// CSV tables (`supplier,owner,scope,expect`), or directories of `*.csv`
+    #[arg(required = true, value_name = "TABLE")]
+    pub tables: Vec<PathBuf>,
+}
+
+/// Exit 0 when every row passes, 1 when any fails, 2 on a bad table or bad files.
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let snap = match load_snapshot(&args.source.policy_source()?, &args.source.data) {
+        Ok(s) => s,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let mut rows = Vec::new();
+    let loaded = table::expand(&args.tables).and_then(|files| {
+        for f in files {
+            rows.extend(table::read(&f)?);
+        }
+        Ok(())
+    });
+    if let Err(e) = loaded {
+        eprintln!("bad table: {e}");
+        return Ok(ExitCode::from(2));
+    }
+    let outcome = table::run(&snap, &rows);
+    for f in &outcome.failures {
+        println!("{f}");
+    }
+    println!("{}", outcome.summary());
+    Ok(if outcome.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

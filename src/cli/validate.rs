@@ -1,0 +1,37 @@
+//! `tilgang validate`: load policies and data exactly as `serve` would, offline.
+
+use std::process::ExitCode;
+
+use crate::snapshot::load::load_snapshot;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub source: super::SourceArgs,
+}
+
+/// Exit 0 when everything is valid, 1 with one `file:line: message` per problem.
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let source = args.source.policy_source()?;
+    match load_snapshot(&source, &args.source.data) {
+        Ok(snap) => {
+            let delegations: usize = snap.owners.values().map(|o| o.by_supplier.len()).sum();
+            println!(
+                "ok: {} policies from {source}, {} delegations from {} owners in {}, revision {}",
+                snap.policies.origins.len(),
+                delegations,
+                snap.owners.len(),
+                args.source.data.display(),
+                snap.revision()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            eprintln!("{} error(s)", errors.0.len());
+            Ok(ExitCode::from(1))
+        }
+    }
+}

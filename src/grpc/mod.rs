@@ -1,0 +1,18 @@
+//! The tonic services. Requests are parsed here into the engine's and store's
+//! types, and this is the one place errors become `tonic::Status`.
+
+pub mod authorizer;
+pub mod delegations;
+
+use tonic::Status;
+
+use crate::ids::IdError;
+
+/// Parse one request field, naming it in the error (`INVALID_ARGUMENT`).
+pub fn field<T>(
+    name: &str,
+    value: &str,
+    parse: impl FnOnce(&str) -> Result<T, IdError>,
+) -> Result<T, Status> {
+    parse(value).map_err(|e| Status::invalid_argument(format!("`{name}` {e}")))
+}

@@ -1,0 +1,37 @@
+//! tilgang: a gRPC authorization sidecar that answers "may this supplier call this
+//! service owner's API with this scope?" from Cedar policies and delegation data.
+//!
+//! # Layout
+//! The module tree follows the data flow.
+//! - [`proto`]: the generated wire types (`proto/tilgang/v1/*.proto`).
+//! - [`ids`]: org numbers, person ids, scopes, right ids: parse, don't validate.
+//! - [`catalogue`]: the rights catalogue (right → scopes), data from `policies/`.
+//! - [`engine`]: the pure decision, (snapshot, request) → allow/deny + reasons.
+//! - [`snapshot`]: the immutable policy+data snapshot; [`snapshot::load`] reads
+//!   it from files, [`snapshot::watch`] keeps it in step with them.
+//! - [`store`]: admin writes: delegation files written atomically, audit log, undo.
+//! - [`grpc`]: tonic services; the one place errors become `tonic::Status`.
+//! - [`server`]: binds the services to listeners, with health and reflection.
+//! - [`table`]: decision tables, shared by `tilgang test` and `cargo test`.
+//! - [`cli`]: one module per subcommand of the `tilgang` binary.
+#![forbid(unsafe_code)]
+
+pub mod catalogue;
+pub mod cli;
+pub mod engine;
+pub mod grpc;
+pub mod ids;
+pub mod server;
+pub mod snapshot;
+pub mod store;
+pub mod table;
+
+/// Generated from `proto/tilgang/v1/*.proto` by `build.rs`.
+pub mod proto {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("tilgang.v1");
+
+    /// The encoded descriptor set, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/tilgang_descriptor.bin"));
+}

@@ -1,0 +1,753 @@
+//! Reads policies and data from disk into snapshot parts, validating everything
+//! against the Cedar schema. Errors carry the file (and line, where Cedar or JSON
+//! gives one) so a policy author can find them.
+//!
+//! Layout read here:
+//! - policies dir: `*.cedarschema`, `*.cedar` (every policy needs `@id("...")`),
+//!   `rights.json`. Top level only; names starting with `.` are skipped, which
+//!   also skips Kubernetes ConfigMap internals (`..data`, `..2024_...`).
+//! - data dir: `delegations/<owner>.json` (Cedar entity JSON), `roles.json`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use cedar_policy::{
+    Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet,
+    RestrictedExpression, Schema, SchemaFragment, ValidationMode, Validator,
+};
+use serde::Deserialize;
+use sha2::Digest as _;
+
+use super::{DelegationRecord, Digest, OwnerDelegations, PolicyBundle, Roles, Snapshot};
+use crate::catalogue::Catalogue;
+use crate::ids::{OrgNumber, PersonId, RightId};
+
+/// Cedar type names tilgang's code relies on. The schema must declare them.
+pub const ORG_TYPE: &str = "Tilgang::Organization";
+pub const PERSON_TYPE: &str = "Tilgang::Person";
+pub const RIGHT_TYPE: &str = "Tilgang::Right";
+pub const SCOPE_TYPE: &str = "Tilgang::Scope";
+pub const DELEGATION_TYPE: &str = "Tilgang::Delegation";
+pub const ACTION_TYPE: &str = "Tilgang::Action";
+pub const CATALOGUE_FILE: &str = "rights.json";
+pub const ROLES_FILE: &str = "roles.json";
+pub const DELEGATIONS_DIR: &str = "delegations";
+
+/// One problem in one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    /// `path`, or `path:line:column` when the error has a position.
+    pub location: String,
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+/// Every problem found in one load. Loading does not stop at the first file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct LoadErrors(pub Vec<LoadError>);
+
+impl fmt::Display for LoadErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl LoadError {
+    fn new(location: impl fmt::Display, message: impl fmt::Display) -> Self {
+        Self {
+            location: location.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    /// From a Cedar diagnostic whose labels point into `text`.
+    fn from_diagnostic(file: &str, text: &str, diag: &dyn miette::Diagnostic) -> Self {
+        let offset = diag.labels().and_then(|mut l| l.next()).map(|l| l.offset());
+        let location = match offset {
+            Some(off) => {
+                let (line, col) = line_col(text, off);
+                format!("{file}:{line}:{col}")
+            }
+            None => file.to_string(),
+        };
+        let mut message = diag.to_string();
+        if let Some(help) = diag.help() {
+            message.push_str(&format!(" (help: {help})"));
+        }
+        Self { location, message }
+    }
+}
+
+/// The line of a policy's `@id("...")` annotation. Cedar's public API does not
+/// expose a policy's position, so look for the annotation in the source.
+fn policy_line(text: &str, id: &str) -> Option<usize> {
+    let literal = format!("\"{}\"", id.escape_default());
+    let mut from = 0;
+    while let Some(found) = text[from..].find(&literal) {
+        let at = from + found;
+        let before = text[..at].trim_end();
+        if let Some(b) = before.strip_suffix('(')
+            && b.trim_end().ends_with("@id")
+        {
+            return Some(line_col(text, at).0);
+        }
+        from = at + literal.len();
+    }
+    None
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let col = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+    (line, col)
+}
+
+fn digest_of(parts: &[(&str, &[u8])]) -> Digest {
+    let mut h = sha2::Sha256::new();
+    for (name, bytes) in parts {
+        h.update((name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
+    h.finalize().into()
+}
+
+/// Where policies come from: a directory (hot-reloaded) or the copy built into the
+/// binary, used when the default `policies/` directory does not exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    Dir(PathBuf),
+    Embedded,
+}
+
+impl fmt::Display for PolicySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Dir(d) => write!(f, "{}", d.display()),
+            Self::Embedded => f.write_str("<embedded policies>"),
+        }
+    }
+}
+
+/// The bundled `policies/` directory, compiled in.
+const EMBEDDED: &[(&str, &str)] = &[
+    ("admin.cedar", include_str!("../../policies/admin.cedar")),
+    (
+        "api-access.cedar",
+        include_str!("../../policies/api-access.cedar"),
+    ),
+    ("rights.json", include_str!("../../policies/rights.json")),
+    (
+        "tilgang.cedarschema",
+        include_str!("../../policies/tilgang.cedarschema"),
+    ),
+];
+
+/// Whether a directory entry is one tilgang reads (not hidden, not a temp file).
+pub fn is_visible(name: &str) -> bool {
+    !name.starts_with('.') && !name.ends_with('~')
+}
+
+/// Read the policy files: (display path, file name, contents), sorted by name.
+fn read_policy_files(src: &PolicySource) -> Result<Vec<(String, String, String)>, LoadErrors> {
+    match src {
+        PolicySource::Embedded => Ok(EMBEDDED
+            .iter()
+            .map(|(n, t)| (format!("<embedded>/{n}"), n.to_string(), t.to_string()))
+            .collect()),
+        PolicySource::Dir(dir) => {
+            let one = |e: std::io::Error| LoadErrors(vec![LoadError::new(dir.display(), e)]);
+            let mut files = Vec::new();
+            for entry in std::fs::read_dir(dir).map_err(one)? {
+                let entry = entry.map_err(one)?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let relevant = name.ends_with(".cedar")
+                    || name.ends_with(".cedarschema")
+                    || name == CATALOGUE_FILE;
+                if !relevant || !is_visible(&name) {
+                    continue;
+                }
+                let path = entry.path();
+                // Follows symlinks (ConfigMap volumes link each file into `..data`).
+                if !path.is_file() {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| LoadErrors(vec![LoadError::new(path.display(), e)]))?;
+                files.push((path.display().to_string(), name, text));
+            }
+            files.sort_by(|a, b| a.1.cmp(&b.1));
+            Ok(files)
+        }
+    }
+}
+
+/// Load and validate the policies directory.
+pub fn load_policies(src: &PolicySource) -> Result<PolicyBundle, LoadErrors> {
+    let files = read_policy_files(src)?;
+    let mut errors = Vec::new();
+    let digest = digest_of(
+        &files
+            .iter()
+            .map(|(_, n, t)| (n.as_str(), t.as_bytes()))
+            .collect::<Vec<_>>(),
+    );
+
+    // Schema: every `*.cedarschema` file is a fragment of one schema.
+    let mut fragments = Vec::new();
+    for (path, name, text) in &files {
+        if name.ends_with(".cedarschema") {
+            match SchemaFragment::from_cedarschema_str(text) {
+                Ok((frag, _warnings)) => fragments.push(frag),
+                Err(e) => errors.push(LoadError::from_diagnostic(path, text, &e)),
+            }
+        }
+    }
+    if fragments.is_empty() && errors.is_empty() {
+        errors.push(LoadError::new(src, "no `*.cedarschema` file"));
+    }
+    let schema = match Schema::from_schema_fragments(fragments) {
+        Ok(s) if errors.is_empty() => Some(s),
+        Ok(_) => None,
+        Err(e) => {
+            errors.push(LoadError::new(src, format!("schema: {e}")));
+            None
+        }
+    };
+
+    // Catalogue.
+    let catalogue = match files.iter().find(|f| f.1 == CATALOGUE_FILE) {
+        None => {
+            errors.push(LoadError::new(src, format!("no `{CATALOGUE_FILE}`")));
+            None
+        }
+        Some((path, _, text)) => match Catalogue::from_json(text) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                errors.push(LoadError::new(path, e));
+                None
+            }
+        },
+    };
+
+    // Policies: each file parsed on its own so positions are relative to it; each
+    // policy renamed to its `@id`, which is what responses report as reasons.
+    let mut policies = PolicySet::new();
+    let mut origins: HashMap<String, String> = HashMap::new();
+    let mut texts: HashMap<String, (String, String)> = HashMap::new();
+    for (path, name, text) in &files {
+        if !name.ends_with(".cedar") {
+            continue;
+        }
+        let set = match PolicySet::from_str(text) {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(LoadError::from_diagnostic(path, text, &e));
+                continue;
+            }
+        };
+        if set.templates().next().is_some() {
+            errors.push(LoadError::new(
+                path,
+                "templates (`?principal`, `?resource`) are not supported; write plain policies",
+            ));
+        }
+        for (index, p) in set.policies().enumerate() {
+            let Some(id) = p.annotation("id").map(str::to_string) else {
+                errors.push(LoadError::new(
+                    path,
+                    format!(
+                        "policy #{} has no `@id(\"...\")` annotation; every policy needs one",
+                        index + 1
+                    ),
+                ));
+                continue;
+            };
+            let at = match policy_line(text, &id) {
+                Some(line) => format!("{path}:{line}"),
+                None => path.clone(),
+            };
+            if id.trim().is_empty() {
+                errors.push(LoadError::new(at, "policy has an empty `@id`"));
+                continue;
+            }
+            if let Some(first) = origins.get(&id) {
+                errors.push(LoadError::new(
+                    at,
+                    format!("policy id `{id}` is already used at {first}"),
+                ));
+                continue;
+            }
+            if let Err(e) = policies.add(p.new_id(PolicyId::new(&id))) {
+                errors.push(LoadError::new(at, e));
+                continue;
+            }
+            origins.insert(id.clone(), at);
+            texts.insert(id, (path.clone(), text.clone()));
+        }
+    }
+
+    let (Some(schema), Some(catalogue)) = (schema, catalogue) else {
+        return Err(LoadErrors(errors));
+    };
+
+    let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
+    for e in result.validation_errors() {
+        let id = e.policy_id().to_string();
+        match texts.get(&id) {
+            Some((path, text)) => errors.push(LoadError::from_diagnostic(path, text, e)),
+            None => errors.push(LoadError::new(src, e)),
+        }
+    }
+
+    let base_entities = match base_entities(&schema, &catalogue) {
+        Ok(b) => b,
+        Err(e) => {
+            errors.push(LoadError::new(
+                src,
+                format!("the rights catalogue does not fit the schema: {e}"),
+            ));
+            Vec::new()
+        }
+    };
+    for ty in [
+        ORG_TYPE,
+        PERSON_TYPE,
+        RIGHT_TYPE,
+        SCOPE_TYPE,
+        DELEGATION_TYPE,
+    ] {
+        if !schema.entity_types().any(|t| t.to_string() == ty) {
+            errors.push(LoadError::new(
+                src,
+                format!("the schema must declare entity type `{ty}`"),
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(LoadErrors(errors));
+    }
+    Ok(PolicyBundle {
+        schema,
+        policies,
+        catalogue,
+        base_entities,
+        origins,
+        digest,
+    })
+}
+
+/// The uid of a Cedar entity of one of tilgang's types (the `*_TYPE` constants).
+#[allow(clippy::expect_used)] // only called with the constants above, checked by tests
+pub fn uid(ty: &'static str, id: &str) -> EntityUid {
+    let ty = EntityTypeName::from_str(ty).expect("tilgang's Cedar type names parse");
+    EntityUid::from_type_name_and_id(ty, EntityId::new(id))
+}
+
+/// Right and Scope entities from the catalogue, plus the schema's actions.
+fn base_entities(schema: &Schema, catalogue: &Catalogue) -> Result<Vec<Entity>, String> {
+    let mut out = Vec::new();
+    for r in catalogue.rights() {
+        let attrs = HashMap::from([(
+            "name".to_string(),
+            RestrictedExpression::new_string(r.name.clone()),
+        )]);
+        out.push(
+            Entity::new(uid(RIGHT_TYPE, r.id.as_str()), attrs, HashSet::new())
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    for (scope, rights) in catalogue.scopes() {
+        let parents = rights.iter().map(|r| uid(RIGHT_TYPE, r.as_str())).collect();
+        out.push(Entity::new_no_attrs(
+            uid(SCOPE_TYPE, scope.as_str()),
+            parents,
+        ));
+    }
+    // Validate against the schema, and let it add the action entities.
+    let entities = Entities::from_entities(out, Some(schema)).map_err(|e| e.to_string())?;
+    Ok(entities.iter().cloned().collect())
+}
+
+/// An entity reference as the JSON entity format writes it: with or without the
+/// `__entity` escape.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawUid {
+    Escaped { __entity: PlainUid },
+    Plain(PlainUid),
+}
+
+#[derive(Debug, Deserialize)]
+struct PlainUid {
+    #[serde(rename = "type")]
+    ty: String,
+    id: String,
+}
+
+impl RawUid {
+    fn plain(&self) -> &PlainUid {
+        match self {
+            Self::Escaped { __entity } => __entity,
+            Self::Plain(p) => p,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RawDelegation {
+    uid: RawUid,
+    attrs: RawAttrs,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawAttrs {
+    owner: RawUid,
+    supplier: RawUid,
+    rights: Vec<RawUid>,
+    delegated_by: String,
+    created_at: String,
+    updated_at: String,
+    #[serde(flatten)]
+    extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The path of one owner's delegation file.
+pub fn owner_file(data_dir: &Path, owner: &OrgNumber) -> PathBuf {
+    data_dir.join(DELEGATIONS_DIR).join(format!("{owner}.json"))
+}
+
+/// If `path` is an owner file (`delegations/<orgnr>.json`), the owner.
+pub fn owner_of_path(data_dir: &Path, path: &Path) -> Option<OrgNumber> {
+    let rel = path.strip_prefix(data_dir).ok()?;
+    let mut parts = rel.components();
+    if parts.next()?.as_os_str() != DELEGATIONS_DIR {
+        return None;
+    }
+    let name = parts.next()?.as_os_str().to_str()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let stem = name.strip_suffix(".json")?;
+    if stem.len() != 9 {
+        return None;
+    }
+    OrgNumber::parse(stem).ok()
+}
+
+/// Parse one owner's file. `bytes` is what was read from `path`.
+pub fn parse_owner_file(
+    path: &str,
+    owner: &OrgNumber,
+    bytes: &[u8],
+    policies: &PolicyBundle,
+) -> Result<OwnerDelegations, LoadError> {
+    let digest = digest_of(&[(owner.as_str(), bytes)]);
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| LoadError::new(format!("{path}:{}:{}", e.line(), e.column()), e))?;
+    let raw: Vec<RawDelegation> = serde_json::from_value(value.clone()).map_err(|e| {
+        LoadError::new(
+            path,
+            format!("expected an array of `{DELEGATION_TYPE}` entities: {e}"),
+        )
+    })?;
+    // Cedar parses the file itself, so what the engine sees is checked against the
+    // schema exactly as a policy author would expect.
+    let entities = Entities::from_json_value(value, Some(&policies.schema))
+        .map_err(|e| LoadError::new(path, e))?;
+    let by_uid: HashMap<String, &Entity> =
+        entities.iter().map(|e| (e.uid().to_string(), e)).collect();
+
+    let mut by_supplier = BTreeMap::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let at = format!("{path}: entity #{}", i + 1);
+        let bad = |msg: String| LoadError::new(&at, msg);
+        let uid_plain = r.uid.plain();
+        if uid_plain.ty != DELEGATION_TYPE {
+            return Err(bad(format!(
+                "only `{DELEGATION_TYPE}` entities belong in a delegation file, found `{}`",
+                uid_plain.ty
+            )));
+        }
+        let a = &r.attrs;
+        let parse_org = |field: &str, u: &RawUid| -> Result<OrgNumber, LoadError> {
+            OrgNumber::parse(&u.plain().id).map_err(|e| bad(format!("`{field}`: {e}")))
+        };
+        let o = parse_org("owner", &a.owner)?;
+        let supplier = parse_org("supplier", &a.supplier)?;
+        if o != *owner {
+            return Err(bad(format!(
+                "`owner` is {o}, but this file holds delegations of {owner}"
+            )));
+        }
+        if supplier == *owner {
+            return Err(bad("`supplier` equals `owner`".to_string()));
+        }
+        let expected_id = format!("{owner}/{supplier}");
+        if uid_plain.id != expected_id {
+            return Err(bad(format!(
+                "entity id is `{}`, expected `{expected_id}`",
+                uid_plain.id
+            )));
+        }
+        let mut rights = BTreeSet::new();
+        for ru in &a.rights {
+            let id = RightId::parse(&ru.plain().id)
+                .ok()
+                .filter(|id| policies.catalogue.get(id).is_some())
+                .ok_or_else(|| {
+                    bad(format!(
+                        "right `{}` is not in the catalogue (known: {})",
+                        ru.plain().id,
+                        policies.catalogue.known_ids()
+                    ))
+                })?;
+            rights.insert(id);
+        }
+        if rights.is_empty() {
+            return Err(bad(
+                "a delegation with no rights should be removed, not kept empty".to_string(),
+            ));
+        }
+        let Some(entity) = by_uid.get(&uid(DELEGATION_TYPE, &expected_id).to_string()) else {
+            return Err(bad("entity missing after Cedar parsed the file".to_string()));
+        };
+        if by_supplier.contains_key(&supplier) {
+            return Err(bad(format!("supplier {supplier} appears twice")));
+        }
+        by_supplier.insert(
+            supplier,
+            Arc::new(DelegationRecord {
+                owner: *owner,
+                supplier,
+                rights,
+                delegated_by: a.delegated_by.clone(),
+                created_at: a.created_at.clone(),
+                updated_at: a.updated_at.clone(),
+                extra_attrs: a.extra.clone(),
+                entity: (*entity).clone(),
+            }),
+        );
+    }
+    Ok(OwnerDelegations {
+        by_supplier,
+        digest,
+    })
+}
+
+/// Read one owner's file. `Ok(None)` when it does not exist.
+pub fn load_owner_file(
+    data_dir: &Path,
+    owner: &OrgNumber,
+    policies: &PolicyBundle,
+) -> Result<Option<OwnerDelegations>, LoadError> {
+    let path = owner_file(data_dir, owner);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            parse_owner_file(&path.display().to_string(), owner, &bytes, policies).map(Some)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(LoadError::new(path.display(), e)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRole {
+    org: String,
+    person: String,
+    role: String,
+}
+
+/// Parse `roles.json` (an array of `{"org", "person", "role"}`).
+pub fn parse_roles(path: &str, bytes: &[u8]) -> Result<Roles, LoadError> {
+    let raw: Vec<RawRole> = serde_json::from_slice(bytes)
+        .map_err(|e| LoadError::new(format!("{path}:{}:{}", e.line(), e.column()), e))?;
+    let mut by_org_person: HashMap<(OrgNumber, PersonId), BTreeSet<String>> = HashMap::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let at = format!("{path}: entry #{}", i + 1);
+        let org =
+            OrgNumber::parse(&r.org).map_err(|e| LoadError::new(&at, format!("`org`: {e}")))?;
+        let person = PersonId::parse(&r.person)
+            .map_err(|e| LoadError::new(&at, format!("`person`: {e}")))?;
+        let ok = !r.role.is_empty()
+            && r.role.len() <= 16
+            && r.role
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+        if !ok {
+            return Err(LoadError::new(
+                &at,
+                format!(
+                    "`role`: `{}` is not a role code (1 to 16 of `A-Z0-9`)",
+                    r.role
+                ),
+            ));
+        }
+        by_org_person
+            .entry((org, person))
+            .or_default()
+            .insert(r.role);
+    }
+    Ok(Roles {
+        by_org_person,
+        digest: digest_of(&[(ROLES_FILE, bytes)]),
+    })
+}
+
+/// Read `roles.json`; a missing file means nobody holds any role.
+pub fn load_roles(data_dir: &Path) -> Result<Roles, LoadError> {
+    let path = data_dir.join(ROLES_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => parse_roles(&path.display().to_string(), &bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Roles::default()),
+        Err(e) => Err(LoadError::new(path.display(), e)),
+    }
+}
+
+/// The owners that have a file in `delegations/`. Files whose name is not an org
+/// number are reported as errors, not ignored, so a typo is noticed.
+pub fn list_owner_files(data_dir: &Path) -> Result<(Vec<OrgNumber>, Vec<LoadError>), LoadError> {
+    let dir = data_dir.join(DELEGATIONS_DIR);
+    let mut owners = Vec::new();
+    let mut errors = Vec::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((owners, errors)),
+        Err(e) => return Err(LoadError::new(dir.display(), e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| LoadError::new(dir.display(), e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !is_visible(&name) || !entry.path().is_file() {
+            continue;
+        }
+        match owner_of_path(data_dir, &entry.path()) {
+            Some(o) => owners.push(o),
+            None => errors.push(LoadError::new(
+                entry.path().display(),
+                "not a delegation file: expected `<orgnr>.json` with a valid 9-digit org number",
+            )),
+        }
+    }
+    owners.sort();
+    Ok((owners, errors))
+}
+
+/// Load all data against `policies`. Returns what loaded and every error.
+pub fn load_data(
+    data_dir: &Path,
+    policies: &PolicyBundle,
+) -> (
+    HashMap<OrgNumber, Arc<OwnerDelegations>>,
+    Roles,
+    Vec<LoadError>,
+) {
+    let mut errors = Vec::new();
+    let mut owners = HashMap::new();
+    match list_owner_files(data_dir) {
+        Ok((list, errs)) => {
+            errors.extend(errs);
+            for owner in list {
+                match load_owner_file(data_dir, &owner, policies) {
+                    Ok(Some(slice)) => {
+                        owners.insert(owner, Arc::new(slice));
+                    }
+                    Ok(None) => {}
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        Err(e) => errors.push(e),
+    }
+    let roles = load_roles(data_dir).unwrap_or_else(|e| {
+        errors.push(e);
+        Roles::default()
+    });
+    (owners, roles, errors)
+}
+
+/// Load everything; any error anywhere fails the whole load. Used at start-up and
+/// by `tilgang validate`, `check` and `test`.
+pub fn load_snapshot(src: &PolicySource, data_dir: &Path) -> Result<Snapshot, LoadErrors> {
+    let policies = load_policies(src)?;
+    let (owners, roles, errors) = load_data(data_dir, &policies);
+    if !errors.is_empty() {
+        return Err(LoadErrors(errors));
+    }
+    Ok(Snapshot::new(Arc::new(policies), owners, Arc::new(roles)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_policies_load() {
+        let b = load_policies(&PolicySource::Embedded).unwrap();
+        assert!(b.origins.contains_key("delegated-scope"));
+        assert!(b.origins.contains_key("admin-key-role"));
+        assert_eq!(b.catalogue.rights().len(), 2);
+    }
+
+    #[test]
+    fn embedded_matches_the_policies_directory() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let on_disk = load_policies(&PolicySource::Dir(dir)).unwrap();
+        let embedded = load_policies(&PolicySource::Embedded).unwrap();
+        assert_eq!(
+            on_disk.digest, embedded.digest,
+            "EMBEDDED lists every file in policies/"
+        );
+    }
+
+    #[test]
+    fn type_names_parse() {
+        for ty in [
+            ORG_TYPE,
+            PERSON_TYPE,
+            RIGHT_TYPE,
+            SCOPE_TYPE,
+            DELEGATION_TYPE,
+            ACTION_TYPE,
+        ] {
+            assert_eq!(uid(ty, "x").type_name().to_string(), ty);
+        }
+    }
+
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    }
+
+    #[test]
+    fn owner_paths() {
+        let d = Path::new("/d");
+        let o = OrgNumber::parse("991825827").unwrap();
+        assert_eq!(owner_of_path(d, &owner_file(d, &o)), Some(o));
+        assert_eq!(
+            owner_of_path(d, Path::new("/d/delegations/0192:991825827.json")),
+            None
+        );
+        assert_eq!(owner_of_path(d, Path::new("/d/roles.json")), None);
+    }
+}

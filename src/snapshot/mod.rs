@@ -1,0 +1,226 @@
+//! The immutable policy + data snapshot that every decision reads, and the store that
+//! swaps it.
+//!
+//! A [`Snapshot`] is built once and never mutated; changes build a new one and swap
+//! it in with [`SnapshotStore::update`], so a decision sees the old or the new
+//! snapshot and never a mix. Delegations are kept per owner ([`OwnerDelegations`]),
+//! so a change to one owner's file rebuilds only that owner's slice. Loading from
+//! disk lives in [`load`], watching in [`watch`]; this module does no I/O.
+
+pub mod load;
+pub mod watch;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arc_swap::ArcSwap;
+use cedar_policy::{Entity, PolicySet, Schema};
+
+use crate::catalogue::Catalogue;
+use crate::ids::{OrgNumber, PersonId, RightId};
+
+/// A content digest, used to build the revision and to skip unchanged files.
+pub type Digest = [u8; 32];
+
+/// Everything from the policies directory: schema, policies, rights catalogue.
+#[derive(Debug)]
+pub struct PolicyBundle {
+    pub schema: Schema,
+    pub policies: PolicySet,
+    pub catalogue: Catalogue,
+    /// Right and Scope entities derived from the catalogue, and the schema's action
+    /// entities: the part of every request's entity slice that is the same for all.
+    pub base_entities: Vec<Entity>,
+    /// Policy id → `file:line` where it is defined, for messages and `tilgang validate`.
+    pub origins: HashMap<String, String>,
+    pub digest: Digest,
+}
+
+/// One (owner, supplier) delegation, as read from the owner's file.
+#[derive(Debug, Clone)]
+pub struct DelegationRecord {
+    pub owner: OrgNumber,
+    pub supplier: OrgNumber,
+    pub rights: BTreeSet<RightId>,
+    pub delegated_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Attributes in the file that tilgang does not interpret (a policy author's
+    /// schema may add optional ones); kept so a rewrite does not drop them.
+    pub extra_attrs: serde_json::Map<String, serde_json::Value>,
+    /// The Cedar entity, validated against the schema at load.
+    pub entity: Entity,
+}
+
+/// All delegations one owner has given: the contents of `delegations/<owner>.json`.
+#[derive(Debug, Clone, Default)]
+pub struct OwnerDelegations {
+    pub by_supplier: BTreeMap<OrgNumber, Arc<DelegationRecord>>,
+    /// Digest of the file bytes; a rescan that finds the same bytes does nothing.
+    pub digest: Digest,
+}
+
+/// Role assignments from `roles.json`: which roles a person holds for an org.
+#[derive(Debug, Clone, Default)]
+pub struct Roles {
+    pub by_org_person: HashMap<(OrgNumber, PersonId), BTreeSet<String>>,
+    pub digest: Digest,
+}
+
+impl Roles {
+    pub fn of(&self, org: &OrgNumber, person: &PersonId) -> BTreeSet<String> {
+        self.by_org_person
+            .get(&(*org, person.clone()))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// One consistent view of policies and data.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub policies: Arc<PolicyBundle>,
+    pub owners: Arc<HashMap<OrgNumber, Arc<OwnerDelegations>>>,
+    pub roles: Arc<Roles>,
+    /// XOR of every owner file's digest (keyed by owner), kept incrementally so a
+    /// one-owner change does not rehash the rest.
+    data_digest: Digest,
+    revision: String,
+}
+
+fn xor(a: &mut Digest, b: &Digest) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x ^= y;
+    }
+}
+
+impl Snapshot {
+    pub fn new(
+        policies: Arc<PolicyBundle>,
+        owners: HashMap<OrgNumber, Arc<OwnerDelegations>>,
+        roles: Arc<Roles>,
+    ) -> Self {
+        let mut data_digest = [0u8; 32];
+        for o in owners.values() {
+            xor(&mut data_digest, &o.digest);
+        }
+        let mut s = Self {
+            policies,
+            owners: Arc::new(owners),
+            roles,
+            data_digest,
+            revision: String::new(),
+        };
+        s.revision = s.compute_revision();
+        s
+    }
+
+    /// Identifies this snapshot: the same policy and data files give the same
+    /// revision on every replica and across restarts.
+    pub fn revision(&self) -> &str {
+        &self.revision
+    }
+
+    fn compute_revision(&self) -> String {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(self.policies.digest);
+        h.update(self.data_digest);
+        h.update(self.roles.digest);
+        let out = h.finalize();
+        out.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn delegation(&self, owner: &OrgNumber, supplier: &OrgNumber) -> Option<&DelegationRecord> {
+        self.owners
+            .get(owner)
+            .and_then(|o| o.by_supplier.get(supplier))
+            .map(Arc::as_ref)
+    }
+
+    /// A copy with one owner's slice replaced (or removed, for `None`).
+    pub fn with_owner(&self, owner: OrgNumber, slice: Option<Arc<OwnerDelegations>>) -> Self {
+        let mut owners = (*self.owners).clone();
+        let mut data_digest = self.data_digest;
+        if let Some(old) = owners.remove(&owner) {
+            xor(&mut data_digest, &old.digest);
+        }
+        if let Some(new) = slice {
+            xor(&mut data_digest, &new.digest);
+            owners.insert(owner, new);
+        }
+        let mut s = Self {
+            policies: self.policies.clone(),
+            owners: Arc::new(owners),
+            roles: self.roles.clone(),
+            data_digest,
+            revision: String::new(),
+        };
+        s.revision = s.compute_revision();
+        s
+    }
+
+    pub fn with_roles(&self, roles: Arc<Roles>) -> Self {
+        let mut s = self.clone();
+        s.roles = roles;
+        s.revision = s.compute_revision();
+        s
+    }
+}
+
+/// Holds the current snapshot. Readers never block; writers (reloads and admin
+/// writes) are serialized by [`SnapshotStore::lock`] so read-modify-swap sequences
+/// never lose each other's changes.
+#[derive(Debug)]
+pub struct SnapshotStore {
+    current: ArcSwap<Snapshot>,
+    writer: Mutex<()>,
+}
+
+/// Proof that the caller holds the writer lock; needed to swap.
+pub struct WriteGuard<'a> {
+    store: &'a SnapshotStore,
+    _guard: MutexGuard<'a, ()>,
+}
+
+impl WriteGuard<'_> {
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.store.current.load_full()
+    }
+
+    /// Publish `next` if it differs from the current revision. Returns whether it did.
+    pub fn publish(&self, next: Snapshot) -> bool {
+        let changed = next.revision() != self.store.current.load().revision();
+        // Swap even when the revision is equal: the content is the same, but the
+        // slices may now share structure with what the caller read.
+        self.store.current.store(Arc::new(next));
+        changed
+    }
+}
+
+impl SnapshotStore {
+    pub fn new(initial: Snapshot) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(initial),
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// The snapshot to decide with. Cheap; never blocks.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Take the writer lock. A poisoned lock is recovered: the data it guards is
+    /// the `ArcSwap`, which is always a whole snapshot.
+    pub fn lock(&self) -> WriteGuard<'_> {
+        let guard = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        WriteGuard {
+            store: self,
+            _guard: guard,
+        }
+    }
+}

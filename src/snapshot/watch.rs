@@ -1,0 +1,269 @@
+//! Keeps the snapshot in step with the files: watches the policies and data
+//! directories with `notify` (debounced), re-reads what changed, validates it, and
+//! swaps the snapshot. A change that fails validation is logged with its file and
+//! error and the last good snapshot stays; the revision changes only when a new
+//! snapshot is accepted. A slow periodic rescan catches events a file system drops.
+//!
+//! Directories are watched, never single files, so editors that save by rename,
+//! files deleted and recreated, and Kubernetes ConfigMap `..data` symlink swaps are
+//! all seen as changes in the directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
+
+use notify::{RecommendedWatcher, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+
+use super::load::{
+    self, LoadError, LoadErrors, PolicySource, ROLES_FILE, is_visible, owner_of_path,
+};
+use super::{Snapshot, SnapshotStore};
+use crate::ids::OrgNumber;
+
+/// Re-reads files into the store. Shared by the watcher thread, the admin store
+/// (which writes then reloads the owner it wrote) and tests.
+#[derive(Debug)]
+pub struct Reloader {
+    pub store: Arc<SnapshotStore>,
+    pub policies: PolicySource,
+    pub data_dir: PathBuf,
+}
+
+/// What a batch of file events asks for.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Work {
+    policies: bool,
+    rescan_data: bool,
+    roles: bool,
+    owners: Vec<OrgNumber>,
+}
+
+impl Reloader {
+    pub fn new(store: Arc<SnapshotStore>, policies: PolicySource, data_dir: PathBuf) -> Self {
+        Self {
+            store,
+            policies,
+            data_dir,
+        }
+    }
+
+    /// Reload the policies and revalidate all data against them. On error the
+    /// current snapshot stays.
+    pub fn reload_policies(&self) -> Result<bool, LoadErrors> {
+        let w = self.store.lock();
+        let cur = w.current();
+        let policies = load::load_policies(&self.policies)?;
+        if policies.digest == cur.policies.digest {
+            return Ok(false);
+        }
+        let (owners, roles, errors) = load::load_data(&self.data_dir, &policies);
+        if !errors.is_empty() {
+            return Err(LoadErrors(errors));
+        }
+        let changed = w.publish(Snapshot::new(Arc::new(policies), owners, Arc::new(roles)));
+        Ok(changed)
+    }
+
+    /// Re-read one owner's file (absent file: the owner's delegations are gone).
+    pub fn reload_owner(&self, owner: &OrgNumber) -> Result<bool, LoadError> {
+        let w = self.store.lock();
+        let cur = w.current();
+        let slice = load::load_owner_file(&self.data_dir, owner, &cur.policies)?;
+        let old = cur.owners.get(owner);
+        let same = match (&slice, old) {
+            (Some(new), Some(old)) => new.digest == old.digest,
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return Ok(false);
+        }
+        Ok(w.publish(cur.with_owner(*owner, slice.map(Arc::new))))
+    }
+
+    pub fn reload_roles(&self) -> Result<bool, LoadError> {
+        let w = self.store.lock();
+        let cur = w.current();
+        let roles = load::load_roles(&self.data_dir)?;
+        if roles.digest == cur.roles.digest {
+            return Ok(false);
+        }
+        Ok(w.publish(cur.with_roles(Arc::new(roles))))
+    }
+
+    /// Compare every data file with the snapshot and reload the ones that changed
+    /// (and drop owners whose file is gone). Errors are per file: the others load.
+    pub fn rescan_data(&self) -> Vec<LoadError> {
+        let mut errors = Vec::new();
+        let on_disk = match load::list_owner_files(&self.data_dir) {
+            Ok((owners, errs)) => {
+                errors.extend(errs);
+                owners
+            }
+            Err(e) => return vec![e],
+        };
+        let known: Vec<OrgNumber> = self.store.load().owners.keys().copied().collect();
+        let gone = known
+            .into_iter()
+            .filter(|o| on_disk.binary_search(o).is_err());
+        for owner in on_disk.iter().copied().chain(gone) {
+            if let Err(e) = self.reload_owner(&owner) {
+                errors.push(e);
+            }
+        }
+        if let Err(e) = self.reload_roles() {
+            errors.push(e);
+        }
+        errors
+    }
+
+    /// Classify changed paths into the work they need.
+    fn classify(&self, paths: &[PathBuf]) -> Work {
+        let mut work = Work::default();
+        for p in paths {
+            if let PolicySource::Dir(dir) = &self.policies
+                && p.starts_with(dir)
+            {
+                work.policies = true;
+                continue;
+            }
+            let Ok(rel) = p.strip_prefix(&self.data_dir) else {
+                continue;
+            };
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if let Some(owner) = owner_of_path(&self.data_dir, p) {
+                if !work.owners.contains(&owner) {
+                    work.owners.push(owner);
+                }
+            } else if rel == Path::new(ROLES_FILE) {
+                work.roles = true;
+            } else if rel.starts_with(load::DELEGATIONS_DIR) && !is_visible(name) {
+                // A temp file of an atomic write; its rename brings its own event.
+            } else if rel.starts_with(load::DELEGATIONS_DIR) || rel.as_os_str().is_empty() {
+                // The directory itself, or an unexpected name: look at everything.
+                work.rescan_data = true;
+            }
+            // Anything else in the data dir (audit log, undo records) is not policy data.
+        }
+        work
+    }
+
+    /// Apply a batch of changed paths, logging what happened.
+    pub fn apply_paths(&self, paths: &[PathBuf]) {
+        let work = self.classify(paths);
+        if work.policies {
+            self.log_policies(self.reload_policies());
+        }
+        if work.rescan_data {
+            self.log_errors(self.rescan_data());
+        } else {
+            for owner in &work.owners {
+                match self.reload_owner(owner) {
+                    Ok(true) => self.log_accepted(&format!("delegations of {owner}")),
+                    Ok(false) => {}
+                    Err(e) => self.log_errors(vec![e]),
+                }
+            }
+            if work.roles {
+                match self.reload_roles() {
+                    Ok(true) => self.log_accepted(ROLES_FILE),
+                    Ok(false) => {}
+                    Err(e) => self.log_errors(vec![e]),
+                }
+            }
+        }
+    }
+
+    /// Reload everything that differs from the snapshot; the fallback for dropped
+    /// events.
+    pub fn rescan(&self) {
+        self.log_policies(self.reload_policies());
+        self.log_errors(self.rescan_data());
+    }
+
+    fn log_policies(&self, r: Result<bool, LoadErrors>) {
+        match r {
+            Ok(true) => self.log_accepted("policies"),
+            Ok(false) => {}
+            Err(errors) => self.log_errors(errors.0),
+        }
+    }
+
+    fn log_accepted(&self, what: &str) {
+        tracing::info!(revision = self.store.load().revision(), "reloaded {what}");
+    }
+
+    fn log_errors(&self, errors: Vec<LoadError>) {
+        let revision = self.store.load().revision().to_string();
+        for e in errors {
+            tracing::error!(
+                file = %e.location,
+                error = %e.message,
+                %revision,
+                "rejected change; still deciding with the last good snapshot"
+            );
+        }
+    }
+}
+
+/// Stops the watcher when dropped: stopping the debouncer drops the channel's only
+/// sender, which ends the reload thread.
+pub struct WatchHandle {
+    debouncer: Option<Debouncer<RecommendedWatcher, RecommendedCache>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for WatchHandle {
+    fn drop(&mut self) {
+        if let Some(d) = self.debouncer.take() {
+            d.stop();
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Start watching. `debounce` groups bursts of events (an editor's save is several);
+/// `rescan` is the fallback period.
+pub fn spawn(
+    reloader: Arc<Reloader>,
+    debounce: Duration,
+    rescan: Duration,
+) -> Result<WatchHandle, notify::Error> {
+    let (tx, rx) = mpsc::channel::<DebounceEventResult>();
+    let mut debouncer = new_debouncer(debounce, None, tx)?;
+    if let PolicySource::Dir(dir) = &reloader.policies {
+        debouncer.watch(dir, RecursiveMode::NonRecursive)?;
+    }
+    debouncer.watch(&reloader.data_dir, RecursiveMode::Recursive)?;
+    let thread = std::thread::Builder::new()
+        .name("tilgang-reload".into())
+        .spawn(move || {
+            loop {
+                match rx.recv_timeout(rescan) {
+                    Ok(Ok(events)) => {
+                        let paths: Vec<PathBuf> =
+                            events.into_iter().flat_map(|e| e.event.paths).collect();
+                        tracing::debug!(?paths, "file events");
+                        reloader.apply_paths(&paths);
+                    }
+                    Ok(Err(errors)) => {
+                        for e in errors {
+                            tracing::warn!(error = %e, "file watcher error; rescanning");
+                        }
+                        reloader.rescan();
+                    }
+                    Err(RecvTimeoutError::Timeout) => reloader.rescan(),
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        })
+        .map_err(notify::Error::io)?;
+    Ok(WatchHandle {
+        debouncer: Some(debouncer),
+        thread: Some(thread),
+    })
+}

@@ -1,0 +1,235 @@
+//! Decision tables: CSV files with header `supplier,owner,scope,expect` (`expect`
+//! is `allow` or `deny`; `#` starts a comment line). One runner serves
+//! `tilgang test` and `cargo test`.
+
+use std::path::{Path, PathBuf};
+
+use crate::engine::{self, AccessRequest};
+use crate::ids::{OrgNumber, Scope};
+use crate::snapshot::Snapshot;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{location}: {message}")]
+    Bad { location: String, message: String },
+}
+
+/// One row, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub location: String,
+    pub request: AccessRequest,
+    pub expect_allow: bool,
+}
+
+const HEADER: [&str; 4] = ["supplier", "owner", "scope", "expect"];
+
+/// Expand directories into their `*.csv` files (sorted).
+pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, TableError> {
+    let mut out = Vec::new();
+    for p in paths {
+        let io = |source| TableError::Io {
+            path: p.display().to_string(),
+            source,
+        };
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(io)?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|f| f.extension().is_some_and(|e| e == "csv") && f.is_file())
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(TableError::Bad {
+                    location: p.display().to_string(),
+                    message: "directory holds no `*.csv` tables".into(),
+                });
+            }
+            out.extend(files);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Parse one table.
+pub fn read(path: &Path) -> Result<Vec<Row>, TableError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| TableError::Io {
+        path: name.clone(),
+        source,
+    })?;
+    parse(&name, &text)
+}
+
+pub fn parse(name: &str, text: &str) -> Result<Vec<Row>, TableError> {
+    let bad = |line: u64, message: String| TableError::Bad {
+        location: format!("{name}:{line}"),
+        message,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .comment(Some(b'#'))
+        .trim(csv::Trim::All)
+        .has_headers(true)
+        .from_reader(text.as_bytes());
+    // The csv crate's positions do not count comment lines, and a record's
+    // position is where the reader stood before skipping comments and blank lines;
+    // find the record's own line from the byte offset.
+    let line_at = |byte: u64| -> u64 {
+        let mut at = usize::try_from(byte).unwrap_or(usize::MAX).min(text.len());
+        while at < text.len() {
+            let rest = &text[at..];
+            let skip = rest.starts_with('#') || rest.starts_with('\n') || rest.starts_with("\r\n");
+            if !skip {
+                break;
+            }
+            at += rest.find('\n').map_or(rest.len(), |i| i + 1);
+        }
+        text.as_bytes()[..at]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count() as u64
+            + 1
+    };
+    let header_line = text
+        .lines()
+        .position(|l| !l.trim_start().starts_with('#'))
+        .map_or(1, |i| i as u64 + 1);
+    let header = reader
+        .headers()
+        .map_err(|e| bad(header_line, e.to_string()))?
+        .clone();
+    let got: Vec<&str> = header.iter().collect();
+    if got != HEADER {
+        let line = header_line;
+        return Err(bad(
+            line,
+            format!(
+                "header must be `{}`, found `{}`",
+                HEADER.join(","),
+                got.join(",")
+            ),
+        ));
+    }
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| line_at(p.byte()));
+            bad(line, e.to_string())
+        })?;
+        let line = record.position().map_or(0, |p| line_at(p.byte()));
+        let get = |i: usize| record.get(i).unwrap_or("");
+        let field = |i: usize, e: crate::ids::IdError| bad(line, format!("`{}` {e}", HEADER[i]));
+        let request = AccessRequest {
+            supplier: OrgNumber::parse(get(0)).map_err(|e| field(0, e))?,
+            owner: OrgNumber::parse(get(1)).map_err(|e| field(1, e))?,
+            scope: Scope::parse(get(2)).map_err(|e| field(2, e))?,
+        };
+        let expect_allow = match get(3) {
+            "allow" => true,
+            "deny" => false,
+            other => {
+                return Err(bad(
+                    line,
+                    format!("`expect` must be `allow` or `deny`, found `{other}`"),
+                ));
+            }
+        };
+        rows.push(Row {
+            location: format!("{name}:{line}"),
+            request,
+            expect_allow,
+        });
+    }
+    Ok(rows)
+}
+
+/// The result of running rows.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub passed: usize,
+    /// One line per failing row: `file:line: expected allow, got deny (reasons: ...)`.
+    pub failures: Vec<String>,
+}
+
+impl Outcome {
+    pub fn summary(&self) -> String {
+        format!("{} passed, {} failed", self.passed, self.failures.len())
+    }
+}
+
+fn word(allow: bool) -> &'static str {
+    if allow { "allow" } else { "deny" }
+}
+
+/// Decide every row against `snap`.
+pub fn run(snap: &Snapshot, rows: &[Row]) -> Outcome {
+    let mut out = Outcome::default();
+    for row in rows {
+        let d = engine::decide(snap, &row.request);
+        if d.allowed == row.expect_allow {
+            out.passed += 1;
+        } else {
+            let mut line = format!(
+                "{}: expected {}, got {} (reasons: {})",
+                row.location,
+                word(row.expect_allow),
+                word(d.allowed),
+                if d.reasons.is_empty() {
+                    "none".to_string()
+                } else {
+                    d.reasons.join(", ")
+                }
+            );
+            if !d.errors.is_empty() {
+                line.push_str(&format!(" (errors: {})", d.errors.join("; ")));
+            }
+            out.failures.push(line);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_comments_and_prefixes() {
+        let rows = parse(
+            "t.csv",
+            "supplier,owner,scope,expect\n# a comment\n0192:810418672,991825827,a:b,allow\n",
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].location, "t.csv:3");
+        assert!(rows[0].expect_allow);
+    }
+
+    #[test]
+    fn rejects_bad_tables_with_a_location() {
+        let e = parse("t.csv", "a,b\n").unwrap_err().to_string();
+        assert!(e.starts_with("t.csv:1: header must be"), "{e}");
+        let e = parse(
+            "t.csv",
+            "supplier,owner,scope,expect\n810418672,991825827,s,maybe\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("t.csv:2") && e.contains("`expect`"), "{e}");
+        let e = parse(
+            "t.csv",
+            "supplier,owner,scope,expect\n123,991825827,s,deny\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("t.csv:2") && e.contains("`supplier`"), "{e}");
+    }
+}
