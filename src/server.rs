@@ -26,7 +26,10 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
 }
 
-fn reflection() -> Result<
+/// Reflection that advertises only what this listener serves.
+fn reflection(
+    service: &str,
+) -> Result<
     tonic_reflection::server::v1::ServerReflectionServer<
         impl tonic_reflection::server::v1::ServerReflection,
     >,
@@ -35,6 +38,8 @@ fn reflection() -> Result<
     Ok(tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name(service)
+        .with_service_name("grpc.health.v1.Health")
         .build_v1()?)
 }
 
@@ -50,7 +55,7 @@ pub async fn serve_gateway(
         .await;
     Server::builder()
         .add_service(health_service)
-        .add_service(reflection()?)
+        .add_service(reflection("tilgang.v1.Authorizer")?)
         .add_service(AuthorizerServer::new(AuthorizerService::new(snapshots)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
@@ -69,7 +74,7 @@ pub async fn serve_admin(
         .await;
     Server::builder()
         .add_service(health_service)
-        .add_service(reflection()?)
+        .add_service(reflection("tilgang.v1.Delegations")?)
         .add_service(DelegationsServer::new(DelegationsService::new(store)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;

@@ -64,8 +64,9 @@ impl Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// Not a `#[source]`: the message already lists every error.
     #[error("policies or data are invalid; refusing to start:\n{0}")]
-    Load(#[from] LoadErrors),
+    Load(LoadErrors),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -73,6 +74,12 @@ pub enum StartError {
     },
     #[error("watching files: {0}")]
     Watch(#[from] notify::Error),
+}
+
+impl From<LoadErrors> for StartError {
+    fn from(e: LoadErrors) -> Self {
+        Self::Load(e)
+    }
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {

@@ -46,6 +46,10 @@ fn to_status(e: StoreError) -> Status {
             tracing::error!(error = %e, "refused a write");
             Status::failed_precondition(e.to_string())
         }
+        e @ StoreError::Audit(_) => {
+            tracing::error!(error = %e, "audit log write failed");
+            Status::internal(e.to_string())
+        }
         StoreError::Io(e) => {
             tracing::error!(error = %e, "storage error");
             Status::unavailable(format!("storage error; nothing was acknowledged: {e}"))

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
-use notify::{RecommendedWatcher, RecursiveMode};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 
 use super::load::{
@@ -226,6 +227,16 @@ impl Drop for WatchHandle {
     }
 }
 
+/// Whether an event can mean changed content. Opening and reading a file or
+/// directory (which reloading itself does) must not trigger another reload.
+fn changes_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 /// Start watching. `debounce` groups bursts of events (an editor's save is several);
 /// `rescan` is the fallback period.
 pub fn spawn(
@@ -245,10 +256,15 @@ pub fn spawn(
             loop {
                 match rx.recv_timeout(rescan) {
                     Ok(Ok(events)) => {
-                        let paths: Vec<PathBuf> =
-                            events.into_iter().flat_map(|e| e.event.paths).collect();
-                        tracing::debug!(?paths, "file events");
-                        reloader.apply_paths(&paths);
+                        let paths: Vec<PathBuf> = events
+                            .into_iter()
+                            .filter(|e| changes_content(&e.event.kind))
+                            .flat_map(|e| e.event.paths)
+                            .collect();
+                        if !paths.is_empty() {
+                            tracing::debug!(?paths, "file events");
+                            reloader.apply_paths(&paths);
+                        }
                     }
                     Ok(Err(errors)) => {
                         for e in errors {

@@ -45,6 +45,9 @@ pub enum StoreError {
     Corrupt(LoadError),
     #[error("storage: {0}")]
     Io(#[from] std::io::Error),
+    /// The change is durable and live, but its audit line could not be written.
+    #[error("the change was applied, but its audit record could not be written: {0}")]
+    Audit(std::io::Error),
 }
 
 /// A delegation as the admin API shows it.
@@ -362,16 +365,18 @@ impl DelegationStore {
         entry.updated_at = t.clone();
         let after = entry.rights.clone();
         self.commit(&owner, &entries)?;
-        self.audit.append(&AuditRecord {
-            time: t,
-            actor: actor.to_string(),
-            owner: owner.to_string(),
-            supplier: supplier.to_string(),
-            change: Change::Grant,
-            rights_before: ids(&before),
-            rights_after: ids(&after),
-            undo_token: None,
-        })?;
+        self.audit
+            .append(&AuditRecord {
+                time: t,
+                actor: actor.to_string(),
+                owner: owner.to_string(),
+                supplier: supplier.to_string(),
+                change: Change::Grant,
+                rights_before: ids(&before),
+                rights_after: ids(&after),
+                undo_token: None,
+            })
+            .map_err(StoreError::Audit)?;
         Ok(self.view(&owner, &supplier))
     }
 
@@ -443,20 +448,22 @@ impl DelegationStore {
             },
         )?;
         self.commit(&owner, &entries)?;
-        self.audit.append(&AuditRecord {
-            time: rfc3339(t),
-            actor: actor.to_string(),
-            owner: owner.to_string(),
-            supplier: supplier.to_string(),
-            change: if after.is_empty() {
-                Change::RevokeLast
-            } else {
-                Change::Revoke
-            },
-            rights_before: ids(&before),
-            rights_after: ids(&after),
-            undo_token: Some(token.to_string()),
-        })?;
+        self.audit
+            .append(&AuditRecord {
+                time: rfc3339(t),
+                actor: actor.to_string(),
+                owner: owner.to_string(),
+                supplier: supplier.to_string(),
+                change: if after.is_empty() {
+                    Change::RevokeLast
+                } else {
+                    Change::Revoke
+                },
+                rights_before: ids(&before),
+                rights_after: ids(&after),
+                undo_token: Some(token.to_string()),
+            })
+            .map_err(StoreError::Audit)?;
         Ok(Revoked {
             remaining: self.view(&owner, &supplier),
             undo_token: token,
@@ -525,16 +532,18 @@ impl DelegationStore {
         record.used_by = Some(actor.to_string());
         undo::save(self.data_dir(), token, &record)?;
         self.commit(&owner, &entries)?;
-        self.audit.append(&AuditRecord {
-            time: stamp,
-            actor: actor.to_string(),
-            owner: owner.to_string(),
-            supplier: supplier.to_string(),
-            change: Change::Undo,
-            rights_before: ids(&before),
-            rights_after: ids(&after),
-            undo_token: Some(token.to_string()),
-        })?;
+        self.audit
+            .append(&AuditRecord {
+                time: stamp,
+                actor: actor.to_string(),
+                owner: owner.to_string(),
+                supplier: supplier.to_string(),
+                change: Change::Undo,
+                rights_before: ids(&before),
+                rights_after: ids(&after),
+                undo_token: Some(token.to_string()),
+            })
+            .map_err(StoreError::Audit)?;
         Ok(self.view(&owner, &supplier))
     }
 

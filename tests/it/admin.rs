@@ -1,0 +1,552 @@
+//! The admin API over real listeners: the delegate → revoke → undo flow and its
+//! effect on gateway decisions, every rejection, concurrency, restart, audit.
+
+use std::time::Duration;
+
+use tilgang::proto::{
+    DelegateRequest, ListDelegationsRequest, ListRightsRequest, RevokeRequest, UndoRevokeRequest,
+};
+use tonic::Code;
+
+use crate::util::*;
+
+fn delegate(owner: &str, supplier: &str, rights: &[&str], actor: &str) -> DelegateRequest {
+    DelegateRequest {
+        owner: owner.into(),
+        supplier: supplier.into(),
+        rights: rights.iter().map(|r| r.to_string()).collect(),
+        actor: actor.into(),
+    }
+}
+
+fn revoke(owner: &str, supplier: &str, rights: &[&str], actor: &str) -> RevokeRequest {
+    RevokeRequest {
+        owner: owner.into(),
+        supplier: supplier.into(),
+        rights: rights.iter().map(|r| r.to_string()).collect(),
+        actor: actor.into(),
+    }
+}
+
+fn undo(token: &str, actor: &str) -> UndoRevokeRequest {
+    UndoRevokeRequest {
+        undo_token: token.into(),
+        actor: actor.into(),
+    }
+}
+
+fn audit_lines(s: &TestServer) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(s.work.data().join("audit.jsonl")).unwrap_or_default();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn owner_file(s: &TestServer, owner: &str) -> Option<String> {
+    std::fs::read_to_string(
+        s.work
+            .data()
+            .join("delegations")
+            .join(format!("{owner}.json")),
+    )
+    .ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn catalogue_lists_the_two_rights() {
+    let s = TestServer::start().await;
+    let rights = s
+        .admin()
+        .await
+        .list_rights(ListRightsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .rights;
+    let ids: Vec<&str> = rights.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["instances-full", "instances-read"]);
+    assert_eq!(
+        rights[0].name,
+        "Altinn tjenesteeier-API: Appinstanser (full tilgang)"
+    );
+    assert_eq!(rights[0].scopes, [READ, WRITE]);
+    assert_eq!(
+        rights[1].name,
+        "Altinn tjenesteeier-API: Appinstanser (lesetilgang)"
+    );
+    assert_eq!(rights[1].scopes, [READ]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delegate_revoke_undo_flow_drives_decisions() {
+    let s = TestServer::start().await;
+    let mut a = s.admin().await;
+    assert!(!s.decide(NEW_SUPPLIER, OWNER, READ).await.allowed);
+
+    // Delegate both rights: read and write allowed at once (read-your-writes).
+    let d = a
+        .delegate(delegate(
+            OWNER,
+            NEW_SUPPLIER,
+            &["instances-full", "instances-read"],
+            DAGL,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(d.rights, ["instances-full", "instances-read"]);
+    assert_eq!(d.scopes, [READ, WRITE]);
+    assert_eq!(d.delegated_by, DAGL);
+    assert!(!d.updated_at.is_empty() && d.created_at == d.updated_at);
+    assert!(s.decide(NEW_SUPPLIER, OWNER, WRITE).await.allowed);
+    assert!(s.decide(NEW_SUPPLIER, OWNER, READ).await.allowed);
+
+    // Partial revoke of full access keeps read, since read was also given.
+    let r = a
+        .revoke(revoke(OWNER, NEW_SUPPLIER, &["instances-full"], DAGL))
+        .await
+        .unwrap()
+        .into_inner();
+    let remaining = r.remaining.unwrap();
+    assert_eq!(remaining.rights, ["instances-read"]);
+    assert_eq!(remaining.scopes, [READ]);
+    assert!(!s.decide(NEW_SUPPLIER, OWNER, WRITE).await.allowed);
+    assert!(s.decide(NEW_SUPPLIER, OWNER, READ).await.allowed);
+    let partial_token = r.undo_token;
+
+    // Revoke the rest (empty rights = all): denied, gone from the overview.
+    let r = a
+        .revoke(revoke(OWNER, NEW_SUPPLIER, &[], DAGL))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.remaining.unwrap().rights.is_empty());
+    assert_eq!(r.undo_token.len(), 32);
+    assert!(!r.undo_expires_at.is_empty());
+    assert!(!s.decide(NEW_SUPPLIER, OWNER, READ).await.allowed);
+    let list = a
+        .list_delegations(ListDelegationsRequest {
+            owner: OWNER.into(),
+            supplier: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .delegations;
+    assert!(list.iter().all(|d| d.supplier != NEW_SUPPLIER));
+    assert_eq!(list.len(), 2, "the fixture's two delegations remain");
+
+    // Undo the last revocation: read is back, exactly that.
+    let d = a
+        .undo_revoke(undo(&r.undo_token, DAGL))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(d.rights, ["instances-read"]);
+    assert!(s.decide(NEW_SUPPLIER, OWNER, READ).await.allowed);
+    assert!(!s.decide(NEW_SUPPLIER, OWNER, WRITE).await.allowed);
+
+    // A token works once.
+    let e = a.undo_revoke(undo(&r.undo_token, DAGL)).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("already used"), "{}", e.message());
+
+    // The earlier partial revocation can still be undone: full access is back.
+    let d = a
+        .undo_revoke(undo(&partial_token, DAGL))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(d.rights, ["instances-full", "instances-read"]);
+    assert!(s.decide(NEW_SUPPLIER, OWNER, WRITE).await.allowed);
+
+    // One audit line per change, with before and after.
+    let audit = audit_lines(&s);
+    let changes: Vec<&str> = audit
+        .iter()
+        .map(|l| l["change"].as_str().unwrap())
+        .collect();
+    assert_eq!(changes, ["grant", "revoke", "revoke-last", "undo", "undo"]);
+    assert_eq!(
+        audit[1]["rights_before"],
+        serde_json::json!(["instances-full", "instances-read"])
+    );
+    assert_eq!(
+        audit[1]["rights_after"],
+        serde_json::json!(["instances-read"])
+    );
+    for l in &audit {
+        assert_eq!(l["actor"], DAGL);
+        assert_eq!(l["owner"], OWNER);
+        assert_eq!(l["supplier"], NEW_SUPPLIER);
+        assert!(l["time"].as_str().unwrap().ends_with('Z'));
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delegate_is_idempotent_and_additive() {
+    let s = TestServer::start().await;
+    let mut a = s.admin().await;
+    let first = a
+        .delegate(delegate(OWNER, NEW_SUPPLIER, &["instances-full"], DAGL))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = a
+        .delegate(delegate(
+            OWNER,
+            NEW_SUPPLIER,
+            &["instances-full"],
+            "04048612345",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.rights, first.rights);
+    assert_eq!(again.created_at, first.created_at);
+    assert_eq!(again.delegated_by, "04048612345");
+    let both = a
+        .delegate(delegate(OWNER, NEW_SUPPLIER, &["instances-read"], DAGL))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(both.rights, ["instances-full", "instances-read"]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rejections_write_nothing() {
+    let s = TestServer::start().await;
+    let mut a = s.admin().await;
+    let file_before = owner_file(&s, OWNER);
+
+    // Not allowed: a person with no role for the owner, or a role that is not a
+    // key role (REGN), or a role for another organisation.
+    for actor in [OTHER_ADMIN, "03038712345", "99999999999"] {
+        let e = a
+            .delegate(delegate(OWNER, NEW_SUPPLIER, &["instances-read"], actor))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{actor}");
+        assert!(
+            e.message().contains("DAGL") && e.message().contains("APIADM"),
+            "{}",
+            e.message()
+        );
+        assert!(e.message().contains(actor));
+    }
+    let e = a
+        .revoke(revoke(OWNER, FULL_SUPPLIER, &[], OTHER_ADMIN))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+
+    let cases: Vec<(DelegateRequest, &str)> = vec![
+        (
+            delegate("99182582", NEW_SUPPLIER, &["instances-read"], DAGL),
+            "`owner`",
+        ),
+        (
+            delegate(OWNER, "889640783", &["instances-read"], DAGL),
+            "`supplier`",
+        ),
+        (
+            delegate(OWNER, NEW_SUPPLIER, &["instances-read"], ""),
+            "`actor`",
+        ),
+        (
+            delegate(OWNER, NEW_SUPPLIER, &["instances-read"], "../../x"),
+            "`actor`",
+        ),
+        (
+            delegate(OWNER, OWNER, &["instances-read"], DAGL),
+            "`supplier`",
+        ),
+        (delegate(OWNER, NEW_SUPPLIER, &[], DAGL), "`rights`"),
+        (
+            delegate(OWNER, NEW_SUPPLIER, &["../etc/passwd"], DAGL),
+            "`rights[0]`",
+        ),
+        (
+            delegate("../../../etc", NEW_SUPPLIER, &["instances-read"], DAGL),
+            "`owner`",
+        ),
+    ];
+    for (r, field) in cases {
+        let e = a.delegate(r.clone()).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{r:?}");
+        assert!(e.message().starts_with(field), "{r:?}: {}", e.message());
+    }
+    let e = a
+        .delegate(delegate(OWNER, NEW_SUPPLIER, &["instances-admin"], DAGL))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().contains("`instances-full`") && e.message().contains("`instances-read`"),
+        "lists the known ids: {}",
+        e.message()
+    );
+
+    // Revoking what is not delegated.
+    let e = a
+        .revoke(revoke(OWNER, NEW_SUPPLIER, &[], DAGL))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = a
+        .revoke(revoke(OWNER, READ_SUPPLIER, &["instances-full"], DAGL))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.message().contains("instances-full"), "{}", e.message());
+
+    // Undo tokens: malformed, unknown.
+    let e = a.undo_revoke(undo("not-a-token", DAGL)).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().starts_with("`undo_token`"));
+    let e = a
+        .undo_revoke(undo(&"0".repeat(32), DAGL))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+
+    assert_eq!(owner_file(&s, OWNER), file_before, "nothing written");
+    assert!(audit_lines(&s).is_empty(), "nothing audited");
+    let undo_dir = std::fs::read_dir(s.work.data().join("undo"))
+        .unwrap()
+        .count();
+    assert_eq!(undo_dir, 0);
+    // Nothing appeared outside the data directory's known layout.
+    let mut top: Vec<String> = std::fs::read_dir(s.work.data())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["audit.jsonl", "delegations", "roles.json", "undo"]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn undo_is_authorized_and_expires() {
+    let work = Workdir::new();
+    let s = TestServer::start_in(work, |c| c.undo_window = Duration::ZERO).await;
+    let mut a = s.admin().await;
+    let r = a
+        .revoke(revoke(OWNER, READ_SUPPLIER, &[], DAGL))
+        .await
+        .unwrap()
+        .into_inner();
+    let e = a
+        .undo_revoke(undo(&r.undo_token, OTHER_ADMIN))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let e = a.undo_revoke(undo(&r.undo_token, DAGL)).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("expired"), "{}", e.message());
+    assert!(!s.decide(READ_SUPPLIER, OWNER, READ).await.allowed);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_delegations_to_one_owner_all_persist() {
+    let s = TestServer::start().await;
+    // Valid org numbers for 24 suppliers.
+    let suppliers: Vec<String> = (10_000_000_u32..)
+        .filter_map(|n| {
+            let s = format!("{n:08}");
+            let w = [3, 2, 7, 6, 5, 4, 3, 2];
+            let sum: u32 = s.bytes().zip(w).map(|(d, w)| u32::from(d - b'0') * w).sum();
+            match 11 - sum % 11 {
+                10 => None,
+                11 => Some(format!("{s}0")),
+                c => Some(format!("{s}{c}")),
+            }
+        })
+        .take(24)
+        .collect();
+    let mut tasks = Vec::new();
+    for sup in &suppliers {
+        let mut a = s.admin().await;
+        let sup = sup.clone();
+        tasks.push(tokio::spawn(async move {
+            a.delegate(delegate(OWNER, &sup, &["instances-read"], DAGL))
+                .await
+                .unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let text = owner_file(&s, OWNER).unwrap();
+    for sup in &suppliers {
+        assert!(
+            text.contains(&format!("\"{OWNER}/{sup}\"")),
+            "{sup} persisted"
+        );
+        assert!(s.decide(sup, OWNER, READ).await.allowed);
+    }
+    let list = s
+        .admin()
+        .await
+        .list_delegations(ListDelegationsRequest {
+            owner: OWNER.into(),
+            supplier: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .delegations;
+    assert_eq!(list.len(), 24 + 2);
+    assert_eq!(audit_lines(&s).len(), 24);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_keeps_delegations_and_undo_tokens() {
+    let s = TestServer::start().await;
+    let mut a = s.admin().await;
+    a.delegate(delegate(OWNER, NEW_SUPPLIER, &["instances-full"], DAGL))
+        .await
+        .unwrap();
+    let r = a
+        .revoke(revoke(OWNER, FULL_SUPPLIER, &[], DAGL))
+        .await
+        .unwrap()
+        .into_inner();
+    let work = s.stop().await;
+
+    let s = TestServer::start_in(work, |_| {}).await;
+    assert!(s.decide(NEW_SUPPLIER, OWNER, WRITE).await.allowed);
+    assert!(!s.decide(FULL_SUPPLIER, OWNER, READ).await.allowed);
+    let d = s
+        .admin()
+        .await
+        .undo_revoke(undo(&r.undo_token, DAGL))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(d.rights, ["instances-full"]);
+    assert_eq!(
+        d.created_at, "2026-01-05T09:00:00Z",
+        "undo restores when it was first given"
+    );
+    assert!(s.decide(FULL_SUPPLIER, OWNER, WRITE).await.allowed);
+    assert_eq!(audit_lines(&s).len(), 3);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn overview_filters_by_owner_supplier_or_both() {
+    let s = TestServer::start().await;
+    let mut a = s.admin().await;
+    a.delegate(delegate(
+        OTHER_OWNER,
+        FULL_SUPPLIER,
+        &["instances-read"],
+        OTHER_ADMIN,
+    ))
+    .await
+    .unwrap();
+    let list = |owner: &str, supplier: &str| {
+        let mut a = a.clone();
+        let req = ListDelegationsRequest {
+            owner: owner.into(),
+            supplier: supplier.into(),
+        };
+        async move {
+            a.list_delegations(req)
+                .await
+                .unwrap()
+                .into_inner()
+                .delegations
+        }
+    };
+    let by_supplier = list("", FULL_SUPPLIER).await;
+    let owners: Vec<&str> = by_supplier.iter().map(|d| d.owner.as_str()).collect();
+    assert_eq!(owners, [OTHER_OWNER, OWNER]);
+    let both = list(OWNER, "0192:810418672").await;
+    assert_eq!(both.len(), 1);
+    assert_eq!(both[0].delegated_by, DAGL);
+    assert_eq!(both[0].created_at, "2026-01-05T09:00:00Z");
+    assert_eq!(list("", "").await.len(), 4);
+    let e = a
+        .list_delegations(ListDelegationsRequest {
+            owner: "123".into(),
+            supplier: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hand_edits_are_the_source_of_truth() {
+    let s = TestServer::start().await;
+    let mut a = s.admin().await;
+    let path = s
+        .work
+        .data()
+        .join("delegations")
+        .join(format!("{OWNER}.json"));
+
+    // Deleted by hand: the overview and decisions follow, and the admin API
+    // works on top of what is on disk.
+    std::fs::remove_file(&path).unwrap();
+    eventually("the deletion to be seen", || async {
+        !s.decide(FULL_SUPPLIER, OWNER, READ).await.allowed
+    })
+    .await;
+    let e = a
+        .revoke(revoke(OWNER, FULL_SUPPLIER, &[], DAGL))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    a.delegate(delegate(OWNER, NEW_SUPPLIER, &["instances-read"], DAGL))
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains(FULL_SUPPLIER) && text.contains(NEW_SUPPLIER));
+
+    // A file broken by hand is never overwritten by a write.
+    std::fs::write(&path, "[ broken").unwrap();
+    let e = a
+        .delegate(delegate(OWNER, READ_SUPPLIER, &["instances-read"], DAGL))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("left untouched"), "{}", e.message());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "[ broken");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_file_is_hot_reloaded() {
+    let s = TestServer::start().await;
+    let mut a = s.admin().await;
+    let newcomer = "05057612345";
+    let e = a
+        .delegate(delegate(OWNER, NEW_SUPPLIER, &["instances-read"], newcomer))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let roles = s.work.data().join("roles.json");
+    let mut list: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&roles).unwrap()).unwrap();
+    list.push(serde_json::json!({"org": OWNER, "person": newcomer, "role": "APIADM"}));
+    save_by_rename(&roles, &serde_json::to_string_pretty(&list).unwrap());
+    eventually("the new APIADM role to apply", || {
+        let mut a = a.clone();
+        async move {
+            a.delegate(delegate(OWNER, NEW_SUPPLIER, &["instances-read"], newcomer))
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    s.stop().await;
+}

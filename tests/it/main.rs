@@ -1,0 +1,12 @@
+//! One integration test binary: the real server on ephemeral ports, called with
+//! the generated tonic clients; the real binary for the CLI; real files for reload.
+
+// Test helpers outside `#[test]` functions may panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod admin;
+mod authorizer;
+mod cli;
+mod reload;
+mod tables;
+mod util;

@@ -1,0 +1,236 @@
+//! Hot reload with real file edits: policy edits flip decisions, broken edits keep
+//! the last good snapshot, editor-style and ConfigMap-style saves, delegation
+//! files deleted and created by hand.
+
+use std::time::Duration;
+
+use crate::util::*;
+
+const FORBID_WRITE: &str = r#"
+@id("freeze-writes")
+forbid (principal, action == Tilgang::Action::"callApi", resource == Tilgang::Scope::"altinn:serviceowner/instances.write");
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_edit_flips_the_decision_without_restart() {
+    let s = TestServer::start().await;
+    assert!(s.decide(FULL_SUPPLIER, OWNER, WRITE).await.allowed);
+    let before = s.revision();
+
+    std::fs::write(s.work.policies().join("freeze.cedar"), FORBID_WRITE).unwrap();
+    eventually("the forbid policy to apply", || async {
+        !s.decide(FULL_SUPPLIER, OWNER, WRITE).await.allowed
+    })
+    .await;
+    let r = s.decide(FULL_SUPPLIER, OWNER, WRITE).await;
+    assert_eq!(r.reasons, ["freeze-writes"]);
+    assert_ne!(r.revision, before);
+    assert!(s.decide(FULL_SUPPLIER, OWNER, READ).await.allowed);
+
+    std::fs::remove_file(s.work.policies().join("freeze.cedar")).unwrap();
+    eventually("the forbid policy to go", || async {
+        s.decide(FULL_SUPPLIER, OWNER, WRITE).await.allowed
+    })
+    .await;
+    // Same files as at the start: same revision.
+    assert_eq!(s.revision(), before);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_edit_keeps_last_good_then_fix_is_picked_up() {
+    let s = TestServer::start().await;
+    let before = s.revision();
+    let path = s.work.policies().join("api-access.cedar");
+    let good = std::fs::read_to_string(&path).unwrap();
+
+    // A syntax error, and separately a schema error: both rejected.
+    std::fs::write(&path, good.replace("when {", "when {{")).unwrap();
+    // A negative can only be shown by waiting past the debounce; then the
+    // decision and revision must still be the old ones.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let r = s.decide(FULL_SUPPLIER, OWNER, WRITE).await;
+    assert!(r.allowed, "last good policies still decide");
+    assert_eq!(r.revision, before);
+
+    std::fs::write(
+        &path,
+        good.replace("delegation.rights", "delegation.rightz"),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(s.revision(), before);
+    assert!(s.decide(FULL_SUPPLIER, OWNER, WRITE).await.allowed);
+
+    // The fix: a valid edit that also changes behaviour (read-only for everyone).
+    let fixed = format!("{good}\n{FORBID_WRITE}");
+    std::fs::write(&path, fixed).unwrap();
+    eventually("the fixed policies to apply", || async {
+        !s.decide(FULL_SUPPLIER, OWNER, WRITE).await.allowed
+    })
+    .await;
+    assert_ne!(s.revision(), before);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn editor_rename_save_is_picked_up() {
+    let s = TestServer::start().await;
+    let path = s.work.policies().join("api-access.cedar");
+    let good = std::fs::read_to_string(&path).unwrap();
+    save_by_rename(&path, &format!("{good}\n{FORBID_WRITE}"));
+    eventually("the renamed-in file to apply", || async {
+        !s.decide(FULL_SUPPLIER, OWNER, WRITE).await.allowed
+    })
+    .await;
+    // And a second save by rename (the watch survives the first).
+    save_by_rename(&path, &good);
+    eventually("the second save to apply", || async {
+        s.decide(FULL_SUPPLIER, OWNER, WRITE).await.allowed
+    })
+    .await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rights_catalogue_edit_adds_a_scope_without_rebuild() {
+    let s = TestServer::start().await;
+    let scope = "altinn:serviceowner/instances.delete";
+    assert!(!s.decide(FULL_SUPPLIER, OWNER, scope).await.allowed);
+    let path = s.work.policies().join("rights.json");
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "\"altinn:serviceowner/instances.write\"",
+        "\"altinn:serviceowner/instances.write\", \"altinn:serviceowner/instances.delete\"",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    eventually("the new scope to be granted by instances-full", || async {
+        s.decide(FULL_SUPPLIER, OWNER, scope).await.allowed
+    })
+    .await;
+    assert!(!s.decide(READ_SUPPLIER, OWNER, scope).await.allowed);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delegation_file_deleted_and_recreated_by_hand() {
+    let s = TestServer::start().await;
+    let path = s
+        .work
+        .data()
+        .join("delegations")
+        .join(format!("{OWNER}.json"));
+    let saved = std::fs::read_to_string(&path).unwrap();
+    assert!(s.decide(FULL_SUPPLIER, OWNER, READ).await.allowed);
+
+    std::fs::remove_file(&path).unwrap();
+    eventually("the deleted delegations to stop allowing", || async {
+        !s.decide(FULL_SUPPLIER, OWNER, READ).await.allowed
+    })
+    .await;
+    // Other owners are untouched.
+    assert!(s.decide("311654306", OTHER_OWNER, READ).await.allowed);
+
+    std::fs::write(&path, &saved).unwrap();
+    eventually("the recreated file to allow again", || async {
+        s.decide(FULL_SUPPLIER, OWNER, READ).await.allowed
+    })
+    .await;
+
+    // A broken hand edit keeps that owner's last good delegations.
+    let before = s.revision();
+    std::fs::write(&path, "[ { not json").unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(s.decide(FULL_SUPPLIER, OWNER, READ).await.allowed);
+    assert_eq!(s.revision(), before);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn configmap_symlink_swap_is_picked_up() {
+    use std::os::unix::fs::symlink;
+    let work = Workdir::new();
+    // Lay the policies out as the kubelet does: files are symlinks into `..data`,
+    // which is a symlink to a timestamped directory swapped atomically.
+    let pol = work.policies();
+    let v1 = pol.join("..2026_11_25_v1");
+    std::fs::create_dir(&v1).unwrap();
+    let names: Vec<String> = std::fs::read_dir(&pol)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with(".."))
+        .collect();
+    for n in &names {
+        std::fs::rename(pol.join(n), v1.join(n)).unwrap();
+    }
+    symlink("..2026_11_25_v1", pol.join("..data")).unwrap();
+    for n in &names {
+        symlink(format!("..data/{n}"), pol.join(n)).unwrap();
+    }
+    let s = TestServer::start_in(work, |_| {}).await;
+    assert!(s.decide(FULL_SUPPLIER, OWNER, WRITE).await.allowed);
+
+    let v2 = pol.join("..2026_11_25_v2");
+    copy_dir(&v1, &v2);
+    let cedar = std::fs::read_to_string(v2.join("api-access.cedar")).unwrap();
+    std::fs::write(
+        v2.join("api-access.cedar"),
+        format!("{cedar}\n{FORBID_WRITE}"),
+    )
+    .unwrap();
+    symlink("..2026_11_25_v2", pol.join("..data_tmp")).unwrap();
+    std::fs::rename(pol.join("..data_tmp"), pol.join("..data")).unwrap();
+    std::fs::remove_dir_all(&v1).unwrap();
+
+    eventually("the swapped ConfigMap to apply", || async {
+        !s.decide(FULL_SUPPLIER, OWNER, WRITE).await.allowed
+    })
+    .await;
+    s.stop().await;
+}
+
+#[test]
+fn rescan_finds_changes_without_any_events() {
+    // The fallback for file systems that drop events, with no watcher running:
+    // only `rescan` can see these changes.
+    use std::sync::Arc;
+    use tilgang::snapshot::SnapshotStore;
+    use tilgang::snapshot::load::{PolicySource, load_snapshot};
+    use tilgang::snapshot::watch::Reloader;
+
+    let work = Workdir::new();
+    let src = PolicySource::Dir(work.policies());
+    let store = Arc::new(SnapshotStore::new(
+        load_snapshot(&src, &work.data()).unwrap(),
+    ));
+    let reloader = Reloader::new(store.clone(), src, work.data());
+    let owner = tilgang::ids::OrgNumber::parse(OWNER).unwrap();
+    let supplier = tilgang::ids::OrgNumber::parse(FULL_SUPPLIER).unwrap();
+    let before = store.load().revision().to_string();
+
+    reloader.rescan();
+    assert_eq!(
+        store.load().revision(),
+        before,
+        "nothing changed, nothing swapped"
+    );
+
+    std::fs::remove_file(
+        work.data()
+            .join("delegations")
+            .join(format!("{OWNER}.json")),
+    )
+    .unwrap();
+    reloader.rescan();
+    assert!(store.load().delegation(&owner, &supplier).is_none());
+    assert_ne!(store.load().revision(), before);
+
+    std::fs::write(work.policies().join("broken.cedar"), "permit(").unwrap();
+    let after_delete = store.load().revision().to_string();
+    reloader.rescan();
+    assert_eq!(
+        store.load().revision(),
+        after_delete,
+        "broken policies rejected"
+    );
+}

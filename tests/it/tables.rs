@@ -1,0 +1,56 @@
+//! Every shipped decision table, run against the fixture data, as `tilgang test` does.
+
+use tilgang::snapshot::load::{PolicySource, load_snapshot};
+use tilgang::table;
+
+use crate::util::repo;
+
+#[test]
+fn every_shipped_table_passes() {
+    let snap = load_snapshot(
+        &PolicySource::Dir(repo().join("policies")),
+        &repo().join("tests/fixtures/data"),
+    )
+    .unwrap();
+    let files = table::expand(&[repo().join("tests/tables")]).unwrap();
+    assert!(files.len() >= 2, "{files:?}");
+    let mut rows = Vec::new();
+    for f in &files {
+        rows.extend(table::read(f).unwrap());
+    }
+    let outcome = table::run(&snap, &rows);
+    assert!(
+        outcome.failures.is_empty(),
+        "{}",
+        outcome.failures.join("\n")
+    );
+    assert_eq!(outcome.passed, rows.len());
+    // Both outcomes are covered, so a runner that always says one thing fails.
+    assert!(rows.iter().any(|r| r.expect_allow) && rows.iter().any(|r| !r.expect_allow));
+}
+
+#[test]
+fn a_wrong_expectation_is_reported_with_its_line() {
+    let snap = load_snapshot(
+        &PolicySource::Dir(repo().join("policies")),
+        &repo().join("tests/fixtures/data"),
+    )
+    .unwrap();
+    let rows = table::parse(
+        "wrong.csv",
+        "supplier,owner,scope,expect\n# comment\n\
+         974760673,991825827,altinn:serviceowner/instances.write,allow\n\
+         974760673,991825827,altinn:serviceowner/instances.read,deny\n",
+    )
+    .unwrap();
+    let outcome = table::run(&snap, &rows);
+    assert_eq!(outcome.passed, 0);
+    assert_eq!(
+        outcome.failures,
+        [
+            "wrong.csv:3: expected allow, got deny (reasons: none)",
+            "wrong.csv:4: expected deny, got allow (reasons: delegated-scope)",
+        ]
+    );
+    assert_eq!(outcome.summary(), "0 passed, 2 failed");
+}

@@ -1,0 +1,161 @@
+//! Shared helpers: a server over a private copy of `policies/` and the fixture
+//! data, clients, and a bounded `eventually` for background effects.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tilgang::cli::serve::{Config, Sidecar};
+use tilgang::proto::authorizer_client::AuthorizerClient;
+use tilgang::proto::delegations_client::DelegationsClient;
+use tilgang::proto::{IsAuthorizedRequest, IsAuthorizedResponse};
+use tilgang::snapshot::load::PolicySource;
+use tonic::transport::Channel;
+
+pub const READ: &str = "altinn:serviceowner/instances.read";
+pub const WRITE: &str = "altinn:serviceowner/instances.write";
+/// Owners and suppliers in `tests/fixtures/data`.
+pub const OWNER: &str = "991825827";
+pub const OTHER_OWNER: &str = "983887457";
+pub const FULL_SUPPLIER: &str = "810418672";
+pub const READ_SUPPLIER: &str = "974760673";
+pub const NEW_SUPPLIER: &str = "889640782";
+/// Holds DAGL for `OWNER` in the fixture `roles.json`.
+pub const DAGL: &str = "01017012345";
+/// Holds APIADM for `OTHER_OWNER`, nothing for `OWNER`.
+pub const OTHER_ADMIN: &str = "02029054321";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// A private working directory with `policies/` and `data/` copied in.
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workdir {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&repo().join("policies"), &dir.path().join("policies"));
+        copy_dir(
+            &repo().join("tests/fixtures/data"),
+            &dir.path().join("data"),
+        );
+        Self { dir }
+    }
+
+    pub fn policies(&self) -> PathBuf {
+        self.dir.path().join("policies")
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn config(&self) -> Config {
+        Config::new(PolicySource::Dir(self.policies()), self.data())
+    }
+}
+
+/// A running sidecar on ephemeral ports, with its files.
+pub struct TestServer {
+    pub work: Workdir,
+    pub sidecar: Sidecar,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        let work = Workdir::new();
+        Self::start_in(work, |_| {}).await
+    }
+
+    pub async fn start_in(work: Workdir, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut cfg = work.config();
+        tweak(&mut cfg);
+        let sidecar = Sidecar::start(cfg).await.unwrap();
+        Self { work, sidecar }
+    }
+
+    /// Stop, and hand back the files for a restart.
+    pub async fn stop(self) -> Workdir {
+        self.sidecar.shutdown().await.unwrap();
+        self.work
+    }
+
+    pub async fn gateway(&self) -> AuthorizerClient<Channel> {
+        AuthorizerClient::connect(format!("http://{}", self.sidecar.gateway_addr))
+            .await
+            .unwrap()
+    }
+
+    pub async fn admin(&self) -> DelegationsClient<Channel> {
+        DelegationsClient::connect(format!("http://{}", self.sidecar.admin_addr))
+            .await
+            .unwrap()
+    }
+
+    pub async fn decide(&self, supplier: &str, owner: &str, scope: &str) -> IsAuthorizedResponse {
+        self.gateway()
+            .await
+            .is_authorized(req(supplier, owner, scope))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    pub fn revision(&self) -> String {
+        self.sidecar.snapshots.load().revision().to_string()
+    }
+}
+
+pub fn req(supplier: &str, owner: &str, scope: &str) -> IsAuthorizedRequest {
+    IsAuthorizedRequest {
+        supplier: supplier.into(),
+        owner: owner.into(),
+        scope: scope.into(),
+    }
+}
+
+/// Retry `check` until it returns true, for at most 10 s. Never a bare sleep.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Replace a file the way editors that save by rename do: write a temp file
+/// beside it, then rename it over the original.
+pub fn save_by_rename(path: &Path, contents: &str) {
+    let tmp = path.with_file_name(format!(
+        ".{}.swp",
+        path.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
