@@ -550,6 +550,7 @@ pub fn parse_owner_file(
     Ok(OwnerDelegations {
         by_supplier,
         digest,
+        stamp: None,
     })
 }
 

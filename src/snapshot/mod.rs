@@ -56,8 +56,34 @@ pub struct DelegationRecord {
 #[derive(Debug, Clone, Default)]
 pub struct OwnerDelegations {
     pub by_supplier: BTreeMap<OrgNumber, Arc<DelegationRecord>>,
-    /// Digest of the file bytes; a rescan that finds the same bytes does nothing.
+    /// Digest of the file bytes; a reload that finds the same bytes does nothing.
     pub digest: Digest,
+    /// The file's metadata when it was read, so the periodic rescan can skip
+    /// unchanged files without reading them.
+    pub stamp: Option<FileStamp>,
+}
+
+/// What the periodic rescan compares to decide whether to re-read a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    pub modified: Option<std::time::SystemTime>,
+    pub len: u64,
+    /// Replacing a file by rename gives it a new inode.
+    pub inode: u64,
+}
+
+impl FileStamp {
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Self {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+            inode,
+        }
+    }
 }
 
 /// Role assignments from `roles.json`: which roles a person holds for an org.

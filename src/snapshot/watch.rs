@@ -9,8 +9,8 @@
 //! all seen as changes in the directory.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode};
@@ -20,7 +20,7 @@ use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, ne
 use super::load::{
     self, LoadError, LoadErrors, PolicySource, ROLES_FILE, is_visible, owner_of_path,
 };
-use super::{Snapshot, SnapshotStore};
+use super::{FileStamp, Snapshot, SnapshotStore};
 use crate::ids::OrgNumber;
 
 /// Re-reads files into the store. Shared by the watcher thread, the admin store
@@ -30,6 +30,8 @@ pub struct Reloader {
     pub store: Arc<SnapshotStore>,
     pub policies: PolicySource,
     pub data_dir: PathBuf,
+    /// What the last periodic rescan rejected, so it is not logged every period.
+    last_rescan_errors: Mutex<Vec<LoadError>>,
 }
 
 /// What a batch of file events asks for.
@@ -47,6 +49,7 @@ impl Reloader {
             store,
             policies,
             data_dir,
+            last_rescan_errors: Mutex::new(Vec::new()),
         }
     }
 
@@ -74,7 +77,7 @@ impl Reloader {
         let slice = load::load_owner_file(&self.data_dir, owner, &cur.policies)?;
         let old = cur.owners.get(owner);
         let same = match (&slice, old) {
-            (Some(new), Some(old)) => new.digest == old.digest,
+            (Some(new), Some(old)) => new.digest == old.digest && new.stamp == old.stamp,
             (None, None) => true,
             _ => false,
         };
@@ -95,7 +98,8 @@ impl Reloader {
     }
 
     /// Compare every data file with the snapshot and reload the ones that changed
-    /// (and drop owners whose file is gone). Errors are per file: the others load.
+    /// (and drop owners whose file is gone). Files whose metadata is unchanged are
+    /// not read. Errors are per file: the others load.
     pub fn rescan_data(&self) -> Vec<LoadError> {
         let mut errors = Vec::new();
         let on_disk = match load::list_owner_files(&self.data_dir) {
@@ -105,11 +109,27 @@ impl Reloader {
             }
             Err(e) => return vec![e],
         };
-        let known: Vec<OrgNumber> = self.store.load().owners.keys().copied().collect();
-        let gone = known
-            .into_iter()
-            .filter(|o| on_disk.binary_search(o).is_err());
-        for owner in on_disk.iter().copied().chain(gone) {
+        let snap = self.store.load();
+        let unchanged = |owner: &OrgNumber| {
+            let stamp = snap.owners.get(owner).and_then(|o| o.stamp);
+            let now = std::fs::metadata(load::owner_file(&self.data_dir, owner))
+                .ok()
+                .map(|m| FileStamp::of(&m));
+            stamp.is_some() && stamp == now
+        };
+        let gone = snap
+            .owners
+            .keys()
+            .filter(|o| on_disk.binary_search(o).is_err())
+            .copied();
+        let changed: Vec<OrgNumber> = on_disk
+            .iter()
+            .filter(|o| !unchanged(o))
+            .copied()
+            .chain(gone)
+            .collect();
+        drop(snap);
+        for owner in changed {
             if let Err(e) = self.reload_owner(&owner) {
                 errors.push(e);
             }
@@ -178,10 +198,25 @@ impl Reloader {
     }
 
     /// Reload everything that differs from the snapshot; the fallback for dropped
-    /// events.
+    /// events. A problem that persists is logged once, not on every rescan.
     pub fn rescan(&self) {
-        self.log_policies(self.reload_policies());
-        self.log_errors(self.rescan_data());
+        let mut errors = match self.reload_policies() {
+            Ok(true) => {
+                self.log_accepted("policies");
+                Vec::new()
+            }
+            Ok(false) => Vec::new(),
+            Err(e) => e.0,
+        };
+        errors.extend(self.rescan_data());
+        let mut last = self
+            .last_rescan_errors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *last != errors {
+            *last = errors.clone();
+            self.log_errors(errors);
+        }
     }
 
     fn log_policies(&self, r: Result<bool, LoadErrors>) {

@@ -225,6 +225,26 @@ fn rescan_finds_changes_without_any_events() {
     assert!(store.load().delegation(&owner, &supplier).is_none());
     assert_ne!(store.load().revision(), before);
 
+    // An edit in place (same inode) is seen through its new size and mtime.
+    let other = work
+        .data()
+        .join("delegations")
+        .join(format!("{OTHER_OWNER}.json"));
+    let text = std::fs::read_to_string(&other).unwrap();
+    let edited = text.replace(
+        r#"{ "type": "Tilgang::Right", "id": "instances-full" },"#,
+        "",
+    );
+    assert_ne!(edited, text);
+    std::fs::write(&other, edited).unwrap();
+    let (o, s) = (
+        tilgang::ids::OrgNumber::parse(OTHER_OWNER).unwrap(),
+        tilgang::ids::OrgNumber::parse("311654306").unwrap(),
+    );
+    reloader.rescan();
+    let rights = store.load().delegation(&o, &s).unwrap().rights.clone();
+    assert_eq!(rights.len(), 1);
+
     std::fs::write(work.policies().join("broken.cedar"), "permit(").unwrap();
     let after_delete = store.load().revision().to_string();
     reloader.rescan();
