@@ -32,6 +32,8 @@ pub struct Reloader {
     pub data_dir: PathBuf,
     /// What the last periodic rescan rejected, so it is not logged every period.
     last_rescan_errors: Mutex<Vec<LoadError>>,
+    /// Whether the last policy change was rejected.
+    policies_rejected: std::sync::atomic::AtomicBool,
 }
 
 /// What a batch of file events asks for.
@@ -50,6 +52,7 @@ impl Reloader {
             policies,
             data_dir,
             last_rescan_errors: Mutex::new(Vec::new()),
+            policies_rejected: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -220,10 +223,23 @@ impl Reloader {
     }
 
     fn log_policies(&self, r: Result<bool, LoadErrors>) {
+        use std::sync::atomic::Ordering::Relaxed;
         match r {
-            Ok(true) => self.log_accepted("policies"),
+            Ok(true) => {
+                self.policies_rejected.store(false, Relaxed);
+                self.log_accepted("policies");
+            }
+            // Fixed back to what is running: say so, or the author never learns
+            // that the fix was accepted (the revision does not change).
+            Ok(false) if self.policies_rejected.swap(false, Relaxed) => tracing::info!(
+                revision = self.store.load().revision(),
+                "policies are valid again (same as the running snapshot)"
+            ),
             Ok(false) => {}
-            Err(errors) => self.log_errors(errors.0),
+            Err(errors) => {
+                self.policies_rejected.store(true, Relaxed);
+                self.log_errors(errors.0);
+            }
         }
     }
 

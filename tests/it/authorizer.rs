@@ -188,3 +188,25 @@ async fn admin_api_is_not_on_the_gateway_listener() {
     assert_eq!(e.code(), Code::Unimplemented);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_evaluation_error_is_a_deny_even_when_a_permit_matches() {
+    let s = TestServer::start().await;
+    // Valid against the schema, but overflows at evaluation time.
+    std::fs::write(
+        s.work.policies().join("overflow.cedar"),
+        "@id(\"overflows\")\nforbid (principal, action, resource)\nwhen { 9223372036854775807 + 1 < 0 };\n",
+    )
+    .unwrap();
+    eventually("the erroring policy to load", || async {
+        !s.decide(FULL_SUPPLIER, OWNER, WRITE)
+            .await
+            .errors
+            .is_empty()
+    })
+    .await;
+    let r = s.decide(FULL_SUPPLIER, OWNER, WRITE).await;
+    assert!(!r.allowed, "fail closed: {r:?}");
+    assert!(r.errors.iter().any(|e| e.contains("overflows")), "{r:?}");
+    s.stop().await;
+}
