@@ -1,9 +1,7 @@
 //! The real `tilgang` binary: offline subcommands, `serve` with signals, and the
 //! admin client subcommands against a running server.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use crate::util::*;
 
@@ -152,48 +150,13 @@ fn check_prints_decision_and_reasons() {
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_binds_port_zero_logs_the_address_and_stops_on_sigterm() {
     let work = Workdir::new();
-    let mut child = tilgang()
-        .arg("serve")
-        .arg("--policies")
-        .arg(work.policies())
-        .arg("--data")
-        .arg(work.data())
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Kill the child if an assertion fails, so no server outlives the test.
-    struct KillOnDrop(Option<std::process::Child>);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            if let Some(c) = self.0.as_mut() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-    }
-    let stderr = child.stderr.take().unwrap();
-    let mut guard = KillOnDrop(Some(child));
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let gateway = loop {
-        let line = rx
-            .recv_timeout(deadline - Instant::now())
-            .expect("a `serving` log line");
-        if let Some(rest) = line.split("gateway_addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    let mut c =
-        tilgang::proto::authorizer_client::AuthorizerClient::connect(format!("http://{gateway}"))
-            .await
-            .unwrap();
+    let mut server = ServerProcess::spawn(&work);
+    let mut c = tilgang::proto::authorizer_client::AuthorizerClient::connect(format!(
+        "http://{}",
+        server.gateway
+    ))
+    .await
+    .unwrap();
     let r = c
         .is_authorized(req(FULL_SUPPLIER, OWNER, WRITE))
         .await
@@ -201,13 +164,8 @@ async fn serve_binds_port_zero_logs_the_address_and_stops_on_sigterm() {
         .into_inner();
     assert!(r.allowed);
 
-    let pid = guard.0.as_ref().unwrap().id();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    let mut child = guard.0.take().unwrap();
-    assert!(status.success());
+    server.signal("-TERM");
+    let mut child = server.child.take().unwrap();
     let waited = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()

@@ -7,6 +7,7 @@
 mod admin;
 mod authorizer;
 mod cli;
+mod crash;
 mod reload;
 mod tables;
 mod util;

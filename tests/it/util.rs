@@ -159,3 +159,75 @@ pub fn save_by_rename(path: &Path, contents: &str) {
     std::fs::write(&tmp, contents).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
+
+/// The real `tilgang serve` binary on ephemeral ports, killed when dropped so no
+/// server outlives a failed test.
+pub struct ServerProcess {
+    pub child: Option<std::process::Child>,
+    pub gateway: String,
+    pub admin: String,
+}
+
+impl ServerProcess {
+    pub fn spawn(work: &Workdir) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tilgang"))
+            .arg("serve")
+            .arg("--policies")
+            .arg(work.policies())
+            .arg("--data")
+            .arg(work.data())
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .env_remove("RUST_LOG")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut server = Self {
+            child: Some(child),
+            gateway: String::new(),
+            admin: String::new(),
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let field = |line: &str, name: &str| {
+            line.split(&format!("{name}="))
+                .nth(1)
+                .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
+        };
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+                .expect("a `serving` log line");
+            if let (Some(g), Some(a)) = (field(&line, "gateway_addr"), field(&line, "admin_addr")) {
+                server.gateway = g;
+                server.admin = a;
+                return server;
+            }
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        let status = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Durability: kill -9 the real server while writes are in flight, then check
+//! that every acknowledged write survived and every file still loads.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use tilgang::proto::DelegateRequest;
+use tilgang::proto::delegations_client::DelegationsClient;
+
+use crate::util::*;
+
+/// Valid org numbers, for many distinct suppliers.
+fn org_numbers(start: u32, n: usize) -> Vec<String> {
+    (start..)
+        .filter_map(|n| {
+            let s = format!("{n:08}");
+            let w = [3, 2, 7, 6, 5, 4, 3, 2];
+            let sum: u32 = s.bytes().zip(w).map(|(d, w)| u32::from(d - b'0') * w).sum();
+            match 11 - sum % 11 {
+                10 => None,
+                11 => Some(format!("{s}0")),
+                c => Some(format!("{s}{c}")),
+            }
+        })
+        .take(n)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acknowledged_writes_survive_kill_9() {
+    let work = Workdir::new();
+    let mut server = ServerProcess::spawn(&work);
+    let acked: Arc<Mutex<BTreeSet<(String, String)>>> = Arc::default();
+    let suppliers = org_numbers(20_000_000, 400);
+    let owners = [OWNER, OTHER_OWNER];
+    let actors = [DAGL, OTHER_ADMIN];
+
+    // Eight writers, two owners, until the server dies under them.
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let url = format!("http://{}", server.admin);
+        let acked = acked.clone();
+        let mine: Vec<String> = suppliers.iter().skip(w).step_by(8).cloned().collect();
+        tasks.push(tokio::spawn(async move {
+            let Ok(mut c) = DelegationsClient::connect(url).await else {
+                return;
+            };
+            for (i, sup) in mine.into_iter().enumerate() {
+                let k = (w + i) % 2;
+                let r = c
+                    .delegate(DelegateRequest {
+                        owner: owners[k].into(),
+                        supplier: sup.clone(),
+                        rights: vec!["instances-read".into()],
+                        actor: actors[k].into(),
+                    })
+                    .await;
+                match r {
+                    Ok(_) => {
+                        acked.lock().unwrap().insert((owners[k].to_string(), sup));
+                    }
+                    Err(_) => return, // the server is gone
+                }
+            }
+        }));
+    }
+    // Let a good number of writes land, then kill without warning.
+    eventually("some writes to be acknowledged", || {
+        let acked = acked.clone();
+        async move { acked.lock().unwrap().len() >= 60 }
+    })
+    .await;
+    server.signal("-KILL");
+    for t in tasks {
+        t.await.unwrap();
+    }
+    drop(server);
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 60);
+
+    // Every file still loads, and every acknowledged delegation is in it.
+    let s = TestServer::start_in(work, |_| {}).await;
+    for (owner, sup) in &acked {
+        assert!(
+            s.decide(sup, owner, READ).await.allowed,
+            "acknowledged delegation {owner} -> {sup} was lost"
+        );
+    }
+    // The audit log has a whole line for every acknowledged change.
+    let audit = std::fs::read_to_string(s.work.data().join("audit.jsonl")).unwrap();
+    let mut lines = 0;
+    for l in audit.lines() {
+        serde_json::from_str::<serde_json::Value>(l).expect("no torn audit line");
+        lines += 1;
+    }
+    assert!(
+        lines >= acked.len(),
+        "{lines} audit lines for {} acks",
+        acked.len()
+    );
+    s.stop().await;
+}
