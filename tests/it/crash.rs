@@ -29,7 +29,7 @@ fn org_numbers(start: u32, n: usize) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn acknowledged_writes_survive_kill_9() {
     let work = Workdir::new();
-    let mut server = ServerProcess::spawn(&work);
+    let server = ServerProcess::spawn(&work);
     let acked: Arc<Mutex<BTreeSet<(String, String)>>> = Arc::default();
     let suppliers = org_numbers(20_000_000, 400);
     let owners = [OWNER, OTHER_OWNER];
