@@ -8,9 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Entities, Request, RestrictedExpression,
-};
+use cedar_policy::{Authorizer, Context, Decision as CedarDecision, Request, RestrictedExpression};
 
 use crate::ids::{OrgNumber, PersonId, Scope};
 use crate::snapshot::Snapshot;
@@ -70,13 +68,20 @@ fn evaluate(
         Ok(r) => r,
         Err(e) => return Decision::deny_with(format!("request does not fit the schema: {e}")),
     };
-    let entities = bundle.base_entities.iter().cloned().chain(extra);
-    // Entities were validated against the schema when loaded; no need to redo it.
-    let entities = match Entities::from_entities(entities, None) {
-        Ok(e) => e,
-        Err(e) => return Decision::deny_with(format!("entities: {e}")),
+    // The shared part is used as is; only a request with a delegation pays for
+    // a copy. Entities were validated against the schema when loaded.
+    let with_extra;
+    let entities = match extra {
+        None => &bundle.base_entities,
+        Some(e) => match bundle.base_entities.clone().add_entities([e], None) {
+            Ok(all) => {
+                with_extra = all;
+                &with_extra
+            }
+            Err(e) => return Decision::deny_with(format!("entities: {e}")),
+        },
     };
-    let response = Authorizer::new().is_authorized(&request, &bundle.policies, &entities);
+    let response = Authorizer::new().is_authorized(&request, &bundle.policies, entities);
     let errors: Vec<String> = response
         .diagnostics()
         .errors()

@@ -324,7 +324,7 @@ pub fn load_policies(src: &PolicySource) -> Result<PolicyBundle, LoadErrors> {
                 src,
                 format!("the rights catalogue does not fit the schema: {e}"),
             ));
-            Vec::new()
+            Entities::empty()
         }
     };
     for ty in [
@@ -362,7 +362,7 @@ pub fn uid(ty: &'static str, id: &str) -> EntityUid {
 }
 
 /// Right and Scope entities from the catalogue, plus the schema's actions.
-fn base_entities(schema: &Schema, catalogue: &Catalogue) -> Result<Vec<Entity>, String> {
+fn base_entities(schema: &Schema, catalogue: &Catalogue) -> Result<Entities, String> {
     let mut out = Vec::new();
     for r in catalogue.rights() {
         let attrs = HashMap::from([(
@@ -382,8 +382,7 @@ fn base_entities(schema: &Schema, catalogue: &Catalogue) -> Result<Vec<Entity>, 
         ));
     }
     // Validate against the schema, and let it add the action entities.
-    let entities = Entities::from_entities(out, Some(schema)).map_err(|e| e.to_string())?;
-    Ok(entities.iter().cloned().collect())
+    Entities::from_entities(out, Some(schema)).map_err(|e| e.to_string())
 }
 
 /// An entity reference as the JSON entity format writes it: with or without the

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
-use cedar_policy::{Entity, PolicySet, Schema};
+use cedar_policy::{Entities, Entity, PolicySet, Schema};
 
 use crate::catalogue::Catalogue;
 use crate::ids::{OrgNumber, PersonId, RightId};
@@ -29,8 +29,9 @@ pub struct PolicyBundle {
     pub policies: PolicySet,
     pub catalogue: Catalogue,
     /// Right and Scope entities derived from the catalogue, and the schema's action
-    /// entities: the part of every request's entity slice that is the same for all.
-    pub base_entities: Vec<Entity>,
+    /// entities: the part of every request's entity slice that is the same for all,
+    /// built (with its transitive closure) once per policy load.
+    pub base_entities: Entities,
     /// Policy id → `file:line` where it is defined, for messages and `tilgang validate`.
     pub origins: HashMap<String, String>,
     pub digest: Digest,
