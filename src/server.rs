@@ -57,7 +57,13 @@ pub async fn serve_gateway(
         .add_service(health_service)
         .add_service(reflection("tilgang.v1.Authorizer")?)
         .add_service(AuthorizerServer::new(AuthorizerService::new(snapshots)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            shutdown.await;
+            // Tell health checkers first, so load balancers stop sending.
+            health
+                .set_not_serving::<AuthorizerServer<AuthorizerService>>()
+                .await;
+        })
         .await?;
     Ok(())
 }
@@ -76,7 +82,12 @@ pub async fn serve_admin(
         .add_service(health_service)
         .add_service(reflection("tilgang.v1.Delegations")?)
         .add_service(DelegationsServer::new(DelegationsService::new(store)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            shutdown.await;
+            health
+                .set_not_serving::<DelegationsServer<DelegationsService>>()
+                .await;
+        })
         .await?;
     Ok(())
 }
