@@ -87,13 +87,21 @@ fn evaluate(
         .errors()
         .map(|e| e.to_string())
         .collect();
-    Decision {
-        allowed: response.decision() == CedarDecision::Allow && errors.is_empty(),
-        reasons: response
+    let allowed = response.decision() == CedarDecision::Allow && errors.is_empty();
+    // When errors turn Cedar's allow into a deny, no policy determined the deny:
+    // reporting the permits that matched would mislead whoever reads the reasons.
+    let reasons = if response.decision() == CedarDecision::Allow && !allowed {
+        Vec::new()
+    } else {
+        response
             .diagnostics()
             .reason()
             .map(|p| p.to_string())
-            .collect(),
+            .collect()
+    };
+    Decision {
+        allowed,
+        reasons,
         errors,
     }
 }

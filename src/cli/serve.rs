@@ -28,8 +28,9 @@ pub struct Args {
     /// Admin listener (`Delegations`, health, reflection). Keep it off the gateway network
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:50052")]
     pub admin_listen: String,
-    /// How long a revocation can be undone, in seconds
-    #[arg(long, value_name = "SECONDS", default_value_t = 86_400)]
+    /// How long a revocation can be undone, in seconds (at most ten years)
+    #[arg(long, value_name = "SECONDS", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_UNDO_WINDOW.as_secs()))]
     pub undo_window: u64,
     /// Period of the fallback rescan for file systems that drop events, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
@@ -62,8 +63,17 @@ impl Config {
     }
 }
 
+/// The longest undo window `serve` accepts.
+pub const MAX_UNDO_WINDOW: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// Held while serving, so two sidecars never write one data directory: the
+/// per-owner write locks only work within one process.
+const LOCK_FILE: &str = ".lock";
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("{0}")]
+    Config(String),
     /// Not a `#[source]`: the message already lists every error.
     #[error("policies or data are invalid; refusing to start:\n{0}")]
     Load(LoadErrors),
@@ -96,15 +106,38 @@ pub struct Sidecar {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<Result<(), ServerError>>>,
     _watch: WatchHandle,
+    /// Released when the sidecar is dropped (or the process dies).
+    _lock: std::fs::File,
 }
 
 impl Sidecar {
     /// Load, validate, bind, and start serving.
     pub async fn start(cfg: Config) -> Result<Self, StartError> {
+        if cfg.undo_window > MAX_UNDO_WINDOW {
+            return Err(StartError::Config(format!(
+                "the undo window may be at most {} seconds",
+                MAX_UNDO_WINDOW.as_secs()
+            )));
+        }
         std::fs::create_dir_all(cfg.data.join(load::DELEGATIONS_DIR)).map_err(io(format!(
             "creating data directory `{}`",
             cfg.data.display()
         )))?;
+        crate::store::files::sync_dir(&cfg.data)
+            .map_err(io(format!("data directory `{}`", cfg.data.display())))?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(cfg.data.join(LOCK_FILE))
+            .map_err(io("opening the data directory lock"))?;
+        lock.try_lock().map_err(|e| {
+            StartError::Config(format!(
+                "data directory `{}` is in use by another tilgang serve ({e}); \
+                 one writer per data directory",
+                cfg.data.display()
+            ))
+        })?;
         // Absolute paths, so file events (which carry absolute paths) match.
         let data = cfg
             .data
@@ -164,6 +197,7 @@ impl Sidecar {
             shutdown,
             tasks,
             _watch: watch_handle,
+            _lock: lock,
         })
     }
 

@@ -21,7 +21,7 @@ use cedar_policy::{
 use serde::Deserialize;
 use sha2::Digest as _;
 
-use super::{DelegationRecord, Digest, OwnerDelegations, PolicyBundle, Roles, Snapshot};
+use super::{DelegationRecord, Digest, FileStamp, OwnerDelegations, PolicyBundle, Roles, Snapshot};
 use crate::catalogue::Catalogue;
 use crate::ids::{OrgNumber, PersonId, RightId};
 
@@ -165,50 +165,93 @@ pub fn is_visible(name: &str) -> bool {
     !name.starts_with('.') && !name.ends_with('~')
 }
 
-/// Read the policy files: (display path, file name, contents), sorted by name.
-fn read_policy_files(src: &PolicySource) -> Result<Vec<(String, String, String)>, LoadErrors> {
-    match src {
-        PolicySource::Embedded => Ok(EMBEDDED
-            .iter()
-            .map(|(n, t)| (format!("<embedded>/{n}"), n.to_string(), t.to_string()))
-            .collect()),
-        PolicySource::Dir(dir) => {
-            let one = |e: std::io::Error| LoadErrors(vec![LoadError::new(dir.display(), e)]);
-            let mut files = Vec::new();
-            for entry in std::fs::read_dir(dir).map_err(one)? {
-                let entry = entry.map_err(one)?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let relevant = name.ends_with(".cedar")
-                    || name.ends_with(".cedarschema")
-                    || name == CATALOGUE_FILE;
-                if !relevant || !is_visible(&name) {
-                    continue;
-                }
-                let path = entry.path();
-                // Follows symlinks (ConfigMap volumes link each file into `..data`).
-                if !path.is_file() {
-                    continue;
-                }
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| LoadErrors(vec![LoadError::new(path.display(), e)]))?;
-                files.push((path.display().to_string(), name, text));
-            }
-            files.sort_by(|a, b| a.1.cmp(&b.1));
-            Ok(files)
-        }
-    }
+/// The policy files as read, before any parsing: (display path, file name,
+/// contents), sorted by name, and their digest.
+#[derive(Debug, Clone)]
+pub struct PolicyFiles {
+    files: Vec<(String, String, String)>,
+    pub digest: Digest,
 }
 
-/// Load and validate the policies directory.
-pub fn load_policies(src: &PolicySource) -> Result<PolicyBundle, LoadErrors> {
-    let files = read_policy_files(src)?;
-    let mut errors = Vec::new();
+/// Kubernetes mounts a ConfigMap as a `..data` symlink to a timestamped directory
+/// and swaps the symlink on update.
+const CONFIGMAP_DATA: &str = "..data";
+
+/// Read the policy files without parsing them. Reading is cheap, so callers
+/// compare the digest with the running snapshot before paying for a parse.
+pub fn read_policies(src: &PolicySource) -> Result<PolicyFiles, LoadErrors> {
+    let files = match src {
+        PolicySource::Embedded => EMBEDDED
+            .iter()
+            .map(|(n, t)| (format!("<embedded>/{n}"), n.to_string(), t.to_string()))
+            .collect(),
+        PolicySource::Dir(dir) => read_policy_dir(dir)?,
+    };
     let digest = digest_of(
         &files
             .iter()
             .map(|(_, n, t)| (n.as_str(), t.as_bytes()))
             .collect::<Vec<_>>(),
     );
+    Ok(PolicyFiles { files, digest })
+}
+
+fn read_policy_dir(dir: &Path) -> Result<Vec<(String, String, String)>, LoadErrors> {
+    let one = |p: &Path, e: std::io::Error| LoadErrors(vec![LoadError::new(p.display(), e)]);
+    let configmap = dir.join(CONFIGMAP_DATA);
+    if !configmap.exists() {
+        return read_flat_dir(dir, dir);
+    }
+    // A ConfigMap: read every file from the one directory `..data` points to, and
+    // start again if it was swapped meanwhile, so old and new files never mix.
+    for _ in 0..5 {
+        let target = configmap.canonicalize().map_err(|e| one(&configmap, e))?;
+        let files = read_flat_dir(&target, dir)?;
+        if configmap.canonicalize().map_err(|e| one(&configmap, e))? == target {
+            return Ok(files);
+        }
+    }
+    Err(one(
+        &configmap,
+        std::io::Error::other("kept changing while being read"),
+    ))
+}
+
+/// Read the relevant files of `from`, naming them as if in `shown`.
+fn read_flat_dir(from: &Path, shown: &Path) -> Result<Vec<(String, String, String)>, LoadErrors> {
+    let one = |e: std::io::Error| LoadErrors(vec![LoadError::new(from.display(), e)]);
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(from).map_err(one)? {
+        let entry = entry.map_err(one)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let relevant =
+            name.ends_with(".cedar") || name.ends_with(".cedarschema") || name == CATALOGUE_FILE;
+        if !relevant || !is_visible(&name) {
+            continue;
+        }
+        let path = entry.path();
+        // Follows symlinks.
+        if !path.is_file() {
+            continue;
+        }
+        let shown = shown.join(&name);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| LoadErrors(vec![LoadError::new(shown.display(), e)]))?;
+        files.push((shown.display().to_string(), name, text));
+    }
+    files.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(files)
+}
+
+/// Load and validate the policies directory.
+pub fn load_policies(src: &PolicySource) -> Result<PolicyBundle, LoadErrors> {
+    build_policies(src, read_policies(src)?)
+}
+
+/// Parse and validate policy files read by [`read_policies`].
+pub fn build_policies(src: &PolicySource, read: PolicyFiles) -> Result<PolicyBundle, LoadErrors> {
+    let PolicyFiles { files, digest } = read;
+    let mut errors = Vec::new();
 
     // Schema: every `*.cedarschema` file is a fragment of one schema.
     let mut fragments = Vec::new();
@@ -487,8 +530,17 @@ pub fn parse_owner_file(
             )));
         }
         let a = &r.attrs;
+        // Files hold the bare 9 digits: the entity id is what Cedar compares, so
+        // `0192:` here would silently never match a request.
         let parse_org = |field: &str, u: &RawUid| -> Result<OrgNumber, LoadError> {
-            OrgNumber::parse(&u.plain().id).map_err(|e| bad(format!("`{field}`: {e}")))
+            let raw = &u.plain().id;
+            let org = OrgNumber::parse(raw).map_err(|e| bad(format!("`{field}`: {e}")))?;
+            if org.as_str() != raw {
+                return Err(bad(format!(
+                    "`{field}`: write the bare org number `{org}`, not `{raw}`"
+                )));
+            }
+            Ok(org)
         };
         let o = parse_org("owner", &a.owner)?;
         let supplier = parse_org("supplier", &a.supplier)?;
@@ -560,9 +612,19 @@ pub fn load_owner_file(
     policies: &PolicyBundle,
 ) -> Result<Option<OwnerDelegations>, LoadError> {
     let path = owner_file(data_dir, owner);
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            parse_owner_file(&path.display().to_string(), owner, &bytes, policies).map(Some)
+    // Stamp and contents from the same open file, stamp first: a write after the
+    // stamp makes the next rescan read the file again.
+    let read = std::fs::File::open(&path).and_then(|mut f| {
+        let stamp = FileStamp::of(&f.metadata()?);
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut bytes)?;
+        Ok((stamp, bytes))
+    });
+    match read {
+        Ok((stamp, bytes)) => {
+            let mut slice = parse_owner_file(&path.display().to_string(), owner, &bytes, policies)?;
+            slice.stamp = Some(stamp);
+            Ok(Some(slice))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(LoadError::new(path.display(), e)),

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode};
@@ -59,12 +59,18 @@ impl Reloader {
     /// Reload the policies and revalidate all data against them. On error the
     /// current snapshot stays.
     pub fn reload_policies(&self) -> Result<bool, LoadErrors> {
-        let w = self.store.lock();
-        let cur = w.current();
-        let policies = load::load_policies(&self.policies)?;
-        if policies.digest == cur.policies.digest {
+        // Reading is cheap; parse and validate only when the bytes changed, and
+        // without holding the writer lock.
+        let files = load::read_policies(&self.policies)?;
+        if files.digest == self.store.load().policies.digest {
             return Ok(false);
         }
+        let policies = load::build_policies(&self.policies, files)?;
+        let w = self.store.lock();
+        if policies.digest == w.current().policies.digest {
+            return Ok(false);
+        }
+        // Data is read under the lock, so admin writes are neither lost nor mixed.
         let (owners, roles, errors) = load::load_data(&self.data_dir, &policies);
         if !errors.is_empty() {
             return Err(LoadErrors(errors));
@@ -260,18 +266,21 @@ impl Reloader {
     }
 }
 
-/// Stops the watcher when dropped: stopping the debouncer drops the channel's only
-/// sender, which ends the reload thread.
+/// What the reload thread receives.
+enum Message {
+    Events(DebounceEventResult),
+    Stop,
+}
+
+/// Stops the watcher when dropped.
 pub struct WatchHandle {
-    debouncer: Option<Debouncer<RecommendedWatcher, RecommendedCache>>,
+    stop: mpsc::Sender<Message>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for WatchHandle {
     fn drop(&mut self) {
-        if let Some(d) = self.debouncer.take() {
-            d.stop();
-        }
+        let _ = self.stop.send(Message::Stop);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -288,25 +297,88 @@ fn changes_content(kind: &EventKind) -> bool {
     }
 }
 
+/// The directories watched, with the identity they had when the watch was set,
+/// so a directory deleted and recreated is watched again.
+struct Roots {
+    debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
+    roots: Vec<(PathBuf, RecursiveMode, Option<u64>)>,
+}
+
+fn inode(path: &Path) -> Option<u64> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(super::FileStamp::of(&meta).inode)
+}
+
+impl Roots {
+    fn watch_all(&mut self) {
+        for (path, mode, id) in &mut self.roots {
+            let now = inode(path);
+            if now.is_some() && now == *id {
+                continue;
+            }
+            let _ = self.debouncer.unwatch(path.as_path());
+            match self.debouncer.watch(path.as_path(), *mode) {
+                Ok(()) => {
+                    if id.is_some() {
+                        tracing::info!(dir = %path.display(), "directory was replaced; watching it again");
+                    }
+                    *id = now;
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %path.display(), error = %e, "cannot watch; relying on the periodic rescan");
+                    *id = None;
+                }
+            }
+        }
+    }
+}
+
 /// Start watching. `debounce` groups bursts of events (an editor's save is several);
-/// `rescan` is the fallback period.
+/// every `rescan` the files are compared with the snapshot whatever events came.
 pub fn spawn(
     reloader: Arc<Reloader>,
     debounce: Duration,
     rescan: Duration,
 ) -> Result<WatchHandle, notify::Error> {
-    let (tx, rx) = mpsc::channel::<DebounceEventResult>();
-    let mut debouncer = new_debouncer(debounce, None, tx)?;
+    let (tx, rx) = mpsc::channel::<Message>();
+    let events = tx.clone();
+    let debouncer = new_debouncer(debounce, None, move |r: DebounceEventResult| {
+        let _ = events.send(Message::Events(r));
+    })?;
+    let mut roots = Roots {
+        debouncer,
+        roots: Vec::new(),
+    };
     if let PolicySource::Dir(dir) = &reloader.policies {
-        debouncer.watch(dir, RecursiveMode::NonRecursive)?;
+        roots
+            .roots
+            .push((dir.clone(), RecursiveMode::NonRecursive, None));
     }
-    debouncer.watch(&reloader.data_dir, RecursiveMode::Recursive)?;
+    roots
+        .roots
+        .push((reloader.data_dir.clone(), RecursiveMode::Recursive, None));
+    // Fail start-up if the directories cannot be watched at all.
+    for (path, mode, id) in &mut roots.roots {
+        roots.debouncer.watch(path.as_path(), *mode)?;
+        *id = inode(path);
+    }
     let thread = std::thread::Builder::new()
         .name("tilgang-reload".into())
         .spawn(move || {
+            // Catch anything that changed between the start-up load and the watch.
+            reloader.rescan();
+            let mut next_rescan = Instant::now() + rescan;
             loop {
-                match rx.recv_timeout(rescan) {
-                    Ok(Ok(events)) => {
+                // A fixed deadline: a stream of unrelated events must not starve
+                // the rescan.
+                let wait = next_rescan.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(wait) {
+                    Ok(Message::Events(Ok(events))) => {
+                        if events.iter().any(|e| e.event.need_rescan()) {
+                            tracing::warn!("the file watcher dropped events; rescanning");
+                            reloader.rescan();
+                            continue;
+                        }
                         let paths: Vec<PathBuf> = events
                             .into_iter()
                             .filter(|e| changes_content(&e.event.kind))
@@ -317,20 +389,25 @@ pub fn spawn(
                             reloader.apply_paths(&paths);
                         }
                     }
-                    Ok(Err(errors)) => {
+                    Ok(Message::Events(Err(errors))) => {
                         for e in errors {
                             tracing::warn!(error = %e, "file watcher error; rescanning");
                         }
                         reloader.rescan();
                     }
-                    Err(RecvTimeoutError::Timeout) => reloader.rescan(),
-                    Err(RecvTimeoutError::Disconnected) => break,
+                    Err(RecvTimeoutError::Timeout) => {
+                        roots.watch_all();
+                        reloader.rescan();
+                        next_rescan = Instant::now() + rescan;
+                    }
+                    Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 }
             }
+            roots.debouncer.stop();
         })
         .map_err(notify::Error::io)?;
     Ok(WatchHandle {
-        debouncer: Some(debouncer),
+        stop: tx,
         thread: Some(thread),
     })
 }

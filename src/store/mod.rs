@@ -25,7 +25,7 @@ use crate::engine;
 use crate::ids::{OrgNumber, PersonId, RightId, UndoToken};
 use crate::snapshot::load::{self, DELEGATION_TYPE, LoadError, ORG_TYPE, RIGHT_TYPE, owner_file};
 use crate::snapshot::watch::Reloader;
-use crate::snapshot::{DelegationRecord, Snapshot};
+use crate::snapshot::{DelegationRecord, FileStamp, Snapshot};
 use audit::{AuditLog, AuditRecord, Change};
 use undo::UndoRecord;
 
@@ -178,6 +178,7 @@ impl DelegationStore {
     pub fn open(reloader: Arc<Reloader>, undo_window: Duration) -> std::io::Result<Self> {
         let audit = AuditLog::open(&reloader.data_dir)?;
         std::fs::create_dir_all(reloader.data_dir.join(undo::UNDO_DIR))?;
+        files::sync_dir(&reloader.data_dir)?;
         Ok(Self {
             reloader,
             audit,
@@ -287,25 +288,31 @@ impl DelegationStore {
         entries: &std::collections::BTreeMap<OrgNumber, Entry>,
     ) -> Result<(), StoreError> {
         let path = owner_file(self.data_dir(), owner);
-        if entries.is_empty() {
+        // Under the snapshot writer lock from check to publish: a policy reload
+        // cannot slip in between and make what we write invalid.
+        let w = self.reloader.store.lock();
+        let cur = w.current();
+        let slice = if entries.is_empty() {
             files::remove_durable(&path)?;
+            None
         } else {
             let bytes = render(owner, entries);
-            // Check what we are about to write loads, so a bug here can never
-            // leave a file the next start-up refuses.
-            load::parse_owner_file(
-                &path.display().to_string(),
-                owner,
-                &bytes,
-                &self.snapshot().policies,
-            )
-            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
+            // What is written must load, so a write never leaves a file that the
+            // next start-up refuses.
+            let mut slice =
+                load::parse_owner_file(&path.display().to_string(), owner, &bytes, &cur.policies)
+                    .map_err(|e| {
+                    StoreError::FailedPrecondition(format!(
+                        "the change does not fit the current policies; nothing was written: {e}"
+                    ))
+                })?;
             files::write_atomic(&path, &bytes)?;
-        }
+            // The stamp the watcher will see, so its reload of this file is a no-op.
+            slice.stamp = std::fs::metadata(&path).ok().map(|m| FileStamp::of(&m));
+            Some(Arc::new(slice))
+        };
         // Read-your-writes: publish before acknowledging.
-        self.reloader
-            .reload_owner(owner)
-            .map_err(StoreError::Corrupt)?;
+        w.publish(cur.with_owner(*owner, slice));
         Ok(())
     }
 
@@ -429,7 +436,10 @@ impl DelegationStore {
             entry.updated_at = rfc3339(t);
         }
         let token = UndoToken::generate()?;
-        let expires = t + self.undo_window;
+        let expires = time::Duration::try_from(self.undo_window)
+            .ok()
+            .and_then(|w| t.checked_add(w))
+            .ok_or_else(|| std::io::Error::other("the undo window is out of range"))?;
         // The undo record is durable before the revocation, so an acknowledged
         // revocation always has a working token.
         undo::save(
@@ -509,6 +519,12 @@ impl DelegationStore {
             .into_iter()
             .filter(|r| snap.policies.catalogue.get(r).is_some())
             .collect();
+        if restored.is_empty() {
+            return Err(StoreError::FailedPrecondition(format!(
+                "nothing to restore: the revoked rights ({}) are no longer in the catalogue",
+                record.rights.join(", ")
+            )));
+        }
         let mut entries = self.read_owner(&owner)?;
         let stamp = rfc3339(t);
         let before = entries
@@ -531,7 +547,15 @@ impl DelegationStore {
         record.used_at = Some(stamp.clone());
         record.used_by = Some(actor.to_string());
         undo::save(self.data_dir(), token, &record)?;
-        self.commit(&owner, &entries)?;
+        if let Err(e) = self.commit(&owner, &entries) {
+            // Nothing was restored: give the token back so the undo can be retried.
+            record.used_at = None;
+            record.used_by = None;
+            if let Err(e2) = undo::save(self.data_dir(), token, &record) {
+                tracing::error!(error = %e2, "could not release an undo token after a failed undo");
+            }
+            return Err(e);
+        }
         self.audit
             .append(&AuditRecord {
                 time: stamp,

@@ -325,7 +325,10 @@ async fn rejections_write_nothing() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     top.sort();
-    assert_eq!(top, ["audit.jsonl", "delegations", "roles.json", "undo"]);
+    assert_eq!(
+        top,
+        [".lock", "audit.jsonl", "delegations", "roles.json", "undo"]
+    );
     s.stop().await;
 }
 
@@ -548,5 +551,82 @@ async fn roles_file_is_hot_reloaded() {
         }
     })
     .await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn undo_of_a_right_gone_from_the_catalogue_restores_nothing() {
+    let s = TestServer::start().await;
+    let mut a = s.admin().await;
+    let rights = s.work.policies().join("rights.json");
+    let original = std::fs::read_to_string(&rights).unwrap();
+    let with_extra = original.replacen(
+        "\"rights\": [",
+        "\"rights\": [\n    { \"id\": \"extra\", \"name\": \"Extra\", \"scopes\": [\"altinn:serviceowner/extra\"] },",
+        1,
+    );
+    std::fs::write(&rights, &with_extra).unwrap();
+    eventually("the extra right to exist", || {
+        let mut a = a.clone();
+        async move {
+            let r = a
+                .list_rights(ListRightsRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            r.rights.iter().any(|r| r.id == "extra")
+        }
+    })
+    .await;
+    a.delegate(delegate(OWNER, NEW_SUPPLIER, &["extra"], DAGL))
+        .await
+        .unwrap();
+    let r = a
+        .revoke(revoke(OWNER, NEW_SUPPLIER, &[], DAGL))
+        .await
+        .unwrap()
+        .into_inner();
+    std::fs::write(&rights, &original).unwrap();
+    eventually("the extra right to be gone", || {
+        let mut a = a.clone();
+        async move {
+            let r = a
+                .list_rights(ListRightsRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            r.rights.len() == 2
+        }
+    })
+    .await;
+    let e = a.undo_revoke(undo(&r.undo_token, DAGL)).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(
+        e.message().contains("nothing to restore"),
+        "{}",
+        e.message()
+    );
+    // The token was not spent: with the right back, the undo works.
+    std::fs::write(&rights, &with_extra).unwrap();
+    eventually("the undo to work again", || {
+        let mut a = a.clone();
+        let token = r.undo_token.clone();
+        async move { a.undo_revoke(undo(&token, DAGL)).await.is_ok() }
+    })
+    .await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_sidecar_per_data_directory() {
+    let s = TestServer::start().await;
+    let second = tilgang::cli::serve::Sidecar::start(s.work.config()).await;
+    let Err(e) = second else {
+        panic!("a second sidecar started on the same data directory");
+    };
+    assert!(e.to_string().contains("in use"), "{e}");
+    let work = s.stop().await;
+    // Released on shutdown: a restart works.
+    let s = TestServer::start_in(work, |_| {}).await;
     s.stop().await;
 }

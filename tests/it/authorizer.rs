@@ -208,5 +208,9 @@ async fn an_evaluation_error_is_a_deny_even_when_a_permit_matches() {
     let r = s.decide(FULL_SUPPLIER, OWNER, WRITE).await;
     assert!(!r.allowed, "fail closed: {r:?}");
     assert!(r.errors.iter().any(|e| e.contains("overflows")), "{r:?}");
+    assert!(
+        r.reasons.is_empty(),
+        "no permit is reported as the reason for a deny: {r:?}"
+    );
     s.stop().await;
 }

@@ -298,3 +298,28 @@ async fn admin_client_subcommands() {
     assert_eq!(code, 0);
     s.stop().await;
 }
+
+#[test]
+fn delegation_files_must_use_bare_org_numbers() {
+    let work = Workdir::new();
+    let path = work
+        .data()
+        .join("delegations")
+        .join(format!("{OWNER}.json"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen("\"id\": \"810418672\"", "\"id\": \"0192:810418672\"", 1),
+    )
+    .unwrap();
+    let (code, _, err) = output(
+        tilgang()
+            .arg("validate")
+            .arg("--policies")
+            .arg(work.policies())
+            .arg("--data")
+            .arg(work.data()),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("bare org number `810418672`"), "{err}");
+}
