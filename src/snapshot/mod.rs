@@ -2,7 +2,7 @@
 //! swaps it.
 //!
 //! A [`Snapshot`] is built once and never mutated; changes build a new one and swap
-//! it in with [`SnapshotStore::update`], so a decision sees the old or the new
+//! it in with [`WriteGuard::publish`], so a decision sees the old or the new
 //! snapshot and never a mix. Delegations are kept per owner ([`OwnerDelegations`]),
 //! so a change to one owner's file rebuilds only that owner's slice. Loading from
 //! disk lives in [`load`], watching in [`watch`]; this module does no I/O.
