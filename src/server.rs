@@ -7,8 +7,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 
 use crate::grpc::authorizer::AuthorizerService;
 use crate::grpc::delegations::DelegationsService;
@@ -43,6 +43,12 @@ fn reflection(
         .build_v1()?)
 }
 
+/// Accepted connections with Nagle off: small gRPC replies must not wait for
+/// the peer's delayed ACK.
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 /// Serve the gateway API on `listener` until `shutdown` completes, then drain.
 pub async fn serve_gateway(
     listener: TcpListener,
@@ -57,7 +63,7 @@ pub async fn serve_gateway(
         .add_service(health_service)
         .add_service(reflection("tilgang.v1.Authorizer")?)
         .add_service(AuthorizerServer::new(AuthorizerService::new(snapshots)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(incoming(listener), async move {
             shutdown.await;
             // Tell health checkers first, so load balancers stop sending.
             health
@@ -82,7 +88,7 @@ pub async fn serve_admin(
         .add_service(health_service)
         .add_service(reflection("tilgang.v1.Delegations")?)
         .add_service(DelegationsServer::new(DelegationsService::new(store)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(incoming(listener), async move {
             shutdown.await;
             health
                 .set_not_serving::<DelegationsServer<DelegationsService>>()
