@@ -685,8 +685,8 @@ pub fn load_roles(data_dir: &Path) -> Result<Roles, LoadError> {
     }
 }
 
-/// The owners that have a file in `delegations/`. Files whose name is not an org
-/// number are reported as errors, not ignored, so a typo is noticed.
+/// The owners that have a file in `delegations/`. A `*.json` file whose name is
+/// not an org number is reported as an error, not ignored, so a typo is noticed.
 pub fn list_owner_files(data_dir: &Path) -> Result<(Vec<OrgNumber>, Vec<LoadError>), LoadError> {
     let dir = data_dir.join(DELEGATIONS_DIR);
     let mut owners = Vec::new();
@@ -699,7 +699,9 @@ pub fn list_owner_files(data_dir: &Path) -> Result<(Vec<OrgNumber>, Vec<LoadErro
     for entry in entries {
         let entry = entry.map_err(|e| LoadError::new(dir.display(), e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !is_visible(&name) || !entry.path().is_file() {
+        // Only `*.json` is ours; other files (an editor's `.bak`, a README) are
+        // left alone, but a `.json` with a bad name is an error, not ignored.
+        if !is_visible(&name) || !name.ends_with(".json") || !entry.path().is_file() {
             continue;
         }
         match owner_of_path(data_dir, &entry.path()) {
