@@ -143,6 +143,30 @@ impl From<&DelegationRecord> for Entry {
     }
 }
 
+/// Add `rights` to `supplier`'s entry (created with `created_at` if new), as
+/// granted by `actor` at `time`. Returns the rights held before and after.
+fn grant(
+    entries: &mut std::collections::BTreeMap<OrgNumber, Entry>,
+    supplier: OrgNumber,
+    rights: BTreeSet<RightId>,
+    actor: &PersonId,
+    time: &str,
+    created_at: &str,
+) -> (BTreeSet<RightId>, BTreeSet<RightId>) {
+    let entry = entries.entry(supplier).or_insert_with(|| Entry {
+        rights: BTreeSet::new(),
+        delegated_by: String::new(),
+        created_at: created_at.to_string(),
+        updated_at: String::new(),
+        extra: serde_json::Map::new(),
+    });
+    let before = entry.rights.clone();
+    entry.rights.extend(rights);
+    entry.delegated_by = actor.to_string();
+    entry.updated_at = time.to_string();
+    (before, entry.rights.clone())
+}
+
 /// Render an owner's file: Cedar JSON entities, one per supplier, sorted.
 fn render(owner: &OrgNumber, entries: &std::collections::BTreeMap<OrgNumber, Entry>) -> Vec<u8> {
     let org = |o: &OrgNumber| json!({ "type": ORG_TYPE, "id": o.as_str() });
@@ -316,6 +340,33 @@ impl DelegationStore {
         Ok(())
     }
 
+    /// Append the audit line for a change that is already durable.
+    #[allow(clippy::too_many_arguments)] // one line of the audit record each
+    fn audit_change(
+        &self,
+        time: String,
+        actor: &PersonId,
+        owner: OrgNumber,
+        supplier: OrgNumber,
+        change: Change,
+        before: &BTreeSet<RightId>,
+        after: &BTreeSet<RightId>,
+        undo_token: Option<&UndoToken>,
+    ) -> Result<(), StoreError> {
+        self.audit
+            .append(&AuditRecord {
+                time,
+                actor: actor.to_string(),
+                owner: owner.to_string(),
+                supplier: supplier.to_string(),
+                change,
+                rights_before: ids(before),
+                rights_after: ids(after),
+                undo_token: undo_token.map(UndoToken::to_string),
+            })
+            .map_err(StoreError::Audit)
+    }
+
     fn view(&self, owner: &OrgNumber, supplier: &OrgNumber) -> DelegationView {
         let snap = self.snapshot();
         snap.delegation(owner, supplier)
@@ -356,34 +407,10 @@ impl DelegationStore {
 
         let mut entries = self.read_owner(&owner)?;
         let t = rfc3339(now());
-        let before = entries
-            .get(&supplier)
-            .map(|e| e.rights.clone())
-            .unwrap_or_default();
-        let entry = entries.entry(supplier).or_insert_with(|| Entry {
-            rights: BTreeSet::new(),
-            delegated_by: String::new(),
-            created_at: t.clone(),
-            updated_at: String::new(),
-            extra: serde_json::Map::new(),
-        });
-        entry.rights.extend(rights);
-        entry.delegated_by = actor.to_string();
-        entry.updated_at = t.clone();
-        let after = entry.rights.clone();
+        let (before, after) = grant(&mut entries, supplier, rights, actor, &t, &t);
         self.commit(&owner, &entries)?;
-        self.audit
-            .append(&AuditRecord {
-                time: t,
-                actor: actor.to_string(),
-                owner: owner.to_string(),
-                supplier: supplier.to_string(),
-                change: Change::Grant,
-                rights_before: ids(&before),
-                rights_after: ids(&after),
-                undo_token: None,
-            })
-            .map_err(StoreError::Audit)?;
+        let change = Change::Grant;
+        self.audit_change(t, actor, owner, supplier, change, &before, &after, None)?;
         Ok(self.view(&owner, &supplier))
     }
 
@@ -458,22 +485,13 @@ impl DelegationStore {
             },
         )?;
         self.commit(&owner, &entries)?;
-        self.audit
-            .append(&AuditRecord {
-                time: rfc3339(t),
-                actor: actor.to_string(),
-                owner: owner.to_string(),
-                supplier: supplier.to_string(),
-                change: if after.is_empty() {
-                    Change::RevokeLast
-                } else {
-                    Change::Revoke
-                },
-                rights_before: ids(&before),
-                rights_after: ids(&after),
-                undo_token: Some(token.to_string()),
-            })
-            .map_err(StoreError::Audit)?;
+        let change = if after.is_empty() {
+            Change::RevokeLast
+        } else {
+            Change::Revoke
+        };
+        let (time, tok) = (rfc3339(t), Some(&token));
+        self.audit_change(time, actor, owner, supplier, change, &before, &after, tok)?;
         Ok(Revoked {
             remaining: self.view(&owner, &supplier),
             undo_token: token,
@@ -527,21 +545,8 @@ impl DelegationStore {
         }
         let mut entries = self.read_owner(&owner)?;
         let stamp = rfc3339(t);
-        let before = entries
-            .get(&supplier)
-            .map(|e| e.rights.clone())
-            .unwrap_or_default();
-        let entry = entries.entry(supplier).or_insert_with(|| Entry {
-            rights: BTreeSet::new(),
-            delegated_by: String::new(),
-            created_at: record.created_at.clone(),
-            updated_at: String::new(),
-            extra: serde_json::Map::new(),
-        });
-        entry.rights.extend(restored);
-        entry.delegated_by = actor.to_string();
-        entry.updated_at = stamp.clone();
-        let after = entry.rights.clone();
+        let created_at = record.created_at.clone();
+        let (before, after) = grant(&mut entries, supplier, restored, actor, &stamp, &created_at);
         // Mark the token used before restoring: a crash in between loses the undo
         // (the owner can delegate again) rather than allowing it twice.
         record.used_at = Some(stamp.clone());
@@ -556,18 +561,17 @@ impl DelegationStore {
             }
             return Err(e);
         }
-        self.audit
-            .append(&AuditRecord {
-                time: stamp,
-                actor: actor.to_string(),
-                owner: owner.to_string(),
-                supplier: supplier.to_string(),
-                change: Change::Undo,
-                rights_before: ids(&before),
-                rights_after: ids(&after),
-                undo_token: Some(token.to_string()),
-            })
-            .map_err(StoreError::Audit)?;
+        let change = Change::Undo;
+        self.audit_change(
+            stamp,
+            actor,
+            owner,
+            supplier,
+            change,
+            &before,
+            &after,
+            Some(token),
+        )?;
         Ok(self.view(&owner, &supplier))
     }
 

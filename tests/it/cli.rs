@@ -58,6 +58,17 @@ fn test_subcommand_runs_tables_and_sets_exit_codes() {
     assert!(err.contains("wrong.csv:1: header must be"), "{err}");
 }
 
+fn validate(work: &Workdir) -> (i32, String, String) {
+    output(
+        tilgang()
+            .arg("validate")
+            .arg("--policies")
+            .arg(work.policies())
+            .arg("--data")
+            .arg(work.data()),
+    )
+}
+
 #[test]
 fn validate_reports_file_and_line() {
     let (code, out, _) = output(tilgang().args(["validate", "--data", "tests/fixtures/data"]));
@@ -77,28 +88,14 @@ fn validate_reports_file_and_line() {
         "[{\"uid\": 1}]",
     )
     .unwrap();
-    let (code, _, err) = output(
-        tilgang()
-            .arg("validate")
-            .arg("--policies")
-            .arg(work.policies())
-            .arg("--data")
-            .arg(work.data()),
-    );
+    let (code, _, err) = validate(&work);
     assert_eq!(code, 1);
     assert!(err.contains("api-access.cedar:13:"), "{err}");
     assert!(err.contains("rightz"), "{err}");
 
     // With the policies fixed, the data error is the one reported.
     std::fs::write(&path, text).unwrap();
-    let (code, _, err) = output(
-        tilgang()
-            .arg("validate")
-            .arg("--policies")
-            .arg(work.policies())
-            .arg("--data")
-            .arg(work.data()),
-    );
+    let (code, _, err) = validate(&work);
     assert_eq!(code, 1);
     assert!(err.contains("974760673.json"), "{err}");
 }
@@ -312,14 +309,7 @@ fn delegation_files_must_use_bare_org_numbers() {
         text.replacen("\"id\": \"810418672\"", "\"id\": \"0192:810418672\"", 1),
     )
     .unwrap();
-    let (code, _, err) = output(
-        tilgang()
-            .arg("validate")
-            .arg("--policies")
-            .arg(work.policies())
-            .arg("--data")
-            .arg(work.data()),
-    );
+    let (code, _, err) = validate(&work);
     assert_eq!(code, 1);
     assert!(err.contains("bare org number `810418672`"), "{err}");
 }

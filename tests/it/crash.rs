@@ -9,23 +9,6 @@ use tilgang::proto::delegations_client::DelegationsClient;
 
 use crate::util::*;
 
-/// Valid org numbers, for many distinct suppliers.
-fn org_numbers(start: u32, n: usize) -> Vec<String> {
-    (start..)
-        .filter_map(|n| {
-            let s = format!("{n:08}");
-            let w = [3, 2, 7, 6, 5, 4, 3, 2];
-            let sum: u32 = s.bytes().zip(w).map(|(d, w)| u32::from(d - b'0') * w).sum();
-            match 11 - sum % 11 {
-                10 => None,
-                11 => Some(format!("{s}0")),
-                c => Some(format!("{s}{c}")),
-            }
-        })
-        .take(n)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn acknowledged_writes_survive_kill_9() {
     let work = Workdir::new();
