@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use tilgang::proto::delegations_client::DelegationsClient;
 use tilgang::proto::{
-    DelegateRequest, ListDelegationsRequest, ListRightsRequest, RevokeRequest, UndoRevokeRequest,
+    DelegateRequest, Delegation, ListDelegationsRequest, ListRightsRequest, RevokeRequest,
+    UndoRevokeRequest,
 };
 use tonic::Code;
 use tonic::transport::Channel;
@@ -45,6 +46,19 @@ async fn right_ids(a: &DelegationsClient<Channel>) -> Vec<String> {
         .unwrap()
         .into_inner();
     r.rights.into_iter().map(|r| r.id).collect()
+}
+
+async fn list_of(a: &DelegationsClient<Channel>, owner: &str, supplier: &str) -> Vec<Delegation> {
+    let req = ListDelegationsRequest {
+        owner: owner.into(),
+        supplier: supplier.into(),
+    };
+    let mut a = a.clone();
+    a.list_delegations(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .delegations
 }
 
 fn audit_lines(s: &TestServer) -> Vec<serde_json::Value> {
@@ -137,15 +151,7 @@ async fn delegate_revoke_undo_flow_drives_decisions() {
     assert_eq!(r.undo_token.len(), 32);
     assert!(!r.undo_expires_at.is_empty());
     assert!(!s.decide(NEW_SUPPLIER, OWNER, READ).await.allowed);
-    let list = a
-        .list_delegations(ListDelegationsRequest {
-            owner: OWNER.into(),
-            supplier: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .delegations;
+    let list = list_of(&a, OWNER, "").await;
     assert!(list.iter().all(|d| d.supplier != NEW_SUPPLIER));
     assert_eq!(list.len(), 2, "the fixture's two delegations remain");
 
@@ -391,17 +397,7 @@ async fn concurrent_delegations_to_one_owner_all_persist() {
         );
         assert!(s.decide(sup, OWNER, READ).await.allowed);
     }
-    let list = s
-        .admin()
-        .await
-        .list_delegations(ListDelegationsRequest {
-            owner: OWNER.into(),
-            supplier: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .delegations;
+    let list = list_of(&s.admin().await, OWNER, "").await;
     assert_eq!(list.len(), 24 + 2);
     assert_eq!(audit_lines(&s).len(), 24);
     s.stop().await;
@@ -453,28 +449,14 @@ async fn overview_filters_by_owner_supplier_or_both() {
     ))
     .await
     .unwrap();
-    let list = |owner: &str, supplier: &str| {
-        let mut a = a.clone();
-        let req = ListDelegationsRequest {
-            owner: owner.into(),
-            supplier: supplier.into(),
-        };
-        async move {
-            a.list_delegations(req)
-                .await
-                .unwrap()
-                .into_inner()
-                .delegations
-        }
-    };
-    let by_supplier = list("", FULL_SUPPLIER).await;
+    let by_supplier = list_of(&a, "", FULL_SUPPLIER).await;
     let owners: Vec<&str> = by_supplier.iter().map(|d| d.owner.as_str()).collect();
     assert_eq!(owners, [OTHER_OWNER, OWNER]);
-    let both = list(OWNER, "0192:810418672").await;
+    let both = list_of(&a, OWNER, "0192:810418672").await;
     assert_eq!(both.len(), 1);
     assert_eq!(both[0].delegated_by, DAGL);
     assert_eq!(both[0].created_at, "2026-01-05T09:00:00Z");
-    assert_eq!(list("", "").await.len(), 4);
+    assert_eq!(list_of(&a, "", "").await.len(), 4);
     let e = a
         .list_delegations(ListDelegationsRequest {
             owner: "123".into(),
