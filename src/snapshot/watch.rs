@@ -411,3 +411,56 @@ pub fn spawn(
         thread: Some(thread),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::load::load_snapshot;
+
+    #[test]
+    fn classify_maps_paths_to_the_least_work() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let policies = PolicySource::Dir(root.join("policies"));
+        let data = root.join("tests/fixtures/data");
+        let snap = load_snapshot(&policies, &data).unwrap();
+        let r = Reloader::new(Arc::new(SnapshotStore::new(snap)), policies, data.clone());
+        let owner = OrgNumber::parse("991825827").unwrap();
+        let work = |paths: &[PathBuf]| r.classify(paths);
+
+        assert_eq!(
+            work(&[data.join("delegations/991825827.json")]),
+            Work {
+                owners: vec![owner],
+                ..Work::default()
+            }
+        );
+        assert_eq!(
+            work(&[data.join("roles.json")]),
+            Work {
+                roles: true,
+                ..Work::default()
+            }
+        );
+        assert_eq!(
+            work(&[root.join("policies/..data")]),
+            Work {
+                policies: true,
+                ..Work::default()
+            }
+        );
+        // Temp files of atomic writes, the audit log and undo records: nothing.
+        assert_eq!(
+            work(&[
+                data.join("delegations/.tmp-abc"),
+                data.join("audit.jsonl"),
+                data.join("undo/0123.json"),
+                data.join(".lock"),
+            ]),
+            Work::default()
+        );
+        // The directory itself, or a name that is not an owner: look at everything.
+        for p in [data.join("delegations"), data.join("delegations/12.json")] {
+            assert!(work(&[p]).rescan_data);
+        }
+    }
+}
