@@ -103,11 +103,16 @@ impl Roles {
     }
 }
 
+/// Every owner's delegations. A persistent map: a snapshot that changes one
+/// owner shares the rest of the map with the one before (O(log n) per change,
+/// not a copy of every entry).
+pub type OwnerMap = imbl::HashMap<OrgNumber, Arc<OwnerDelegations>>;
+
 /// One consistent view of policies and data.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub policies: Arc<PolicyBundle>,
-    pub owners: Arc<HashMap<OrgNumber, Arc<OwnerDelegations>>>,
+    pub owners: OwnerMap,
     pub roles: Arc<Roles>,
     /// XOR of every owner file's digest (keyed by owner), kept incrementally so a
     /// one-owner change does not rehash the rest.
@@ -133,7 +138,7 @@ impl Snapshot {
         }
         let mut s = Self {
             policies,
-            owners: Arc::new(owners),
+            owners: owners.into_iter().collect(),
             roles,
             data_digest,
             revision: String::new(),
@@ -167,7 +172,7 @@ impl Snapshot {
 
     /// A copy with one owner's slice replaced (or removed, for `None`).
     pub fn with_owner(&self, owner: OrgNumber, slice: Option<Arc<OwnerDelegations>>) -> Self {
-        let mut owners = (*self.owners).clone();
+        let mut owners = self.owners.clone();
         let mut data_digest = self.data_digest;
         if let Some(old) = owners.remove(&owner) {
             xor(&mut data_digest, &old.digest);
@@ -178,7 +183,7 @@ impl Snapshot {
         }
         let mut s = Self {
             policies: self.policies.clone(),
-            owners: Arc::new(owners),
+            owners,
             roles: self.roles.clone(),
             data_digest,
             revision: String::new(),
