@@ -495,6 +495,11 @@ pub fn owner_of_path(data_dir: &Path, path: &Path) -> Option<OrgNumber> {
     OrgNumber::parse(stem).ok()
 }
 
+/// The digest of an owner file's bytes, as kept in [`OwnerDelegations::digest`].
+pub fn owner_digest(owner: &OrgNumber, bytes: &[u8]) -> Digest {
+    digest_of(&[(owner.as_str(), bytes)])
+}
+
 /// Parse one owner's file. `bytes` is what was read from `path`.
 pub fn parse_owner_file(
     path: &str,
@@ -502,7 +507,7 @@ pub fn parse_owner_file(
     bytes: &[u8],
     policies: &PolicyBundle,
 ) -> Result<OwnerDelegations, LoadError> {
-    let digest = digest_of(&[(owner.as_str(), bytes)]);
+    let digest = owner_digest(owner, bytes);
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| LoadError::new(format!("{path}:{}:{}", e.line(), e.column()), e))?;
     let raw: Vec<RawDelegation> = serde_json::from_value(value.clone()).map_err(|e| {
@@ -606,10 +611,16 @@ pub fn parse_owner_file(
 }
 
 /// Read one owner's file. `Ok(None)` when it does not exist.
+///
+/// `known` is the owner's slice already parsed against the same `policies`: when
+/// the file's bytes are the ones it was parsed from, it is reused rather than
+/// parsed again (a large owner file costs milliseconds to parse, and every admin
+/// write and file event would otherwise pay that more than once).
 pub fn load_owner_file(
     data_dir: &Path,
     owner: &OrgNumber,
     policies: &PolicyBundle,
+    known: Option<&OwnerDelegations>,
 ) -> Result<Option<OwnerDelegations>, LoadError> {
     let path = owner_file(data_dir, owner);
     // Stamp and contents from the same open file, stamp first: a write after the
@@ -622,7 +633,10 @@ pub fn load_owner_file(
     });
     match read {
         Ok((stamp, bytes)) => {
-            let mut slice = parse_owner_file(&path.display().to_string(), owner, &bytes, policies)?;
+            let mut slice = match known {
+                Some(k) if k.digest == owner_digest(owner, &bytes) => k.clone(),
+                _ => parse_owner_file(&path.display().to_string(), owner, &bytes, policies)?,
+            };
             slice.stamp = Some(stamp);
             Ok(Some(slice))
         }
@@ -731,7 +745,7 @@ pub fn load_data(
         Ok((list, errs)) => {
             errors.extend(errs);
             for owner in list {
-                match load_owner_file(data_dir, &owner, policies) {
+                match load_owner_file(data_dir, &owner, policies, None) {
                     Ok(Some(slice)) => {
                         owners.insert(owner, Arc::new(slice));
                     }

@@ -83,8 +83,9 @@ impl Reloader {
     pub fn reload_owner(&self, owner: &OrgNumber) -> Result<bool, LoadError> {
         let w = self.store.lock();
         let cur = w.current();
-        let slice = load::load_owner_file(&self.data_dir, owner, &cur.policies)?;
         let old = cur.owners.get(owner);
+        let slice =
+            load::load_owner_file(&self.data_dir, owner, &cur.policies, old.map(Arc::as_ref))?;
         let same = match (&slice, old) {
             (Some(new), Some(old)) => new.digest == old.digest && new.stamp == old.stamp,
             (None, None) => true,

@@ -293,7 +293,8 @@ impl DelegationStore {
         owner: &OrgNumber,
     ) -> Result<std::collections::BTreeMap<OrgNumber, Entry>, StoreError> {
         let snap = self.snapshot();
-        let slice = load::load_owner_file(self.data_dir(), owner, &snap.policies)
+        let known = snap.owners.get(owner).map(Arc::as_ref);
+        let slice = load::load_owner_file(self.data_dir(), owner, &snap.policies, known)
             .map_err(StoreError::Corrupt)?;
         Ok(slice
             .map(|s| {
