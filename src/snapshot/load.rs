@@ -507,9 +507,24 @@ pub fn parse_owner_file(
     bytes: &[u8],
     policies: &PolicyBundle,
 ) -> Result<OwnerDelegations, LoadError> {
-    let digest = owner_digest(owner, bytes);
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| LoadError::new(format!("{path}:{}:{}", e.line(), e.column()), e))?;
+    Ok(OwnerDelegations {
+        by_supplier: parse_delegations(path, owner, value, policies)?,
+        digest: owner_digest(owner, bytes),
+        stamp: None,
+    })
+}
+
+/// Parse and check delegation entities of `owner` (a JSON array as in an owner
+/// file), against `policies`. Used for whole files, and by admin writes for just
+/// the entities they change.
+pub fn parse_delegations(
+    path: &str,
+    owner: &OrgNumber,
+    value: serde_json::Value,
+    policies: &PolicyBundle,
+) -> Result<BTreeMap<OrgNumber, Arc<DelegationRecord>>, LoadError> {
     let raw: Vec<RawDelegation> = serde_json::from_value(value.clone()).map_err(|e| {
         LoadError::new(
             path,
@@ -603,11 +618,7 @@ pub fn parse_owner_file(
             }),
         );
     }
-    Ok(OwnerDelegations {
-        by_supplier,
-        digest,
-        stamp: None,
-    })
+    Ok(by_supplier)
 }
 
 /// Read one owner's file. `Ok(None)` when it does not exist.

@@ -25,7 +25,7 @@ use crate::engine;
 use crate::ids::{OrgNumber, PersonId, RightId, UndoToken};
 use crate::snapshot::load::{self, DELEGATION_TYPE, LoadError, ORG_TYPE, RIGHT_TYPE, owner_file};
 use crate::snapshot::watch::Reloader;
-use crate::snapshot::{DelegationRecord, FileStamp, Snapshot};
+use crate::snapshot::{DelegationRecord, FileStamp, OwnerDelegations, Snapshot};
 use audit::{AuditLog, AuditRecord, Change};
 use undo::UndoRecord;
 
@@ -122,7 +122,7 @@ fn ids(rights: &BTreeSet<RightId>) -> Vec<String> {
 }
 
 /// One supplier's entry as it will be written.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Entry {
     rights: BTreeSet<RightId>,
     delegated_by: String,
@@ -167,31 +167,34 @@ fn grant(
     (before, entry.rights.clone())
 }
 
+/// One supplier's Cedar JSON entity, as the owner's file holds it.
+fn entity_json(owner: &OrgNumber, supplier: &OrgNumber, e: &Entry) -> serde_json::Value {
+    let org = |o: &OrgNumber| json!({ "type": ORG_TYPE, "id": o.as_str() });
+    let mut attrs = e.extra.clone();
+    attrs.insert("owner".into(), org(owner));
+    attrs.insert("supplier".into(), org(supplier));
+    attrs.insert(
+        "rights".into(),
+        e.rights
+            .iter()
+            .map(|r| json!({ "type": RIGHT_TYPE, "id": r.as_str() }))
+            .collect(),
+    );
+    attrs.insert("delegatedBy".into(), e.delegated_by.clone().into());
+    attrs.insert("createdAt".into(), e.created_at.clone().into());
+    attrs.insert("updatedAt".into(), e.updated_at.clone().into());
+    json!({
+        "uid": { "type": DELEGATION_TYPE, "id": format!("{owner}/{supplier}") },
+        "attrs": attrs,
+        "parents": [],
+    })
+}
+
 /// Render an owner's file: Cedar JSON entities, one per supplier, sorted.
 fn render(owner: &OrgNumber, entries: &std::collections::BTreeMap<OrgNumber, Entry>) -> Vec<u8> {
-    let org = |o: &OrgNumber| json!({ "type": ORG_TYPE, "id": o.as_str() });
     let list: Vec<serde_json::Value> = entries
         .iter()
-        .map(|(supplier, e)| {
-            let mut attrs = e.extra.clone();
-            attrs.insert("owner".into(), org(owner));
-            attrs.insert("supplier".into(), org(supplier));
-            attrs.insert(
-                "rights".into(),
-                e.rights
-                    .iter()
-                    .map(|r| json!({ "type": RIGHT_TYPE, "id": r.as_str() }))
-                    .collect(),
-            );
-            attrs.insert("delegatedBy".into(), e.delegated_by.clone().into());
-            attrs.insert("createdAt".into(), e.created_at.clone().into());
-            attrs.insert("updatedAt".into(), e.updated_at.clone().into());
-            json!({
-                "uid": { "type": DELEGATION_TYPE, "id": format!("{owner}/{supplier}") },
-                "attrs": attrs,
-                "parents": [],
-            })
-        })
+        .map(|(supplier, e)| entity_json(owner, supplier, e))
         .collect();
     let mut bytes = serde_json::to_vec_pretty(&list).unwrap_or_else(|_| b"[]".to_vec());
     bytes.push(b'\n');
@@ -321,20 +324,37 @@ impl DelegationStore {
             files::remove_durable(&path)?;
             None
         } else {
-            let bytes = render(owner, entries);
             // What is written must load, so a write never leaves a file that the
-            // next start-up refuses.
-            let mut slice =
-                load::parse_owner_file(&path.display().to_string(), owner, &bytes, &cur.policies)
-                    .map_err(|e| {
+            // next start-up refuses. Entries equal to a record already in the
+            // snapshot (parsed against these policies) are reused; only the changed
+            // ones are checked, so a write does not re-parse the whole file.
+            let known = cur.owners.get(owner);
+            let mut by_supplier = std::collections::BTreeMap::new();
+            let mut changed = Vec::new();
+            for (supplier, entry) in entries {
+                match known.and_then(|k| k.by_supplier.get(supplier)) {
+                    Some(r) if Entry::from(r.as_ref()) == *entry => {
+                        by_supplier.insert(*supplier, r.clone());
+                    }
+                    _ => changed.push(entity_json(owner, supplier, entry)),
+                }
+            }
+            let shown = path.display().to_string();
+            let fresh = load::parse_delegations(&shown, owner, changed.into(), &cur.policies)
+                .map_err(|e| {
                     StoreError::FailedPrecondition(format!(
                         "the change does not fit the current policies; nothing was written: {e}"
                     ))
                 })?;
+            by_supplier.extend(fresh);
+            let bytes = render(owner, entries);
             files::write_atomic(&path, &bytes)?;
-            // The stamp the watcher will see, so its reload of this file is a no-op.
-            slice.stamp = std::fs::metadata(&path).ok().map(|m| FileStamp::of(&m));
-            Some(Arc::new(slice))
+            Some(Arc::new(OwnerDelegations {
+                by_supplier,
+                digest: load::owner_digest(owner, &bytes),
+                // The stamp the watcher will see, so its reload of this file is a no-op.
+                stamp: std::fs::metadata(&path).ok().map(|m| FileStamp::of(&m)),
+            }))
         };
         // Read-your-writes: publish before acknowledging.
         w.publish(cur.with_owner(*owner, slice));

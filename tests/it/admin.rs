@@ -200,6 +200,23 @@ async fn delegate_revoke_undo_flow_drives_decisions() {
         assert_eq!(l["supplier"], NEW_SUPPLIER);
         assert!(l["time"].as_str().unwrap().ends_with('Z'));
     }
+    // What the admin API published is exactly what a fresh load of the files
+    // gives: the same revision.
+    let fresh = tilgang::snapshot::load::load_snapshot(
+        &tilgang::snapshot::load::PolicySource::Dir(s.work.policies()),
+        &s.work.data(),
+    )
+    .unwrap();
+    assert_eq!(fresh.revision(), s.revision());
+    let (o, sup) = (
+        tilgang::ids::OrgNumber::parse(OWNER).unwrap(),
+        tilgang::ids::OrgNumber::parse(NEW_SUPPLIER).unwrap(),
+    );
+    let on_disk = fresh.delegation(&o, &sup).unwrap();
+    let live = s.sidecar.snapshots.load();
+    let live = live.delegation(&o, &sup).unwrap();
+    assert_eq!(on_disk.rights, live.rights);
+    assert_eq!(on_disk.entity, live.entity);
     s.stop().await;
 }
 
@@ -400,6 +417,16 @@ async fn concurrent_delegations_to_one_owner_all_persist() {
     let list = list_of(&s.admin().await, OWNER, "").await;
     assert_eq!(list.len(), 24 + 2);
     assert_eq!(audit_lines(&s).len(), 24);
+    let fresh = tilgang::snapshot::load::load_snapshot(
+        &tilgang::snapshot::load::PolicySource::Dir(s.work.policies()),
+        &s.work.data(),
+    )
+    .unwrap();
+    assert_eq!(
+        fresh.revision(),
+        s.revision(),
+        "published = what a reload gives"
+    );
     s.stop().await;
 }
 
