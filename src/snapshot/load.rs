@@ -495,6 +495,25 @@ pub fn owner_of_path(data_dir: &Path, path: &Path) -> Option<OrgNumber> {
     OrgNumber::parse(stem).ok()
 }
 
+/// Read a regular file with the stamp of what was read. Anything else (a FIFO
+/// would block the reader, and with it every writer) is refused before it is
+/// opened. Stamp first, from the open file: a write after it makes the next
+/// rescan read the file again.
+fn read_regular(path: &Path) -> std::io::Result<(FileStamp, Vec<u8>)> {
+    let not_regular = || std::io::Error::other("not a regular file");
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
+    let mut f = std::fs::File::open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut f, &mut bytes)?;
+    Ok((FileStamp::of(&meta), bytes))
+}
+
 /// The digest of an owner file's bytes, as kept in [`OwnerDelegations::digest`].
 pub fn owner_digest(owner: &OrgNumber, bytes: &[u8]) -> Digest {
     digest_of(&[(owner.as_str(), bytes)])
@@ -634,15 +653,7 @@ pub fn load_owner_file(
     known: Option<&OwnerDelegations>,
 ) -> Result<Option<OwnerDelegations>, LoadError> {
     let path = owner_file(data_dir, owner);
-    // Stamp and contents from the same open file, stamp first: a write after the
-    // stamp makes the next rescan read the file again.
-    let read = std::fs::File::open(&path).and_then(|mut f| {
-        let stamp = FileStamp::of(&f.metadata()?);
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut f, &mut bytes)?;
-        Ok((stamp, bytes))
-    });
-    match read {
+    match read_regular(&path) {
         Ok((stamp, bytes)) => {
             let mut slice = match known {
                 Some(k) if k.digest == owner_digest(owner, &bytes) => k.clone(),
@@ -703,8 +714,8 @@ pub fn parse_roles(path: &str, bytes: &[u8]) -> Result<Roles, LoadError> {
 /// Read `roles.json`; a missing file means nobody holds any role.
 pub fn load_roles(data_dir: &Path) -> Result<Roles, LoadError> {
     let path = data_dir.join(ROLES_FILE);
-    match std::fs::read(&path) {
-        Ok(bytes) => parse_roles(&path.display().to_string(), &bytes),
+    match read_regular(&path) {
+        Ok((_, bytes)) => parse_roles(&path.display().to_string(), &bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Roles::default()),
         Err(e) => Err(LoadError::new(path.display(), e)),
     }

@@ -9,6 +9,7 @@
 //! all seen as changes in the directory.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,9 +33,14 @@ pub struct Reloader {
     pub data_dir: PathBuf,
     /// What the last periodic rescan rejected, so it is not logged every period.
     last_rescan_errors: Mutex<Vec<LoadError>>,
+    /// The last rejected policy files (digest) and the revision they were tried
+    /// against, with the errors.
+    rejected_policies: Mutex<Option<RejectedPolicies>>,
     /// Whether the last policy change was rejected.
     policies_rejected: std::sync::atomic::AtomicBool,
 }
+
+type RejectedPolicies = ((super::Digest, String), LoadErrors);
 
 /// What a batch of file events asks for.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -53,6 +59,7 @@ impl Reloader {
             data_dir,
             last_rescan_errors: Mutex::new(Vec::new()),
             policies_rejected: std::sync::atomic::AtomicBool::new(false),
+            rejected_policies: Mutex::new(None),
         }
     }
 
@@ -62,9 +69,30 @@ impl Reloader {
         // Reading is cheap; parse and validate only when the bytes changed, and
         // without holding the writer lock.
         let files = load::read_policies(&self.policies)?;
-        if files.digest == self.store.load().policies.digest {
+        let cur = self.store.load();
+        if files.digest == cur.policies.digest {
             return Ok(false);
         }
+        // The same rejected files against the same snapshot fail the same way:
+        // do not re-parse them and revalidate all data on every event and rescan.
+        let key = (files.digest, cur.revision().to_string());
+        if let Some((k, errors)) = self.rejected_policies().as_ref()
+            && *k == key
+        {
+            return Err(errors.clone());
+        }
+        let result = self.try_policies(files);
+        *self.rejected_policies() = result.as_ref().err().map(|e| (key, e.clone()));
+        result
+    }
+
+    fn rejected_policies(&self) -> std::sync::MutexGuard<'_, Option<RejectedPolicies>> {
+        self.rejected_policies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn try_policies(&self, files: load::PolicyFiles) -> Result<bool, LoadErrors> {
         let policies = load::build_policies(&self.policies, files)?;
         let w = self.store.lock();
         if policies.digest == w.current().policies.digest {
@@ -267,21 +295,19 @@ impl Reloader {
     }
 }
 
-/// What the reload thread receives.
-enum Message {
-    Events(DebounceEventResult),
-    Stop,
-}
-
 /// Stops the watcher when dropped.
 pub struct WatchHandle {
-    stop: mpsc::Sender<Message>,
+    stop: Arc<AtomicBool>,
+    /// Wakes the thread; `None` carries no events.
+    wake: mpsc::Sender<Option<DebounceEventResult>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for WatchHandle {
     fn drop(&mut self) {
-        let _ = self.stop.send(Message::Stop);
+        // A flag, not a queued message, so stopping never waits behind events.
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.wake.send(None);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -298,41 +324,50 @@ fn changes_content(kind: &EventKind) -> bool {
     }
 }
 
-/// The directories watched, with the identity they had when the watch was set,
-/// so a directory deleted and recreated is watched again.
+/// The watched directories. Each is watched on its own (not recursively), so the
+/// audit log and undo records in the data directory's subdirectories make no
+/// events. A directory deleted and recreated is watched again.
 struct Roots {
     debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
-    roots: Vec<(PathBuf, RecursiveMode, Option<u64>)>,
-}
-
-fn inode(path: &Path) -> Option<u64> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some(super::FileStamp::of(&meta).inode)
+    /// Each root, and whether its watch is known to be in place.
+    roots: Vec<(PathBuf, bool)>,
 }
 
 impl Roots {
-    fn watch_all(&mut self) {
-        for (path, mode, id) in &mut self.roots {
-            let now = inode(path);
-            if now.is_some() && now == *id {
-                continue;
-            }
-            let _ = self.debouncer.unwatch(path.as_path());
-            match self.debouncer.watch(path.as_path(), *mode) {
-                Ok(()) => {
-                    if id.is_some() {
-                        tracing::info!(dir = %path.display(), "directory was replaced; watching it again");
-                    }
-                    *id = now;
+    /// (Re)watch every root. Watching a watched directory is cheap and harmless;
+    /// a directory replaced since (ext4 may even reuse its inode number) gets its
+    /// watch back. Returns whether every root is watched.
+    fn watch_all(&mut self) -> bool {
+        let mut all = true;
+        for (path, watched) in &mut self.roots {
+            match self
+                .debouncer
+                .watch(path.as_path(), RecursiveMode::NonRecursive)
+            {
+                Ok(()) if !*watched => {
+                    tracing::info!(dir = %path.display(), "watching");
+                    *watched = true;
                 }
+                Ok(()) => {}
                 Err(e) => {
-                    tracing::warn!(dir = %path.display(), error = %e, "cannot watch; relying on the periodic rescan");
-                    *id = None;
+                    if *watched {
+                        tracing::warn!(dir = %path.display(), error = %e, "cannot watch; retrying");
+                    }
+                    *watched = false;
+                    all = false;
                 }
             }
         }
+        all
+    }
+
+    fn is_root(&self, path: &Path) -> bool {
+        self.roots.iter().any(|(p, _)| p == path)
     }
 }
+
+/// How soon to retry watching a root that is missing (deleted, being replaced).
+const REWATCH: Duration = Duration::from_millis(200);
 
 /// Start watching. `debounce` groups bursts of events (an editor's save is several);
 /// every `rescan` the files are compared with the snapshot whatever events came.
@@ -341,74 +376,100 @@ pub fn spawn(
     debounce: Duration,
     rescan: Duration,
 ) -> Result<WatchHandle, notify::Error> {
-    let (tx, rx) = mpsc::channel::<Message>();
+    // Bounded both ways: zero would spin, a huge value would overflow `Instant`.
+    let rescan = rescan.clamp(Duration::from_millis(100), Duration::from_secs(86_400));
+    let (tx, rx) = mpsc::channel::<Option<DebounceEventResult>>();
     let events = tx.clone();
     let debouncer = new_debouncer(debounce, None, move |r: DebounceEventResult| {
-        let _ = events.send(Message::Events(r));
+        let _ = events.send(Some(r));
     })?;
     let mut roots = Roots {
         debouncer,
         roots: Vec::new(),
     };
     if let PolicySource::Dir(dir) = &reloader.policies {
-        roots
-            .roots
-            .push((dir.clone(), RecursiveMode::NonRecursive, None));
+        roots.roots.push((dir.clone(), false));
     }
+    roots.roots.push((reloader.data_dir.clone(), false));
     roots
         .roots
-        .push((reloader.data_dir.clone(), RecursiveMode::Recursive, None));
+        .push((reloader.data_dir.join(load::DELEGATIONS_DIR), false));
     // Fail start-up if the directories cannot be watched at all.
-    for (path, mode, id) in &mut roots.roots {
-        roots.debouncer.watch(path.as_path(), *mode)?;
-        *id = inode(path);
+    for (path, watched) in &mut roots.roots {
+        roots
+            .debouncer
+            .watch(path.as_path(), RecursiveMode::NonRecursive)?;
+        *watched = true;
     }
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = stop.clone();
     let thread = std::thread::Builder::new()
         .name("tilgang-reload".into())
         .spawn(move || {
             // Catch anything that changed between the start-up load and the watch.
             reloader.rescan();
             let mut next_rescan = Instant::now() + rescan;
-            loop {
-                // A fixed deadline: a stream of unrelated events must not starve
-                // the rescan.
+            while !stopping.load(Ordering::Relaxed) {
+                // A fixed deadline: a stream of events must not starve the rescan.
                 let wait = next_rescan.saturating_duration_since(Instant::now());
-                match rx.recv_timeout(wait) {
-                    Ok(Message::Events(Ok(events))) => {
-                        if events.iter().any(|e| e.event.need_rescan()) {
-                            tracing::warn!("the file watcher dropped events; rescanning");
-                            reloader.rescan();
-                            continue;
+                let mut batch = match rx.recv_timeout(wait) {
+                    Ok(first) => first.into_iter().collect::<Vec<_>>(),
+                    Err(RecvTimeoutError::Timeout) => Vec::new(),
+                    Err(RecvTimeoutError::Disconnected) => break,
+                };
+                if stopping.load(Ordering::Relaxed) {
+                    break;
+                }
+                // Take whatever else is queued, so a burst is handled once and a
+                // backlog cannot build up behind slow reloads.
+                while let Ok(more) = rx.try_recv() {
+                    batch.extend(more);
+                }
+                let mut rescan_now = Instant::now() >= next_rescan;
+                let mut paths = Vec::new();
+                for result in batch {
+                    match result {
+                        Ok(events) => {
+                            for e in events {
+                                if e.event.need_rescan() {
+                                    tracing::warn!("the file watcher dropped events; rescanning");
+                                    rescan_now = true;
+                                }
+                                if changes_content(&e.event.kind) {
+                                    paths.extend(e.event.paths);
+                                }
+                            }
                         }
-                        let paths: Vec<PathBuf> = events
-                            .into_iter()
-                            .filter(|e| changes_content(&e.event.kind))
-                            .flat_map(|e| e.event.paths)
-                            .collect();
-                        if !paths.is_empty() {
-                            tracing::debug!(?paths, "file events");
-                            reloader.apply_paths(&paths);
+                        Err(errors) => {
+                            for e in errors {
+                                tracing::warn!(error = %e, "file watcher error; rescanning");
+                            }
+                            rescan_now = true;
                         }
                     }
-                    Ok(Message::Events(Err(errors))) => {
-                        for e in errors {
-                            tracing::warn!(error = %e, "file watcher error; rescanning");
-                        }
-                        reloader.rescan();
-                    }
-                    Err(RecvTimeoutError::Timeout) => {
-                        roots.watch_all();
-                        reloader.rescan();
-                        next_rescan = Instant::now() + rescan;
-                    }
-                    Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                }
+                // A watched directory itself changed (deleted, replaced): watch
+                // it again and look at everything.
+                if paths.iter().any(|p| roots.is_root(p)) {
+                    rescan_now = true;
+                }
+                if rescan_now {
+                    let all_watched = roots.watch_all();
+                    reloader.rescan();
+                    next_rescan = Instant::now() + if all_watched { rescan } else { REWATCH };
+                } else if !paths.is_empty() {
+                    paths.sort();
+                    paths.dedup();
+                    tracing::debug!(?paths, "file events");
+                    reloader.apply_paths(&paths);
                 }
             }
             roots.debouncer.stop();
         })
         .map_err(notify::Error::io)?;
     Ok(WatchHandle {
-        stop: tx,
+        stop,
+        wake: tx,
         thread: Some(thread),
     })
 }

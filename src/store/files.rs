@@ -1,14 +1,45 @@
 //! Durable file writes: temp file in the same directory, fsync, rename, fsync the
 //! directory. A crash at any moment leaves the old file or the new one, never a
-//! torn one; a write is durable when these functions return.
+//! torn one; a write is durable when these functions return `Ok`. An error says
+//! whether the change is already in place ([`WriteError::NotDurable`]), so
+//! callers never report "nothing happened" for a change readers can see.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
-/// Replace `path` with `bytes` atomically and durably.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = parent(path)?;
+/// Why a durable write failed, and whether the change is already on disk.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Nothing changed on disk.
+    #[error("{0}")]
+    NotApplied(std::io::Error),
+    /// The change is in place (visible to readers), but the directory could not
+    /// be fsynced, so it may not survive a crash.
+    #[error("the change is in place but could not be made durable: {0}")]
+    NotDurable(std::io::Error),
+}
+
+impl From<WriteError> for std::io::Error {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::NotApplied(e) => e,
+            e @ WriteError::NotDurable(_) => std::io::Error::other(e.to_string()),
+        }
+    }
+}
+
+/// Replace `path` with `bytes` atomically and durably. Returns the new file's
+/// metadata, taken from the written file itself before it was renamed into place.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<std::fs::Metadata, WriteError> {
+    let dir = parent(path).map_err(WriteError::NotApplied)?;
+    let meta = replace(dir, path, bytes).map_err(WriteError::NotApplied)?;
+    sync_dir(dir).map_err(WriteError::NotDurable)?;
+    Ok(meta)
+}
+
+/// Everything up to and including the rename.
+fn replace(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<std::fs::Metadata> {
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     // Temp files are private (0600); the data files are for people to read too.
@@ -22,16 +53,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
+    let meta = tmp.as_file().metadata()?;
     tmp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir)
+    Ok(meta)
 }
 
 /// Remove `path` durably; a missing file is not an error.
-pub fn remove_durable(path: &Path) -> std::io::Result<()> {
+pub fn remove_durable(path: &Path) -> Result<(), WriteError> {
     match std::fs::remove_file(path) {
-        Ok(()) => sync_dir(parent(path)?),
+        Ok(()) => {
+            let dir = parent(path).map_err(WriteError::NotDurable)?;
+            sync_dir(dir).map_err(WriteError::NotDurable)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+        Err(e) => Err(WriteError::NotApplied(e)),
     }
 }
 

@@ -4,8 +4,10 @@
 //!
 //! The files stay the source of truth: every write reads the owner's file from
 //! disk first (so hand edits are kept), and a file that does not parse is never
-//! overwritten. Writes to one owner are serialized by a per-owner lock; writes to
-//! different owners run in parallel.
+//! overwritten. Writes to one owner are serialized by a per-owner lock (reading,
+//! authorizing, building the change); the final check, file write and publish
+//! of every write run under the snapshot writer lock, one at a time, so a policy
+//! reload can never make a file being written invalid.
 
 pub mod audit;
 pub mod files;
@@ -27,6 +29,7 @@ use crate::snapshot::load::{self, DELEGATION_TYPE, LoadError, ORG_TYPE, RIGHT_TY
 use crate::snapshot::watch::Reloader;
 use crate::snapshot::{DelegationRecord, FileStamp, OwnerDelegations, Snapshot};
 use audit::{AuditLog, AuditRecord, Change};
+use files::WriteError;
 use undo::UndoRecord;
 
 /// Why a write was refused or failed. Mapped to gRPC codes in `grpc::delegations`.
@@ -45,6 +48,11 @@ pub enum StoreError {
     Corrupt(LoadError),
     #[error("storage: {0}")]
     Io(#[from] std::io::Error),
+    /// The change is in effect and audited, but could not be made durable.
+    #[error(
+        "the change is in effect, but could not be made durable and may not survive a crash: {0}"
+    )]
+    NotDurable(std::io::Error),
     /// The change is durable and live, but its audit line could not be written.
     #[error("the change was applied, but its audit record could not be written: {0}")]
     Audit(std::io::Error),
@@ -95,6 +103,35 @@ pub struct Revoked {
     pub remaining: DelegationView,
     pub undo_token: UndoToken,
     pub undo_expires_at: String,
+}
+
+/// A change that is in effect. `not_durable` is set when it could not be made
+/// durable: it must still be audited, and the caller told.
+#[must_use]
+struct Committed {
+    not_durable: Option<std::io::Error>,
+}
+
+impl Committed {
+    fn durable(self) -> Result<(), StoreError> {
+        match self.not_durable {
+            None => Ok(()),
+            Some(e) => Err(StoreError::NotDurable(e)),
+        }
+    }
+}
+
+/// An undo record write: failing before the rename changes nothing; after it, the
+/// record is in place, which is what the following steps rely on.
+fn saved(r: Result<(), WriteError>) -> Result<(), StoreError> {
+    match r {
+        Ok(()) => Ok(()),
+        Err(WriteError::NotApplied(e)) => Err(StoreError::Io(e)),
+        Err(e @ WriteError::NotDurable(_)) => {
+            tracing::warn!(error = %e, "undo record");
+            Ok(())
+        }
+    }
 }
 
 /// The admin store. Cheap to share behind an `Arc`.
@@ -314,14 +351,25 @@ impl DelegationStore {
         &self,
         owner: &OrgNumber,
         entries: &std::collections::BTreeMap<OrgNumber, Entry>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Committed, StoreError> {
         let path = owner_file(self.data_dir(), owner);
         // Under the snapshot writer lock from check to publish: a policy reload
         // cannot slip in between and make what we write invalid.
         let w = self.reloader.store.lock();
         let cur = w.current();
+        let mut not_durable = None;
+        let mut check = |r: Result<(), WriteError>| match r {
+            Ok(()) => Ok(()),
+            Err(WriteError::NotApplied(e)) => Err(StoreError::Io(e)),
+            // In place but perhaps not durable: publish what readers of the file
+            // already see, and let the caller say so.
+            Err(WriteError::NotDurable(e)) => {
+                not_durable = Some(e);
+                Ok(())
+            }
+        };
         let slice = if entries.is_empty() {
-            files::remove_durable(&path)?;
+            check(files::remove_durable(&path))?;
             None
         } else {
             // What is written must load, so a write never leaves a file that the
@@ -348,17 +396,20 @@ impl DelegationStore {
                 })?;
             by_supplier.extend(fresh);
             let bytes = render(owner, entries);
-            files::write_atomic(&path, &bytes)?;
+            let mut stamp = None;
+            check(files::write_atomic(&path, &bytes).map(|meta| {
+                // The stamp the watcher will see, so its reload of this file is a no-op.
+                stamp = Some(FileStamp::of(&meta));
+            }))?;
             Some(Arc::new(OwnerDelegations {
                 by_supplier,
                 digest: load::owner_digest(owner, &bytes),
-                // The stamp the watcher will see, so its reload of this file is a no-op.
-                stamp: std::fs::metadata(&path).ok().map(|m| FileStamp::of(&m)),
+                stamp,
             }))
         };
         // Read-your-writes: publish before acknowledging.
         w.publish(cur.with_owner(*owner, slice));
-        Ok(())
+        Ok(Committed { not_durable })
     }
 
     /// Append the audit line for a change that is already durable.
@@ -429,9 +480,10 @@ impl DelegationStore {
         let mut entries = self.read_owner(&owner)?;
         let t = rfc3339(now());
         let (before, after) = grant(&mut entries, supplier, rights, actor, &t, &t);
-        self.commit(&owner, &entries)?;
+        let committed = self.commit(&owner, &entries)?;
         let change = Change::Grant;
         self.audit_change(t, actor, owner, supplier, change, &before, &after, None)?;
+        committed.durable()?;
         Ok(self.view(&owner, &supplier))
     }
 
@@ -490,7 +542,7 @@ impl DelegationStore {
             .ok_or_else(|| std::io::Error::other("the undo window is out of range"))?;
         // The undo record is durable before the revocation, so an acknowledged
         // revocation always has a working token.
-        undo::save(
+        saved(undo::save(
             self.data_dir(),
             &token,
             &UndoRecord {
@@ -504,8 +556,8 @@ impl DelegationStore {
                 used_at: None,
                 used_by: None,
             },
-        )?;
-        self.commit(&owner, &entries)?;
+        ))?;
+        let committed = self.commit(&owner, &entries)?;
         let change = if after.is_empty() {
             Change::RevokeLast
         } else {
@@ -513,6 +565,7 @@ impl DelegationStore {
         };
         let (time, tok) = (rfc3339(t), Some(&token));
         self.audit_change(time, actor, owner, supplier, change, &before, &after, tok)?;
+        committed.durable()?;
         Ok(Revoked {
             remaining: self.view(&owner, &supplier),
             undo_token: token,
@@ -572,27 +625,25 @@ impl DelegationStore {
         // (the owner can delegate again) rather than allowing it twice.
         record.used_at = Some(stamp.clone());
         record.used_by = Some(actor.to_string());
-        undo::save(self.data_dir(), token, &record)?;
-        if let Err(e) = self.commit(&owner, &entries) {
-            // Nothing was restored: give the token back so the undo can be retried.
-            record.used_at = None;
-            record.used_by = None;
-            if let Err(e2) = undo::save(self.data_dir(), token, &record) {
-                tracing::error!(error = %e2, "could not release an undo token after a failed undo");
+        saved(undo::save(self.data_dir(), token, &record))?;
+        // Only a commit that changed nothing on disk gives the token back.
+        let committed = match self.commit(&owner, &entries) {
+            Ok(c) => c,
+            Err(e) => {
+                // Nothing was restored: give the token back so the undo can be
+                // retried.
+                record.used_at = None;
+                record.used_by = None;
+                if let Err(e2) = undo::save(self.data_dir(), token, &record) {
+                    tracing::error!(error = %e2, "could not release an undo token after a failed undo");
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
+        };
         let change = Change::Undo;
-        self.audit_change(
-            stamp,
-            actor,
-            owner,
-            supplier,
-            change,
-            &before,
-            &after,
-            Some(token),
-        )?;
+        let tok = Some(token);
+        self.audit_change(stamp, actor, owner, supplier, change, &before, &after, tok)?;
+        committed.durable()?;
         Ok(self.view(&owner, &supplier))
     }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
+use super::files::WriteError;
 use crate::ids::{OrgNumber, UndoToken};
 
 pub const UNDO_DIR: &str = "undo";
@@ -41,10 +42,10 @@ fn path(data_dir: &Path, token: &UndoToken) -> PathBuf {
     data_dir.join(UNDO_DIR).join(format!("{token}.json"))
 }
 
-pub fn save(data_dir: &Path, token: &UndoToken, record: &UndoRecord) -> Result<(), StoreError> {
-    let bytes = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
-    super::files::write_atomic(&path(data_dir, token), &bytes)?;
-    Ok(())
+pub fn save(data_dir: &Path, token: &UndoToken, record: &UndoRecord) -> Result<(), WriteError> {
+    let bytes = serde_json::to_vec_pretty(record)
+        .map_err(|e| WriteError::NotApplied(std::io::Error::other(e)))?;
+    super::files::write_atomic(&path(data_dir, token), &bytes).map(drop)
 }
 
 pub fn load(data_dir: &Path, token: &UndoToken) -> Result<UndoRecord, StoreError> {

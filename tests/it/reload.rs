@@ -254,3 +254,57 @@ fn rescan_finds_changes_without_any_events() {
         "broken policies rejected"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replaced_policies_directory_is_watched_again() {
+    // A rescan far in the future: only file events can explain a quick reload.
+    let work = Workdir::new();
+    let s = TestServer::start_in(work, |c| c.rescan = Duration::from_secs(600)).await;
+    let pol = s.work.policies();
+    let saved = s.work.dir.path().join("policies.saved");
+    copy_dir(&pol, &saved);
+    std::fs::write(saved.join("freeze.cedar"), FORBID_WRITE).unwrap();
+
+    // Replace the whole directory; the new one carries a forbid.
+    std::fs::remove_dir_all(&pol).unwrap();
+    copy_dir(&saved, &pol);
+    eventually("the replaced directory to be read", || async {
+        !s.decide(FULL_SUPPLIER, OWNER, WRITE).await.allowed
+    })
+    .await;
+    // An ordinary edit in the new directory: seen only if it is watched.
+    std::fs::remove_file(pol.join("freeze.cedar")).unwrap();
+    eventually("an edit in the new directory to apply", || async {
+        s.decide(FULL_SUPPLIER, OWNER, WRITE).await.allowed
+    })
+    .await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fifo_in_the_data_directory_blocks_nothing() {
+    let s = TestServer::start().await;
+    let fifo = s
+        .work
+        .data()
+        .join("delegations")
+        .join(format!("{NEW_SUPPLIER}.json"));
+    let ok = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    // The watcher sees it and refuses it without opening it; writes elsewhere go on.
+    let mut a = s.admin().await;
+    let write = a.delegate(tilgang::proto::DelegateRequest {
+        owner: OTHER_OWNER.into(),
+        supplier: READ_SUPPLIER.into(),
+        rights: vec!["instances-read".into()],
+        actor: OTHER_ADMIN.into(),
+    });
+    let done = tokio::time::timeout(Duration::from_secs(10), write).await;
+    assert!(done.expect("the write is not blocked").is_ok());
+    assert!(s.decide(READ_SUPPLIER, OTHER_OWNER, READ).await.allowed);
+    std::fs::remove_file(&fifo).unwrap();
+    s.stop().await;
+}
