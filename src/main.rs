@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tilgang::cli::{self, Cli, Command};
+use tilgang::cli::{self, Cli, Command, Outcome};
 use tracing_subscriber::EnvFilter;
 
 /// Logs go to stderr. `RUST_LOG` sets the filter (default `info`);
@@ -21,7 +21,7 @@ fn init_tracing() {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match &cli.command {
         Command::Serve(a) => cli::serve::run(a).await,
         Command::Check(a) => cli::check::run(a),
@@ -40,10 +40,10 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     match run(cli).await {
-        Ok(code) => code,
+        Ok(outcome) => outcome.into(),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            Outcome::Error.into()
         }
     }
 }

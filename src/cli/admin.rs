@@ -1,8 +1,7 @@
 //! Admin client subcommands: talk to a running sidecar's admin listener. Errors
 //! print the gRPC status message and exit non-zero.
 
-use std::process::ExitCode;
-
+use super::Outcome;
 use serde::Serialize;
 use tonic::transport::Channel;
 
@@ -167,7 +166,7 @@ fn status(e: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", e.code(), e.message())
 }
 
-pub async fn rights(args: &RightsArgs) -> anyhow::Result<ExitCode> {
+pub async fn rights(args: &RightsArgs) -> anyhow::Result<Outcome> {
     let mut c = args.target.connect().await?;
     let r = c
         .list_rights(ListRightsRequest {})
@@ -189,10 +188,10 @@ pub async fn rights(args: &RightsArgs) -> anyhow::Result<ExitCode> {
             .collect();
         print_table(&["RIGHT", "NAME", "SCOPES"], &rows);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::Success)
 }
 
-pub async fn delegate(args: &DelegateArgs) -> anyhow::Result<ExitCode> {
+pub async fn delegate(args: &DelegateArgs) -> anyhow::Result<Outcome> {
     let mut c = args.target.connect().await?;
     let d = c
         .delegate(DelegateRequest {
@@ -205,10 +204,10 @@ pub async fn delegate(args: &DelegateArgs) -> anyhow::Result<ExitCode> {
         .map_err(status)?
         .into_inner();
     println!("{}", describe(&d));
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::Success)
 }
 
-pub async fn revoke(args: &RevokeArgs) -> anyhow::Result<ExitCode> {
+pub async fn revoke(args: &RevokeArgs) -> anyhow::Result<Outcome> {
     let mut c = args.target.connect().await?;
     let r = c
         .revoke(RevokeRequest {
@@ -229,10 +228,10 @@ pub async fn revoke(args: &RevokeArgs) -> anyhow::Result<ExitCode> {
     );
     // The token alone on stdout, for scripts.
     println!("{}", r.undo_token);
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::Success)
 }
 
-pub async fn undo(args: &UndoArgs) -> anyhow::Result<ExitCode> {
+pub async fn undo(args: &UndoArgs) -> anyhow::Result<Outcome> {
     let mut c = args.target.connect().await?;
     let d = c
         .undo_revoke(UndoRevokeRequest {
@@ -243,10 +242,10 @@ pub async fn undo(args: &UndoArgs) -> anyhow::Result<ExitCode> {
         .map_err(status)?
         .into_inner();
     println!("{}", describe(&d));
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::Success)
 }
 
-pub async fn delegations(args: &ListArgs) -> anyhow::Result<ExitCode> {
+pub async fn delegations(args: &ListArgs) -> anyhow::Result<Outcome> {
     let mut c = args.target.connect().await?;
     let r = c
         .list_delegations(ListDelegationsRequest {
@@ -286,5 +285,5 @@ pub async fn delegations(args: &ListArgs) -> anyhow::Result<ExitCode> {
             &rows,
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::Success)
 }

@@ -1,7 +1,6 @@
 //! `tilgang check`: one offline decision, printed with its reasons.
 
-use std::process::ExitCode;
-
+use super::Outcome;
 use crate::engine::{self, AccessRequest};
 use crate::ids::{OrgNumber, Scope};
 use crate::snapshot::load::load_snapshot;
@@ -22,7 +21,7 @@ pub struct Args {
 }
 
 /// Exit 0 on allow, 1 on deny, 2 on bad input or files.
-pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     let request = AccessRequest {
         supplier: OrgNumber::parse(&args.supplier)
             .map_err(|e| anyhow::anyhow!("`--supplier` {e}"))?,
@@ -45,8 +44,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     println!("revision: {}", snap.revision());
     Ok(if d.allowed {
-        ExitCode::SUCCESS
+        Outcome::Success
     } else {
-        ExitCode::from(1)
+        Outcome::Failure
     })
 }

@@ -49,6 +49,28 @@ pub enum Command {
     Delegations(admin::ListArgs),
 }
 
+/// How a subcommand ended; the process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// 0: done; the decision was allow; every row passed; the files are valid.
+    Success,
+    /// 1: the check ran and said no: a deny, a failing row, invalid files.
+    Failure,
+    /// 2: the command could not do its work: bad input, a bad table, an
+    /// error talking to the server.
+    Error,
+}
+
+impl From<Outcome> for std::process::ExitCode {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Success => Self::SUCCESS,
+            Outcome::Failure => Self::from(1),
+            Outcome::Error => Self::from(2),
+        }
+    }
+}
+
 /// Where policies and data are read from; shared by every offline subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct SourceArgs {

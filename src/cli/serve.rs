@@ -2,9 +2,9 @@
 //! the gateway and admin listeners, watch the files, and shut down cleanly on
 //! SIGINT/SIGTERM. [`Sidecar`] is the same thing as a library, for tests.
 
+use super::Outcome;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -236,7 +236,7 @@ async fn terminated() {
     }
 }
 
-pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
+pub async fn run(args: &Args) -> anyhow::Result<Outcome> {
     let mut cfg = Config::new(args.source.policy_source()?, args.source.data.clone());
     if cfg.policies == PolicySource::Embedded {
         tracing::warn!(
@@ -252,5 +252,5 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     tracing::info!("shutting down");
     sidecar.shutdown().await?;
     tracing::info!("stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::Success)
 }

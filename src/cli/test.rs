@@ -1,7 +1,7 @@
 //! `tilgang test`: run decision tables against policies and data.
 
+use super::Outcome;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use crate::snapshot::load::load_snapshot;
 use crate::table;
@@ -16,12 +16,12 @@ pub struct Args {
 }
 
 /// Exit 0 when every row passes, 1 when any fails, 2 on a bad table or bad files.
-pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     let snap = match load_snapshot(&args.source.policy_source()?, &args.source.data) {
         Ok(s) => s,
         Err(errors) => {
             eprintln!("{errors}");
-            return Ok(ExitCode::from(2));
+            return Ok(Outcome::Error);
         }
     };
     let mut rows = Vec::new();
@@ -33,7 +33,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     });
     if let Err(e) = loaded {
         eprintln!("bad table: {e}");
-        return Ok(ExitCode::from(2));
+        return Ok(Outcome::Error);
     }
     let outcome = table::run(&snap, &rows);
     for f in &outcome.failures {
@@ -41,8 +41,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     println!("{}", outcome.summary());
     Ok(if outcome.failures.is_empty() {
-        ExitCode::SUCCESS
+        Outcome::Success
     } else {
-        ExitCode::from(1)
+        Outcome::Failure
     })
 }

@@ -1,7 +1,6 @@
 //! `tilgang validate`: load policies and data exactly as `serve` would, offline.
 
-use std::process::ExitCode;
-
+use super::Outcome;
 use crate::snapshot::load::load_snapshot;
 
 #[derive(Debug, clap::Args)]
@@ -11,7 +10,7 @@ pub struct Args {
 }
 
 /// Exit 0 when everything is valid, 1 with one `file:line: message` per problem.
-pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     let source = args.source.policy_source()?;
     match load_snapshot(&source, &args.source.data) {
         Ok(snap) => {
@@ -24,14 +23,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 args.source.data.display(),
                 snap.revision()
             );
-            Ok(ExitCode::SUCCESS)
+            Ok(Outcome::Success)
         }
         Err(errors) => {
             for e in &errors.0 {
                 eprintln!("{e}");
             }
             eprintln!("{} error(s)", errors.0.len());
-            Ok(ExitCode::from(1))
+            Ok(Outcome::Failure)
         }
     }
 }
