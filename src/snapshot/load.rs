@@ -851,3 +851,90 @@ mod tests {
         assert_eq!(owner_of_path(d, Path::new("/d/roles.json")), None);
     }
 }
+
+/// Mutated inputs: loading must report errors, never panic.
+#[cfg(test)]
+mod robustness {
+    use super::*;
+
+    /// A small deterministic generator (xorshift), so failures reproduce.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
+        let mut out = input.to_vec();
+        for _ in 0..1 + rng.below(4) {
+            let at = rng.below(out.len().max(1));
+            match rng.below(4) {
+                0 if !out.is_empty() => {
+                    out.remove(at.min(out.len() - 1));
+                }
+                1 => out.insert(at.min(out.len()), b"{}[]\":,0192\\\xff"[rng.below(13)]),
+                2 if !out.is_empty() => {
+                    let at = at.min(out.len() - 1);
+                    out[at] = rng.next() as u8;
+                }
+                _ => out.truncate(at),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn mutated_files_are_errors_not_panics() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let policies = load_policies(&PolicySource::Embedded).unwrap();
+        let owner_bytes =
+            std::fs::read(root.join("tests/fixtures/data/delegations/991825827.json")).unwrap();
+        let roles_bytes = std::fs::read(root.join("tests/fixtures/data/roles.json")).unwrap();
+        let owner = OrgNumber::parse("991825827").unwrap();
+        let mut rng = Rng(0x5eed_1234_abcd_ef01);
+        let (mut ok, mut err) = (0, 0);
+        for _ in 0..3000 {
+            let bytes = mutate(&mut rng, &owner_bytes);
+            match parse_owner_file("f.json", &owner, &bytes, &policies) {
+                Ok(_) => ok += 1,
+                Err(_) => err += 1,
+            }
+            let _ = parse_roles("roles.json", &mutate(&mut rng, &roles_bytes));
+            let text =
+                String::from_utf8_lossy(&mutate(&mut rng, EMBEDDED[2].1.as_bytes())).into_owned();
+            let _ = Catalogue::from_json(&text);
+            let csv = String::from_utf8_lossy(&mutate(
+                &mut rng,
+                b"supplier,owner,scope,expect\n# c\n0192:810418672,991825827,a:b,allow\n",
+            ))
+            .into_owned();
+            let _ = crate::table::parse("t.csv", &csv);
+        }
+        // Both outcomes occur, so the mutations are neither all fatal nor all no-ops.
+        assert!(ok > 0 && err > 0, "ok {ok}, err {err}");
+    }
+
+    #[test]
+    fn mutated_policies_are_errors_not_panics() {
+        let mut rng = Rng(0xfeed_beef_0000_0001);
+        for _ in 0..300 {
+            let dir = tempfile::tempdir().unwrap();
+            for (name, text) in EMBEDDED {
+                let bytes = if rng.below(2) == 0 {
+                    mutate(&mut rng, text.as_bytes())
+                } else {
+                    text.as_bytes().to_vec()
+                };
+                std::fs::write(dir.path().join(name), bytes).unwrap();
+            }
+            let _ = load_policies(&PolicySource::Dir(dir.path().to_path_buf()));
+        }
+    }
+}
