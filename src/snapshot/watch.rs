@@ -409,9 +409,17 @@ pub fn spawn(
             // Catch anything that changed between the start-up load and the watch.
             reloader.rescan();
             let mut next_rescan = Instant::now() + rescan;
+            // After a change is published, look once more when the debouncer's
+            // window has passed: it drops a create+remove (or a burst of writes)
+            // it saw within one window as if nothing happened, but a reload in
+            // between may already have published the intermediate state.
+            let settle = debounce * 3;
+            // The start-up load and the rescan above may have raced file writes too.
+            let mut settle_at = Some(Instant::now() + settle);
             while !stopping.load(Ordering::Relaxed) {
                 // A fixed deadline: a stream of events must not starve the rescan.
-                let wait = next_rescan.saturating_duration_since(Instant::now());
+                let deadline = settle_at.map_or(next_rescan, |s| s.min(next_rescan));
+                let wait = deadline.saturating_duration_since(Instant::now());
                 let mut batch = match rx.recv_timeout(wait) {
                     Ok(first) => first.into_iter().collect::<Vec<_>>(),
                     Err(RecvTimeoutError::Timeout) => Vec::new(),
@@ -425,7 +433,9 @@ pub fn spawn(
                 while let Ok(more) = rx.try_recv() {
                     batch.extend(more);
                 }
-                let mut rescan_now = Instant::now() >= next_rescan;
+                let now = Instant::now();
+                let mut rescan_now = now >= next_rescan || settle_at.is_some_and(|s| now >= s);
+                let revision = reloader.store.load().revision().to_string();
                 let mut paths = Vec::new();
                 for result in batch {
                     match result {
@@ -456,12 +466,18 @@ pub fn spawn(
                 if rescan_now {
                     let all_watched = roots.watch_all();
                     reloader.rescan();
-                    next_rescan = Instant::now() + if all_watched { rescan } else { REWATCH };
+                    settle_at = None;
+                    if now >= next_rescan || !all_watched {
+                        next_rescan = Instant::now() + if all_watched { rescan } else { REWATCH };
+                    }
                 } else if !paths.is_empty() {
                     paths.sort();
                     paths.dedup();
                     tracing::debug!(?paths, "file events");
                     reloader.apply_paths(&paths);
+                }
+                if reloader.store.load().revision() != revision && settle_at.is_none() {
+                    settle_at = Some(Instant::now() + settle);
                 }
             }
             roots.debouncer.stop();

@@ -228,14 +228,19 @@ fn entity_json(owner: &OrgNumber, supplier: &OrgNumber, e: &Entry) -> serde_json
 }
 
 /// Render an owner's file: Cedar JSON entities, one per supplier, sorted.
-fn render(owner: &OrgNumber, entries: &std::collections::BTreeMap<OrgNumber, Entry>) -> Vec<u8> {
+fn render(
+    owner: &OrgNumber,
+    entries: &std::collections::BTreeMap<OrgNumber, Entry>,
+) -> std::io::Result<Vec<u8>> {
     let list: Vec<serde_json::Value> = entries
         .iter()
         .map(|(supplier, e)| entity_json(owner, supplier, e))
         .collect();
-    let mut bytes = serde_json::to_vec_pretty(&list).unwrap_or_else(|_| b"[]".to_vec());
+    // Never a fallback rendering here: writing anything but the entries would
+    // lose delegations.
+    let mut bytes = serde_json::to_vec_pretty(&list).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
-    bytes
+    Ok(bytes)
 }
 
 impl DelegationStore {
@@ -395,7 +400,7 @@ impl DelegationStore {
                     ))
                 })?;
             by_supplier.extend(fresh);
-            let bytes = render(owner, entries);
+            let bytes = render(owner, entries)?;
             let mut stamp = None;
             check(files::write_atomic(&path, &bytes).map(|meta| {
                 // The stamp the watcher will see, so its reload of this file is a no-op.
