@@ -5,13 +5,18 @@ use tilgang::table;
 
 use crate::util::repo;
 
-#[test]
-fn every_shipped_table_passes() {
-    let snap = load_snapshot(
+/// The shipped policies over the fixture data, as the tables are written against.
+fn fixture_snapshot() -> tilgang::snapshot::Snapshot {
+    load_snapshot(
         &PolicySource::Dir(repo().join("policies")),
         &repo().join("tests/fixtures/data"),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn every_shipped_table_passes() {
+    let snap = fixture_snapshot();
     let files = table::expand(&[repo().join("tests/tables")]).unwrap();
     assert!(files.len() >= 2, "{files:?}");
     let mut rows = Vec::new();
@@ -31,11 +36,7 @@ fn every_shipped_table_passes() {
 
 #[test]
 fn a_wrong_expectation_is_reported_with_its_line() {
-    let snap = load_snapshot(
-        &PolicySource::Dir(repo().join("policies")),
-        &repo().join("tests/fixtures/data"),
-    )
-    .unwrap();
+    let snap = fixture_snapshot();
     let rows = table::parse(
         "wrong.csv",
         "supplier,owner,scope,expect\n# comment\n\
