@@ -46,13 +46,10 @@ fn to_status(e: StoreError) -> Status {
             tracing::error!(error = %e, "refused a write");
             Status::failed_precondition(e.to_string())
         }
-        e @ StoreError::NotDurable(_) => {
-            tracing::error!(error = %e, "write not durable");
-            Status::internal(e.to_string())
-        }
-        e @ StoreError::Audit(_) => {
-            tracing::error!(error = %e, "audit log write failed");
-            Status::internal(e.to_string())
+        StoreError::Aborted(m) => Status::aborted(m),
+        StoreError::InEffect(m) => {
+            tracing::error!(error = %m, "a change took effect but did not complete");
+            Status::internal(m)
         }
         StoreError::Io(e) => {
             tracing::error!(error = %e, "storage error");

@@ -752,6 +752,26 @@ pub fn list_owner_files(data_dir: &Path) -> Result<(Vec<OrgNumber>, Vec<LoadErro
     Ok((owners, errors))
 }
 
+/// A cheap fingerprint of the data files (names and metadata, no contents): it
+/// changes when any of them may have. Used to retry a rejected policy change
+/// once the data it was rejected with may differ.
+pub fn data_fingerprint(data_dir: &Path) -> Digest {
+    let stamp = |p: &Path| std::fs::metadata(p).ok().map(|m| FileStamp::of(&m));
+    let mut parts: Vec<(String, Option<FileStamp>)> =
+        vec![(ROLES_FILE.to_string(), stamp(&data_dir.join(ROLES_FILE)))];
+    if let Ok(entries) = std::fs::read_dir(data_dir.join(DELEGATIONS_DIR)) {
+        for e in entries.flatten() {
+            parts.push((
+                e.file_name().to_string_lossy().into_owned(),
+                stamp(&e.path()),
+            ));
+        }
+    }
+    parts.sort_by(|a, b| a.0.cmp(&b.0));
+    let text = format!("{parts:?}");
+    digest_of(&[("data", text.as_bytes())])
+}
+
 /// Load all data against `policies`. Returns what loaded and every error.
 pub fn load_data(
     data_dir: &Path,

@@ -40,7 +40,7 @@ pub struct Reloader {
     policies_rejected: std::sync::atomic::AtomicBool,
 }
 
-type RejectedPolicies = ((super::Digest, String), LoadErrors);
+type RejectedPolicies = ((super::Digest, String, super::Digest), LoadErrors);
 
 /// What a batch of file events asks for.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -73,9 +73,16 @@ impl Reloader {
         if files.digest == cur.policies.digest {
             return Ok(false);
         }
-        // The same rejected files against the same snapshot fail the same way:
-        // do not re-parse them and revalidate all data on every event and rescan.
-        let key = (files.digest, cur.revision().to_string());
+        // The same rejected files against the same snapshot and the same data
+        // files fail the same way: do not re-parse them and revalidate all data
+        // on every event and rescan. (The data files can change without the
+        // revision changing, e.g. when they are invalid under the running
+        // policies, so their fingerprint is part of the key.)
+        let key = (
+            files.digest,
+            cur.revision().to_string(),
+            load::data_fingerprint(&self.data_dir),
+        );
         if let Some((k, errors)) = self.rejected_policies().as_ref()
             && *k == key
         {
@@ -466,6 +473,11 @@ pub fn spawn(
                 if rescan_now {
                     let all_watched = roots.watch_all();
                     reloader.rescan();
+                    // The rescan skips files whose metadata looks unchanged; a
+                    // file an event named is read whatever its metadata says.
+                    if !paths.is_empty() {
+                        reloader.apply_paths(&paths);
+                    }
                     settle_at = None;
                     if now >= next_rescan || !all_watched {
                         next_rescan = Instant::now() + if all_watched { rescan } else { REWATCH };
@@ -476,7 +488,9 @@ pub fn spawn(
                     tracing::debug!(?paths, "file events");
                     reloader.apply_paths(&paths);
                 }
-                if reloader.store.load().revision() != revision && settle_at.is_none() {
+                // Every accepted change (re)starts the wait for the debouncer's
+                // window to pass; the fixed rescan deadline still bounds it.
+                if reloader.store.load().revision() != revision {
                     settle_at = Some(Instant::now() + settle);
                 }
             }

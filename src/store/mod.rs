@@ -48,14 +48,14 @@ pub enum StoreError {
     Corrupt(LoadError),
     #[error("storage: {0}")]
     Io(#[from] std::io::Error),
-    /// The change is in effect and audited, but could not be made durable.
-    #[error(
-        "the change is in effect, but could not be made durable and may not survive a crash: {0}"
-    )]
-    NotDurable(std::io::Error),
-    /// The change is durable and live, but its audit line could not be written.
-    #[error("the change was applied, but its audit record could not be written: {0}")]
-    Audit(std::io::Error),
+    /// The owner's file changed on disk between reading it and writing it (a
+    /// hand edit); nothing was written, so the edit is kept.
+    #[error("{0}")]
+    Aborted(String),
+    /// The change took effect, but something after it failed (durability,
+    /// audit); the message says what, and carries the undo token if any.
+    #[error("{0}")]
+    InEffect(String),
 }
 
 /// A delegation as the admin API shows it.
@@ -113,26 +113,36 @@ struct Committed {
 }
 
 impl Committed {
-    fn durable(self) -> Result<(), StoreError> {
-        match self.not_durable {
-            None => Ok(()),
-            Some(e) => Err(StoreError::NotDurable(e)),
+    /// Report a change that is in effect: fine, or what went wrong after it took
+    /// effect (not durable, not audited), so the caller is never told that
+    /// nothing happened. A revocation's undo token is in the message.
+    fn finish(
+        self,
+        audit: std::io::Result<()>,
+        token: Option<&UndoToken>,
+    ) -> Result<(), StoreError> {
+        let mut problems = Vec::new();
+        if let Some(e) = self.not_durable {
+            problems.push(format!(
+                "it could not be made durable and may not survive a crash ({e})"
+            ));
         }
+        if let Err(e) = audit {
+            problems.push(format!("its audit line could not be written ({e})"));
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let mut msg = format!("the change is in effect, but {}", problems.join(", and "));
+        if let Some(t) = token {
+            msg.push_str(&format!("; its undo token is {t}"));
+        }
+        Err(StoreError::InEffect(msg))
     }
 }
 
-/// An undo record write: failing before the rename changes nothing; after it, the
-/// record is in place, which is what the following steps rely on.
-fn saved(r: Result<(), WriteError>) -> Result<(), StoreError> {
-    match r {
-        Ok(()) => Ok(()),
-        Err(WriteError::NotApplied(e)) => Err(StoreError::Io(e)),
-        Err(e @ WriteError::NotDurable(_)) => {
-            tracing::warn!(error = %e, "undo record");
-            Ok(())
-        }
-    }
-}
+/// One owner's entries, by supplier.
+type Entries = std::collections::BTreeMap<OrgNumber, Entry>;
 
 /// The admin store. Cheap to share behind an `Arc`.
 #[derive(Debug)]
@@ -332,36 +342,45 @@ impl DelegationStore {
         Ok(rights.iter().cloned().collect())
     }
 
-    /// The owner's current entries, read from disk.
-    fn read_owner(
-        &self,
-        owner: &OrgNumber,
-    ) -> Result<std::collections::BTreeMap<OrgNumber, Entry>, StoreError> {
+    /// The owner's current entries, read from disk, with the stamp of the file
+    /// read (`None`: no file), which `commit` checks to keep concurrent hand edits.
+    fn read_owner(&self, owner: &OrgNumber) -> Result<(Entries, Option<FileStamp>), StoreError> {
         let snap = self.snapshot();
         let known = snap.owners.get(owner).map(Arc::as_ref);
         let slice = load::load_owner_file(self.data_dir(), owner, &snap.policies, known)
             .map_err(StoreError::Corrupt)?;
-        Ok(slice
+        let stamp = slice.as_ref().and_then(|s| s.stamp);
+        let entries = slice
             .map(|s| {
                 s.by_supplier
                     .iter()
                     .map(|(k, v)| (*k, Entry::from(v.as_ref())))
                     .collect()
             })
-            .unwrap_or_default())
+            .unwrap_or_default();
+        Ok((entries, stamp))
     }
 
     /// Write the owner's entries durably and publish them to the snapshot.
     fn commit(
         &self,
         owner: &OrgNumber,
-        entries: &std::collections::BTreeMap<OrgNumber, Entry>,
+        entries: &Entries,
+        read: Option<FileStamp>,
     ) -> Result<Committed, StoreError> {
         let path = owner_file(self.data_dir(), owner);
         // Under the snapshot writer lock from check to publish: a policy reload
         // cannot slip in between and make what we write invalid.
         let w = self.reloader.store.lock();
         let cur = w.current();
+        // A hand edit since `read_owner` would be overwritten: refuse instead.
+        let on_disk = std::fs::metadata(&path).ok().map(|m| FileStamp::of(&m));
+        if on_disk != read {
+            return Err(StoreError::Aborted(format!(
+                "the delegations file of {owner} changed on disk during this write; \
+                 nothing was written; try again"
+            )));
+        }
         let mut not_durable = None;
         let mut check = |r: Result<(), WriteError>| match r {
             Ok(()) => Ok(()),
@@ -429,19 +448,17 @@ impl DelegationStore {
         before: &BTreeSet<RightId>,
         after: &BTreeSet<RightId>,
         undo_token: Option<&UndoToken>,
-    ) -> Result<(), StoreError> {
-        self.audit
-            .append(&AuditRecord {
-                time,
-                actor: actor.to_string(),
-                owner: owner.to_string(),
-                supplier: supplier.to_string(),
-                change,
-                rights_before: ids(before),
-                rights_after: ids(after),
-                undo_token: undo_token.map(UndoToken::to_string),
-            })
-            .map_err(StoreError::Audit)
+    ) -> std::io::Result<()> {
+        self.audit.append(&AuditRecord {
+            time,
+            actor: actor.to_string(),
+            owner: owner.to_string(),
+            supplier: supplier.to_string(),
+            change,
+            rights_before: ids(before),
+            rights_after: ids(after),
+            undo_token: undo_token.map(UndoToken::to_string),
+        })
     }
 
     fn view(&self, owner: &OrgNumber, supplier: &OrgNumber) -> DelegationView {
@@ -482,13 +499,13 @@ impl DelegationStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.authorize(actor, &owner)?;
 
-        let mut entries = self.read_owner(&owner)?;
+        let (mut entries, read) = self.read_owner(&owner)?;
         let t = rfc3339(now());
         let (before, after) = grant(&mut entries, supplier, rights, actor, &t, &t);
-        let committed = self.commit(&owner, &entries)?;
+        let committed = self.commit(&owner, &entries, read)?;
         let change = Change::Grant;
-        self.audit_change(t, actor, owner, supplier, change, &before, &after, None)?;
-        committed.durable()?;
+        let audit = self.audit_change(t, actor, owner, supplier, change, &before, &after, None);
+        committed.finish(audit, None)?;
         Ok(self.view(&owner, &supplier))
     }
 
@@ -508,7 +525,7 @@ impl DelegationStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.authorize(actor, &owner)?;
 
-        let mut entries = self.read_owner(&owner)?;
+        let (mut entries, read) = self.read_owner(&owner)?;
         let Some(entry) = entries.get_mut(&supplier) else {
             return Err(StoreError::NotFound(format!(
                 "{owner} has delegated nothing to {supplier}"
@@ -547,7 +564,7 @@ impl DelegationStore {
             .ok_or_else(|| std::io::Error::other("the undo window is out of range"))?;
         // The undo record is durable before the revocation, so an acknowledged
         // revocation always has a working token.
-        saved(undo::save(
+        undo::save(
             self.data_dir(),
             &token,
             &UndoRecord {
@@ -561,16 +578,17 @@ impl DelegationStore {
                 used_at: None,
                 used_by: None,
             },
-        ))?;
-        let committed = self.commit(&owner, &entries)?;
+        )
+        .map_err(|e| StoreError::Io(e.into()))?;
+        let committed = self.commit(&owner, &entries, read)?;
         let change = if after.is_empty() {
             Change::RevokeLast
         } else {
             Change::Revoke
         };
         let (time, tok) = (rfc3339(t), Some(&token));
-        self.audit_change(time, actor, owner, supplier, change, &before, &after, tok)?;
-        committed.durable()?;
+        let audit = self.audit_change(time, actor, owner, supplier, change, &before, &after, tok);
+        committed.finish(audit, Some(&token))?;
         Ok(Revoked {
             remaining: self.view(&owner, &supplier),
             undo_token: token,
@@ -622,7 +640,7 @@ impl DelegationStore {
                 record.rights.join(", ")
             )));
         }
-        let mut entries = self.read_owner(&owner)?;
+        let (mut entries, read) = self.read_owner(&owner)?;
         let stamp = rfc3339(t);
         let created_at = record.created_at.clone();
         let (before, after) = grant(&mut entries, supplier, restored, actor, &stamp, &created_at);
@@ -630,25 +648,36 @@ impl DelegationStore {
         // (the owner can delegate again) rather than allowing it twice.
         record.used_at = Some(stamp.clone());
         record.used_by = Some(actor.to_string());
-        saved(undo::save(self.data_dir(), token, &record))?;
+        // Gives the token back when nothing was restored, so the undo can be retried.
+        let release = |mut record: UndoRecord| {
+            record.used_at = None;
+            record.used_by = None;
+            if let Err(e) = undo::save(self.data_dir(), token, &record) {
+                tracing::error!(error = %e, "could not release an undo token after a failed undo");
+            }
+        };
+        match undo::save(self.data_dir(), token, &record) {
+            Ok(()) => {}
+            Err(WriteError::NotApplied(e)) => return Err(StoreError::Io(e)),
+            // The mark is visible but may not survive a crash: restoring now
+            // could let the token work twice after one. Nothing restored yet.
+            Err(e @ WriteError::NotDurable(_)) => {
+                release(record);
+                return Err(StoreError::Io(e.into()));
+            }
+        }
         // Only a commit that changed nothing on disk gives the token back.
-        let committed = match self.commit(&owner, &entries) {
+        let committed = match self.commit(&owner, &entries, read) {
             Ok(c) => c,
             Err(e) => {
-                // Nothing was restored: give the token back so the undo can be
-                // retried.
-                record.used_at = None;
-                record.used_by = None;
-                if let Err(e2) = undo::save(self.data_dir(), token, &record) {
-                    tracing::error!(error = %e2, "could not release an undo token after a failed undo");
-                }
+                release(record);
                 return Err(e);
             }
         };
         let change = Change::Undo;
         let tok = Some(token);
-        self.audit_change(stamp, actor, owner, supplier, change, &before, &after, tok)?;
-        committed.durable()?;
+        let audit = self.audit_change(stamp, actor, owner, supplier, change, &before, &after, tok);
+        committed.finish(audit, None)?;
         Ok(self.view(&owner, &supplier))
     }
 

@@ -30,8 +30,9 @@ pub struct UndoRecord {
 impl UndoRecord {
     pub fn pair(&self) -> Result<(OrgNumber, OrgNumber), StoreError> {
         let parse = |s: &str| {
-            OrgNumber::parse(s)
-                .map_err(|e| StoreError::Io(std::io::Error::other(format!("undo record: {e}"))))
+            OrgNumber::parse(s).map_err(|e| {
+                StoreError::FailedPrecondition(format!("the undo record is unreadable: {e}"))
+            })
         };
         Ok((parse(&self.owner)?, parse(&self.supplier)?))
     }
@@ -50,8 +51,9 @@ pub fn save(data_dir: &Path, token: &UndoToken, record: &UndoRecord) -> Result<(
 
 pub fn load(data_dir: &Path, token: &UndoToken) -> Result<UndoRecord, StoreError> {
     match std::fs::read(path(data_dir, token)) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::Io(std::io::Error::other(format!("undo record: {e}")))),
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            StoreError::FailedPrecondition(format!("the undo record is unreadable: {e}"))
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotFound(
             "unknown undo token: no revocation has it".to_string(),
         )),

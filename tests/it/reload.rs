@@ -308,3 +308,33 @@ async fn a_fifo_in_the_data_directory_blocks_nothing() {
     std::fs::remove_file(&fifo).unwrap();
     s.stop().await;
 }
+
+#[test]
+fn a_policy_change_rejected_for_its_data_is_retried_when_the_data_changes() {
+    use std::sync::Arc;
+    use tilgang::snapshot::SnapshotStore;
+    use tilgang::snapshot::load::{PolicySource, load_snapshot};
+    use tilgang::snapshot::watch::Reloader;
+
+    let work = Workdir::new();
+    let src = PolicySource::Dir(work.policies());
+    let store = Arc::new(SnapshotStore::new(
+        load_snapshot(&src, &work.data()).unwrap(),
+    ));
+    let reloader = Reloader::new(store.clone(), src, work.data());
+    // A stray file in delegations/ makes any full reload fail; the running
+    // snapshot's revision does not change because of it.
+    let stray = work.data().join("delegations").join("12.json");
+    std::fs::write(&stray, "[]").unwrap();
+    std::fs::write(work.policies().join("freeze.cedar"), FORBID_WRITE).unwrap();
+    let before = store.load().revision().to_string();
+    assert!(reloader.reload_policies().is_err());
+    assert!(reloader.reload_policies().is_err(), "still rejected");
+    assert_eq!(store.load().revision(), before);
+
+    // Removing the stray file changes nothing in the snapshot, but the policy
+    // change must now be accepted.
+    std::fs::remove_file(&stray).unwrap();
+    assert_eq!(reloader.reload_policies(), Ok(true));
+    assert_ne!(store.load().revision(), before);
+}
