@@ -189,21 +189,27 @@ async fn configmap_symlink_swap_is_picked_up() {
     s.stop().await;
 }
 
+/// A store and reloader over a fresh work dir, with no watcher running: only
+/// what the test calls changes the snapshot.
+fn offline_reloader() -> (
+    Workdir,
+    std::sync::Arc<tilgang::snapshot::SnapshotStore>,
+    tilgang::snapshot::watch::Reloader,
+) {
+    use tilgang::snapshot::load::{PolicySource, load_snapshot};
+    let work = Workdir::new();
+    let src = PolicySource::Dir(work.policies());
+    let snap = load_snapshot(&src, &work.data()).unwrap();
+    let store = std::sync::Arc::new(tilgang::snapshot::SnapshotStore::new(snap));
+    let reloader = tilgang::snapshot::watch::Reloader::new(store.clone(), src, work.data());
+    (work, store, reloader)
+}
+
 #[test]
 fn rescan_finds_changes_without_any_events() {
     // The fallback for file systems that drop events, with no watcher running:
     // only `rescan` can see these changes.
-    use std::sync::Arc;
-    use tilgang::snapshot::SnapshotStore;
-    use tilgang::snapshot::load::{PolicySource, load_snapshot};
-    use tilgang::snapshot::watch::Reloader;
-
-    let work = Workdir::new();
-    let src = PolicySource::Dir(work.policies());
-    let store = Arc::new(SnapshotStore::new(
-        load_snapshot(&src, &work.data()).unwrap(),
-    ));
-    let reloader = Reloader::new(store.clone(), src, work.data());
+    let (work, store, reloader) = offline_reloader();
     let owner = tilgang::ids::OrgNumber::parse(OWNER).unwrap();
     let supplier = tilgang::ids::OrgNumber::parse(FULL_SUPPLIER).unwrap();
     let before = store.load().revision().to_string();
@@ -311,17 +317,7 @@ async fn a_fifo_in_the_data_directory_blocks_nothing() {
 
 #[test]
 fn a_policy_change_rejected_for_its_data_is_retried_when_the_data_changes() {
-    use std::sync::Arc;
-    use tilgang::snapshot::SnapshotStore;
-    use tilgang::snapshot::load::{PolicySource, load_snapshot};
-    use tilgang::snapshot::watch::Reloader;
-
-    let work = Workdir::new();
-    let src = PolicySource::Dir(work.policies());
-    let store = Arc::new(SnapshotStore::new(
-        load_snapshot(&src, &work.data()).unwrap(),
-    ));
-    let reloader = Reloader::new(store.clone(), src, work.data());
+    let (work, store, reloader) = offline_reloader();
     // A stray file in delegations/ makes any full reload fail; the running
     // snapshot's revision does not change because of it.
     let stray = work.data().join("delegations").join("12.json");
