@@ -36,8 +36,6 @@ pub struct Reloader {
     /// The last rejected policy files (digest) and the revision they were tried
     /// against, with the errors.
     rejected_policies: Mutex<Option<RejectedPolicies>>,
-    /// Whether the last policy change was rejected.
-    policies_rejected: std::sync::atomic::AtomicBool,
 }
 
 type RejectedPolicies = ((super::Digest, String, super::Digest), LoadErrors);
@@ -58,7 +56,6 @@ impl Reloader {
             policies,
             data_dir,
             last_rescan_errors: Mutex::new(Vec::new()),
-            policies_rejected: std::sync::atomic::AtomicBool::new(false),
             rejected_policies: Mutex::new(None),
         }
     }
@@ -71,6 +68,14 @@ impl Reloader {
         let files = load::read_policies(&self.policies)?;
         let cur = self.store.load();
         if files.digest == cur.policies.digest {
+            // Put back to what is running after a rejected change: say so, or the
+            // author never learns the fix was accepted (the revision is the same).
+            if self.rejected_policies().take().is_some() {
+                tracing::info!(
+                    revision = cur.revision(),
+                    "policies are valid again (same as the running snapshot)"
+                );
+            }
             return Ok(false);
         }
         // The same rejected files against the same snapshot and the same data
@@ -265,23 +270,10 @@ impl Reloader {
     }
 
     fn log_policies(&self, r: Result<bool, LoadErrors>) {
-        use std::sync::atomic::Ordering::Relaxed;
         match r {
-            Ok(true) => {
-                self.policies_rejected.store(false, Relaxed);
-                self.log_accepted("policies");
-            }
-            // Fixed back to what is running: say so, or the author never learns
-            // that the fix was accepted (the revision does not change).
-            Ok(false) if self.policies_rejected.swap(false, Relaxed) => tracing::info!(
-                revision = self.store.load().revision(),
-                "policies are valid again (same as the running snapshot)"
-            ),
+            Ok(true) => self.log_accepted("policies"),
             Ok(false) => {}
-            Err(errors) => {
-                self.policies_rejected.store(true, Relaxed);
-                self.log_errors(errors.0);
-            }
+            Err(errors) => self.log_errors(errors.0),
         }
     }
 
@@ -470,6 +462,8 @@ pub fn spawn(
                 if paths.iter().any(|p| roots.is_root(p)) {
                     rescan_now = true;
                 }
+                paths.sort();
+                paths.dedup();
                 if rescan_now {
                     let all_watched = roots.watch_all();
                     reloader.rescan();
@@ -483,8 +477,6 @@ pub fn spawn(
                         next_rescan = Instant::now() + if all_watched { rescan } else { REWATCH };
                     }
                 } else if !paths.is_empty() {
-                    paths.sort();
-                    paths.dedup();
                     tracing::debug!(?paths, "file events");
                     reloader.apply_paths(&paths);
                 }

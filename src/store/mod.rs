@@ -193,7 +193,7 @@ impl From<&DelegationRecord> for Entry {
 /// Add `rights` to `supplier`'s entry (created with `created_at` if new), as
 /// granted by `actor` at `time`. Returns the rights held before and after.
 fn grant(
-    entries: &mut std::collections::BTreeMap<OrgNumber, Entry>,
+    entries: &mut Entries,
     supplier: OrgNumber,
     rights: BTreeSet<RightId>,
     actor: &PersonId,
@@ -238,10 +238,7 @@ fn entity_json(owner: &OrgNumber, supplier: &OrgNumber, e: &Entry) -> serde_json
 }
 
 /// Render an owner's file: Cedar JSON entities, one per supplier, sorted.
-fn render(
-    owner: &OrgNumber,
-    entries: &std::collections::BTreeMap<OrgNumber, Entry>,
-) -> std::io::Result<Vec<u8>> {
+fn render(owner: &OrgNumber, entries: &Entries) -> std::io::Result<Vec<u8>> {
     let list: Vec<serde_json::Value> = entries
         .iter()
         .map(|(supplier, e)| entity_json(owner, supplier, e))
