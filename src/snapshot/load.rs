@@ -756,14 +756,15 @@ pub fn list_owner_files(data_dir: &Path) -> Result<(Vec<OrgNumber>, Vec<LoadErro
 /// changes when any of them may have. Used to retry a rejected policy change
 /// once the data it was rejected with may differ.
 pub fn data_fingerprint(data_dir: &Path) -> Digest {
-    let stamp = |p: &Path| std::fs::metadata(p).ok().map(|m| FileStamp::of(&m));
-    let mut parts: Vec<(String, Option<FileStamp>)> =
-        vec![(ROLES_FILE.to_string(), stamp(&data_dir.join(ROLES_FILE)))];
+    let mut parts: Vec<(String, Option<FileStamp>)> = vec![(
+        ROLES_FILE.to_string(),
+        FileStamp::of_path(&data_dir.join(ROLES_FILE)),
+    )];
     if let Ok(entries) = std::fs::read_dir(data_dir.join(DELEGATIONS_DIR)) {
         for e in entries.flatten() {
             parts.push((
                 e.file_name().to_string_lossy().into_owned(),
-                stamp(&e.path()),
+                FileStamp::of_path(&e.path()),
             ));
         }
     }

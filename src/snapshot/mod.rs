@@ -74,6 +74,11 @@ pub struct FileStamp {
 }
 
 impl FileStamp {
+    /// The stamp of the file at `path` now; `None` if there is none.
+    pub fn of_path(path: &std::path::Path) -> Option<Self> {
+        std::fs::metadata(path).ok().map(|m| Self::of(&m))
+    }
+
     pub fn of(meta: &std::fs::Metadata) -> Self {
         #[cfg(unix)]
         let inode = std::os::unix::fs::MetadataExt::ino(meta);

@@ -162,9 +162,7 @@ impl Reloader {
         let snap = self.store.load();
         let unchanged = |owner: &OrgNumber| {
             let stamp = snap.owners.get(owner).and_then(|o| o.stamp);
-            let now = std::fs::metadata(load::owner_file(&self.data_dir, owner))
-                .ok()
-                .map(|m| FileStamp::of(&m));
+            let now = FileStamp::of_path(&load::owner_file(&self.data_dir, owner));
             stamp.is_some() && stamp == now
         };
         let gone = snap

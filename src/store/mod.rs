@@ -371,7 +371,7 @@ impl DelegationStore {
         let w = self.reloader.store.lock();
         let cur = w.current();
         // A hand edit since `read_owner` would be overwritten: refuse instead.
-        let on_disk = std::fs::metadata(&path).ok().map(|m| FileStamp::of(&m));
+        let on_disk = FileStamp::of_path(&path);
         if on_disk != read {
             return Err(StoreError::Aborted(format!(
                 "the delegations file of {owner} changed on disk during this write; \
