@@ -159,7 +159,9 @@ impl Sidecar {
             "loaded policies and data"
         );
         let snapshots = Arc::new(SnapshotStore::new(snapshot));
-        let reloader = Arc::new(Reloader::new(snapshots.clone(), policies, data));
+        let reloader = Arc::new(
+            Reloader::new(snapshots.clone(), policies, data).with_quiet_period(cfg.debounce),
+        );
         let store = Arc::new(
             DelegationStore::open(reloader.clone(), cfg.undo_window)
                 .map_err(io("opening the audit log"))?,

@@ -171,6 +171,16 @@ pub fn is_visible(name: &str) -> bool {
 pub struct PolicyFiles {
     files: Vec<(String, String, String)>,
     pub digest: Digest,
+    /// Each file's metadata taken after it was read, so a write during or just
+    /// before the read shows as a recent modification.
+    stamps: Vec<FileStamp>,
+}
+
+impl PolicyFiles {
+    /// Whether no policy file was modified within `quiet` (see [`FileStamp::settled`]).
+    pub fn settled(&self, quiet: std::time::Duration) -> bool {
+        self.stamps.iter().all(|s| s.settled(quiet))
+    }
 }
 
 /// Kubernetes mounts a ConfigMap as a `..data` symlink to a timestamped directory
@@ -180,11 +190,14 @@ const CONFIGMAP_DATA: &str = "..data";
 /// Read the policy files without parsing them. Reading is cheap, so callers
 /// compare the digest with the running snapshot before paying for a parse.
 pub fn read_policies(src: &PolicySource) -> Result<PolicyFiles, LoadErrors> {
-    let files = match src {
-        PolicySource::Embedded => EMBEDDED
-            .iter()
-            .map(|(n, t)| (format!("<embedded>/{n}"), n.to_string(), t.to_string()))
-            .collect(),
+    let (files, stamps) = match src {
+        PolicySource::Embedded => (
+            EMBEDDED
+                .iter()
+                .map(|(n, t)| (format!("<embedded>/{n}"), n.to_string(), t.to_string()))
+                .collect(),
+            Vec::new(),
+        ),
         PolicySource::Dir(dir) => read_policy_dir(dir)?,
     };
     let digest = digest_of(
@@ -193,10 +206,17 @@ pub fn read_policies(src: &PolicySource) -> Result<PolicyFiles, LoadErrors> {
             .map(|(_, n, t)| (n.as_str(), t.as_bytes()))
             .collect::<Vec<_>>(),
     );
-    Ok(PolicyFiles { files, digest })
+    Ok(PolicyFiles {
+        files,
+        digest,
+        stamps,
+    })
 }
 
-fn read_policy_dir(dir: &Path) -> Result<Vec<(String, String, String)>, LoadErrors> {
+/// Policy files as (display path, file name, contents), with their stamps.
+type ReadFiles = (Vec<(String, String, String)>, Vec<FileStamp>);
+
+fn read_policy_dir(dir: &Path) -> Result<ReadFiles, LoadErrors> {
     let one = |p: &Path, e: std::io::Error| LoadErrors(vec![LoadError::new(p.display(), e)]);
     let configmap = dir.join(CONFIGMAP_DATA);
     if !configmap.exists() {
@@ -218,9 +238,10 @@ fn read_policy_dir(dir: &Path) -> Result<Vec<(String, String, String)>, LoadErro
 }
 
 /// Read the relevant files of `from`, naming them as if in `shown`.
-fn read_flat_dir(from: &Path, shown: &Path) -> Result<Vec<(String, String, String)>, LoadErrors> {
+fn read_flat_dir(from: &Path, shown: &Path) -> Result<ReadFiles, LoadErrors> {
     let one = |e: std::io::Error| LoadErrors(vec![LoadError::new(from.display(), e)]);
     let mut files = Vec::new();
+    let mut stamps = Vec::new();
     for entry in std::fs::read_dir(from).map_err(one)? {
         let entry = entry.map_err(one)?;
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -237,10 +258,13 @@ fn read_flat_dir(from: &Path, shown: &Path) -> Result<Vec<(String, String, Strin
         let shown = shown.join(&name);
         let text = std::fs::read_to_string(&path)
             .map_err(|e| LoadErrors(vec![LoadError::new(shown.display(), e)]))?;
+        // A file removed since it was read has no stamp; its removal brings an
+        // event of its own.
+        stamps.extend(FileStamp::of_path(&path));
         files.push((shown.display().to_string(), name, text));
     }
     files.sort_by(|a, b| a.1.cmp(&b.1));
-    Ok(files)
+    Ok((files, stamps))
 }
 
 /// Load and validate the policies directory.
@@ -250,7 +274,7 @@ pub fn load_policies(src: &PolicySource) -> Result<PolicyBundle, LoadErrors> {
 
 /// Parse and validate policy files read by [`read_policies`].
 pub fn build_policies(src: &PolicySource, read: PolicyFiles) -> Result<PolicyBundle, LoadErrors> {
-    let PolicyFiles { files, digest } = read;
+    let PolicyFiles { files, digest, .. } = read;
     let mut errors = Vec::new();
 
     // Schema: every `*.cedarschema` file is a fragment of one schema.

@@ -79,6 +79,20 @@ impl FileStamp {
         std::fs::metadata(path).ok().map(|m| Self::of(&m))
     }
 
+    /// Whether nothing has modified the file for `quiet`. A file modified more
+    /// recently may be in the middle of an in-place save: truncated, or half
+    /// written, which for Cedar can still parse (an empty policy file is a valid
+    /// one that permits nothing). A modification time in the future (clock
+    /// skew, a copied file) counts as settled, or that file would never load.
+    pub fn settled(&self, quiet: std::time::Duration) -> bool {
+        let Some(modified) = self.modified else {
+            return true;
+        };
+        std::time::SystemTime::now()
+            .duration_since(modified)
+            .map_or(true, |age| age >= quiet)
+    }
+
     pub fn of(meta: &std::fs::Metadata) -> Self {
         #[cfg(unix)]
         let inode = std::os::unix::fs::MetadataExt::ino(meta);

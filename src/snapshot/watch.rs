@@ -36,6 +36,11 @@ pub struct Reloader {
     /// The last rejected policy files (digest) and the revision they were tried
     /// against, with the errors.
     rejected_policies: Mutex<Option<RejectedPolicies>>,
+    /// A change to a file modified more recently than this is left for later:
+    /// the file may be in the middle of an in-place save. Zero loads at once.
+    quiet: Duration,
+    /// Set when a change was left for later, so the watcher looks again.
+    unsettled: AtomicBool,
 }
 
 type RejectedPolicies = ((super::Digest, String, super::Digest), LoadErrors);
@@ -57,7 +62,41 @@ impl Reloader {
             data_dir,
             last_rescan_errors: Mutex::new(Vec::new()),
             rejected_policies: Mutex::new(None),
+            quiet: Duration::ZERO,
+            unsettled: AtomicBool::new(false),
         }
+    }
+
+    /// Leave changes to files modified within `quiet` for a later look (the
+    /// watcher passes its debounce window). Without it, a rescan that reads a
+    /// policy file between an editor's truncate and write publishes an empty
+    /// policy set, which then stands as the "last good" one if the finished
+    /// save turns out to be broken.
+    pub fn with_quiet_period(mut self, quiet: Duration) -> Self {
+        self.quiet = quiet;
+        self
+    }
+
+    /// Whether a reload since the last call left a change for later.
+    pub fn take_unsettled(&self) -> bool {
+        self.unsettled.swap(false, Ordering::Relaxed)
+    }
+
+    /// `settled`, remembering to look again if it is not.
+    fn settled(&self, settled: bool, what: &dyn std::fmt::Display) -> bool {
+        if !settled {
+            tracing::debug!(%what, "modified just now, maybe mid-save; looking again shortly");
+            self.unsettled.store(true, Ordering::Relaxed);
+        }
+        settled
+    }
+
+    /// Whether the file at `path` was left alone for the quiet period. Asked
+    /// after reading it, so a write during the read shows.
+    fn file_settled(&self, path: &Path) -> bool {
+        let settled =
+            self.quiet.is_zero() || FileStamp::of_path(path).is_none_or(|s| s.settled(self.quiet));
+        self.settled(settled, &path.display())
     }
 
     /// Reload the policies and revalidate all data against them. On error the
@@ -76,6 +115,9 @@ impl Reloader {
                     "policies are valid again (same as the running snapshot)"
                 );
             }
+            return Ok(false);
+        }
+        if !self.settled(files.settled(self.quiet), &self.policies) {
             return Ok(false);
         }
         // The same rejected files against the same snapshot and the same data
@@ -124,27 +166,30 @@ impl Reloader {
         let w = self.store.lock();
         let cur = w.current();
         let old = cur.owners.get(owner);
-        let slice =
-            load::load_owner_file(&self.data_dir, owner, &cur.policies, old.map(Arc::as_ref))?;
-        let same = match (&slice, old) {
-            (Some(new), Some(old)) => new.digest == old.digest && new.stamp == old.stamp,
-            (None, None) => true,
+        let loaded =
+            load::load_owner_file(&self.data_dir, owner, &cur.policies, old.map(Arc::as_ref));
+        let same = match (&loaded, old) {
+            (Ok(Some(new)), Some(old)) => new.digest == old.digest && new.stamp == old.stamp,
+            (Ok(None), None) => true,
             _ => false,
         };
-        if same {
+        if same || !self.file_settled(&load::owner_file(&self.data_dir, owner)) {
             return Ok(false);
         }
+        let slice = loaded?;
         Ok(w.publish(cur.with_owner(*owner, slice.map(Arc::new))))
     }
 
     pub fn reload_roles(&self) -> Result<bool, LoadError> {
         let w = self.store.lock();
         let cur = w.current();
-        let roles = load::load_roles(&self.data_dir)?;
-        if roles.digest == cur.roles.digest {
+        let loaded = load::load_roles(&self.data_dir);
+        if loaded.as_ref().is_ok_and(|r| r.digest == cur.roles.digest)
+            || !self.file_settled(&self.data_dir.join(ROLES_FILE))
+        {
             return Ok(false);
         }
-        Ok(w.publish(cur.with_roles(Arc::new(roles))))
+        Ok(w.publish(cur.with_roles(Arc::new(loaded?))))
     }
 
     /// Compare every data file with the snapshot and reload the ones that changed
@@ -482,6 +527,12 @@ pub fn spawn(
                 // window to pass; the fixed rescan deadline still bounds it.
                 if reloader.store.load().revision() != revision {
                     settle_at = Some(Instant::now() + settle);
+                }
+                // A change left for later (a file modified just now) is looked
+                // at again once the quiet period has passed.
+                if reloader.take_unsettled() {
+                    let again = Instant::now() + debounce;
+                    settle_at = Some(settle_at.map_or(again, |s| s.min(again)));
                 }
             }
             roots.debouncer.stop();

@@ -334,3 +334,103 @@ fn a_policy_change_rejected_for_its_data_is_retried_when_the_data_changes() {
     assert_eq!(reloader.reload_policies(), Ok(true));
     assert_ne!(store.load().revision(), before);
 }
+
+/// Set a file's modification time, as if it had been saved at `when`.
+fn set_mtime(path: &std::path::Path, when: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+}
+
+#[test]
+fn a_policy_file_caught_mid_save_is_left_for_later() {
+    use std::time::SystemTime;
+    use tilgang::engine::{AccessRequest, decide};
+    use tilgang::ids::{OrgNumber, Scope};
+    // An in-place save truncates, then writes. A rescan in between reads an
+    // empty file, which is valid Cedar that permits nothing; had it been
+    // published, a broken save would then keep that as the "last good" set.
+    let hour = Duration::from_secs(3600);
+    let (work, store, reloader) = offline_reloader();
+    let reloader = reloader.with_quiet_period(hour);
+    for f in std::fs::read_dir(work.policies()).unwrap() {
+        set_mtime(&f.unwrap().path(), SystemTime::now() - 2 * hour);
+    }
+    let write_allowed = || {
+        let req = AccessRequest {
+            supplier: OrgNumber::parse(FULL_SUPPLIER).unwrap(),
+            owner: OrgNumber::parse(OWNER).unwrap(),
+            scope: Scope::parse(WRITE).unwrap(),
+        };
+        decide(&store.load(), &req).allowed
+    };
+    let before = store.load().revision().to_string();
+    let path = work.policies().join("api-access.cedar");
+    let good = std::fs::read_to_string(&path).unwrap();
+
+    let truncated = std::fs::File::create(&path).unwrap();
+    reloader.rescan();
+    assert_eq!(
+        store.load().revision(),
+        before,
+        "the empty file is not published"
+    );
+    assert!(write_allowed());
+    assert!(
+        reloader.take_unsettled(),
+        "and the watcher is told to look again"
+    );
+    assert!(!reloader.take_unsettled(), "once");
+
+    // The save finishes broken and goes quiet: rejected, the good set stays.
+    std::fs::write(&path, good.replace("when {", "when {{")).unwrap();
+    drop(truncated);
+    set_mtime(&path, SystemTime::now() - 2 * hour);
+    reloader.rescan();
+    assert_eq!(store.load().revision(), before);
+    assert!(write_allowed());
+    assert!(!reloader.take_unsettled());
+
+    // A modification time in the future (clock skew) counts as settled, or the
+    // file would never load.
+    std::fs::write(&path, format!("{good}\n{FORBID_WRITE}")).unwrap();
+    set_mtime(&path, SystemTime::now() + hour);
+    reloader.rescan();
+    assert_ne!(store.load().revision(), before);
+    assert!(!write_allowed());
+}
+
+#[test]
+fn a_delegation_file_caught_mid_save_is_neither_published_nor_reported() {
+    use std::time::SystemTime;
+    let hour = Duration::from_secs(3600);
+    let (work, store, reloader) = offline_reloader();
+    let reloader = reloader.with_quiet_period(hour);
+    let owner = tilgang::ids::OrgNumber::parse(OWNER).unwrap();
+    let supplier = tilgang::ids::OrgNumber::parse(FULL_SUPPLIER).unwrap();
+    let path = work
+        .data()
+        .join("delegations")
+        .join(format!("{OWNER}.json"));
+    let good = std::fs::read_to_string(&path).unwrap();
+
+    // Half written: not JSON yet. Not an error either, only not finished.
+    std::fs::write(&path, &good[..good.len() / 2]).unwrap();
+    assert_eq!(reloader.reload_owner(&owner), Ok(false));
+    assert!(reloader.take_unsettled());
+    assert!(store.load().delegation(&owner, &supplier).is_some());
+
+    // Left alone for the quiet period, the same half file is an error.
+    set_mtime(&path, SystemTime::now() - 2 * hour);
+    assert!(reloader.reload_owner(&owner).is_err());
+    assert!(store.load().delegation(&owner, &supplier).is_some());
+
+    // A deletion is never half done: it applies at once.
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(reloader.reload_owner(&owner), Ok(true));
+    assert!(store.load().delegation(&owner, &supplier).is_none());
+    assert!(!reloader.take_unsettled());
+}
