@@ -188,7 +188,12 @@ impl Sidecar {
                 snapshots.clone(),
                 signal(rx.clone()),
             )),
-            tokio::spawn(server::serve_admin(admin, store.clone(), signal(rx))),
+            tokio::spawn(server::serve_admin(
+                admin,
+                store.clone(),
+                signal(rx.clone()),
+            )),
+            tokio::spawn(prune_undo_records(store.clone(), signal(rx))),
         ];
         tracing::info!(%gateway_addr, %admin_addr, "serving");
         Ok(Self {
@@ -213,6 +218,37 @@ impl Sidecar {
             }
         }
         Ok(())
+    }
+}
+
+/// How often expired undo records are pruned (also once at start-up).
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Prune expired undo records now and every [`PRUNE_EVERY`] until `stop`. A
+/// failure is logged and tried again next time: it never stops the sidecar.
+async fn prune_undo_records(
+    store: Arc<DelegationStore>,
+    stop: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.prune_undo_records()).await {
+            Ok(Ok(p)) => {
+                if p.removed > 0 {
+                    tracing::info!(removed = p.removed, "pruned expired undo records");
+                }
+                for path in p.unreadable {
+                    tracing::warn!(file = %path.display(), "undo record unreadable; kept");
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not prune undo records"),
+            Err(e) => tracing::error!(error = %e, "pruning undo records failed"),
+        }
+        tokio::select! {
+            () = &mut stop => return Ok(()),
+            () = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
     }
 }
 

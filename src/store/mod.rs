@@ -267,6 +267,11 @@ impl DelegationStore {
         &self.reloader.data_dir
     }
 
+    /// Remove undo records that expired more than [`undo::RETENTION`] ago.
+    pub fn prune_undo_records(&self) -> std::io::Result<undo::Pruned> {
+        undo::prune(self.data_dir(), now() - undo::RETENTION)
+    }
+
     pub fn audit_path(&self) -> PathBuf {
         self.audit.path().to_path_buf()
     }

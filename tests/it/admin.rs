@@ -465,6 +465,44 @@ async fn restart_keeps_delegations_and_undo_tokens() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn undo_records_long_expired_are_pruned_at_start() {
+    let s = TestServer::start().await;
+    let mut a = s.admin().await;
+    let mut token = async |supplier| {
+        a.revoke(revoke(OWNER, supplier, &[], DAGL))
+            .await
+            .unwrap()
+            .into_inner()
+            .undo_token
+    };
+    let (old, fresh) = (token(FULL_SUPPLIER).await, token(READ_SUPPLIER).await);
+    let work = s.stop().await;
+    // Age one record past its expiry and the retention after it.
+    let old_path = work.data().join("undo").join(format!("{old}.json"));
+    let text = std::fs::read_to_string(&old_path).unwrap();
+    let mut record: serde_json::Value = serde_json::from_str(&text).unwrap();
+    record["expires_at"] = "2020-01-01T00:00:00Z".into();
+    std::fs::write(&old_path, record.to_string()).unwrap();
+
+    let s = TestServer::start_in(work, |_| {}).await;
+    eventually("the long-expired record to be pruned", || async {
+        !old_path.exists()
+    })
+    .await;
+    let mut a = s.admin().await;
+    let e = a.undo_revoke(undo(&old, DAGL)).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.message().contains("forgotten 30 days after"), "{e:?}");
+    let d = a
+        .undo_revoke(undo(&fresh, DAGL))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(d.rights, ["instances-read"]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn overview_filters_by_owner_supplier_or_both() {
     let s = TestServer::start().await;
     let mut a = s.admin().await;
