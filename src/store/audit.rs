@@ -95,10 +95,7 @@ impl AuditLog {
 }
 
 fn inode(meta: &std::fs::Metadata) -> u64 {
-    #[cfg(unix)]
-    return std::os::unix::fs::MetadataExt::ino(meta);
-    #[cfg(not(unix))]
-    return 0;
+    crate::snapshot::FileStamp::of(meta).inode
 }
 
 #[cfg(test)]
