@@ -616,9 +616,7 @@ impl DelegationStore {
             )));
         }
         let t = now();
-        let expired = OffsetDateTime::parse(&record.expires_at, &Rfc3339)
-            .map(|e| e <= t)
-            .unwrap_or(true);
+        let expired = record.expiry().is_none_or(|e| e <= t);
         if expired {
             return Err(StoreError::FailedPrecondition(format!(
                 "undo token expired at {}",

@@ -37,6 +37,11 @@ pub struct UndoRecord {
 }
 
 impl UndoRecord {
+    /// When the token stops working; `None` if `expires_at` does not parse.
+    pub fn expiry(&self) -> Option<OffsetDateTime> {
+        OffsetDateTime::parse(&self.expires_at, &Rfc3339).ok()
+    }
+
     pub fn pair(&self) -> Result<(OrgNumber, OrgNumber), StoreError> {
         let parse = |s: &str| {
             OrgNumber::parse(s).map_err(|e| {
@@ -87,19 +92,15 @@ pub fn prune(data_dir: &Path, cutoff: OffsetDateTime) -> std::io::Result<Pruned>
     let mut pruned = Pruned::default();
     for entry in std::fs::read_dir(&dir)? {
         let path = entry?.path();
-        let is_record = path
+        let token = path
             .file_name()
             .and_then(|n| n.to_str())
             .and_then(|n| n.strip_suffix(".json"))
-            .is_some_and(|stem| UndoToken::parse_exact(stem).is_ok());
-        if !is_record {
+            .and_then(|stem| UndoToken::parse_exact(stem).ok());
+        let Some(token) = token else {
             continue;
-        }
-        let expires = std::fs::read(&path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<UndoRecord>(&bytes).ok())
-            .and_then(|r| OffsetDateTime::parse(&r.expires_at, &Rfc3339).ok());
-        match expires {
+        };
+        match load(data_dir, &token).ok().and_then(|r| r.expiry()) {
             Some(e) if e < cutoff => match std::fs::remove_file(&path) {
                 Ok(()) => pruned.removed += 1,
                 // Gone already: nothing to prune.
