@@ -68,14 +68,8 @@ fn audit_lines(s: &TestServer) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn owner_file(s: &TestServer, owner: &str) -> Option<String> {
-    std::fs::read_to_string(
-        s.work
-            .data()
-            .join("delegations")
-            .join(format!("{owner}.json")),
-    )
-    .ok()
+fn owner_text(s: &TestServer, owner: &str) -> Option<String> {
+    std::fs::read_to_string(s.work.owner_file(owner)).ok()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -255,7 +249,7 @@ async fn delegate_is_idempotent_and_additive() {
 async fn rejections_write_nothing() {
     let s = TestServer::start().await;
     let mut a = s.admin().await;
-    let file_before = owner_file(&s, OWNER);
+    let file_before = owner_text(&s, OWNER);
 
     // Not allowed: a person with no role for the owner, or a role that is not a
     // key role (REGN), or a role for another organisation.
@@ -348,7 +342,7 @@ async fn rejections_write_nothing() {
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
 
-    assert_eq!(owner_file(&s, OWNER), file_before, "nothing written");
+    assert_eq!(owner_text(&s, OWNER), file_before, "nothing written");
     assert!(audit_lines(&s).is_empty(), "nothing audited");
     let undo_dir = std::fs::read_dir(s.work.data().join("undo"))
         .unwrap()
@@ -406,7 +400,7 @@ async fn concurrent_delegations_to_one_owner_all_persist() {
     for t in tasks {
         t.await.unwrap();
     }
-    let text = owner_file(&s, OWNER).unwrap();
+    let text = owner_text(&s, OWNER).unwrap();
     for sup in &suppliers {
         assert!(
             text.contains(&format!("\"{OWNER}/{sup}\"")),
@@ -537,11 +531,7 @@ async fn overview_filters_by_owner_supplier_or_both() {
 async fn hand_edits_are_the_source_of_truth() {
     let s = TestServer::start().await;
     let mut a = s.admin().await;
-    let path = s
-        .work
-        .data()
-        .join("delegations")
-        .join(format!("{OWNER}.json"));
+    let path = s.work.owner_file(OWNER);
 
     // Deleted by hand: the overview and decisions follow, and the admin API
     // works on top of what is on disk.

@@ -83,11 +83,7 @@ fn validate_reports_file_and_line() {
         text.replace("delegation.rights", "delegation.rightz"),
     )
     .unwrap();
-    std::fs::write(
-        work.data().join("delegations").join("974760673.json"),
-        "[{\"uid\": 1}]",
-    )
-    .unwrap();
+    std::fs::write(work.owner_file("974760673"), "[{\"uid\": 1}]").unwrap();
     let (code, _, err) = validate(&work);
     assert_eq!(code, 1);
     assert!(err.contains("api-access.cedar:13:"), "{err}");
@@ -299,10 +295,7 @@ async fn admin_client_subcommands() {
 #[test]
 fn delegation_files_must_use_bare_org_numbers() {
     let work = Workdir::new();
-    let path = work
-        .data()
-        .join("delegations")
-        .join(format!("{OWNER}.json"));
+    let path = work.owner_file(OWNER);
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(
         &path,

@@ -115,11 +115,7 @@ async fn rights_catalogue_edit_adds_a_scope_without_rebuild() {
 #[tokio::test(flavor = "multi_thread")]
 async fn delegation_file_deleted_and_recreated_by_hand() {
     let s = TestServer::start().await;
-    let path = s
-        .work
-        .data()
-        .join("delegations")
-        .join(format!("{OWNER}.json"));
+    let path = s.work.owner_file(OWNER);
     let saved = std::fs::read_to_string(&path).unwrap();
     assert!(s.decide(FULL_SUPPLIER, OWNER, READ).await.allowed);
 
@@ -221,21 +217,13 @@ fn rescan_finds_changes_without_any_events() {
         "nothing changed, nothing swapped"
     );
 
-    std::fs::remove_file(
-        work.data()
-            .join("delegations")
-            .join(format!("{OWNER}.json")),
-    )
-    .unwrap();
+    std::fs::remove_file(work.owner_file(OWNER)).unwrap();
     reloader.rescan();
     assert!(store.load().delegation(&owner, &supplier).is_none());
     assert_ne!(store.load().revision(), before);
 
     // An edit in place (same inode) is seen through its new size and mtime.
-    let other = work
-        .data()
-        .join("delegations")
-        .join(format!("{OTHER_OWNER}.json"));
+    let other = work.owner_file(OTHER_OWNER);
     let text = std::fs::read_to_string(&other).unwrap();
     let edited = text.replace(
         r#"{ "type": "Tilgang::Right", "id": "instances-full" },"#,
@@ -290,11 +278,7 @@ async fn a_replaced_policies_directory_is_watched_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fifo_in_the_data_directory_blocks_nothing() {
     let s = TestServer::start().await;
-    let fifo = s
-        .work
-        .data()
-        .join("delegations")
-        .join(format!("{NEW_SUPPLIER}.json"));
+    let fifo = s.work.owner_file(NEW_SUPPLIER);
     let ok = std::process::Command::new("mkfifo")
         .arg(&fifo)
         .status()
@@ -411,10 +395,7 @@ fn a_delegation_file_caught_mid_save_is_neither_published_nor_reported() {
     let reloader = reloader.with_quiet_period(hour);
     let owner = tilgang::ids::OrgNumber::parse(OWNER).unwrap();
     let supplier = tilgang::ids::OrgNumber::parse(FULL_SUPPLIER).unwrap();
-    let path = work
-        .data()
-        .join("delegations")
-        .join(format!("{OWNER}.json"));
+    let path = work.owner_file(OWNER);
     let good = std::fs::read_to_string(&path).unwrap();
 
     // Half written: not JSON yet. Not an error either, only not finished.

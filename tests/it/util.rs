@@ -83,6 +83,14 @@ impl Workdir {
         self.dir.path().join("data")
     }
 
+    /// An owner's delegation file, spelled out here rather than taken from the
+    /// crate, so the tests pin the on-disk layout.
+    pub fn owner_file(&self, owner: &str) -> PathBuf {
+        self.data()
+            .join("delegations")
+            .join(format!("{owner}.json"))
+    }
+
     pub fn config(&self) -> Config {
         Config::new(PolicySource::Dir(self.policies()), self.data())
     }
