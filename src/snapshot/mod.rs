@@ -133,6 +133,11 @@ pub struct Snapshot {
     pub policies: Arc<PolicyBundle>,
     pub owners: OwnerMap,
     pub roles: Arc<Roles>,
+    /// Set while `roles.json` on disk does not load: `roles` is then the last
+    /// good assignment, which gateway decisions never use, but admin writes
+    /// must not act on roles someone is trying to change, so they are refused
+    /// (fail closed) until the file loads again. Not part of the revision.
+    pub roles_problem: Option<Arc<load::LoadError>>,
     /// XOR of every owner file's digest (keyed by owner), kept incrementally so a
     /// one-owner change does not rehash the rest.
     data_digest: Digest,
@@ -159,6 +164,7 @@ impl Snapshot {
             policies,
             owners: owners.into_iter().collect(),
             roles,
+            roles_problem: None,
             data_digest,
             revision: String::new(),
         };
@@ -204,6 +210,7 @@ impl Snapshot {
             policies: self.policies.clone(),
             owners,
             roles: self.roles.clone(),
+            roles_problem: self.roles_problem.clone(),
             data_digest,
             revision: String::new(),
         };
@@ -214,7 +221,16 @@ impl Snapshot {
     pub fn with_roles(&self, roles: Arc<Roles>) -> Self {
         let mut s = self.clone();
         s.roles = roles;
+        s.roles_problem = None;
         s.revision = s.compute_revision();
+        s
+    }
+
+    /// A copy that records `roles.json` as not loading (see `roles_problem`);
+    /// the roles and the revision stay the last good ones.
+    pub fn with_roles_problem(&self, problem: Arc<load::LoadError>) -> Self {
+        let mut s = self.clone();
+        s.roles_problem = Some(problem);
         s
     }
 }
