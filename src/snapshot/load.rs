@@ -67,7 +67,7 @@ impl fmt::Display for LoadErrors {
 }
 
 impl LoadError {
-    fn new(location: impl fmt::Display, message: impl fmt::Display) -> Self {
+    pub fn new(location: impl fmt::Display, message: impl fmt::Display) -> Self {
         Self {
             location: location.to_string(),
             message: message.to_string(),
@@ -171,17 +171,26 @@ pub fn is_visible(name: &str) -> bool {
 pub struct PolicyFiles {
     files: Vec<(String, String, String)>,
     pub digest: Digest,
-    /// Each file's metadata taken after it was read, so a write during or just
-    /// before the read shows as a recent modification.
-    stamps: Vec<FileStamp>,
 }
 
 impl PolicyFiles {
-    /// Whether no policy file was modified within `quiet` (see [`FileStamp::settled`]).
-    pub fn settled(&self, quiet: std::time::Duration) -> bool {
-        self.stamps.iter().all(|s| s.settled(quiet))
+    /// The files that hold nothing but whitespace, by display path. No author
+    /// writes one: it is an in-place save caught between its truncate and its
+    /// write. It must never be loaded, because an empty `.cedar` file is a
+    /// valid policy set that forbids nothing; deleting a file is how its
+    /// policies are removed.
+    pub fn empty_files(&self) -> Vec<&str> {
+        self.files
+            .iter()
+            .filter(|(_, _, text)| text.trim().is_empty())
+            .map(|(path, _, _)| path.as_str())
+            .collect()
     }
 }
+
+/// What an empty policy-directory file is told, at start-up and by `validate`.
+const EMPTY_FILE: &str =
+    "the file is empty: a save in progress? (to remove a file's policies, delete the file)";
 
 /// Kubernetes mounts a ConfigMap as a `..data` symlink to a timestamped directory
 /// and swaps the symlink on update.
@@ -190,14 +199,11 @@ const CONFIGMAP_DATA: &str = "..data";
 /// Read the policy files without parsing them. Reading is cheap, so callers
 /// compare the digest with the running snapshot before paying for a parse.
 pub fn read_policies(src: &PolicySource) -> Result<PolicyFiles, LoadErrors> {
-    let (files, stamps) = match src {
-        PolicySource::Embedded => (
-            EMBEDDED
-                .iter()
-                .map(|(n, t)| (format!("<embedded>/{n}"), n.to_string(), t.to_string()))
-                .collect(),
-            Vec::new(),
-        ),
+    let files = match src {
+        PolicySource::Embedded => EMBEDDED
+            .iter()
+            .map(|(n, t)| (format!("<embedded>/{n}"), n.to_string(), t.to_string()))
+            .collect(),
         PolicySource::Dir(dir) => read_policy_dir(dir)?,
     };
     let digest = digest_of(
@@ -206,15 +212,11 @@ pub fn read_policies(src: &PolicySource) -> Result<PolicyFiles, LoadErrors> {
             .map(|(_, n, t)| (n.as_str(), t.as_bytes()))
             .collect::<Vec<_>>(),
     );
-    Ok(PolicyFiles {
-        files,
-        digest,
-        stamps,
-    })
+    Ok(PolicyFiles { files, digest })
 }
 
-/// Policy files as (display path, file name, contents), with their stamps.
-type ReadFiles = (Vec<(String, String, String)>, Vec<FileStamp>);
+/// Policy files as (display path, file name, contents).
+type ReadFiles = Vec<(String, String, String)>;
 
 fn read_policy_dir(dir: &Path) -> Result<ReadFiles, LoadErrors> {
     let one = |p: &Path, e: std::io::Error| LoadErrors(vec![LoadError::new(p.display(), e)]);
@@ -241,7 +243,6 @@ fn read_policy_dir(dir: &Path) -> Result<ReadFiles, LoadErrors> {
 fn read_flat_dir(from: &Path, shown: &Path) -> Result<ReadFiles, LoadErrors> {
     let one = |e: std::io::Error| LoadErrors(vec![LoadError::new(from.display(), e)]);
     let mut files = Vec::new();
-    let mut stamps = Vec::new();
     for entry in std::fs::read_dir(from).map_err(one)? {
         let entry = entry.map_err(one)?;
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -258,13 +259,10 @@ fn read_flat_dir(from: &Path, shown: &Path) -> Result<ReadFiles, LoadErrors> {
         let shown = shown.join(&name);
         let text = std::fs::read_to_string(&path)
             .map_err(|e| LoadErrors(vec![LoadError::new(shown.display(), e)]))?;
-        // A file removed since it was read has no stamp; its removal brings an
-        // event of its own.
-        stamps.extend(FileStamp::of_path(&path));
         files.push((shown.display().to_string(), name, text));
     }
     files.sort_by(|a, b| a.1.cmp(&b.1));
-    Ok((files, stamps))
+    Ok(files)
 }
 
 /// Load and validate the policies directory.
@@ -274,7 +272,15 @@ pub fn load_policies(src: &PolicySource) -> Result<PolicyBundle, LoadErrors> {
 
 /// Parse and validate policy files read by [`read_policies`].
 pub fn build_policies(src: &PolicySource, read: PolicyFiles) -> Result<PolicyBundle, LoadErrors> {
-    let PolicyFiles { files, digest, .. } = read;
+    let empty: Vec<LoadError> = read
+        .empty_files()
+        .into_iter()
+        .map(|path| LoadError::new(path, EMPTY_FILE))
+        .collect();
+    if !empty.is_empty() {
+        return Err(LoadErrors(empty));
+    }
+    let PolicyFiles { files, digest } = read;
     let mut errors = Vec::new();
 
     // Schema: every `*.cedarschema` file is a fragment of one schema.
@@ -481,6 +487,11 @@ impl RawUid {
 struct RawDelegation {
     uid: RawUid,
     attrs: RawAttrs,
+    /// Must be empty: a delegation is nobody's child. The records keep no
+    /// parents, so a policy reload (which re-checks the records) and an admin
+    /// rewrite would otherwise silently drop them.
+    #[serde(default)]
+    parents: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -519,16 +530,42 @@ pub fn owner_of_path(data_dir: &Path, path: &Path) -> Option<OrgNumber> {
     OrgNumber::parse(stem).ok()
 }
 
+/// Whether [`read_regular`] reads through a symlink at the path itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Links {
+    /// `roles.json`, which tilgang only reads (a mounted secret may be a link).
+    Follow,
+    /// Owner files, which tilgang also writes and never writes through a link.
+    Refuse,
+}
+
 /// Read a regular file with the stamp of what was read. Anything else (a FIFO
 /// would block the reader, and with it every writer) is refused before it is
 /// opened. Stamp first, from the open file: a write after it makes the next
 /// rescan read the file again.
-fn read_regular(path: &Path) -> std::io::Result<(FileStamp, Vec<u8>)> {
+fn read_regular(path: &Path, links: Links) -> std::io::Result<(FileStamp, Vec<u8>)> {
     let not_regular = || std::io::Error::other("not a regular file");
-    if !std::fs::metadata(path)?.is_file() {
+    let meta = match links {
+        Links::Follow => std::fs::metadata(path)?,
+        Links::Refuse => std::fs::symlink_metadata(path)?,
+    };
+    if meta.file_type().is_symlink() {
+        return Err(std::io::Error::other(
+            "is a symbolic link; tilgang writes this file and does not follow links here",
+        ));
+    }
+    if !meta.is_file() {
         return Err(not_regular());
     }
-    let mut f = std::fs::File::open(path)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    if links == Links::Refuse {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Replaced by a link since the check above: fail rather than follow.
+        options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+    }
+    let mut f = options.open(path)?;
     let meta = f.metadata()?;
     if !meta.is_file() {
         return Err(not_regular());
@@ -591,6 +628,11 @@ pub fn parse_delegations(
                 "only `{DELEGATION_TYPE}` entities belong in a delegation file, found `{}`",
                 uid_plain.ty
             )));
+        }
+        if !r.parents.is_empty() {
+            return Err(bad(
+                "`parents` must be empty: a delegation is not a member of anything".to_string(),
+            ));
         }
         let a = &r.attrs;
         // Files hold the bare 9 digits: the entity id is what Cedar compares, so
@@ -676,19 +718,94 @@ pub fn load_owner_file(
     policies: &PolicyBundle,
     known: Option<&OwnerDelegations>,
 ) -> Result<Option<OwnerDelegations>, LoadError> {
-    let path = owner_file(data_dir, owner);
-    match read_regular(&path) {
-        Ok((stamp, bytes)) => {
-            let mut slice = match known {
-                Some(k) if k.digest == owner_digest(owner, &bytes) => k.clone(),
-                _ => parse_owner_file(&path.display().to_string(), owner, &bytes, policies)?,
-            };
-            slice.stamp = Some(stamp);
-            Ok(Some(slice))
+    let Some((stamp, bytes)) = read_owner_file(data_dir, owner)? else {
+        return Ok(None);
+    };
+    let mut slice = match known {
+        Some(k) if k.digest == owner_digest(owner, &bytes) => k.clone(),
+        _ => {
+            let path = owner_file(data_dir, owner);
+            parse_owner_file(&path.display().to_string(), owner, &bytes, policies)?
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(LoadError::new(path.display(), e)),
+    };
+    slice.stamp = Some(stamp);
+    Ok(Some(slice))
+}
+
+/// One delegation as the Cedar JSON entity an owner file holds: the one
+/// rendering of the format, used by admin writes and by [`revalidate`], and
+/// read back by [`parse_delegations`]. `extra` (attributes a policy author's
+/// schema adds) is kept; tilgang's own attributes overwrite same-named ones.
+pub fn delegation_json<'a>(
+    owner: &OrgNumber,
+    supplier: &OrgNumber,
+    rights: impl IntoIterator<Item = &'a RightId>,
+    delegated_by: &str,
+    created_at: &str,
+    updated_at: &str,
+    extra: &serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Value {
+    use serde_json::json;
+    let org = |o: &OrgNumber| json!({ "type": ORG_TYPE, "id": o.as_str() });
+    let mut attrs = extra.clone();
+    attrs.insert("owner".into(), org(owner));
+    attrs.insert("supplier".into(), org(supplier));
+    attrs.insert(
+        "rights".into(),
+        rights
+            .into_iter()
+            .map(|r| json!({ "type": RIGHT_TYPE, "id": r.as_str() }))
+            .collect(),
+    );
+    attrs.insert("delegatedBy".into(), delegated_by.into());
+    attrs.insert("createdAt".into(), created_at.into());
+    attrs.insert("updatedAt".into(), updated_at.into());
+    json!({
+        "uid": { "type": DELEGATION_TYPE, "id": format!("{owner}/{supplier}") },
+        "attrs": attrs,
+        "parents": [],
+    })
+}
+
+impl DelegationRecord {
+    /// This record as its owner file holds it.
+    pub fn to_json(&self) -> serde_json::Value {
+        delegation_json(
+            &self.owner,
+            &self.supplier,
+            &self.rights,
+            &self.delegated_by,
+            &self.created_at,
+            &self.updated_at,
+            &self.extra_attrs,
+        )
     }
+}
+
+/// Check one owner's loaded slice against other policies (a policy reload),
+/// and rebuild its Cedar entities for them. The records hold everything an
+/// owner file can hold (parents must be empty), so this needs no disk and
+/// checks exactly the data the running snapshot decides with, even while the
+/// file on disk is mid-edit or broken. The digest and stamp stay those of the
+/// file the slice came from.
+pub fn revalidate(
+    data_dir: &Path,
+    owner: &OrgNumber,
+    slice: &OwnerDelegations,
+    policies: &PolicyBundle,
+) -> Result<OwnerDelegations, LoadError> {
+    let value: serde_json::Value = slice
+        .by_supplier
+        .values()
+        .map(|r| r.to_json())
+        .collect::<Vec<_>>()
+        .into();
+    let path = owner_file(data_dir, owner).display().to_string();
+    Ok(OwnerDelegations {
+        by_supplier: parse_delegations(&path, owner, value, policies)?,
+        digest: slice.digest,
+        stamp: slice.stamp,
+    })
 }
 
 #[derive(Deserialize)]
@@ -731,16 +848,52 @@ pub fn parse_roles(path: &str, bytes: &[u8]) -> Result<Roles, LoadError> {
     }
     Ok(Roles {
         by_org_person,
-        digest: digest_of(&[(ROLES_FILE, bytes)]),
+        digest: roles_digest(Some(bytes)),
     })
 }
 
 /// Read `roles.json`; a missing file means nobody holds any role.
 pub fn load_roles(data_dir: &Path) -> Result<Roles, LoadError> {
-    let path = data_dir.join(ROLES_FILE);
-    match read_regular(&path) {
-        Ok((_, bytes)) => parse_roles(&path.display().to_string(), &bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Roles::default()),
+    match read_roles(data_dir)? {
+        Some(bytes) => parse_roles(&roles_file(data_dir).display().to_string(), &bytes),
+        None => Ok(Roles::default()),
+    }
+}
+
+/// The path of `roles.json`.
+pub fn roles_file(data_dir: &Path) -> PathBuf {
+    data_dir.join(ROLES_FILE)
+}
+
+/// The bytes of `roles.json`; `None` when there is none.
+pub fn read_roles(data_dir: &Path) -> Result<Option<Vec<u8>>, LoadError> {
+    let path = roles_file(data_dir);
+    match read_regular(&path, Links::Follow) {
+        Ok((_, bytes)) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(LoadError::new(path.display(), e)),
+    }
+}
+
+/// The digest [`Roles`] carries for these bytes of `roles.json`; no file is
+/// the digest of `Roles::default()`.
+pub fn roles_digest(bytes: Option<&[u8]>) -> Digest {
+    bytes.map_or_else(
+        || Roles::default().digest,
+        |b| digest_of(&[(ROLES_FILE, b)]),
+    )
+}
+
+/// One owner's file as on disk: its stamp and bytes, or `None` when there is
+/// none. A symlink is refused (tilgang writes these files).
+pub fn read_owner_file(
+    data_dir: &Path,
+    owner: &OrgNumber,
+) -> Result<Option<(FileStamp, Vec<u8>)>, LoadError> {
+    let path = owner_file(data_dir, owner);
+    match read_regular(&path, Links::Refuse) {
+        Ok(read) => Ok(Some(read)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(LoadError::new(path.display(), e)),
     }
 }

@@ -5,9 +5,13 @@
 //! it in with [`WriteGuard::publish`], so a decision sees the old or the new
 //! snapshot and never a mix. Delegations are kept per owner ([`OwnerDelegations`]),
 //! so a change to one owner's file rebuilds only that owner's slice. Loading from
-//! disk lives in [`load`], watching in [`watch`]; this module does no I/O.
+//! disk lives in [`load`]; [`reload`] decides what a change on disk means (with
+//! [`settle`] deciding when its content may be trusted), and [`watch`] only turns
+//! file events into calls to it. This module does no I/O.
 
 pub mod load;
+pub mod reload;
+pub mod settle;
 pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -77,20 +81,6 @@ impl FileStamp {
     /// The stamp of the file at `path` now; `None` if there is none.
     pub fn of_path(path: &std::path::Path) -> Option<Self> {
         std::fs::metadata(path).ok().map(|m| Self::of(&m))
-    }
-
-    /// Whether nothing has modified the file for `quiet`. A file modified more
-    /// recently may be in the middle of an in-place save: truncated, or half
-    /// written, which for Cedar can still parse (an empty policy file is a valid
-    /// one that permits nothing). A modification time in the future (clock
-    /// skew, a copied file) counts as settled, or that file would never load.
-    pub fn settled(&self, quiet: std::time::Duration) -> bool {
-        let Some(modified) = self.modified else {
-            return true;
-        };
-        std::time::SystemTime::now()
-            .duration_since(modified)
-            .map_or(true, |age| age >= quiet)
     }
 
     pub fn of(meta: &std::fs::Metadata) -> Self {
@@ -208,6 +198,25 @@ impl Snapshot {
         }
         let mut s = Self {
             policies: self.policies.clone(),
+            owners,
+            roles: self.roles.clone(),
+            roles_problem: self.roles_problem.clone(),
+            data_digest,
+            revision: String::new(),
+        };
+        s.revision = s.compute_revision();
+        s
+    }
+
+    /// A copy with other policies and every owner's slice rebuilt for them
+    /// (the same owners, from the same files); roles stay as they are.
+    pub fn with_policies(&self, policies: Arc<PolicyBundle>, owners: OwnerMap) -> Self {
+        let mut data_digest = [0u8; 32];
+        for o in owners.values() {
+            xor(&mut data_digest, &o.digest);
+        }
+        let mut s = Self {
+            policies,
             owners,
             roles: self.roles.clone(),
             roles_problem: self.roles_problem.clone(),

@@ -190,14 +190,14 @@ async fn configmap_symlink_swap_is_picked_up() {
 fn offline_reloader() -> (
     Workdir,
     std::sync::Arc<tilgang::snapshot::SnapshotStore>,
-    tilgang::snapshot::watch::Reloader,
+    tilgang::snapshot::reload::Reloader,
 ) {
     use tilgang::snapshot::load::{PolicySource, load_snapshot};
     let work = Workdir::new();
     let src = PolicySource::Dir(work.policies());
     let snap = load_snapshot(&src, &work.data()).unwrap();
     let store = std::sync::Arc::new(tilgang::snapshot::SnapshotStore::new(snap));
-    let reloader = tilgang::snapshot::watch::Reloader::new(store.clone(), src, work.data());
+    let reloader = tilgang::snapshot::reload::Reloader::new(store.clone(), src, work.data());
     (work, store, reloader)
 }
 
@@ -300,49 +300,80 @@ async fn a_fifo_in_the_data_directory_blocks_nothing() {
 }
 
 #[test]
-fn a_policy_change_rejected_for_its_data_is_retried_when_the_data_changes() {
+fn a_policy_change_that_does_not_fit_loaded_data_is_rejected_then_retried() {
+    use tilgang::snapshot::reload::Reloaded;
     let (work, store, reloader) = offline_reloader();
-    // A stray file in delegations/ makes any full reload fail; the running
-    // snapshot's revision does not change because of it.
-    let stray = work.data().join("delegations").join("12.json");
-    std::fs::write(&stray, "[]").unwrap();
-    std::fs::write(work.policies().join("freeze.cedar"), FORBID_WRITE).unwrap();
+    // Drop `instances-read` from the catalogue while 974760673 still holds it.
+    let rights = work.policies().join("rights.json");
+    let mut catalogue: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&rights).unwrap()).unwrap();
+    catalogue["rights"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|r| r["id"] != "instances-read");
+    std::fs::write(&rights, catalogue.to_string()).unwrap();
     let before = store.load().revision().to_string();
-    assert!(reloader.reload_policies().is_err());
+    let errors = reloader.reload_policies().unwrap_err();
+    let shown = errors.to_string();
+    assert!(
+        shown.contains("991825827.json"),
+        "names the owner's file: {shown}"
+    );
+    assert!(shown.contains("instances-read"), "{shown}");
     assert!(reloader.reload_policies().is_err(), "still rejected");
     assert_eq!(store.load().revision(), before);
 
-    // Removing the stray file changes nothing in the snapshot, but the policy
-    // change must now be accepted.
-    std::fs::remove_file(&stray).unwrap();
-    assert_eq!(reloader.reload_policies(), Ok(true));
-    assert_ne!(store.load().revision(), before);
+    assert!(
+        shown.contains("983887457.json"),
+        "names every owner: {shown}"
+    );
+
+    // The owners revoke the right by hand; the same policy change now fits,
+    // and is retried because the data it was rejected for changed.
+    for o in [OWNER, OTHER_OWNER] {
+        let path = work.owner_file(o);
+        let mut entries: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for e in &mut entries {
+            e["attrs"]["rights"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|r| r["id"] != "instances-read");
+        }
+        entries.retain(|e| !e["attrs"]["rights"].as_array().unwrap().is_empty());
+        std::fs::write(&path, serde_json::to_string(&entries).unwrap()).unwrap();
+        let owner = tilgang::ids::OrgNumber::parse(o).unwrap();
+        assert_eq!(reloader.reload_owner(&owner), Ok(Reloaded::Published));
+    }
+    assert_eq!(reloader.reload_policies(), Ok(Reloaded::Published));
+    assert_eq!(store.load().policies.catalogue.rights().len(), 1);
 }
 
-/// Set a file's modification time, as if it had been saved at `when`.
-fn set_mtime(path: &std::path::Path, when: std::time::SystemTime) {
-    std::fs::File::options()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_modified(when)
-        .unwrap();
+/// A reloader like `serve`'s, with a quiet period, over a fresh work dir.
+fn quiet_reloader(
+    quiet: Duration,
+) -> (
+    Workdir,
+    std::sync::Arc<tilgang::snapshot::SnapshotStore>,
+    tilgang::snapshot::reload::Reloader,
+) {
+    let (work, store, reloader) = offline_reloader();
+    (work, store, reloader.with_quiet_period(quiet))
+}
+
+/// Past the quiet period, measured from now. Waiting for time to pass is the
+/// subject of these tests, not a guess at how long something takes.
+fn after_quiet(quiet: Duration) {
+    std::thread::sleep(quiet + Duration::from_millis(30));
 }
 
 #[test]
-fn a_policy_file_caught_mid_save_is_left_for_later() {
-    use std::time::SystemTime;
+fn a_policy_file_caught_mid_save_is_never_published() {
     use tilgang::engine::{AccessRequest, decide};
     use tilgang::ids::{OrgNumber, Scope};
-    // An in-place save truncates, then writes. A rescan in between reads an
-    // empty file, which is valid Cedar that permits nothing; had it been
-    // published, a broken save would then keep that as the "last good" set.
-    let hour = Duration::from_secs(3600);
-    let (work, store, reloader) = offline_reloader();
-    let reloader = reloader.with_quiet_period(hour);
-    for f in std::fs::read_dir(work.policies()).unwrap() {
-        set_mtime(&f.unwrap().path(), SystemTime::now() - 2 * hour);
-    }
+    use tilgang::snapshot::reload::Reloaded;
+    let quiet = Duration::from_millis(100);
+    let (work, store, reloader) = quiet_reloader(quiet);
     let write_allowed = || {
         let req = AccessRequest {
             supplier: OrgNumber::parse(FULL_SUPPLIER).unwrap(),
@@ -354,64 +385,83 @@ fn a_policy_file_caught_mid_save_is_left_for_later() {
     let before = store.load().revision().to_string();
     let path = work.policies().join("api-access.cedar");
     let good = std::fs::read_to_string(&path).unwrap();
-
-    let truncated = std::fs::File::create(&path).unwrap();
-    reloader.rescan();
+    let frozen = format!("{good}\n{FORBID_WRITE}");
+    std::fs::write(&path, &frozen).unwrap();
+    after_quiet(quiet);
     assert_eq!(
-        store.load().revision(),
-        before,
-        "the empty file is not published"
+        reloader.reload_policies(),
+        Ok(Reloaded::Waiting),
+        "first sight"
     );
-    assert!(write_allowed());
-    assert!(
-        reloader.take_unsettled(),
-        "and the watcher is told to look again"
+    after_quiet(quiet);
+    assert_eq!(
+        reloader.reload_policies(),
+        Ok(Reloaded::Published),
+        "settled"
     );
-    assert!(!reloader.take_unsettled(), "once");
-
-    // The save finishes broken and goes quiet: rejected, the good set stays.
-    std::fs::write(&path, good.replace("when {", "when {{")).unwrap();
-    drop(truncated);
-    set_mtime(&path, SystemTime::now() - 2 * hour);
-    reloader.rescan();
-    assert_eq!(store.load().revision(), before);
-    assert!(write_allowed());
-    assert!(!reloader.take_unsettled());
-
-    // A modification time in the future (clock skew) counts as settled, or the
-    // file would never load.
-    std::fs::write(&path, format!("{good}\n{FORBID_WRITE}")).unwrap();
-    set_mtime(&path, SystemTime::now() + hour);
-    reloader.rescan();
-    assert_ne!(store.load().revision(), before);
     assert!(!write_allowed());
+    let frozen_rev = store.load().revision().to_string();
+    assert_ne!(frozen_rev, before);
+
+    // Truncated by an in-place save: never loaded, however long it stays.
+    std::fs::File::create(&path).unwrap();
+    assert_eq!(reloader.reload_policies(), Ok(Reloaded::Waiting));
+    after_quiet(quiet);
+    let errors = reloader.reload_policies().unwrap_err().to_string();
+    assert!(errors.contains("empty"), "{errors}");
+    assert_eq!(store.load().revision(), frozen_rev);
+    assert!(!write_allowed(), "the forbid stays");
+
+    // A valid prefix (the permits without the forbid), completed within the
+    // quiet period: the prefix is never published.
+    std::fs::write(&path, &good).unwrap();
+    assert_eq!(reloader.reload_policies(), Ok(Reloaded::Waiting));
+    assert!(!write_allowed());
+    std::fs::write(&path, &frozen).unwrap();
+    assert_eq!(reloader.reload_policies(), Ok(Reloaded::Unchanged));
+    after_quiet(quiet);
+    assert_eq!(reloader.reload_policies(), Ok(Reloaded::Unchanged));
+    assert_eq!(store.load().revision(), frozen_rev);
+    assert!(!write_allowed());
+    assert_eq!(reloader.next_retry(), None, "nothing left waiting");
 }
 
 #[test]
-fn a_delegation_file_caught_mid_save_is_neither_published_nor_reported() {
-    use std::time::SystemTime;
-    let hour = Duration::from_secs(3600);
-    let (work, store, reloader) = offline_reloader();
-    let reloader = reloader.with_quiet_period(hour);
+fn a_delegation_file_caught_mid_save_keeps_the_last_good_delegations() {
+    use tilgang::snapshot::reload::Reloaded;
+    let quiet = Duration::from_millis(100);
+    let (work, store, reloader) = quiet_reloader(quiet);
     let owner = tilgang::ids::OrgNumber::parse(OWNER).unwrap();
     let supplier = tilgang::ids::OrgNumber::parse(FULL_SUPPLIER).unwrap();
     let path = work.owner_file(OWNER);
     let good = std::fs::read_to_string(&path).unwrap();
 
-    // Half written: not JSON yet. Not an error either, only not finished.
+    // Half written: not JSON yet. Not reported either, only not finished.
     std::fs::write(&path, &good[..good.len() / 2]).unwrap();
-    assert_eq!(reloader.reload_owner(&owner), Ok(false));
-    assert!(reloader.take_unsettled());
+    assert_eq!(reloader.reload_owner(&owner), Ok(Reloaded::Waiting));
+    assert!(
+        reloader.next_retry().is_some(),
+        "the watcher is told when to look again"
+    );
     assert!(store.load().delegation(&owner, &supplier).is_some());
 
-    // Left alone for the quiet period, the same half file is an error.
-    set_mtime(&path, SystemTime::now() - 2 * hour);
-    assert!(reloader.reload_owner(&owner).is_err());
+    // Left so for the quiet period, the same half file is an error, and the
+    // owner keeps its last good delegations.
+    after_quiet(quiet);
+    let e = reloader.reload_owner(&owner).unwrap_err();
+    assert!(e.message.contains("last good delegations"), "{e}");
     assert!(store.load().delegation(&owner, &supplier).is_some());
+    assert_eq!(reloader.next_retry(), None);
 
-    // A deletion is never half done: it applies at once.
+    // A deletion waits like any change (an editor may delete, then write).
     std::fs::remove_file(&path).unwrap();
-    assert_eq!(reloader.reload_owner(&owner), Ok(true));
+    assert_eq!(reloader.reload_owner(&owner), Ok(Reloaded::Waiting));
+    assert!(store.load().delegation(&owner, &supplier).is_some());
+    std::fs::write(&path, &good).unwrap();
+    assert_eq!(reloader.reload_owner(&owner), Ok(Reloaded::Unchanged));
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(reloader.reload_owner(&owner), Ok(Reloaded::Waiting));
+    after_quiet(quiet);
+    assert_eq!(reloader.reload_owner(&owner), Ok(Reloaded::Published));
     assert!(store.load().delegation(&owner, &supplier).is_none());
-    assert!(!reloader.take_unsettled());
 }

@@ -1,0 +1,569 @@
+//! What a change on disk means for the running snapshot: re-read what changed,
+//! wait until its content has settled ([`super::settle`]), validate it, and
+//! publish it, or keep the last good snapshot and report why. The watcher
+//! ([`super::watch`]) only decides *when* to call in here.
+//!
+//! Each unit is judged on its own, so bad data never holds back a good change
+//! elsewhere:
+//! - **Policies** (the policies directory as a whole). A new policy set is
+//!   checked against every owner's *loaded* delegations, not against the files,
+//!   so a broken owner file cannot block a policy change (such as a new
+//!   `forbid`). If the new policies do not fit loaded data, the change is
+//!   rejected as a whole and the owners named.
+//! - **One owner file.** A file that does not load keeps that owner's last good
+//!   delegations and is reported; it is tried again when it or the policies
+//!   change.
+//! - **`roles.json`.** One that does not load keeps the last good roles for
+//!   nothing: the snapshot records the problem and admin writes are refused
+//!   until it loads. Gateway decisions do not use roles.
+//!
+//! Every problem is logged when it appears and when it goes, not on every look.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::load::{self, LoadError, LoadErrors, PolicySource, ROLES_FILE};
+use super::settle::{Settler, Unit, Verdict};
+use super::{Digest, OwnerMap, Snapshot, SnapshotStore};
+use crate::ids::OrgNumber;
+
+/// What looking at one unit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reloaded {
+    /// The content is what the snapshot already holds.
+    Unchanged,
+    /// New content was published.
+    Published,
+    /// The content changed but has not settled (or is an empty policy file,
+    /// i.e. a save in progress); it is looked at again later.
+    Waiting,
+}
+
+/// What a batch of file events asks for.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Work {
+    pub policies: bool,
+    /// The delegations directory itself changed, or a name in it that is not
+    /// an owner file: compare every data file with the snapshot.
+    pub rescan_data: bool,
+    pub roles: bool,
+    pub owners: Vec<OrgNumber>,
+}
+
+/// What is wrong on disk, per source of problems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    Unit(Unit),
+    /// `*.json` names in `delegations/` that are not owner files.
+    Listing,
+}
+
+/// A policy change that was rejected, and what it was tried against: the same
+/// files against the same snapshot fail the same way.
+#[derive(Debug)]
+struct Rejected {
+    files: Digest,
+    revision: String,
+    errors: LoadErrors,
+}
+
+/// An owner file whose settled content does not load, kept so the same bytes
+/// are not parsed again against the same policies.
+#[derive(Debug)]
+struct Broken {
+    digest: Digest,
+    policies: Digest,
+    error: LoadError,
+}
+
+/// The digest that stands for "no file": owner and policy digests are SHA-256
+/// of content, never all zero.
+const ABSENT: Digest = [0; 32];
+
+/// Re-reads files into the store. Shared by the watcher thread, the admin store
+/// (for its data directory and snapshot) and tests.
+#[derive(Debug)]
+pub struct Reloader {
+    pub store: Arc<SnapshotStore>,
+    pub policies: PolicySource,
+    pub data_dir: PathBuf,
+    settle: Settler,
+    broken: Mutex<HashMap<OrgNumber, Broken>>,
+    rejected: Mutex<Option<Rejected>>,
+    /// The problems last logged, so each is logged once.
+    problems: Mutex<HashMap<Key, Vec<LoadError>>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Reloader {
+    /// A reloader that acts on what it reads at once; `serve` adds a quiet
+    /// period with [`Reloader::with_quiet_period`].
+    pub fn new(store: Arc<SnapshotStore>, policies: PolicySource, data_dir: PathBuf) -> Self {
+        Self {
+            store,
+            policies,
+            data_dir,
+            settle: Settler::new(Duration::ZERO),
+            broken: Mutex::new(HashMap::new()),
+            rejected: Mutex::new(None),
+            problems: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Act on changed content only once two reads more than `quiet` apart
+    /// found it the same (see [`super::settle`]).
+    pub fn with_quiet_period(mut self, quiet: Duration) -> Self {
+        self.settle = Settler::new(quiet);
+        self
+    }
+
+    /// When a change left waiting is due for another look.
+    pub fn next_retry(&self) -> Option<Instant> {
+        self.settle.pending().1
+    }
+
+    /// Reload the policies, checked against every owner's loaded delegations.
+    /// On error the current snapshot stays.
+    pub fn reload_policies(&self) -> Result<Reloaded, LoadErrors> {
+        // Reading is cheap; parse and validate only when the bytes changed and
+        // settled, and without holding the writer lock.
+        let started = Instant::now();
+        let files = load::read_policies(&self.policies)?;
+        let finished = Instant::now();
+        let cur = self.store.load();
+        if files.digest == cur.policies.digest {
+            self.settle.forget(&Unit::Policies);
+            return Ok(Reloaded::Unchanged);
+        }
+        let empty = files.empty_files();
+        if !empty.is_empty() {
+            // A save caught between its truncate and its write. Never loaded;
+            // if it stays empty the author meant something else: say so once.
+            let errors = empty
+                .iter()
+                .map(|path| {
+                    LoadError::new(
+                        path,
+                        "the file is empty; treated as a save in progress, so the last good \
+                         policies stay (to remove a file's policies, delete the file)",
+                    )
+                })
+                .collect();
+            if let Verdict::Settled =
+                self.settle
+                    .check(Unit::Policies, files.digest, started, finished)
+            {
+                return Err(LoadErrors(errors));
+            }
+            return Ok(Reloaded::Waiting);
+        }
+        if let Verdict::Unsettled { .. } =
+            self.settle
+                .check(Unit::Policies, files.digest, started, finished)
+        {
+            return Ok(Reloaded::Waiting);
+        }
+        if let Some(r) = locked(&self.rejected).as_ref()
+            && r.files == files.digest
+            && r.revision == cur.revision()
+        {
+            return Err(r.errors.clone());
+        }
+        let digest = files.digest;
+        let result = self.try_policies(files);
+        *locked(&self.rejected) = result.as_ref().err().map(|errors| Rejected {
+            files: digest,
+            revision: cur.revision().to_string(),
+            errors: errors.clone(),
+        });
+        if result.is_ok() {
+            self.settle.forget(&Unit::Policies);
+            // Owner files rejected under the old policies may load now (say, a
+            // right added to the catalogue together with its first delegation).
+            self.retry_broken();
+        }
+        result
+    }
+
+    fn try_policies(&self, files: load::PolicyFiles) -> Result<Reloaded, LoadErrors> {
+        let policies = Arc::new(load::build_policies(&self.policies, files)?);
+        let w = self.store.lock();
+        let cur = w.current();
+        if policies.digest == cur.policies.digest {
+            return Ok(Reloaded::Unchanged);
+        }
+        // Under the writer lock, so an admin write can neither be lost nor be
+        // checked against the old policies only.
+        let mut owners = OwnerMap::new();
+        let mut errors = Vec::new();
+        for (owner, slice) in &cur.owners {
+            match load::revalidate(&self.data_dir, owner, slice, &policies) {
+                Ok(s) => {
+                    owners.insert(*owner, Arc::new(s));
+                }
+                Err(e) => errors.push(LoadError::new(
+                    e.location,
+                    format!(
+                        "{} (the new policies do not fit the loaded delegations of {owner}, \
+                         so the policy change is rejected)",
+                        e.message
+                    ),
+                )),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(LoadErrors(errors));
+        }
+        w.publish(cur.with_policies(policies, owners));
+        Ok(Reloaded::Published)
+    }
+
+    /// Re-read one owner's file (no file: the owner's delegations are gone).
+    /// A file that does not load keeps the owner's last good delegations.
+    pub fn reload_owner(&self, owner: &OrgNumber) -> Result<Reloaded, LoadError> {
+        let unit = Unit::Owner(*owner);
+        // Read under the writer lock: an admin write renames its file in place
+        // and publishes it under the same lock, so a reload never sees the new
+        // file with the old snapshot.
+        let w = self.store.lock();
+        let cur = w.current();
+        let old = cur.owners.get(owner);
+        let started = Instant::now();
+        let read = load::read_owner_file(&self.data_dir, owner)?;
+        let finished = Instant::now();
+        let digest = read
+            .as_ref()
+            .map_or(ABSENT, |(_, bytes)| load::owner_digest(owner, bytes));
+        if digest == old.map_or(ABSENT, |o| o.digest) {
+            self.settle.forget(&unit);
+            locked(&self.broken).remove(owner);
+            // Same bytes, new metadata (a save of the same content): keep the
+            // stamp current so the periodic rescan can skip the file again.
+            if let (Some(old), Some((stamp, _))) = (old, &read)
+                && old.stamp != Some(*stamp)
+            {
+                let mut slice = old.as_ref().clone();
+                slice.stamp = Some(*stamp);
+                w.publish(cur.with_owner(*owner, Some(Arc::new(slice))));
+            }
+            return Ok(Reloaded::Unchanged);
+        }
+        if let Verdict::Unsettled { .. } = self.settle.check(unit, digest, started, finished) {
+            return Ok(Reloaded::Waiting);
+        }
+        if let Some(b) = locked(&self.broken).get(owner)
+            && b.digest == digest
+            && b.policies == cur.policies.digest
+        {
+            return Err(b.error.clone());
+        }
+        let slice = match read {
+            None => None,
+            Some((stamp, bytes)) => {
+                let path = load::owner_file(&self.data_dir, owner);
+                match load::parse_owner_file(
+                    &path.display().to_string(),
+                    owner,
+                    &bytes,
+                    &cur.policies,
+                ) {
+                    Ok(mut slice) => {
+                        slice.stamp = Some(stamp);
+                        Some(Arc::new(slice))
+                    }
+                    Err(e) => {
+                        let error = LoadError::new(
+                            e.location,
+                            format!(
+                                "{}; the last good delegations of {owner} stay in effect",
+                                e.message
+                            ),
+                        );
+                        locked(&self.broken).insert(
+                            *owner,
+                            Broken {
+                                digest,
+                                policies: cur.policies.digest,
+                                error: error.clone(),
+                            },
+                        );
+                        return Err(error);
+                    }
+                }
+            }
+        };
+        locked(&self.broken).remove(owner);
+        self.settle.forget(&unit);
+        w.publish(cur.with_owner(*owner, slice));
+        Ok(Reloaded::Published)
+    }
+
+    /// Re-read `roles.json` (no file: nobody holds any role). One that does not
+    /// load is recorded in the snapshot, which makes admin writes fail closed.
+    pub fn reload_roles(&self) -> Result<Reloaded, LoadError> {
+        let w = self.store.lock();
+        let cur = w.current();
+        let started = Instant::now();
+        let read = load::read_roles(&self.data_dir);
+        let finished = Instant::now();
+        let bytes = match read {
+            Ok(b) => b,
+            Err(e) => {
+                self.record_roles_problem(&w, &cur, &e);
+                return Err(e);
+            }
+        };
+        let digest = load::roles_digest(bytes.as_deref());
+        if digest == cur.roles.digest {
+            self.settle.forget(&Unit::Roles);
+            if cur.roles_problem.is_some() {
+                w.publish(cur.with_roles(cur.roles.clone()));
+            }
+            return Ok(Reloaded::Unchanged);
+        }
+        if let Verdict::Unsettled { .. } = self.settle.check(Unit::Roles, digest, started, finished)
+        {
+            return Ok(Reloaded::Waiting);
+        }
+        let parsed = match &bytes {
+            None => Ok(super::Roles::default()),
+            Some(b) => {
+                load::parse_roles(&load::roles_file(&self.data_dir).display().to_string(), b)
+            }
+        };
+        match parsed {
+            Ok(roles) => {
+                self.settle.forget(&Unit::Roles);
+                w.publish(cur.with_roles(Arc::new(roles)));
+                Ok(Reloaded::Published)
+            }
+            Err(e) => {
+                self.record_roles_problem(&w, &cur, &e);
+                Err(e)
+            }
+        }
+    }
+
+    fn record_roles_problem(&self, w: &super::WriteGuard<'_>, cur: &Snapshot, e: &LoadError) {
+        if cur.roles_problem.as_deref() != Some(e) {
+            w.publish(cur.with_roles_problem(Arc::new(e.clone())));
+        }
+    }
+
+    /// Try again the owner files that did not load (after a policy change).
+    fn retry_broken(&self) {
+        let owners: Vec<OrgNumber> = locked(&self.broken).keys().copied().collect();
+        for owner in owners {
+            let r = self.reload_owner(&owner).map_err(|e| vec![e]);
+            self.report(
+                Key::Unit(Unit::Owner(owner)),
+                &format!("delegations of {owner}"),
+                r,
+            );
+        }
+    }
+
+    /// Compare every data file with the snapshot and reload the ones that
+    /// changed (and drop owners whose file is gone). Files whose metadata
+    /// matches what was loaded are not read, unless they are broken or waiting.
+    fn rescan_data(&self) {
+        let (on_disk, listing) = match load::list_owner_files(&self.data_dir) {
+            Ok(found) => found,
+            Err(e) => (Vec::new(), vec![e]),
+        };
+        let listed = if listing.is_empty() {
+            Ok(Reloaded::Unchanged)
+        } else {
+            Err(listing)
+        };
+        self.report(Key::Listing, "delegations directory", listed);
+        let snap = self.store.load();
+        let (pending, _) = self.settle.pending();
+        let broken: Vec<OrgNumber> = locked(&self.broken).keys().copied().collect();
+        let unchanged = |owner: &OrgNumber| {
+            if pending.contains(&Unit::Owner(*owner)) || broken.contains(owner) {
+                return false;
+            }
+            let stamp = snap.owners.get(owner).and_then(|o| o.stamp);
+            let now = super::FileStamp::of_path(&load::owner_file(&self.data_dir, owner));
+            stamp.is_some() && stamp == now
+        };
+        let gone = snap
+            .owners
+            .keys()
+            .filter(|o| on_disk.binary_search(o).is_err())
+            .copied();
+        let changed: Vec<OrgNumber> = on_disk
+            .iter()
+            .filter(|o| !unchanged(o))
+            .copied()
+            .chain(gone)
+            .collect();
+        drop(snap);
+        for owner in changed {
+            self.apply_owner(&owner);
+        }
+        self.apply_roles();
+    }
+
+    fn apply_owner(&self, owner: &OrgNumber) {
+        let r = self.reload_owner(owner).map_err(|e| vec![e]);
+        self.report(
+            Key::Unit(Unit::Owner(*owner)),
+            &format!("delegations of {owner}"),
+            r,
+        );
+    }
+
+    fn apply_roles(&self) {
+        let r = self.reload_roles().map_err(|e| vec![e]);
+        self.report(Key::Unit(Unit::Roles), ROLES_FILE, r);
+    }
+
+    fn apply_policies(&self) {
+        let r = self.reload_policies().map_err(|e| e.0);
+        self.report(Key::Unit(Unit::Policies), "policies", r);
+    }
+
+    /// Do what a batch of file events asks for, logging what happened.
+    pub fn apply(&self, work: &Work) {
+        if work.policies {
+            self.apply_policies();
+        }
+        if work.rescan_data {
+            self.rescan_data();
+            return;
+        }
+        for owner in &work.owners {
+            self.apply_owner(owner);
+        }
+        if work.roles {
+            self.apply_roles();
+        }
+    }
+
+    /// Look again at every change left waiting for its content to settle.
+    pub fn retry_pending(&self) {
+        let (units, _) = self.settle.pending();
+        for unit in units {
+            match unit {
+                Unit::Policies => self.apply_policies(),
+                Unit::Owner(o) => self.apply_owner(&o),
+                Unit::Roles => self.apply_roles(),
+            }
+        }
+    }
+
+    /// Reload everything that differs from the snapshot: the fallback for
+    /// dropped events.
+    pub fn rescan(&self) {
+        self.apply_policies();
+        self.rescan_data();
+    }
+
+    /// Log what a look at `key` found: an accepted change, a problem that is
+    /// new or changed, or a problem that went away.
+    fn report(&self, key: Key, what: &str, result: Result<Reloaded, Vec<LoadError>>) {
+        let revision = self.store.load().revision().to_string();
+        let mut problems = locked(&self.problems);
+        match result {
+            Ok(Reloaded::Published) => {
+                problems.remove(&key);
+                tracing::info!(%revision, "reloaded {what}");
+            }
+            Ok(Reloaded::Unchanged) => {
+                if problems.remove(&key).is_some() {
+                    tracing::info!(%revision, "{what}: valid again (as in the running snapshot)");
+                }
+            }
+            Ok(Reloaded::Waiting) => {
+                tracing::debug!("{what}: changed just now, maybe mid-save; looking again shortly");
+            }
+            Err(errors) => {
+                if problems.get(&key) == Some(&errors) {
+                    return;
+                }
+                for e in &errors {
+                    tracing::error!(
+                        file = %e.location,
+                        error = %e.message,
+                        %revision,
+                        "rejected change; still deciding with the last good snapshot"
+                    );
+                }
+                problems.insert(key, errors);
+            }
+        }
+    }
+}
+
+/// Load everything for `serve`'s start, from content that has settled: the
+/// policies and `roles.json` as loaded must be what a read more than `quiet`
+/// later finds, and no owner file may have changed meanwhile (a half-written
+/// owner file is not JSON, so it fails the load rather than loading wrong).
+/// A load that fails while files are changing is tried again; one that fails
+/// on files that stay the same is the answer.
+pub fn load_settled(
+    src: &PolicySource,
+    data_dir: &Path,
+    quiet: Duration,
+) -> Result<Snapshot, LoadErrors> {
+    const ATTEMPTS: usize = 20;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let before = Fingerprint::of(src, data_dir);
+        let result = load::load_snapshot(src, data_dir);
+        if quiet.is_zero() {
+            return result;
+        }
+        std::thread::sleep(quiet + Duration::from_millis(10));
+        let after = Fingerprint::of(src, data_dir);
+        let loaded_as_now = match &result {
+            Ok(snap) => {
+                Some(snap.policies.digest) == after.policies && snap.roles.digest == after.roles
+            }
+            Err(_) => true,
+        };
+        if (before == after && loaded_as_now) || attempt >= ATTEMPTS {
+            return result;
+        }
+        tracing::info!("files changed while loading; loading again");
+    }
+}
+
+/// Enough of the files to tell whether they changed: the policies' and roles'
+/// content, and the owner files' names and metadata.
+#[derive(Debug, PartialEq, Eq)]
+struct Fingerprint {
+    policies: Option<Digest>,
+    roles: Digest,
+    owners: Vec<(OrgNumber, Option<super::FileStamp>)>,
+}
+
+impl Fingerprint {
+    fn of(src: &PolicySource, data_dir: &Path) -> Self {
+        let owners = load::list_owner_files(data_dir)
+            .map(|(owners, _)| owners)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|o| {
+                (
+                    o,
+                    super::FileStamp::of_path(&load::owner_file(data_dir, &o)),
+                )
+            })
+            .collect();
+        Self {
+            policies: load::read_policies(src).ok().map(|f| f.digest),
+            // Unreadable counts as no file: the load reports it.
+            roles: load::roles_digest(load::read_roles(data_dir).ok().flatten().as_deref()),
+            owners,
+        }
+    }
+}
