@@ -83,6 +83,10 @@ fn schedule(split_at: usize) -> Vec<(Save, Duration)> {
     out
 }
 
+/// Long enough for a save to be seen, settle and be published: the debounce
+/// window, the quiet period, and room for a busy machine.
+const HOLD: Duration = Duration::from_millis(1200);
+
 /// What a race saw.
 #[derive(Debug, Default)]
 struct Tally {
@@ -133,7 +137,10 @@ async fn race(
         for (i, (how, gap)) in plan.iter().enumerate() {
             let text = if i % 2 == 0 { &b } else { &a };
             save_in_place(&path, text.as_bytes(), *how);
-            std::thread::sleep(*gap);
+            // Now and then B is left alone long enough to be published, so
+            // the clients see new snapshots appear while the saves go on.
+            let hold = if i % 16 == 8 { HOLD } else { Duration::ZERO };
+            std::thread::sleep(*gap + hold);
         }
         plan.len()
     })
