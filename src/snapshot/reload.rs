@@ -122,6 +122,16 @@ impl Reloader {
         self
     }
 
+    /// The problems on disk right now (each rejected change still in place),
+    /// as logged. Empty when every file is what the snapshot holds or is
+    /// waiting to settle.
+    pub fn problems(&self) -> Vec<LoadError> {
+        let problems = locked(&self.problems);
+        let mut out: Vec<LoadError> = problems.values().flatten().cloned().collect();
+        out.sort_by(|a, b| a.location.cmp(&b.location));
+        out
+    }
+
     /// When a change left waiting is due for another look.
     pub fn next_retry(&self) -> Option<Instant> {
         self.settle.pending().1
