@@ -2,6 +2,7 @@
 //! types, and this is the one place errors become `tonic::Status`.
 
 pub mod authorizer;
+pub mod codec;
 pub mod delegations;
 
 use tonic::Status;
