@@ -29,18 +29,22 @@ pub enum IdError {
 
 /// How many characters of a rejected value a message repeats. Enough to recognise
 /// the value; a longer one would let one bad request fill the `grpc-message`
-/// trailer (a 3 MB value made a 2.6 MB trailer, which clients refuse).
+/// trailer (a 3 MB value made a 2.6 MB trailer, which the client refused with
+/// `RESOURCE_EXHAUSTED` instead of showing the `INVALID_ARGUMENT`).
 pub const ECHO_CHARS: usize = 64;
 
-/// A user value as error messages show it: at most [`ECHO_CHARS`] characters, then
-/// `…` when there was more. Cut at a character boundary (a multi-byte character
-/// is kept whole or dropped), and control characters are escaped (`\n`, `\u{1b}`)
-/// so a value cannot break a log line or drive a terminal.
+/// A user value as error messages show it: its first [`ECHO_CHARS`] characters,
+/// then `…` when there was more (at most 8 bytes per character once escaped, so
+/// an echo is never more than about 500 bytes). Cut at a character boundary (a multi-byte character
+/// is kept whole or dropped). Control characters and the invisible ones that
+/// reorder or hide text (bidi overrides, zero-width) are escaped (`\n`,
+/// `\u{202e}`), so a value cannot break a log line, drive a terminal or show
+/// as something else.
 pub fn echo(value: &str) -> String {
     let mut out = String::with_capacity(value.len().min(ECHO_CHARS * 4) + 3);
     let mut chars = value.chars();
     for c in chars.by_ref().take(ECHO_CHARS) {
-        if c.is_control() {
+        if c.is_control() || is_invisible(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -50,6 +54,13 @@ pub fn echo(value: &str) -> String {
         out.push('…');
     }
     out
+}
+
+/// Format characters that change how the text around them shows: zero-width
+/// spaces and joiners, directional marks, embeddings, overrides and isolates, and
+/// the byte-order mark.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
 /// The ISO 6523 ICD for Norwegian organisation numbers.
@@ -277,6 +288,11 @@ mod tests {
             assert_eq!(shown.chars().count(), ECHO_CHARS + 1);
         }
         assert_eq!(echo("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
+        assert_eq!(echo("\u{202e}gpj.exe"), "\\u{202e}gpj.exe");
+        assert_eq!(echo("a\u{200b}b\u{feff}"), "a\\u{200b}b\\u{feff}");
+        // Escaping does not change what counts: 64 input characters are shown.
+        let controls = "\0".repeat(ECHO_CHARS + 1);
+        assert_eq!(echo(&controls), format!("{}…", "\\u{0}".repeat(ECHO_CHARS)));
     }
 
     #[test]
