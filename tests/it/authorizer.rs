@@ -540,16 +540,30 @@ fn revoke_req(
     }
 }
 
-/// Every RPC of both services, with `value` in one field and valid values in the
+/// A client for each listener, kept for many calls.
+struct Clients {
+    g: tilgang::proto::authorizer_client::AuthorizerClient<tonic::transport::Channel>,
+    a: tilgang::proto::delegations_client::DelegationsClient<tonic::transport::Channel>,
+}
+
+impl Clients {
+    async fn of(s: &TestServer) -> Self {
+        Self {
+            g: s.gateway().await,
+            a: s.admin().await,
+        }
+    }
+}
+
+/// Every RPC of both services, with `v` in one field and valid values in the
 /// others; returns the status and the name the message must start with.
 async fn call_with_bad_field(
-    s: &TestServer,
+    c: &mut Clients,
     rpc_field: &str,
     v: &str,
 ) -> (tonic::Status, &'static str) {
     use tilgang::proto::{ListDelegationsRequest, UndoRevokeRequest};
-    let mut g = s.gateway().await;
-    let mut a = s.admin().await;
+    let Clients { g, a } = c;
     let token = "0".repeat(32);
     let r = match rpc_field {
         "IsAuthorized.supplier" => g.is_authorized(req(v, OWNER, READ)).await.map(drop),
@@ -680,6 +694,7 @@ const FIELDS: [(&str, &str); 17] = [
 #[tokio::test(flavor = "multi_thread")]
 async fn every_malformed_field_is_invalid_argument_naming_it() {
     let s = TestServer::start().await;
+    let mut c = Clients::of(&s).await;
     let before = std::fs::read(s.work.owner_file(OWNER)).unwrap();
     let fields = FIELDS
         .iter()
@@ -692,7 +707,7 @@ async fn every_malformed_field_is_invalid_argument_naming_it() {
             if v.is_empty() && rpc_field.starts_with("ListDelegations") {
                 continue;
             }
-            let (e, name) = call_with_bad_field(&s, rpc_field, &v).await;
+            let (e, name) = call_with_bad_field(&mut c, rpc_field, &v).await;
             assert_eq!(
                 e.code(),
                 Code::InvalidArgument,
@@ -716,12 +731,13 @@ async fn every_malformed_field_is_invalid_argument_naming_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn huge_values_are_cut_in_the_status() {
     let s = TestServer::start().await;
+    let mut c = Clients::of(&s).await;
     for size in [100 << 10, 3 << 20] {
         // ASCII digits, and a two-byte character whose 64th copy ends at byte 128.
         for unit in ["9", "ø"] {
             let v = unit.repeat(size / unit.len());
             for (rpc_field, _) in FIELDS {
-                let (e, name) = call_with_bad_field(&s, rpc_field, &v).await;
+                let (e, name) = call_with_bad_field(&mut c, rpc_field, &v).await;
                 assert_eq!(
                     e.code(),
                     Code::InvalidArgument,
