@@ -10,7 +10,9 @@
 //!
 //! Data is generated into temporary data directories in the same Cedar entity JSON
 //! format as `tests/fixtures/data/delegations/*.json` and loaded with
-//! `load_snapshot(&PolicySource::Embedded, dir)`, exactly as `tilgang serve` does.
+//! `load_snapshot` against the fixture policies (`tests/fixtures/policies`, a
+//! frozen copy of the shipped ones, so a policy change does not move the figures),
+//! exactly as `tilgang serve` loads.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::fmt::Write as _;
@@ -25,6 +27,11 @@ use tilgang::engine::{AccessRequest, decide};
 use tilgang::ids::{OrgNumber, Scope};
 use tilgang::snapshot::Snapshot;
 use tilgang::snapshot::load::{PolicySource, load_snapshot, parse_owner_file};
+
+/// The policies the benchmarks decide with (the rights and scope below are theirs).
+fn fixture_policies() -> PolicySource {
+    PolicySource::Dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policies"))
+}
 
 const SCOPE: &str = "altinn:serviceowner/instances.read";
 const RIGHTS: [&str; 2] = ["instances-full", "instances-read"];
@@ -130,8 +137,7 @@ impl Dataset {
 
     fn load(&self) -> Snapshot {
         let start = Instant::now();
-        let snap =
-            load_snapshot(&PolicySource::Embedded, self.path()).expect("generated data loads");
+        let snap = load_snapshot(&fixture_policies(), self.path()).expect("generated data loads");
         eprintln!(
             "setup: load_snapshot of {} delegations ({} owners) took {:.2?}",
             self.delegations(),
@@ -262,7 +268,7 @@ fn bench_load(c: &mut Criterion) {
     group.sample_size(10);
     let data = Dataset::generate(1_000, 1);
     group.bench_function(BenchmarkId::from_parameter(1_000), |b| {
-        b.iter(|| load_snapshot(&PolicySource::Embedded, black_box(data.path())).expect("loads"))
+        b.iter(|| load_snapshot(&fixture_policies(), black_box(data.path())).expect("loads"))
     });
     group.finish();
 }

@@ -135,11 +135,12 @@ impl Catalogue {
 mod tests {
     use super::*;
 
-    const SHIPPED: &str = include_str!("../policies/rights.json");
+    /// The fixture copy, not the shipped file, which policy authors may change.
+    const FIXTURE: &str = include_str!("../tests/fixtures/policies/rights.json");
 
     #[test]
-    fn shipped_catalogue_has_the_two_rights() {
-        let c = Catalogue::from_json(SHIPPED).unwrap();
+    fn fixture_catalogue_has_the_two_rights() {
+        let c = Catalogue::from_json(FIXTURE).unwrap();
         let full = c.get(&RightId::parse("instances-full").unwrap()).unwrap();
         assert_eq!(full.scopes.len(), 2);
         let read = c.get(&RightId::parse("instances-read").unwrap()).unwrap();

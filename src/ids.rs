@@ -7,7 +7,8 @@
 
 use std::fmt;
 
-/// Why an identifier was rejected. The message is shown to callers as is.
+/// Why an identifier was rejected. The message is shown to callers as is, so the
+/// rejected value it carries is [`echo`]ed (cut short), never the whole input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
     #[error("is empty")]
@@ -24,6 +25,42 @@ pub enum IdError {
     Right(String),
     #[error("`{0}` is not an undo token: expected 32 hex digits")]
     UndoToken(String),
+}
+
+/// How many characters of a rejected value a message repeats. Enough to recognise
+/// the value; a longer one would let one bad request fill the `grpc-message`
+/// trailer (a 3 MB value made a 2.6 MB trailer, which the client refused with
+/// `RESOURCE_EXHAUSTED` instead of showing the `INVALID_ARGUMENT`).
+pub const ECHO_CHARS: usize = 64;
+
+/// A user value as error messages show it: its first [`ECHO_CHARS`] characters,
+/// then `…` when there was more (at most 8 bytes per character once escaped, so
+/// an echo is never more than about 500 bytes). Cut at a character boundary (a multi-byte character
+/// is kept whole or dropped). Control characters and the invisible ones that
+/// reorder or hide text (bidi overrides, zero-width) are escaped (`\n`,
+/// `\u{202e}`), so a value cannot break a log line, drive a terminal or show
+/// as something else.
+pub fn echo(value: &str) -> String {
+    let mut out = String::with_capacity(value.len().min(ECHO_CHARS * 4) + 3);
+    let mut chars = value.chars();
+    for c in chars.by_ref().take(ECHO_CHARS) {
+        if c.is_control() || is_invisible(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if chars.next().is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// Format characters that change how the text around them shows: zero-width
+/// spaces and joiners, directional marks, embeddings, overrides and isolates, and
+/// the byte-order mark.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
 /// The ISO 6523 ICD for Norwegian organisation numbers.
@@ -43,7 +80,7 @@ impl OrgNumber {
         let bare = input.strip_prefix(ICD_PREFIX).unwrap_or(input);
         let bytes = bare.as_bytes();
         if bytes.len() != 9 || !bytes.iter().all(u8::is_ascii_digit) {
-            return Err(IdError::OrgFormat(input.to_string()));
+            return Err(IdError::OrgFormat(echo(input)));
         }
         let mut digits = [0u8; 9];
         digits.copy_from_slice(bytes);
@@ -54,11 +91,11 @@ impl OrgNumber {
             .sum();
         let check = match 11 - sum % 11 {
             11 => 0,
-            10 => return Err(IdError::OrgChecksum(input.to_string())),
+            10 => return Err(IdError::OrgChecksum(echo(input))),
             c => c,
         };
         if u32::from(digits[8] - b'0') != check {
-            return Err(IdError::OrgChecksum(input.to_string()));
+            return Err(IdError::OrgChecksum(echo(input)));
         }
         Ok(Self(digits))
     }
@@ -93,7 +130,7 @@ macro_rules! string_id {
                 if charset_ok(input, $max, $allowed) {
                     Ok(Self(input.to_string()))
                 } else {
-                    Err(IdError::$err(input.to_string()))
+                    Err(IdError::$err(echo(input)))
                 }
             }
 
@@ -159,7 +196,7 @@ impl UndoToken {
         if token.0.len() == 32 {
             Ok(token)
         } else {
-            Err(IdError::UndoToken(input.to_string()))
+            Err(IdError::UndoToken(echo(input)))
         }
     }
 }
@@ -227,5 +264,56 @@ mod tests {
         assert_eq!(UndoToken::parse_exact(t.as_str()).unwrap(), t);
         assert!(UndoToken::parse_exact("abc").is_err());
         assert!(UndoToken::parse_exact("../../../../../../../../../../etc").is_err());
+    }
+
+    #[test]
+    fn echo_cuts_long_values_at_a_character_boundary() {
+        assert_eq!(echo(""), "");
+        let exact = "a".repeat(ECHO_CHARS);
+        assert_eq!(echo(&exact), exact, "a value of exactly the limit is whole");
+        assert_eq!(
+            echo(&"a".repeat(ECHO_CHARS + 1)),
+            format!("{exact}…"),
+            "one more is cut"
+        );
+        // Multi-byte characters straddling the byte offset 64 stay whole: the
+        // cut counts characters, not bytes.
+        for wide in ["æ", "€", "😀"] {
+            let long = wide.repeat(ECHO_CHARS + 5);
+            let shown = echo(&long);
+            assert_eq!(shown, format!("{}…", wide.repeat(ECHO_CHARS)));
+            let odd = format!("a{long}");
+            let shown = echo(&odd);
+            assert!(shown.starts_with('a') && shown.ends_with('…'), "{shown}");
+            assert_eq!(shown.chars().count(), ECHO_CHARS + 1);
+        }
+        assert_eq!(echo("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
+        assert_eq!(echo("\u{202e}gpj.exe"), "\\u{202e}gpj.exe");
+        assert_eq!(echo("a\u{200b}b\u{feff}"), "a\\u{200b}b\\u{feff}");
+        // Escaping does not change what counts: 64 input characters are shown.
+        let controls = "\0".repeat(ECHO_CHARS + 1);
+        assert_eq!(echo(&controls), format!("{}…", "\\u{0}".repeat(ECHO_CHARS)));
+    }
+
+    #[test]
+    fn rejected_values_are_echoed_cut() {
+        let huge = "9".repeat(3 << 20);
+        for e in [
+            OrgNumber::parse(&huge).unwrap_err(),
+            OrgNumber::parse(&format!("0192:{huge}")).unwrap_err(),
+            PersonId::parse(&huge).unwrap_err(),
+            Scope::parse(&huge).unwrap_err(),
+            RightId::parse(&huge).unwrap_err(),
+            UndoToken::parse_exact(&huge).unwrap_err(),
+        ] {
+            let m = e.to_string();
+            assert!(m.len() < 200, "{} bytes", m.len());
+            assert!(m.contains("…`"), "{m}");
+        }
+        // Short values are shown as given.
+        assert_eq!(
+            OrgNumber::parse("810418673").unwrap_err().to_string(),
+            "`810418673` is not an org number: the mod-11 check digit is wrong"
+        );
     }
 }

@@ -1,9 +1,10 @@
-//! The `tilgang` binary: parse the command line, set up logging, dispatch.
+//! The `tilgang` binary: parse the command line, set up logging, dispatch, and
+//! turn the result into the exit code (an error prints its whole cause chain).
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use tilgang::cli::{self, Cli, Command, Outcome};
+use tilgang::cli::{self, Cli, Command, Outcome, Output};
 use tracing_subscriber::EnvFilter;
 
 /// Logs go to stderr. `RUST_LOG` sets the filter (default `info`);
@@ -22,17 +23,20 @@ fn init_tracing() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    match &cli.command {
+    let out = &mut Output::stdout();
+    let outcome = match &cli.command {
         Command::Serve(a) => cli::serve::run(a).await,
-        Command::Check(a) => cli::check::run(a),
-        Command::Validate(a) => cli::validate::run(a),
-        Command::Test(a) => cli::test::run(a),
-        Command::Rights(a) => cli::admin::rights(a).await,
-        Command::Delegate(a) => cli::admin::delegate(a).await,
-        Command::Revoke(a) => cli::admin::revoke(a).await,
-        Command::Undo(a) => cli::admin::undo(a).await,
-        Command::Delegations(a) => cli::admin::delegations(a).await,
-    }
+        Command::Check(a) => cli::check::run(a, out),
+        Command::Validate(a) => cli::validate::run(a, out),
+        Command::Test(a) => cli::test::run(a, out),
+        Command::Rights(a) => cli::admin::rights(a, out).await,
+        Command::Delegate(a) => cli::admin::delegate(a, out).await,
+        Command::Revoke(a) => cli::admin::revoke(a, out).await,
+        Command::Undo(a) => cli::admin::undo(a, out).await,
+        Command::Delegations(a) => cli::admin::delegations(a, out).await,
+    }?;
+    out.flush()?;
+    Ok(outcome)
 }
 
 #[tokio::main]
@@ -42,7 +46,7 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(outcome) => outcome.into(),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            cli::note(format_args!("error: {e:#}"));
             Outcome::Error.into()
         }
     }

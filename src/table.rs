@@ -138,7 +138,10 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Row>, TableError> {
             other => {
                 return Err(bad(
                     line,
-                    format!("`expect` must be `allow` or `deny`, found `{other}`"),
+                    format!(
+                        "`expect` must be `allow` or `deny`, found `{}`",
+                        crate::ids::echo(other)
+                    ),
                 ));
             }
         };

@@ -1,7 +1,7 @@
 //! Admin client subcommands: talk to a running sidecar's admin listener. Errors
 //! print the gRPC status message and exit non-zero.
 
-use super::Outcome;
+use super::{Outcome, Output, OutputError, note};
 use serde::Serialize;
 use tonic::transport::Channel;
 
@@ -125,25 +125,31 @@ impl<'a> From<&'a Delegation> for DelegationJson<'a> {
 }
 
 /// A left-aligned text table.
-fn print_table(header: &[&str], rows: &[Vec<String>]) {
+fn print_table<W: std::io::Write>(
+    out: &mut Output<W>,
+    header: &[&str],
+    rows: &[Vec<String>],
+) -> Result<(), OutputError> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
     }
-    let line = |cells: Vec<String>| {
+    let line = |cells: &[String]| {
         let s: Vec<String> = cells
             .iter()
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", s.join("  ").trim_end());
+        s.join("  ").trim_end().to_string()
     };
-    line(header.iter().map(|h| h.to_string()).collect());
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    out.line(line(&header))?;
     for r in rows {
-        line(r.clone());
+        out.line(line(r))?;
     }
+    Ok(())
 }
 
 fn describe(d: &Delegation) -> String {
@@ -166,7 +172,7 @@ fn status(e: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", e.code(), e.message())
 }
 
-pub async fn rights(args: &RightsArgs) -> anyhow::Result<Outcome> {
+pub async fn rights(args: &RightsArgs, out: &mut Output) -> anyhow::Result<Outcome> {
     let mut c = args.target.connect().await?;
     let r = c
         .list_rights(ListRightsRequest {})
@@ -179,19 +185,19 @@ pub async fn rights(args: &RightsArgs) -> anyhow::Result<Outcome> {
             .iter()
             .map(|r| serde_json::json!({"id": r.id, "name": r.name, "scopes": r.scopes}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        out.line(serde_json::to_string_pretty(&v)?)?;
     } else {
         let rows: Vec<Vec<String>> = r
             .rights
             .iter()
             .map(|r| vec![r.id.clone(), r.name.clone(), r.scopes.join(" ")])
             .collect();
-        print_table(&["RIGHT", "NAME", "SCOPES"], &rows);
+        print_table(out, &["RIGHT", "NAME", "SCOPES"], &rows)?;
     }
     Ok(Outcome::Success)
 }
 
-pub async fn delegate(args: &DelegateArgs) -> anyhow::Result<Outcome> {
+pub async fn delegate(args: &DelegateArgs, out: &mut Output) -> anyhow::Result<Outcome> {
     let mut c = args.target.connect().await?;
     let d = c
         .delegate(DelegateRequest {
@@ -203,11 +209,11 @@ pub async fn delegate(args: &DelegateArgs) -> anyhow::Result<Outcome> {
         .await
         .map_err(status)?
         .into_inner();
-    println!("{}", describe(&d));
+    out.line(describe(&d))?;
     Ok(Outcome::Success)
 }
 
-pub async fn revoke(args: &RevokeArgs) -> anyhow::Result<Outcome> {
+pub async fn revoke(args: &RevokeArgs, out: &mut Output) -> anyhow::Result<Outcome> {
     let mut c = args.target.connect().await?;
     let r = c
         .revoke(RevokeRequest {
@@ -220,18 +226,18 @@ pub async fn revoke(args: &RevokeArgs) -> anyhow::Result<Outcome> {
         .map_err(status)?
         .into_inner();
     if let Some(d) = &r.remaining {
-        eprintln!("{}", describe(d));
+        note(describe(d));
     }
-    eprintln!(
+    note(format_args!(
         "undo with `tilgang undo {} --actor ...` before {}",
         r.undo_token, r.undo_expires_at
-    );
+    ));
     // The token alone on stdout, for scripts.
-    println!("{}", r.undo_token);
+    out.line(&r.undo_token)?;
     Ok(Outcome::Success)
 }
 
-pub async fn undo(args: &UndoArgs) -> anyhow::Result<Outcome> {
+pub async fn undo(args: &UndoArgs, out: &mut Output) -> anyhow::Result<Outcome> {
     let mut c = args.target.connect().await?;
     let d = c
         .undo_revoke(UndoRevokeRequest {
@@ -241,11 +247,11 @@ pub async fn undo(args: &UndoArgs) -> anyhow::Result<Outcome> {
         .await
         .map_err(status)?
         .into_inner();
-    println!("{}", describe(&d));
+    out.line(describe(&d))?;
     Ok(Outcome::Success)
 }
 
-pub async fn delegations(args: &ListArgs) -> anyhow::Result<Outcome> {
+pub async fn delegations(args: &ListArgs, out: &mut Output) -> anyhow::Result<Outcome> {
     let mut c = args.target.connect().await?;
     let r = c
         .list_delegations(ListDelegationsRequest {
@@ -257,7 +263,7 @@ pub async fn delegations(args: &ListArgs) -> anyhow::Result<Outcome> {
         .into_inner();
     if args.json {
         let v: Vec<DelegationJson> = r.delegations.iter().map(Into::into).collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        out.line(serde_json::to_string_pretty(&v)?)?;
     } else {
         let rows: Vec<Vec<String>> = r
             .delegations
@@ -274,6 +280,7 @@ pub async fn delegations(args: &ListArgs) -> anyhow::Result<Outcome> {
             })
             .collect();
         print_table(
+            out,
             &[
                 "OWNER",
                 "SUPPLIER",
@@ -283,7 +290,7 @@ pub async fn delegations(args: &ListArgs) -> anyhow::Result<Outcome> {
                 "CREATED_AT",
             ],
             &rows,
-        );
+        )?;
     }
     Ok(Outcome::Success)
 }

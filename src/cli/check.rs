@@ -1,6 +1,6 @@
 //! `tilgang check`: one offline decision, printed with its reasons.
 
-use super::Outcome;
+use super::{Outcome, Output};
 use crate::engine::{self, AccessRequest};
 use crate::ids::{OrgNumber, Scope};
 use crate::snapshot::load::load_snapshot;
@@ -20,29 +20,29 @@ pub struct Args {
     pub source: super::SourceArgs,
 }
 
-/// Exit 0 on allow, 1 on deny, 2 on bad input or files.
-pub fn run(args: &Args) -> anyhow::Result<Outcome> {
+/// Exit 0 on allow, 1 on deny, 2 on bad input, bad files or a missing directory.
+pub fn run(args: &Args, out: &mut Output) -> anyhow::Result<Outcome> {
     let request = AccessRequest {
         supplier: OrgNumber::parse(&args.supplier)
             .map_err(|e| anyhow::anyhow!("`--supplier` {e}"))?,
         owner: OrgNumber::parse(&args.owner).map_err(|e| anyhow::anyhow!("`--owner` {e}"))?,
         scope: Scope::parse(&args.scope).map_err(|e| anyhow::anyhow!("`--scope` {e}"))?,
     };
-    let snap = load_snapshot(&args.source.policy_source()?, &args.source.data)?;
+    let snap = load_snapshot(&args.source.policy_source()?, args.source.data_dir()?)?;
     let d = engine::decide(&snap, &request);
-    println!("{}", if d.allowed { "allow" } else { "deny" });
-    println!(
+    out.line(if d.allowed { "allow" } else { "deny" })?;
+    out.line(format_args!(
         "reasons: {}",
         if d.reasons.is_empty() {
             "none".into()
         } else {
             d.reasons.join(", ")
         }
-    );
+    ))?;
     for e in &d.errors {
-        println!("error: {e}");
+        out.line(format_args!("error: {e}"))?;
     }
-    println!("revision: {}", snap.revision());
+    out.line(format_args!("revision: {}", snap.revision()))?;
     Ok(if d.allowed {
         Outcome::Success
     } else {

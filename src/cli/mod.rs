@@ -1,5 +1,10 @@
 //! The `tilgang` command line: one module per subcommand. `main.rs` only parses
 //! and dispatches; each `run` returns the process exit code.
+//!
+//! Subcommands print results through [`Output`], never `println!`: `println!`
+//! panics when stdout is a closed pipe (`tilgang delegations | head -1` exited
+//! 101), while [`Output`] stops printing quietly and the command keeps its exit
+//! code.
 
 pub mod admin;
 pub mod check;
@@ -7,7 +12,9 @@ pub mod serve;
 pub mod test;
 pub mod validate;
 
-use std::path::PathBuf;
+use std::fmt;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -71,6 +78,68 @@ impl From<Outcome> for std::process::ExitCode {
     }
 }
 
+/// Where a subcommand prints its results: stdout in the binary.
+///
+/// When the reader has gone (`| head -1`, a broken pipe), further lines are
+/// dropped and the command ends as it would have: a deny from `tilgang check` is
+/// still exit 1, never a success because nobody read it. Any other failure to
+/// write (a full disk, say) is an [`OutputError`].
+pub struct Output<W: Write = io::Stdout> {
+    out: W,
+    /// The reader has gone; nothing more is written.
+    closed: bool,
+}
+
+impl Output {
+    pub fn stdout() -> Self {
+        Self::new(io::stdout())
+    }
+}
+
+impl<W: Write> Output<W> {
+    pub fn new(out: W) -> Self {
+        Self { out, closed: false }
+    }
+
+    /// Print one line of results.
+    pub fn line(&mut self, line: impl fmt::Display) -> Result<(), OutputError> {
+        self.write(|out| writeln!(out, "{line}"))
+    }
+
+    /// Write out anything buffered, so a failure is seen before the command ends.
+    pub fn flush(&mut self) -> Result<(), OutputError> {
+        self.write(|out| out.flush())
+    }
+
+    fn write(&mut self, op: impl FnOnce(&mut W) -> io::Result<()>) -> Result<(), OutputError> {
+        if self.closed {
+            return Ok(());
+        }
+        match op(&mut self.out) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            r => r.map_err(OutputError),
+        }
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+/// Printing the results failed for another reason than a closed reader.
+#[derive(Debug, thiserror::Error)]
+#[error("writing to stdout: {0}")]
+pub struct OutputError(#[source] pub io::Error);
+
+/// A note for the person at the terminal (stderr). Unlike `eprintln!`, it never
+/// panics: when stderr is gone there is nobody to tell.
+pub fn note(line: impl fmt::Display) {
+    let _ = writeln!(io::stderr(), "{line}");
+}
+
 /// Where policies and data are read from; shared by every offline subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct SourceArgs {
@@ -83,17 +152,93 @@ pub struct SourceArgs {
     pub data: PathBuf,
 }
 
+/// `path` if it is a directory. `kind` names it in the error ("data directory").
+fn existing_dir<'a>(kind: &str, path: &'a Path) -> anyhow::Result<&'a Path> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(path),
+        Ok(_) => anyhow::bail!("{kind} `{}` is not a directory", path.display()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            anyhow::bail!("{kind} `{}` does not exist", path.display())
+        }
+        Err(e) => anyhow::bail!("{kind} `{}`: {e}", path.display()),
+    }
+}
+
 impl SourceArgs {
     /// Resolve `--policies`: an explicit directory must exist; the default falls
     /// back to the embedded copy.
     pub fn policy_source(&self) -> anyhow::Result<PolicySource> {
         match &self.policies {
-            Some(dir) if dir.is_dir() => Ok(PolicySource::Dir(dir.clone())),
-            Some(dir) => anyhow::bail!("policies directory `{}` does not exist", dir.display()),
-            None if std::path::Path::new("policies").is_dir() => {
+            Some(dir) => Ok(PolicySource::Dir(
+                existing_dir("policies directory", dir)?.to_path_buf(),
+            )),
+            None if Path::new("policies").is_dir() => {
                 Ok(PolicySource::Dir(PathBuf::from("policies")))
             }
             None => Ok(PolicySource::Embedded),
         }
+    }
+
+    /// Resolve `--data` for the offline subcommands: the directory must exist,
+    /// explicit or default. The loader reads a missing directory as one with no
+    /// delegations and no roles, so a typo (`--data tests/fixtures/dat`) would
+    /// check against nothing and still say `ok`. Only `serve` creates it.
+    pub fn data_dir(&self) -> anyhow::Result<&Path> {
+        existing_dir("data directory", &self.data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Accepts `ok` writes, then fails every write with `error`.
+    struct Failing {
+        ok: usize,
+        error: io::ErrorKind,
+        attempts: usize,
+    }
+
+    impl Write for Failing {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.attempts += 1;
+            if self.ok == 0 {
+                return Err(self.error.into());
+            }
+            self.ok -= 1;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_closed_reader_ends_the_output_quietly() {
+        let mut out = Output::new(Failing {
+            ok: 1,
+            error: io::ErrorKind::BrokenPipe,
+            attempts: 0,
+        });
+        for i in 0..5 {
+            out.line(i).unwrap();
+        }
+        out.flush().unwrap();
+        assert_eq!(
+            out.into_inner().attempts,
+            2,
+            "no write after the pipe broke"
+        );
+    }
+
+    #[test]
+    fn other_write_errors_are_errors() {
+        let mut out = Output::new(Failing {
+            ok: 0,
+            error: io::ErrorKind::StorageFull,
+            attempts: 0,
+        });
+        let e = out.line("x").unwrap_err();
+        assert!(e.to_string().starts_with("writing to stdout: "), "{e}");
     }
 }

@@ -1,6 +1,6 @@
 //! `tilgang test`: run decision tables against policies and data.
 
-use super::Outcome;
+use super::{Outcome, Output, note};
 use std::path::PathBuf;
 
 use crate::snapshot::load::load_snapshot;
@@ -15,12 +15,13 @@ pub struct Args {
     pub tables: Vec<PathBuf>,
 }
 
-/// Exit 0 when every row passes, 1 when any fails, 2 on a bad table or bad files.
-pub fn run(args: &Args) -> anyhow::Result<Outcome> {
-    let snap = match load_snapshot(&args.source.policy_source()?, &args.source.data) {
+/// Exit 0 when every row passes, 1 when any fails, 2 on a bad table, bad files or
+/// a missing directory.
+pub fn run(args: &Args, out: &mut Output) -> anyhow::Result<Outcome> {
+    let snap = match load_snapshot(&args.source.policy_source()?, args.source.data_dir()?) {
         Ok(s) => s,
         Err(errors) => {
-            eprintln!("{errors}");
+            note(errors);
             return Ok(Outcome::Error);
         }
     };
@@ -32,14 +33,14 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         Ok(())
     });
     if let Err(e) = loaded {
-        eprintln!("bad table: {e}");
+        note(format_args!("bad table: {e}"));
         return Ok(Outcome::Error);
     }
     let outcome = table::run(&snap, &rows);
     for f in &outcome.failures {
-        println!("{f}");
+        out.line(f)?;
     }
-    println!("{}", outcome.summary());
+    out.line(outcome.summary())?;
     Ok(if outcome.failures.is_empty() {
         Outcome::Success
     } else {

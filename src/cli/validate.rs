@@ -1,6 +1,6 @@
 //! `tilgang validate`: load policies and data exactly as `serve` would, offline.
 
-use super::Outcome;
+use super::{Outcome, Output, note};
 use crate::snapshot::load::load_snapshot;
 
 #[derive(Debug, clap::Args)]
@@ -9,27 +9,29 @@ pub struct Args {
     pub source: super::SourceArgs,
 }
 
-/// Exit 0 when everything is valid, 1 with one `file:line: message` per problem.
-pub fn run(args: &Args) -> anyhow::Result<Outcome> {
+/// Exit 0 when everything is valid, 1 with one `file:line: message` per problem,
+/// 2 when a directory is missing.
+pub fn run(args: &Args, out: &mut Output) -> anyhow::Result<Outcome> {
     let source = args.source.policy_source()?;
-    match load_snapshot(&source, &args.source.data) {
+    let data = args.source.data_dir()?;
+    match load_snapshot(&source, data) {
         Ok(snap) => {
             let delegations: usize = snap.owners.values().map(|o| o.by_supplier.len()).sum();
-            println!(
+            out.line(format_args!(
                 "ok: {} policies from {source}, {} delegations from {} owners in {}, revision {}",
                 snap.policies.origins.len(),
                 delegations,
                 snap.owners.len(),
-                args.source.data.display(),
+                data.display(),
                 snap.revision()
-            );
+            ))?;
             Ok(Outcome::Success)
         }
         Err(errors) => {
             for e in &errors.0 {
-                eprintln!("{e}");
+                note(e);
             }
-            eprintln!("{} error(s)", errors.0.len());
+            note(format_args!("{} error(s)", errors.0.len()));
             Ok(Outcome::Failure)
         }
     }

@@ -1,7 +1,11 @@
-//! The tonic services. Requests are parsed here into the engine's and store's
-//! types, and this is the one place errors become `tonic::Status`.
+//! The tonic services. Requests are decoded by [`codec`] and parsed here into the
+//! engine's and store's types, and this is the one place errors become
+//! `tonic::Status`. A malformed request, whether its bytes do not decode or a
+//! field does not parse, is `INVALID_ARGUMENT` naming the field, and any value
+//! it repeats is cut short ([`crate::ids::echo`]).
 
 pub mod authorizer;
+pub mod codec;
 pub mod delegations;
 
 use tonic::Status;

@@ -146,19 +146,9 @@ impl fmt::Display for PolicySource {
     }
 }
 
-/// The bundled `policies/` directory, compiled in.
-const EMBEDDED: &[(&str, &str)] = &[
-    ("admin.cedar", include_str!("../../policies/admin.cedar")),
-    (
-        "api-access.cedar",
-        include_str!("../../policies/api-access.cedar"),
-    ),
-    ("rights.json", include_str!("../../policies/rights.json")),
-    (
-        "tilgang.cedarschema",
-        include_str!("../../policies/tilgang.cedarschema"),
-    ),
-];
+/// The bundled `policies/` directory, compiled in: (file name, contents) for
+/// each file [`read_policy_dir`] would read there, listed by `build.rs`.
+const EMBEDDED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/embedded_policies.rs"));
 
 /// Whether a directory entry is one tilgang reads (not hidden, not a temp file).
 pub fn is_visible(name: &str) -> bool {
@@ -998,23 +988,38 @@ pub fn load_snapshot(src: &PolicySource, data_dir: &Path) -> Result<Snapshot, Lo
 mod tests {
     use super::*;
 
+    /// The policies the unit tests assume: a frozen copy of the shipped ones, so
+    /// a policy author may change `policies/` without breaking these tests.
+    pub(super) fn fixture_policies() -> PolicySource {
+        PolicySource::Dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policies"))
+    }
+
     #[test]
-    fn embedded_policies_load() {
-        let b = load_policies(&PolicySource::Embedded).unwrap();
+    fn fixture_policies_load() {
+        let b = load_policies(&fixture_policies()).unwrap();
         assert!(b.origins.contains_key("delegated-scope"));
         assert!(b.origins.contains_key("admin-key-role"));
         assert_eq!(b.catalogue.rights().len(), 2);
     }
 
+    /// The shipped files: whatever they say, the built-in copy is all of them.
     #[test]
     fn embedded_matches_the_policies_directory() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-        let on_disk = load_policies(&PolicySource::Dir(dir)).unwrap();
-        let embedded = load_policies(&PolicySource::Embedded).unwrap();
+        let on_disk = read_policies(&PolicySource::Dir(dir)).unwrap();
+        let embedded = read_policies(&PolicySource::Embedded).unwrap();
+        let names = |f: &PolicyFiles| {
+            f.files
+                .iter()
+                .map(|(_, n, _)| n.clone())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(
-            on_disk.digest, embedded.digest,
-            "EMBEDDED lists every file in policies/"
+            names(&embedded),
+            names(&on_disk),
+            "build.rs lists every file"
         );
+        assert_eq!(on_disk.digest, embedded.digest, "with the same contents");
     }
 
     #[test]
@@ -1091,7 +1096,8 @@ mod robustness {
     #[test]
     fn mutated_files_are_errors_not_panics() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let policies = load_policies(&PolicySource::Embedded).unwrap();
+        let policies = load_policies(&tests::fixture_policies()).unwrap();
+        let rights = std::fs::read(root.join("tests/fixtures/policies/rights.json")).unwrap();
         let owner_bytes =
             std::fs::read(root.join("tests/fixtures/data/delegations/991825827.json")).unwrap();
         let roles_bytes = std::fs::read(root.join("tests/fixtures/data/roles.json")).unwrap();
@@ -1105,8 +1111,7 @@ mod robustness {
                 Err(_) => err += 1,
             }
             let _ = parse_roles("roles.json", &mutate(&mut rng, &roles_bytes));
-            let text =
-                String::from_utf8_lossy(&mutate(&mut rng, EMBEDDED[2].1.as_bytes())).into_owned();
+            let text = String::from_utf8_lossy(&mutate(&mut rng, &rights)).into_owned();
             let _ = Catalogue::from_json(&text);
             let csv = String::from_utf8_lossy(&mutate(
                 &mut rng,
@@ -1121,14 +1126,25 @@ mod robustness {
 
     #[test]
     fn mutated_policies_are_errors_not_panics() {
+        let PolicySource::Dir(fixtures) = tests::fixture_policies() else {
+            unreachable!("a directory")
+        };
+        let mut files: Vec<(std::ffi::OsString, Vec<u8>)> = std::fs::read_dir(fixtures)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name(), std::fs::read(e.path()).unwrap())
+            })
+            .collect();
+        files.sort();
         let mut rng = Rng(0xfeed_beef_0000_0001);
         for _ in 0..300 {
             let dir = tempfile::tempdir().unwrap();
-            for (name, text) in EMBEDDED {
+            for (name, text) in &files {
                 let bytes = if rng.below(2) == 0 {
-                    mutate(&mut rng, text.as_bytes())
+                    mutate(&mut rng, text)
                 } else {
-                    text.as_bytes().to_vec()
+                    text.clone()
                 };
                 std::fs::write(dir.path().join(name), bytes).unwrap();
             }

@@ -1,5 +1,7 @@
 //! The gateway API over a real connection: decisions, batches, bad input,
-//! health and reflection.
+//! health and reflection; and malformed input on both listeners (every field of
+//! both services, undecodable bytes, huge values), which all share one rule:
+//! `INVALID_ARGUMENT`, the field named, the value echoed short.
 
 use tilgang::proto::BatchIsAuthorizedRequest;
 use tonic::Code;
@@ -212,5 +214,544 @@ async fn an_evaluation_error_is_a_deny_even_when_a_permit_matches() {
         r.reasons.is_empty(),
         "no permit is reported as the reason for a deny: {r:?}"
     );
+    s.stop().await;
+}
+
+/// Raw protobuf bytes in and out, so a test can send what no generated client
+/// would: invalid UTF-8 in a string field, wrong wire types.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+struct RawEncoder;
+struct RawDecoder;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawDecoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let n = bytes::Buf::remaining(buf);
+        Ok(Some(bytes::Buf::copy_to_bytes(buf, n).to_vec()))
+    }
+}
+
+/// One unary call with hand-encoded bytes, e.g. `/tilgang.v1.Authorizer/IsAuthorized`.
+async fn raw_call(
+    addr: std::net::SocketAddr,
+    path: &'static str,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, tonic::Status> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    grpc.unary(
+        tonic::Request::new(body),
+        http::uri::PathAndQuery::from_static(path),
+        RawCodec,
+    )
+    .await
+    .map(tonic::Response::into_inner)
+}
+
+/// Protobuf field `tag` as a length-delimited value (a string or a message).
+fn field_bytes(tag: u8, value: &[u8]) -> Vec<u8> {
+    let mut out = vec![(tag << 3) | 2];
+    prost::encoding::encode_varint(value.len() as u64, &mut out);
+    out.extend_from_slice(value);
+    out
+}
+
+fn message(fields: &[(u8, &[u8])]) -> Vec<u8> {
+    fields
+        .iter()
+        .flat_map(|(t, v)| field_bytes(*t, v))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn undecodable_requests_are_invalid_argument_on_both_listeners() {
+    use prost::Message as _;
+    let s = TestServer::start().await;
+    let gateway = s.sidecar.gateway_addr;
+    let admin = s.sidecar.admin_addr;
+    let is_authorized = "/tilgang.v1.Authorizer/IsAuthorized";
+
+    // The raw path works: hand-encoded valid bytes get an answer.
+    let ok = message(&[
+        (1, FULL_SUPPLIER.as_bytes()),
+        (2, OWNER.as_bytes()),
+        (3, WRITE.as_bytes()),
+    ]);
+    let reply = raw_call(gateway, is_authorized, ok).await.unwrap();
+    assert!(
+        tilgang::proto::IsAuthorizedResponse::decode(&reply[..])
+            .unwrap()
+            .allowed
+    );
+
+    let bad_utf8: [&[u8]; 5] = [
+        b"81041867\x80",            // a lone continuation byte
+        b"\xc3",                    // a two-byte character cut short
+        &"0192:😀".as_bytes()[..7], // a four-byte character cut after two
+        b"\xed\xa0\x80",            // an encoded surrogate
+        b"\xc0\xaf",                // an overlong `/`
+    ];
+    let cases: Vec<(std::net::SocketAddr, &'static str, Vec<u8>, &str)> = bad_utf8
+        .iter()
+        .flat_map(|bad| {
+            [
+                (
+                    gateway,
+                    is_authorized,
+                    message(&[(1, bad), (2, OWNER.as_bytes()), (3, READ.as_bytes())]),
+                    "`supplier` is not valid UTF-8",
+                ),
+                (
+                    gateway,
+                    is_authorized,
+                    message(&[
+                        (1, FULL_SUPPLIER.as_bytes()),
+                        (2, OWNER.as_bytes()),
+                        (3, bad),
+                    ]),
+                    "`scope` is not valid UTF-8",
+                ),
+                (
+                    gateway,
+                    "/tilgang.v1.Authorizer/BatchIsAuthorized",
+                    message(&[
+                        (
+                            1,
+                            &message(&[(1, FULL_SUPPLIER.as_bytes()), (2, OWNER.as_bytes())]),
+                        ),
+                        (1, &message(&[(1, FULL_SUPPLIER.as_bytes()), (2, bad)])),
+                    ]),
+                    "`requests[].owner` is not valid UTF-8",
+                ),
+                (
+                    admin,
+                    "/tilgang.v1.Delegations/Delegate",
+                    message(&[
+                        (1, OWNER.as_bytes()),
+                        (2, NEW_SUPPLIER.as_bytes()),
+                        (3, b"instances-read"),
+                        (4, bad),
+                    ]),
+                    "`actor` is not valid UTF-8",
+                ),
+                (
+                    admin,
+                    "/tilgang.v1.Delegations/Revoke",
+                    message(&[
+                        (1, OWNER.as_bytes()),
+                        (2, FULL_SUPPLIER.as_bytes()),
+                        (3, b"instances-read"),
+                        (3, bad),
+                        (4, DAGL.as_bytes()),
+                    ]),
+                    "`rights[]` is not valid UTF-8",
+                ),
+                (
+                    admin,
+                    "/tilgang.v1.Delegations/UndoRevoke",
+                    message(&[(1, bad), (2, DAGL.as_bytes())]),
+                    "`undo_token` is not valid UTF-8",
+                ),
+                (
+                    admin,
+                    "/tilgang.v1.Delegations/ListDelegations",
+                    message(&[(2, bad)]),
+                    "`supplier` is not valid UTF-8",
+                ),
+            ]
+        })
+        .collect();
+    for (addr, path, body, want) in cases {
+        let e = raw_call(addr, path, body).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{path}: {e:?}");
+        assert_eq!(e.message(), want, "{path}");
+    }
+
+    // Bytes that are not the message at all: named by the message type.
+    let not_a_message = [
+        (
+            gateway,
+            is_authorized,
+            vec![1 << 3, 7],
+            "IsAuthorizedRequest",
+        ), // `supplier` as a varint
+        (
+            gateway,
+            is_authorized,
+            vec![(1 << 3) | 2, 50, b'8'],
+            "IsAuthorizedRequest",
+        ), // length past the end
+        (
+            admin,
+            "/tilgang.v1.Delegations/ListRights",
+            vec![2, 0],
+            "ListRightsRequest",
+        ), // field 0
+        (
+            admin,
+            "/tilgang.v1.Delegations/Delegate",
+            vec![0xff; 11],
+            "DelegateRequest",
+        ), // a bad varint
+    ];
+    for (addr, path, body, name) in not_a_message {
+        let e = raw_call(addr, path, body).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{path}: {e:?}");
+        assert!(
+            e.message()
+                .starts_with(&format!("request is not a valid `{name}` message: ")),
+            "{path}: {}",
+            e.message()
+        );
+    }
+
+    // Nothing was written, and both listeners still answer.
+    assert!(s.decide(FULL_SUPPLIER, OWNER, WRITE).await.allowed);
+    let listed = s
+        .admin()
+        .await
+        .list_delegations(tilgang::proto::ListDelegationsRequest {
+            owner: OWNER.into(),
+            supplier: NEW_SUPPLIER.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.delegations.is_empty());
+    s.stop().await;
+}
+
+/// Malformed values for each kind of field: empty, wrong form, too long, signs,
+/// spaces, control characters, non-ASCII look-alikes.
+fn bad_values(kind: &str) -> Vec<String> {
+    let common = ["", " ", "\0", "a\nb", "\u{202e}x"];
+    let specific: Vec<String> = match kind {
+        "org" => [
+            "81041867",
+            "8104186720",
+            "810418673",
+            "-81041867",
+            "+810418672",
+            " 810418672",
+            "810418672 ",
+            "８１０４１８６７２",
+            "0192:",
+            "0192:0192:810418672",
+            "0193:810418672",
+            "810418672\0",
+            "../../etc",
+        ]
+        .map(String::from)
+        .to_vec(),
+        "person" => vec!["a b".into(), "x".repeat(65), "../x".into(), "ø".into()],
+        "scope" => vec![
+            "has space".into(),
+            "x".repeat(257),
+            "tab\there".into(),
+            "æøå".into(),
+            "\u{7f}".into(),
+        ],
+        "right" => vec![
+            "Instances".into(),
+            "x".repeat(65),
+            "a/b".into(),
+            " instances-read".into(),
+        ],
+        "token" => vec![
+            "abc".into(),
+            "A".repeat(32),
+            "0".repeat(31),
+            "0".repeat(33),
+            "g".repeat(32),
+            format!(" {}", "0".repeat(31)),
+            "-1".into(),
+        ],
+        _ => unreachable!("{kind}"),
+    };
+    common
+        .map(String::from)
+        .into_iter()
+        .chain(specific)
+        .collect()
+}
+
+fn delegate_req(
+    owner: &str,
+    supplier: &str,
+    rights: &[&str],
+    actor: &str,
+) -> tilgang::proto::DelegateRequest {
+    tilgang::proto::DelegateRequest {
+        owner: owner.into(),
+        supplier: supplier.into(),
+        rights: rights.iter().map(|r| r.to_string()).collect(),
+        actor: actor.into(),
+    }
+}
+
+fn revoke_req(
+    owner: &str,
+    supplier: &str,
+    rights: &[&str],
+    actor: &str,
+) -> tilgang::proto::RevokeRequest {
+    tilgang::proto::RevokeRequest {
+        owner: owner.into(),
+        supplier: supplier.into(),
+        rights: rights.iter().map(|r| r.to_string()).collect(),
+        actor: actor.into(),
+    }
+}
+
+/// A client for each listener, kept for many calls.
+struct Clients {
+    g: tilgang::proto::authorizer_client::AuthorizerClient<tonic::transport::Channel>,
+    a: tilgang::proto::delegations_client::DelegationsClient<tonic::transport::Channel>,
+}
+
+impl Clients {
+    async fn of(s: &TestServer) -> Self {
+        Self {
+            g: s.gateway().await,
+            a: s.admin().await,
+        }
+    }
+}
+
+/// Every RPC of both services, with `v` in one field and valid values in the
+/// others; returns the status and the name the message must start with.
+async fn call_with_bad_field(
+    c: &mut Clients,
+    rpc_field: &str,
+    v: &str,
+) -> (tonic::Status, &'static str) {
+    use tilgang::proto::{ListDelegationsRequest, UndoRevokeRequest};
+    let Clients { g, a } = c;
+    let token = "0".repeat(32);
+    let r = match rpc_field {
+        "IsAuthorized.supplier" => g.is_authorized(req(v, OWNER, READ)).await.map(drop),
+        "IsAuthorized.owner" => g.is_authorized(req(FULL_SUPPLIER, v, READ)).await.map(drop),
+        "IsAuthorized.scope" => g
+            .is_authorized(req(FULL_SUPPLIER, OWNER, v))
+            .await
+            .map(drop),
+        "Batch.supplier" | "Batch.owner" | "Batch.scope" => {
+            let bad = match rpc_field {
+                "Batch.supplier" => req(v, OWNER, READ),
+                "Batch.owner" => req(FULL_SUPPLIER, v, READ),
+                _ => req(FULL_SUPPLIER, OWNER, v),
+            };
+            let requests = vec![
+                req(FULL_SUPPLIER, OWNER, READ),
+                req(FULL_SUPPLIER, OWNER, READ),
+                bad,
+            ];
+            g.batch_is_authorized(BatchIsAuthorizedRequest { requests })
+                .await
+                .map(drop)
+        }
+        "Delegate.owner" => a
+            .delegate(delegate_req(v, NEW_SUPPLIER, &["instances-read"], DAGL))
+            .await
+            .map(drop),
+        "Delegate.supplier" => a
+            .delegate(delegate_req(OWNER, v, &["instances-read"], DAGL))
+            .await
+            .map(drop),
+        "Delegate.actor" => a
+            .delegate(delegate_req(OWNER, NEW_SUPPLIER, &["instances-read"], v))
+            .await
+            .map(drop),
+        "Delegate.rights" => a
+            .delegate(delegate_req(OWNER, NEW_SUPPLIER, &[v], DAGL))
+            .await
+            .map(drop),
+        "Revoke.owner" => a
+            .revoke(revoke_req(v, FULL_SUPPLIER, &[], DAGL))
+            .await
+            .map(drop),
+        "Revoke.supplier" => a.revoke(revoke_req(OWNER, v, &[], DAGL)).await.map(drop),
+        "Revoke.actor" => a
+            .revoke(revoke_req(OWNER, FULL_SUPPLIER, &[], v))
+            .await
+            .map(drop),
+        "Revoke.rights" => a
+            .revoke(revoke_req(
+                OWNER,
+                FULL_SUPPLIER,
+                &["instances-read", v],
+                DAGL,
+            ))
+            .await
+            .map(drop),
+        "UndoRevoke.undo_token" => a
+            .undo_revoke(UndoRevokeRequest {
+                undo_token: v.into(),
+                actor: DAGL.into(),
+            })
+            .await
+            .map(drop),
+        "UndoRevoke.actor" => a
+            .undo_revoke(UndoRevokeRequest {
+                undo_token: token,
+                actor: v.into(),
+            })
+            .await
+            .map(drop),
+        "ListDelegations.owner" => a
+            .list_delegations(ListDelegationsRequest {
+                owner: v.into(),
+                supplier: String::new(),
+            })
+            .await
+            .map(drop),
+        "ListDelegations.supplier" => a
+            .list_delegations(ListDelegationsRequest {
+                owner: OWNER.into(),
+                supplier: v.into(),
+            })
+            .await
+            .map(drop),
+        other => unreachable!("{other}"),
+    };
+    let name = match rpc_field {
+        "Batch.supplier" => "`requests[2].supplier` ",
+        "Batch.owner" => "`requests[2].owner` ",
+        "Batch.scope" => "`requests[2].scope` ",
+        "Delegate.rights" => "`rights[0]` ",
+        "Revoke.rights" => "`rights[1]` ",
+        f if f.ends_with(".supplier") => "`supplier` ",
+        f if f.ends_with(".owner") => "`owner` ",
+        f if f.ends_with(".scope") => "`scope` ",
+        f if f.ends_with(".actor") => "`actor` ",
+        f if f.ends_with(".undo_token") => "`undo_token` ",
+        other => unreachable!("{other}"),
+    };
+    (
+        r.expect_err(&format!("{rpc_field} = {v:?} is refused")),
+        name,
+    )
+}
+
+/// Each field of each RPC on both listeners, and the kind of value it holds.
+const FIELDS: [(&str, &str); 17] = [
+    ("IsAuthorized.supplier", "org"),
+    ("IsAuthorized.owner", "org"),
+    ("IsAuthorized.scope", "scope"),
+    ("Batch.supplier", "org"),
+    ("Batch.owner", "org"),
+    ("Batch.scope", "scope"),
+    ("Delegate.owner", "org"),
+    ("Delegate.supplier", "org"),
+    ("Delegate.actor", "person"),
+    ("Delegate.rights", "right"),
+    ("Revoke.owner", "org"),
+    ("Revoke.supplier", "org"),
+    ("Revoke.actor", "person"),
+    ("Revoke.rights", "right"),
+    ("UndoRevoke.undo_token", "token"),
+    ("UndoRevoke.actor", "person"),
+    ("ListDelegations.owner", "org"),
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_malformed_field_is_invalid_argument_naming_it() {
+    let s = TestServer::start().await;
+    let mut c = Clients::of(&s).await;
+    let before = std::fs::read(s.work.owner_file(OWNER)).unwrap();
+    let fields = FIELDS
+        .iter()
+        .copied()
+        .chain([("ListDelegations.supplier", "org")]);
+    let mut calls = 0;
+    for (rpc_field, kind) in fields {
+        for v in bad_values(kind) {
+            // An empty filter is "any" in ListDelegations, not an error.
+            if v.is_empty() && rpc_field.starts_with("ListDelegations") {
+                continue;
+            }
+            let (e, name) = call_with_bad_field(&mut c, rpc_field, &v).await;
+            assert_eq!(
+                e.code(),
+                Code::InvalidArgument,
+                "{rpc_field} = {v:?}: {e:?}"
+            );
+            assert!(
+                e.message().starts_with(name),
+                "{rpc_field} = {v:?}: {}",
+                e.message()
+            );
+            calls += 1;
+        }
+    }
+    assert!(calls > 150, "{calls}");
+    assert_eq!(std::fs::read(s.work.owner_file(OWNER)).unwrap(), before);
+    let audit = std::fs::read_to_string(s.work.data().join("audit.jsonl")).unwrap_or_default();
+    assert_eq!(audit, "", "nothing audited");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn huge_values_are_cut_in_the_status() {
+    let s = TestServer::start().await;
+    let mut c = Clients::of(&s).await;
+    for size in [100 << 10, 3 << 20] {
+        // ASCII digits, and a two-byte character whose 64th copy ends at byte 128.
+        for unit in ["9", "ø"] {
+            let v = unit.repeat(size / unit.len());
+            for (rpc_field, _) in FIELDS {
+                let (e, name) = call_with_bad_field(&mut c, rpc_field, &v).await;
+                assert_eq!(
+                    e.code(),
+                    Code::InvalidArgument,
+                    "{rpc_field}: {size} bytes of {unit}"
+                );
+                let m = e.message();
+                assert!(m.starts_with(name), "{rpc_field}: {m}");
+                assert!(m.len() < 300, "{rpc_field}: {} bytes", m.len());
+                assert!(
+                    m.contains(&format!("`{}…`", unit.repeat(64))),
+                    "{rpc_field}: {m}"
+                );
+            }
+        }
+    }
     s.stop().await;
 }

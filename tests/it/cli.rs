@@ -1,7 +1,9 @@
 //! The real `tilgang` binary: offline subcommands, `serve` with signals, and the
-//! admin client subcommands against a running server.
+//! admin client subcommands against a running server. Offline subcommands run
+//! against the fixture policies (`tests/fixtures/policies`) unless a test is about
+//! the shipped `policies/`.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use crate::util::*;
 
@@ -12,6 +14,14 @@ fn tilgang() -> Command {
         .env_remove("TILGANG_ADMIN_ADDR");
     c
 }
+
+/// `--policies` and `--data` for the fixtures, relative to the repository.
+const FIXTURES: [&str; 4] = [
+    "--policies",
+    "tests/fixtures/policies",
+    "--data",
+    "tests/fixtures/data",
+];
 
 fn output(c: &mut Command) -> (i32, String, String) {
     let o = c.output().unwrap();
@@ -24,8 +34,7 @@ fn output(c: &mut Command) -> (i32, String, String) {
 
 #[test]
 fn test_subcommand_runs_tables_and_sets_exit_codes() {
-    let (code, out, _) =
-        output(tilgang().args(["test", "--data", "tests/fixtures/data", "tests/tables"]));
+    let (code, out, _) = output(tilgang().arg("test").args(FIXTURES).arg("tests/tables"));
     assert_eq!(code, 0, "{out}");
     assert!(out.trim_end().ends_with(" passed, 0 failed"), "{out}");
 
@@ -36,11 +45,7 @@ fn test_subcommand_runs_tables_and_sets_exit_codes() {
         "supplier,owner,scope,expect\n974760673,991825827,altinn:serviceowner/instances.write,allow\n",
     )
     .unwrap();
-    let (code, out, _) = output(
-        tilgang()
-            .args(["test", "--data", "tests/fixtures/data"])
-            .arg(&wrong),
-    );
+    let (code, out, _) = output(tilgang().arg("test").args(FIXTURES).arg(&wrong));
     assert_eq!(code, 1);
     assert!(
         out.contains("wrong.csv:2: expected allow, got deny (reasons: none)"),
@@ -49,11 +54,7 @@ fn test_subcommand_runs_tables_and_sets_exit_codes() {
     assert!(out.contains("0 passed, 1 failed"), "{out}");
 
     std::fs::write(&wrong, "who,what\n").unwrap();
-    let (code, _, err) = output(
-        tilgang()
-            .args(["test", "--data", "tests/fixtures/data"])
-            .arg(&wrong),
-    );
+    let (code, _, err) = output(tilgang().arg("test").args(FIXTURES).arg(&wrong));
     assert_eq!(code, 2);
     assert!(err.contains("wrong.csv:1: header must be"), "{err}");
 }
@@ -69,9 +70,39 @@ fn validate(work: &Workdir) -> (i32, String, String) {
     )
 }
 
+/// The one test of the shipped `policies/` besides the decision tables: they load,
+/// from the directory and from the copy built into the binary, with the same
+/// revision. No assertion on what they hold, which is the policy authors' call.
+#[test]
+fn validate_accepts_the_shipped_policies_and_their_embedded_copy() {
+    let data = repo().join("tests/fixtures/data");
+    let (code, from_dir, err) = output(tilgang().arg("validate").arg("--data").arg(&data));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        from_dir.starts_with("ok: ") && from_dir.contains(" policies from policies, "),
+        "{from_dir}"
+    );
+    // A working directory without `policies/`: the embedded copy.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (code, embedded, err) = output(
+        tilgang()
+            .current_dir(elsewhere.path())
+            .arg("validate")
+            .arg("--data")
+            .arg(&data),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        embedded.contains(" policies from <embedded policies>, "),
+        "{embedded}"
+    );
+    let revision = |out: &str| out.trim_end().rsplit(' ').next().unwrap().to_string();
+    assert_eq!(revision(&embedded), revision(&from_dir));
+}
+
 #[test]
 fn validate_reports_file_and_line() {
-    let (code, out, _) = output(tilgang().args(["validate", "--data", "tests/fixtures/data"]));
+    let (code, out, _) = output(tilgang().arg("validate").args(FIXTURES));
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("ok: 3 policies"), "{out}");
 
@@ -98,33 +129,37 @@ fn validate_reports_file_and_line() {
 
 #[test]
 fn check_prints_decision_and_reasons() {
-    let (code, out, _) = output(tilgang().args([
-        "check",
-        "--supplier",
-        "0192:810418672",
-        "--owner",
-        "991825827",
-        "--scope",
-        WRITE,
-        "--data",
-        "tests/fixtures/data",
-    ]));
+    let (code, out, _) = output(
+        tilgang()
+            .args([
+                "check",
+                "--supplier",
+                "0192:810418672",
+                "--owner",
+                "991825827",
+                "--scope",
+                WRITE,
+            ])
+            .args(FIXTURES),
+    );
     assert_eq!(code, 0);
     assert!(
         out.starts_with("allow\nreasons: delegated-scope\n"),
         "{out}"
     );
-    let (code, out, _) = output(tilgang().args([
-        "check",
-        "--supplier",
-        READ_SUPPLIER,
-        "--owner",
-        OWNER,
-        "--scope",
-        WRITE,
-        "--data",
-        "tests/fixtures/data",
-    ]));
+    let (code, out, _) = output(
+        tilgang()
+            .args([
+                "check",
+                "--supplier",
+                READ_SUPPLIER,
+                "--owner",
+                OWNER,
+                "--scope",
+                WRITE,
+            ])
+            .args(FIXTURES),
+    );
     assert_eq!(code, 1);
     assert!(out.starts_with("deny\n"), "{out}");
     let (code, _, err) = output(tilgang().args([
@@ -305,4 +340,238 @@ fn delegation_files_must_use_bare_org_numbers() {
     let (code, _, err) = validate(&work);
     assert_eq!(code, 1);
     assert!(err.contains("bare org number `810418672`"), "{err}");
+}
+
+#[test]
+fn a_missing_data_directory_is_an_error() {
+    let table = repo().join("tests/tables");
+    // A typo in `--data`, for each offline subcommand.
+    let typo = [
+        "--policies",
+        "tests/fixtures/policies",
+        "--data",
+        "tests/fixtures/dat",
+    ];
+    let check = [
+        "check",
+        "--supplier",
+        FULL_SUPPLIER,
+        "--owner",
+        OWNER,
+        "--scope",
+        READ,
+    ];
+    let runs: [Vec<&std::ffi::OsStr>; 3] = [
+        vec!["validate".as_ref()],
+        check.iter().map(|a| a.as_ref()).collect(),
+        vec!["test".as_ref(), table.as_os_str()],
+    ];
+    for args in &runs {
+        let (code, out, err) = output(tilgang().args(args).args(typo));
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert_eq!(
+            err, "error: data directory `tests/fixtures/dat` does not exist\n",
+            "{args:?}"
+        );
+        assert_eq!(out, "", "{args:?}");
+    }
+    // The default `data`, in a directory that has none.
+    let empty = tempfile::tempdir().unwrap();
+    let policies = repo().join("tests/fixtures/policies");
+    for args in &runs {
+        let (code, _, err) = output(
+            tilgang()
+                .current_dir(empty.path())
+                .args(args)
+                .arg("--policies")
+                .arg(&policies),
+        );
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_eq!(
+            err, "error: data directory `data` does not exist\n",
+            "{args:?}"
+        );
+    }
+    // A file where the directory should be.
+    let (code, _, err) = output(tilgang().args(["validate", "--data", "Cargo.toml"]));
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(
+        err,
+        "error: data directory `Cargo.toml` is not a directory\n"
+    );
+    // The directory exists but holds nothing: valid, and says so.
+    let (code, out, err) = output(
+        tilgang()
+            .arg("validate")
+            .arg("--policies")
+            .arg(&policies)
+            .arg("--data")
+            .arg(empty.path()),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("0 delegations from 0 owners"), "{out}");
+}
+
+/// A pipe whose reader has already gone: every write to it fails with `EPIPE`.
+fn closed_stdout() -> Stdio {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer.into()
+}
+
+/// Exit code and stderr of a run whose stdout is a closed pipe.
+fn with_closed_stdout(c: &mut Command) -> (i32, String) {
+    let o = c.stdout(closed_stdout()).output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_closed_stdout_ends_offline_subcommands_quietly_with_their_exit_code() {
+    let check = |supplier: &str| {
+        let mut c = tilgang();
+        c.args([
+            "check",
+            "--supplier",
+            supplier,
+            "--owner",
+            OWNER,
+            "--scope",
+            WRITE,
+        ])
+        .args(FIXTURES);
+        c
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let failing = dir.path().join("failing.csv");
+    std::fs::write(
+        &failing,
+        "supplier,owner,scope,expect\n974760673,991825827,altinn:serviceowner/instances.write,allow\n",
+    )
+    .unwrap();
+    let runs: Vec<(Command, i32)> = vec![
+        (check(FULL_SUPPLIER), 0),
+        // A deny stays a deny when nobody reads it.
+        (check(READ_SUPPLIER), 1),
+        (
+            {
+                let mut c = tilgang();
+                c.arg("validate").args(FIXTURES);
+                c
+            },
+            0,
+        ),
+        (
+            {
+                let mut c = tilgang();
+                c.arg("test").args(FIXTURES).arg("tests/tables");
+                c
+            },
+            0,
+        ),
+        (
+            {
+                let mut c = tilgang();
+                c.arg("test").args(FIXTURES).arg(&failing);
+                c
+            },
+            1,
+        ),
+    ];
+    for (mut c, want) in runs {
+        let (code, err) = with_closed_stdout(&mut c);
+        assert_eq!(code, want, "{c:?}: {err}");
+        assert_eq!(err, "", "{c:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_stdout_ends_admin_subcommands_quietly() {
+    let s = TestServer::start().await;
+    let addr = s.sidecar.admin_addr.to_string();
+    let run = |args: &[&str]| {
+        let mut c = tilgang();
+        c.env("TILGANG_ADMIN_ADDR", &addr).args(args);
+        async move {
+            tokio::task::spawn_blocking(move || with_closed_stdout(&mut c))
+                .await
+                .unwrap()
+        }
+    };
+    let delegations = |owner: &str, supplier: &str| {
+        let request = tilgang::proto::ListDelegationsRequest {
+            owner: owner.into(),
+            supplier: supplier.into(),
+        };
+        let s = &s;
+        async move {
+            s.admin()
+                .await
+                .list_delegations(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .delegations
+        }
+    };
+
+    for args in [
+        &["rights"][..],
+        &["rights", "--json"],
+        &["delegations"],
+        &["delegations", "--json"],
+        &["delegations", "--owner", OWNER],
+    ] {
+        let (code, err) = run(args).await;
+        assert_eq!((code, err.as_str()), (0, ""), "{args:?}");
+    }
+
+    // The writes take effect whether or not anybody reads what they print.
+    let (code, err) = run(&[
+        "delegate",
+        "--owner",
+        OWNER,
+        "--supplier",
+        NEW_SUPPLIER,
+        "--right",
+        "instances-read",
+        "--actor",
+        DAGL,
+    ])
+    .await;
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(delegations(OWNER, NEW_SUPPLIER).await.len(), 1);
+
+    // `revoke` also tells stderr, which still works, how to undo.
+    let (code, err) = run(&[
+        "revoke",
+        "--owner",
+        OWNER,
+        "--supplier",
+        NEW_SUPPLIER,
+        "--actor",
+        DAGL,
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let token = err
+        .split("tilgang undo ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the undo token on stderr: {err}"))
+        .to_string();
+    assert!(delegations(OWNER, NEW_SUPPLIER).await.is_empty());
+
+    let (code, err) = run(&["undo", &token, "--actor", DAGL]).await;
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(delegations(OWNER, NEW_SUPPLIER).await.len(), 1);
+
+    // An error is still an error, on stderr.
+    let (code, err) = run(&["undo", &token, "--actor", DAGL]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("already used"), "{err}");
+    s.stop().await;
 }

@@ -1,4 +1,4 @@
-//! Shared helpers: a server over a private copy of `policies/` and the fixture
+//! Shared helpers: a server over a private copy of the fixture policies and
 //! data, clients, and a bounded `eventually` for background effects.
 
 use std::future::Future;
@@ -59,7 +59,9 @@ pub fn org_numbers(start: u32, n: usize) -> Vec<String> {
         .collect()
 }
 
-/// A private working directory with `policies/` and `data/` copied in.
+/// A private working directory with `policies/` and `data/` copied in from
+/// `tests/fixtures/`. The fixture policies, not the shipped `policies/`, so policy
+/// authors can change theirs without breaking tests that assume these.
 pub struct Workdir {
     pub dir: tempfile::TempDir,
 }
@@ -67,7 +69,10 @@ pub struct Workdir {
 impl Workdir {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        copy_dir(&repo().join("policies"), &dir.path().join("policies"));
+        copy_dir(
+            &repo().join("tests/fixtures/policies"),
+            &dir.path().join("policies"),
+        );
         copy_dir(
             &repo().join("tests/fixtures/data"),
             &dir.path().join("data"),
