@@ -140,21 +140,46 @@ fn xor(a: &mut Digest, b: &Digest) {
     }
 }
 
+/// The XOR of the owners' file digests: order-free, so one owner's change
+/// updates it without rehashing the rest.
+fn owners_digest<'a>(slices: impl Iterator<Item = &'a Arc<OwnerDelegations>>) -> Digest {
+    let mut d = [0u8; 32];
+    for o in slices {
+        xor(&mut d, &o.digest);
+    }
+    d
+}
+
 impl Snapshot {
     pub fn new(
         policies: Arc<PolicyBundle>,
         owners: HashMap<OrgNumber, Arc<OwnerDelegations>>,
         roles: Arc<Roles>,
     ) -> Self {
-        let mut data_digest = [0u8; 32];
-        for o in owners.values() {
-            xor(&mut data_digest, &o.digest);
-        }
+        let data_digest = owners_digest(owners.values());
+        Self::assemble(
+            policies,
+            owners.into_iter().collect(),
+            roles,
+            None,
+            data_digest,
+        )
+    }
+
+    /// The one place a snapshot is put together, so its revision always
+    /// matches its parts.
+    fn assemble(
+        policies: Arc<PolicyBundle>,
+        owners: OwnerMap,
+        roles: Arc<Roles>,
+        roles_problem: Option<Arc<load::LoadError>>,
+        data_digest: Digest,
+    ) -> Self {
         let mut s = Self {
             policies,
-            owners: owners.into_iter().collect(),
+            owners,
             roles,
-            roles_problem: None,
+            roles_problem,
             data_digest,
             revision: String::new(),
         };
@@ -196,35 +221,16 @@ impl Snapshot {
             xor(&mut data_digest, &new.digest);
             owners.insert(owner, new);
         }
-        let mut s = Self {
-            policies: self.policies.clone(),
-            owners,
-            roles: self.roles.clone(),
-            roles_problem: self.roles_problem.clone(),
-            data_digest,
-            revision: String::new(),
-        };
-        s.revision = s.compute_revision();
-        s
+        let (roles, problem) = (self.roles.clone(), self.roles_problem.clone());
+        Self::assemble(self.policies.clone(), owners, roles, problem, data_digest)
     }
 
     /// A copy with other policies and every owner's slice rebuilt for them
     /// (the same owners, from the same files); roles stay as they are.
     pub fn with_policies(&self, policies: Arc<PolicyBundle>, owners: OwnerMap) -> Self {
-        let mut data_digest = [0u8; 32];
-        for o in owners.values() {
-            xor(&mut data_digest, &o.digest);
-        }
-        let mut s = Self {
-            policies,
-            owners,
-            roles: self.roles.clone(),
-            roles_problem: self.roles_problem.clone(),
-            data_digest,
-            revision: String::new(),
-        };
-        s.revision = s.compute_revision();
-        s
+        let data_digest = owners_digest(owners.values());
+        let (roles, problem) = (self.roles.clone(), self.roles_problem.clone());
+        Self::assemble(policies, owners, roles, problem, data_digest)
     }
 
     pub fn with_roles(&self, roles: Arc<Roles>) -> Self {
