@@ -3,6 +3,7 @@
 
 pub mod authorizer;
 pub mod delegations;
+pub mod status;
 
 use tonic::Status;
 
