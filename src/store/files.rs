@@ -96,6 +96,15 @@ impl SymlinkRefused {
 /// log) keeps it; a new file at the same path has another.
 pub type FileId = (u64, u64);
 
+/// How much of a file to sync.
+#[derive(Clone, Copy)]
+enum SyncKind {
+    /// Data and metadata (`fsync`): a new file.
+    All,
+    /// Data and the size (`fdatasync`): an append.
+    Data,
+}
+
 /// A directory handle: the data directory itself, or one opened below it.
 enum DirFd<'a> {
     Root(BorrowedFd<'a>),
@@ -217,10 +226,33 @@ impl DataDir {
             .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
     }
 
-    /// fsync a directory, and report it.
+    /// fsync a directory, and report it. The only place a directory is
+    /// fsynced, and the report is made here, so no caller can skip the one
+    /// without the other.
     fn sync(&self, dir: impl AsFd, place: Place) -> std::io::Result<()> {
         rustix::fs::fsync(dir).map_err(|e| self.err(place, ".", e))?;
         self.record(|| Op::SyncDir { dir: place });
+        Ok(())
+    }
+
+    /// fsync (or fdatasync) a file, and report it; like [`Self::sync`], the
+    /// only place a file is synced.
+    fn sync_file(
+        &self,
+        file: &File,
+        place: Place,
+        name: &str,
+        how: SyncKind,
+    ) -> std::io::Result<()> {
+        match how {
+            SyncKind::All => file.sync_all(),
+            SyncKind::Data => file.sync_data(),
+        }
+        .map_err(|e| with_path(&self.shown(place, name), e))?;
+        self.record(|| Op::SyncFile {
+            dir: place,
+            name: name.to_string(),
+        });
         Ok(())
     }
 
@@ -247,12 +279,7 @@ impl DataDir {
                 dir: place,
                 name: tmp.clone(),
             });
-            file.sync_all()
-                .map_err(|e| with_path(&self.shown(place, &tmp), e))?;
-            self.record(|| Op::SyncFile {
-                dir: place,
-                name: tmp.clone(),
-            });
+            self.sync_file(&file, place, &tmp, SyncKind::All)?;
             let meta = file.metadata()?;
             rustix::fs::renameat(&dir, tmp.as_str(), &dir, name)
                 .map_err(|e| self.err(place, name, e))?;
@@ -544,12 +571,9 @@ impl DataDir {
             dir: place,
             name: name.to_string(),
         });
-        file.sync_data().map_err(|e| with_path(&shown(), e))?;
-        self.record(|| Op::SyncFile {
-            dir: place,
-            name: name.to_string(),
-        });
-        Ok(())
+        // Data only: an append changes no metadata a reader needs but the
+        // size, which fdatasync covers.
+        self.sync_file(file, place, name, SyncKind::Data)
     }
 }
 

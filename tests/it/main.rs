@@ -8,6 +8,7 @@ mod admin;
 mod authorizer;
 mod cli;
 mod crash;
+mod durability;
 mod reload;
 mod tables;
 mod util;
