@@ -469,22 +469,18 @@ impl DataDir {
     }
 
     /// Remove the temp files of writes that never finished (a crash between
-    /// creating a temp file and renaming it). Only names [`is_temp_name`]
-    /// accepts, only regular files, only in `delegations/` and `undo/`.
-    /// Call it only while no write can run (`serve` holds the data directory
-    /// lock and has not started serving). Returns how many went, per directory.
-    pub fn sweep_temp_files(&self) -> std::io::Result<Vec<(Place, usize)>> {
-        let mut swept = Vec::new();
-        for place in [Place::Delegations, Place::Undo] {
-            let mut n = 0;
-            for name in self.regular_files(place)? {
-                if is_temp_name(&name) && self.unlink(place, &name)? {
-                    n += 1;
-                }
+    /// creating a temp file and renaming it) from `place`. Only names
+    /// [`is_temp_name`] accepts, and only regular files. Call it only while no
+    /// write can run (`serve` holds the data directory lock and has not
+    /// started serving). Returns how many went.
+    pub fn sweep_temp_files(&self, place: Place) -> std::io::Result<usize> {
+        let mut removed = 0;
+        for name in self.regular_files(place)? {
+            if is_temp_name(&name) && self.unlink(place, &name)? {
+                removed += 1;
             }
-            swept.push((place, n));
         }
-        Ok(swept)
+        Ok(removed)
     }
 
     /// Open `name` in `place` for appending, creating it (durably linked in
@@ -718,7 +714,7 @@ mod tests {
         let refusal = SymlinkRefused::find(&e).unwrap();
         assert_eq!(refusal.path, dir.path().join("undo"));
         assert_eq!(refusal.wanted, "directory");
-        assert!(data.sweep_temp_files().is_err());
+        assert!(data.sweep_temp_files(Place::Undo).is_err());
         assert_eq!(names(outside.path()), ["target"]);
     }
 
@@ -749,8 +745,8 @@ mod tests {
             symlink(&target, d.join(".tmp-lnk123")).unwrap();
         }
         std::fs::write(dir.path().join(".tmp-top123"), "x").unwrap();
-        let swept = data.sweep_temp_files().unwrap();
-        assert_eq!(swept, [(Place::Delegations, 2), (Place::Undo, 2)]);
+        assert_eq!(data.sweep_temp_files(Place::Delegations).unwrap(), 2);
+        assert_eq!(data.sweep_temp_files(Place::Undo).unwrap(), 2);
         for d in ["delegations", "undo"] {
             let mut left: Vec<&str> = theirs.to_vec();
             left.extend([".tmp-dir123", ".tmp-lnk123"]);
@@ -762,7 +758,7 @@ mod tests {
             "only two directories"
         );
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "outside");
-        assert_eq!(data.sweep_temp_files().unwrap()[0], (Place::Delegations, 0));
+        assert_eq!(data.sweep_temp_files(Place::Delegations).unwrap(), 0);
     }
 
     #[test]

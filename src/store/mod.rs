@@ -44,7 +44,7 @@ use crate::snapshot::{DelegationRecord, Snapshot};
 use audit::AuditLog;
 pub use error::StoreError;
 use files::DataDir;
-use oplog::OpLog;
+use oplog::{OpLog, Place};
 
 /// A delegation as the admin API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,7 +124,8 @@ impl DelegationStore {
     pub fn open(reloader: Arc<Reloader>, undo_window: Duration) -> std::io::Result<Self> {
         let files = Arc::new(DataDir::open(&reloader.data_dir)?);
         // Also creates `delegations/` and `undo/` (durably) when missing.
-        for (place, removed) in files.sweep_temp_files()? {
+        for place in [Place::Delegations, Place::Undo] {
+            let removed = files.sweep_temp_files(place)?;
             let dir = files.path().join(place.dir_name());
             if removed > 0 {
                 tracing::info!(removed, dir = %dir.display(), "removed temp files of interrupted writes");

@@ -9,6 +9,8 @@ mod authorizer;
 mod cli;
 mod crash;
 mod durability;
+mod hygiene;
 mod reload;
+mod store;
 mod tables;
 mod util;
