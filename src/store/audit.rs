@@ -9,8 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use super::files::{DataDir, FileId};
-use super::oplog::Place;
+use super::files::{DataDir, FileId, Place};
 
 pub const AUDIT_FILE: &str = "audit.jsonl";
 

@@ -10,8 +10,7 @@ use std::sync::Arc;
 
 use super::audit::{AuditRecord, Change};
 use super::entries::{self, Entries, Entry, ids};
-use super::files::WriteError;
-use super::oplog::Place;
+use super::files::{Place, WriteError};
 use super::{DelegationStore, StoreError};
 use crate::ids::{OrgNumber, PersonId, RightId, UndoToken};
 use crate::snapshot::load::{self, owner_file};

@@ -24,7 +24,7 @@ use std::sync::{Arc, OnceLock};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::oplog::{Op, OpLog, Place};
+use super::oplog::{Op, OpLog};
 
 /// The start of every temp file tilgang creates; followed by
 /// [`TEMP_RANDOM_LEN`] ASCII letters and digits. Distinctive, so the start-up
@@ -89,6 +89,28 @@ impl SymlinkRefused {
     /// The refusal inside `e`, if that is what `e` is.
     pub fn find(e: &std::io::Error) -> Option<&SymlinkRefused> {
         e.get_ref().and_then(|inner| inner.downcast_ref())
+    }
+}
+
+/// A directory tilgang writes in: the data directory or one of the two below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Place {
+    /// The data directory itself (`audit.jsonl`, and the subdirectories' links).
+    Data,
+    /// `delegations/`: the owner files.
+    Delegations,
+    /// `undo/`: the undo records.
+    Undo,
+}
+
+impl Place {
+    /// The directory's name inside the data directory.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Place::Data => ".",
+            Place::Delegations => crate::snapshot::load::DELEGATIONS_DIR,
+            Place::Undo => super::undo::UNDO_DIR,
+        }
     }
 }
 
@@ -159,18 +181,23 @@ impl DataDir {
     }
 
     /// Report a step, building it only when a log is attached.
-    pub fn record(&self, op: impl FnOnce() -> Op) {
+    pub(crate) fn record(&self, op: impl FnOnce() -> Op) {
         if let Some(log) = self.oplog.get() {
             log.push(op());
         }
     }
 
+    /// The path of `place`, for messages.
+    pub fn dir_shown(&self, place: Place) -> PathBuf {
+        match place {
+            Place::Data => self.path.clone(),
+            _ => self.path.join(place.dir_name()),
+        }
+    }
+
     /// The path of `name` in `place`, for messages.
     pub fn shown(&self, place: Place, name: &str) -> PathBuf {
-        match place {
-            Place::Data => self.path.join(name),
-            _ => self.path.join(place.dir_name()).join(name),
-        }
+        self.dir_shown(place).join(name)
     }
 
     fn err(&self, place: Place, name: &str, e: Errno) -> std::io::Error {
@@ -230,7 +257,7 @@ impl DataDir {
     /// fsynced, and the report is made here, so no caller can skip the one
     /// without the other.
     fn sync(&self, dir: impl AsFd, place: Place) -> std::io::Result<()> {
-        rustix::fs::fsync(dir).map_err(|e| self.err(place, ".", e))?;
+        rustix::fs::fsync(dir).map_err(|e| with_path(&self.dir_shown(place), e.into()))?;
         self.record(|| Op::SyncDir { dir: place });
         Ok(())
     }

@@ -43,8 +43,8 @@ use crate::snapshot::watch::Reloader;
 use crate::snapshot::{DelegationRecord, Snapshot};
 use audit::AuditLog;
 pub use error::StoreError;
-use files::DataDir;
-use oplog::{OpLog, Place};
+use files::{DataDir, Place};
+use oplog::OpLog;
 
 /// A delegation as the admin API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +126,7 @@ impl DelegationStore {
         // Also creates `delegations/` and `undo/` (durably) when missing.
         for place in [Place::Delegations, Place::Undo] {
             let removed = files.sweep_temp_files(place)?;
-            let dir = files.path().join(place.dir_name());
+            let dir = files.dir_shown(place);
             if removed > 0 {
                 tracing::info!(removed, dir = %dir.display(), "removed temp files of interrupted writes");
             } else {

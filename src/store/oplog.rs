@@ -10,27 +10,7 @@
 
 use std::sync::Mutex;
 
-/// Which directory of the data directory a step happened in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Place {
-    /// The data directory itself (`audit.jsonl`, and the subdirectories' links).
-    Data,
-    /// `delegations/`: the owner files.
-    Delegations,
-    /// `undo/`: the undo records.
-    Undo,
-}
-
-impl Place {
-    /// The directory's name inside the data directory.
-    pub fn dir_name(self) -> &'static str {
-        match self {
-            Place::Data => ".",
-            Place::Delegations => crate::snapshot::load::DELEGATIONS_DIR,
-            Place::Undo => super::undo::UNDO_DIR,
-        }
-    }
-}
+pub use super::files::Place;
 
 /// One step, as the store took it.
 #[derive(Debug, Clone, PartialEq, Eq)]

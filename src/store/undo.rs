@@ -10,8 +10,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::files::{DataDir, WriteError};
-use super::oplog::Place;
+use super::files::{DataDir, Place, WriteError};
 use crate::ids::{IdError, OrgNumber, UndoToken};
 
 pub const UNDO_DIR: &str = "undo";
