@@ -47,23 +47,124 @@ pub fn task_failed(e: tokio::task::JoinError) -> Status {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::ids::{OrgNumber, PersonId, UndoToken};
+    use std::sync::Arc;
 
+    use super::*;
+    use crate::ids::{OrgNumber, PersonId, RightId, UndoToken};
+    use crate::snapshot::load::LoadError;
+    use crate::store::files::SymlinkRefused;
+
+    /// Every variant, with the code README's status table gives it.
     #[test]
-    fn unknown_and_forbidden_tokens_look_alike_on_the_wire() {
-        let token = UndoToken::parse_exact(&"a".repeat(32)).unwrap();
+    fn each_store_error_gets_its_documented_code() {
+        let org = OrgNumber::parse("991825827").unwrap();
+        let other = OrgNumber::parse("983887457").unwrap();
         let actor = PersonId::parse("01017012345").unwrap();
-        let s = store_error(StoreError::UnknownToken { token, actor });
-        assert_eq!(s.code(), Code::NotFound);
-        assert!(
-            s.message().starts_with("no undo token `aaaa"),
-            "{}",
-            s.message()
-        );
-        let s = store_error(StoreError::ConcurrentEdit {
-            owner: OrgNumber::parse("991825827").unwrap(),
-        });
-        assert_eq!(s.code(), Code::Aborted);
+        let right = RightId::parse("instances-read").unwrap();
+        let token = UndoToken::parse_exact(&"a".repeat(32)).unwrap();
+        let load = LoadError {
+            location: "data/x.json".into(),
+            message: "bad".into(),
+        };
+        let io = || std::io::Error::other("disk on fire");
+        let cases = [
+            (
+                StoreError::UnknownRight {
+                    right: right.clone(),
+                    known: String::new(),
+                },
+                Code::InvalidArgument,
+            ),
+            (
+                StoreError::NoRights {
+                    known: String::new(),
+                },
+                Code::InvalidArgument,
+            ),
+            (StoreError::SameParty { org }, Code::InvalidArgument),
+            (
+                StoreError::Forbidden {
+                    actor: actor.clone(),
+                    owner: org,
+                    required: String::new(),
+                    held: Default::default(),
+                    policy_errors: vec![],
+                },
+                Code::PermissionDenied,
+            ),
+            (
+                StoreError::NothingDelegated {
+                    owner: org,
+                    supplier: other,
+                },
+                Code::NotFound,
+            ),
+            (
+                StoreError::NotDelegated {
+                    owner: org,
+                    supplier: other,
+                    missing: [right.clone()].into(),
+                    held: Default::default(),
+                },
+                Code::NotFound,
+            ),
+            (
+                StoreError::UnknownToken {
+                    token: token.clone(),
+                    actor,
+                },
+                Code::NotFound,
+            ),
+            (
+                StoreError::TokenUsed {
+                    at: String::new(),
+                    by: String::new(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                StoreError::TokenExpired { at: String::new() },
+                Code::FailedPrecondition,
+            ),
+            (
+                StoreError::NothingToRestore { rights: vec![] },
+                Code::FailedPrecondition,
+            ),
+            (
+                StoreError::CorruptFile(load.clone()),
+                Code::FailedPrecondition,
+            ),
+            (
+                StoreError::DoesNotFitPolicies(load.clone()),
+                Code::FailedPrecondition,
+            ),
+            (
+                StoreError::RolesInvalid(Arc::new(load)),
+                Code::FailedPrecondition,
+            ),
+            (
+                StoreError::Symlink(SymlinkRefused {
+                    path: "data/undo".into(),
+                    wanted: "directory",
+                }),
+                Code::FailedPrecondition,
+            ),
+            (StoreError::ConcurrentEdit { owner: org }, Code::Aborted),
+            (StoreError::Storage(io()), Code::Unavailable),
+            (
+                StoreError::InEffect {
+                    not_durable: None,
+                    audit: Some(io()),
+                    undo_token: Some(token),
+                },
+                Code::Internal,
+            ),
+        ];
+        for (e, code) in cases {
+            let message = e.to_string();
+            let status = store_error(e);
+            assert_eq!(status.code(), code, "{message}");
+            assert_eq!(status.message(), message);
+        }
     }
 }

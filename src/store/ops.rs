@@ -191,7 +191,11 @@ impl DelegationStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match authorize(&self.snapshot(), actor, &owner) {
-            Err(StoreError::Forbidden { .. }) => return Err(unknown()),
+            Err(e @ StoreError::Forbidden { .. }) => {
+                // The operator may see what the caller may not.
+                tracing::info!(%token, reason = %e, "undo refused as an unknown token");
+                return Err(unknown());
+            }
             other => other?,
         }
         // Re-read under the lock: a concurrent undo of the same token may have won.
