@@ -1,11 +1,12 @@
 //! `tilgang.v1.Delegations`: the admin API, served only on the admin listener.
 //! File I/O and fsync run on the blocking pool, never on the async workers.
+//! Store errors become statuses in `grpc::status`, not here.
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::field;
+use super::{field, status};
 use crate::ids::{OrgNumber, PersonId, RightId, UndoToken};
 use crate::proto::delegations_server::Delegations;
 use crate::proto::{
@@ -30,31 +31,8 @@ impl DelegationsService {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || f(&store))
             .await
-            .map_err(|e| Status::internal(format!("write task failed: {e}")))?
-            .map_err(to_status)
-    }
-}
-
-/// The one mapping from store errors to gRPC codes.
-fn to_status(e: StoreError) -> Status {
-    match e {
-        StoreError::InvalidArgument(m) => Status::invalid_argument(m),
-        StoreError::PermissionDenied(m) => Status::permission_denied(m),
-        StoreError::NotFound(m) => Status::not_found(m),
-        StoreError::FailedPrecondition(m) => Status::failed_precondition(m),
-        e @ StoreError::Corrupt(_) => {
-            tracing::error!(error = %e, "refused a write");
-            Status::failed_precondition(e.to_string())
-        }
-        StoreError::Aborted(m) => Status::aborted(m),
-        StoreError::InEffect(m) => {
-            tracing::error!(error = %m, "a change took effect but did not complete");
-            Status::internal(m)
-        }
-        StoreError::Io(e) => {
-            tracing::error!(error = %e, "storage error");
-            Status::unavailable(format!("storage error; nothing was acknowledged: {e}"))
-        }
+            .map_err(status::task_failed)?
+            .map_err(status::store_error)
     }
 }
 

@@ -9,8 +9,9 @@
 //! File metadata cannot tell these states apart (a reader can see a file at
 //! size 0 while its mtime is still the old one), so stability is decided by
 //! content: a digest that is the same in a read that began more than `quiet`
-//! after an earlier read ended. A writer that pauses less than `quiet` between
-//! its truncate and its last write is then never caught between them.
+//! (plus [`SLACK`]) after an earlier read ended. A writer that pauses no more
+//! than `quiet` between its truncate and its write, or between two writes, is
+//! then never caught between them.
 //!
 //! This module decides; it reads nothing and keeps no clock of its own (callers
 //! pass the instants, so tests can drive time).
@@ -68,6 +69,12 @@ pub struct Settler {
     seen: Mutex<HashMap<Unit, Seen>>,
 }
 
+/// Added to the quiet period between the two reads. A writer is a program on
+/// a busy machine: its 150 ms sleep between truncate and write may take 190.
+/// The promise is about the pause the writer asked for, so the reads keep this
+/// much further apart.
+pub const SLACK: Duration = Duration::from_millis(50);
+
 /// Added to the quiet period when scheduling a second look, so that look is
 /// sure to begin after the period has passed.
 const MARGIN: Duration = Duration::from_millis(10);
@@ -76,13 +83,13 @@ impl Settler {
     /// `quiet` zero settles everything at once (offline tools, which read once).
     pub fn new(quiet: Duration) -> Self {
         Self {
-            quiet,
+            quiet: if quiet.is_zero() {
+                quiet
+            } else {
+                quiet + SLACK
+            },
             seen: Mutex::new(HashMap::new()),
         }
-    }
-
-    pub fn quiet(&self) -> Duration {
-        self.quiet
     }
 
     fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<Unit, Seen>> {
@@ -106,9 +113,9 @@ impl Settler {
         let mut seen = self.seen();
         match seen.get_mut(&unit) {
             Some(s) if s.digest == digest => {
-                // Strictly more than `quiet` between the end of the first read
-                // and the start of this one: a pause of up to `quiet` between a
-                // writer's truncate and its write cannot span both.
+                // Strictly more than the quiet period (and its slack) between
+                // the end of the first read and the start of this one: a pause
+                // of up to `quiet` in a writer's save cannot span both.
                 if s.settled || started.saturating_duration_since(s.at) > self.quiet {
                     s.settled = true;
                     Verdict::Settled
@@ -159,6 +166,8 @@ mod tests {
     use super::*;
 
     const Q: Duration = Duration::from_millis(150);
+    /// The quiet period with its slack: what the reads must be further apart than.
+    const APART: Duration = Duration::from_millis(200);
 
     fn d(n: u8) -> Digest {
         [n; 32]
@@ -173,23 +182,26 @@ mod tests {
             s.check(Unit::Policies, d(1), t0, ms(1)),
             Verdict::Unsettled { .. }
         ));
-        // Not yet a quiet period after the first read ended.
+        // Not yet a quiet period after the first read ended, nor the quiet
+        // period without its slack.
+        for n in [100, 160] {
+            assert!(matches!(
+                s.check(Unit::Policies, d(1), ms(n), ms(n + 1)),
+                Verdict::Unsettled { .. }
+            ));
+        }
+        // Exactly the quiet period and its slack is not enough: strictly more.
         assert!(matches!(
-            s.check(Unit::Policies, d(1), ms(100), ms(101)),
-            Verdict::Unsettled { .. }
-        ));
-        // Exactly the quiet period is not enough: strictly more.
-        assert!(matches!(
-            s.check(Unit::Policies, d(1), ms(151), ms(152)),
+            s.check(Unit::Policies, d(1), ms(201), ms(202)),
             Verdict::Unsettled { .. }
         ));
         assert_eq!(
-            s.check(Unit::Policies, d(1), ms(152), ms(153)),
+            s.check(Unit::Policies, d(1), ms(202), ms(203)),
             Verdict::Settled
         );
         // Stays settled for the same content (a rejected file is not re-waited).
         assert_eq!(
-            s.check(Unit::Policies, d(1), ms(153), ms(154)),
+            s.check(Unit::Policies, d(1), ms(203), ms(204)),
             Verdict::Settled
         );
         assert_eq!(s.pending(), (vec![], None));
@@ -205,7 +217,7 @@ mod tests {
         assert_eq!(
             s.check(Unit::Roles, d(2), ms(200), ms(201)),
             Verdict::Unsettled {
-                retry_at: ms(201) + Q + MARGIN
+                retry_at: ms(201) + APART + MARGIN
             }
         );
         assert!(matches!(
@@ -213,12 +225,12 @@ mod tests {
             Verdict::Unsettled { .. }
         ));
         assert_eq!(
-            s.check(Unit::Roles, d(2), ms(352), ms(353)),
+            s.check(Unit::Roles, d(2), ms(402), ms(403)),
             Verdict::Settled
         );
         // Settled content that changes again waits again.
         assert!(matches!(
-            s.check(Unit::Roles, d(3), ms(400), ms(401)),
+            s.check(Unit::Roles, d(3), ms(500), ms(501)),
             Verdict::Unsettled { .. }
         ));
     }
@@ -234,11 +246,11 @@ mod tests {
         let (mut units, due) = s.pending();
         units.sort_by_key(|u| format!("{u}"));
         assert_eq!(units, [Unit::Owner(owner), Unit::Policies]);
-        assert_eq!(due, Some(ms(1) + Q + MARGIN));
+        assert_eq!(due, Some(ms(1) + APART + MARGIN));
         s.forget(&Unit::Policies);
         assert_eq!(
             s.pending(),
-            (vec![Unit::Owner(owner)], Some(ms(5) + Q + MARGIN))
+            (vec![Unit::Owner(owner)], Some(ms(5) + APART + MARGIN))
         );
     }
 

@@ -1,12 +1,15 @@
 //! The append-only audit log (`audit.jsonl` in the data directory): one JSON line
-//! per change, written and fsynced before the change is acknowledged.
+//! per change, written and fsynced before the change is acknowledged. This
+//! module decides what a line holds and when the log was rotated; the file
+//! work itself is `files`'.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
+
+use super::files::{DataDir, FileId, Place};
 
 pub const AUDIT_FILE: &str = "audit.jsonl";
 
@@ -39,36 +42,27 @@ pub struct AuditRecord {
 /// Rotation by rename (logrotate without `copytruncate`) is supported: before
 /// each append the path is checked, and a log moved away is replaced by a new
 /// one, so no line goes to the rotated file after the move. (`copytruncate`
-/// would lose the lines written between its copy and its truncate.)
+/// would lose the lines written between its copy and its truncate.) The log is
+/// opened with `O_NOFOLLOW`: a symlink at `audit.jsonl` is refused, and no line
+/// is written through it.
 #[derive(Debug)]
 pub struct AuditLog {
-    path: PathBuf,
-    /// The open log and its inode.
-    file: Mutex<(File, u64)>,
+    data: Arc<DataDir>,
+    /// The open log and its identity, to notice a rotation.
+    file: Mutex<(File, FileId)>,
 }
 
 impl AuditLog {
-    pub fn open(data_dir: &Path) -> std::io::Result<Self> {
-        let path = data_dir.join(AUDIT_FILE);
-        let file = Self::open_file(&path)?;
+    pub fn open(data: Arc<DataDir>) -> std::io::Result<Self> {
+        let file = data.open_append(Place::Data, AUDIT_FILE)?;
         Ok(Self {
-            path,
+            data,
             file: Mutex::new(file),
         })
     }
 
-    /// Open (creating if need be) for appending, durably linked in its directory.
-    fn open_file(path: &Path) -> std::io::Result<(File, u64)> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        if let Some(dir) = path.parent() {
-            super::files::sync_dir(dir)?;
-        }
-        let inode = inode(&file.metadata()?);
-        Ok((file, inode))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn path(&self) -> PathBuf {
+        self.data.shown(Place::Data, AUDIT_FILE)
     }
 
     /// Append one record and fsync it.
@@ -79,23 +73,13 @@ impl AuditLog {
             .file
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let moved = match std::fs::metadata(&self.path) {
-            Ok(m) => inode(&m) != guard.1,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-            Err(e) => return Err(e),
-        };
-        if moved {
-            *guard = Self::open_file(&self.path)?;
-            tracing::info!(file = %self.path.display(), "audit log was moved away; started a new one");
+        if self.data.file_id(Place::Data, AUDIT_FILE)? != Some(guard.1) {
+            *guard = self.data.open_append(Place::Data, AUDIT_FILE)?;
+            tracing::info!(file = %self.path().display(), "audit log was moved away; started a new one");
         }
-        let file = &mut guard.0;
-        file.write_all(&line)?;
-        file.sync_data()
+        self.data
+            .append_durable(&mut guard.0, Place::Data, AUDIT_FILE, &line)
     }
-}
-
-fn inode(meta: &std::fs::Metadata) -> u64 {
-    crate::snapshot::FileStamp::of(meta).inode
 }
 
 #[cfg(test)]
@@ -115,7 +99,7 @@ mod tests {
         }
     }
 
-    fn lines(path: &Path) -> Vec<AuditRecord> {
+    fn lines(path: &std::path::Path) -> Vec<AuditRecord> {
         std::fs::read_to_string(path)
             .unwrap()
             .lines()
@@ -126,17 +110,17 @@ mod tests {
     #[test]
     fn a_log_rotated_by_rename_is_started_anew() {
         let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog::open(dir.path()).unwrap();
+        let log = AuditLog::open(Arc::new(DataDir::open(dir.path()).unwrap())).unwrap();
         log.append(&record("a")).unwrap();
         let rotated = dir.path().join("audit.jsonl.1");
         std::fs::rename(log.path(), &rotated).unwrap();
         log.append(&record("b")).unwrap();
         log.append(&record("c")).unwrap();
         assert_eq!(lines(&rotated), [record("a")]);
-        assert_eq!(lines(log.path()), [record("b"), record("c")]);
+        assert_eq!(lines(&log.path()), [record("b"), record("c")]);
         // Deleted outright: also started anew.
         std::fs::remove_file(log.path()).unwrap();
         log.append(&record("d")).unwrap();
-        assert_eq!(lines(log.path()), [record("d")]);
+        assert_eq!(lines(&log.path()), [record("d")]);
     }
 }

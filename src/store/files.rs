@@ -1,12 +1,53 @@
-//! Durable file writes: temp file in the same directory, fsync, rename, fsync the
-//! directory. A crash at any moment leaves the old file or the new one, never a
-//! torn one; a write is durable when these functions return `Ok`. An error says
-//! whether the change is already in place ([`WriteError::NotDurable`]), so
-//! callers never report "nothing happened" for a change readers can see.
+//! The store's file-system layer: every file and directory tilgang writes in
+//! the data directory is reached through directory handles opened without
+//! following symlinks (`openat` with `O_NOFOLLOW`), so a symlink where tilgang
+//! writes is refused with [`SymlinkRefused`] and nothing is written through it.
+//! The data directory itself may be a symlink: `--data` is the operator's
+//! choice, and `serve` resolves it once.
+//!
+//! Durable replacement is: a temp file in the same directory, fsync it, rename
+//! it over the old file, fsync the directory. A crash at any moment leaves the
+//! old file or the new one, never a torn one; a write is durable when these
+//! functions return `Ok`. An error says whether the change is already in place
+//! ([`WriteError::NotDurable`]), so callers never report "nothing happened" for
+//! a change readers can see.
+//!
+//! Each step is reported to an [`OpLog`] when one is attached, for the protocol
+//! tests. This module knows nothing of delegations, undo records or policies.
 
 use std::fs::File;
-use std::io::Write;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
+
+use super::oplog::{Op, OpLog};
+
+/// The start of every temp file tilgang creates; followed by
+/// [`TEMP_RANDOM_LEN`] ASCII letters and digits. Distinctive, so the start-up
+/// sweep can never mistake someone else's file for one of ours.
+pub const TEMP_PREFIX: &str = ".tilgang-tmp-";
+pub const TEMP_RANDOM_LEN: usize = 12;
+/// What temp files were called before [`TEMP_PREFIX`] (the `tempfile` crate's
+/// default shape): `.tmp-` and six ASCII letters and digits.
+const LEGACY_TEMP_PREFIX: &str = ".tmp-";
+const LEGACY_TEMP_RANDOM_LEN: usize = 6;
+
+/// Whether `name` is exactly the name of a temp file tilgang creates (or
+/// created before [`TEMP_PREFIX`]); nothing else is ever swept.
+pub fn is_temp_name(name: &str) -> bool {
+    let random = |rest: &str, len: usize| {
+        rest.len() == len && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    };
+    name.strip_prefix(TEMP_PREFIX)
+        .is_some_and(|r| random(r, TEMP_RANDOM_LEN))
+        || name
+            .strip_prefix(LEGACY_TEMP_PREFIX)
+            .is_some_and(|r| random(r, LEGACY_TEMP_RANDOM_LEN))
+}
 
 /// Why a durable write failed, and whether the change is already on disk.
 #[derive(Debug, thiserror::Error)]
@@ -29,53 +70,555 @@ impl From<WriteError> for std::io::Error {
     }
 }
 
-/// Replace `path` with `bytes` atomically and durably. Returns the new file's
-/// metadata, taken from the written file itself before it was renamed into place.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<std::fs::Metadata, WriteError> {
-    let dir = parent(path).map_err(WriteError::NotApplied)?;
-    let meta = replace(dir, path, bytes).map_err(WriteError::NotApplied)?;
-    sync_dir(dir).map_err(WriteError::NotDurable)?;
-    Ok(meta)
+/// A symlink where tilgang would write. Carried inside an `io::Error`
+/// (`ErrorKind::Other`) so callers can tell it from a storage failure: it is
+/// the operator's to fix, and retrying will not help.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "`{}` is a symbolic link, and tilgang writes nothing through one; replace it with a {}",
+    path.display(),
+    wanted
+)]
+pub struct SymlinkRefused {
+    pub path: PathBuf,
+    /// What belongs there: "directory" or "regular file".
+    pub wanted: &'static str,
 }
 
-/// Everything up to and including the rename.
-fn replace(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<std::fs::Metadata> {
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    // Temp files are private (0600); the data files are for people to read too.
-    // Keep the mode of the file being replaced, or use 0644 for a new one.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode());
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(mode))?;
+impl SymlinkRefused {
+    /// The refusal inside `e`, if that is what `e` is.
+    pub fn find(e: &std::io::Error) -> Option<&SymlinkRefused> {
+        e.get_ref().and_then(|inner| inner.downcast_ref())
     }
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    let meta = tmp.as_file().metadata()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(meta)
 }
 
-/// Remove `path` durably; a missing file is not an error.
-pub fn remove_durable(path: &Path) -> Result<(), WriteError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => {
-            let dir = parent(path).map_err(WriteError::NotDurable)?;
-            sync_dir(dir).map_err(WriteError::NotDurable)
+/// A directory tilgang writes in: the data directory or one of the two below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Place {
+    /// The data directory itself (`audit.jsonl`, and the subdirectories' links).
+    Data,
+    /// `delegations/`: the owner files.
+    Delegations,
+    /// `undo/`: the undo records.
+    Undo,
+}
+
+impl Place {
+    /// The directory's name inside the data directory.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Place::Data => ".",
+            Place::Delegations => crate::snapshot::load::DELEGATIONS_DIR,
+            Place::Undo => super::undo::UNDO_DIR,
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(WriteError::NotApplied(e)),
     }
 }
 
-fn parent(path: &Path) -> std::io::Result<&Path> {
-    path.parent()
-        .ok_or_else(|| std::io::Error::other(format!("`{}` has no parent", path.display())))
+/// The identity of a file: device and inode. A file renamed away (a rotated
+/// log) keeps it; a new file at the same path has another.
+pub type FileId = (u64, u64);
+
+/// How much of a file to sync.
+#[derive(Clone, Copy)]
+enum SyncKind {
+    /// Data and metadata (`fsync`): a new file.
+    All,
+    /// Data and the size (`fdatasync`): an append.
+    Data,
 }
 
-/// fsync a directory so a rename or unlink in it survives a crash.
+/// A directory handle: the data directory itself, or one opened below it.
+enum DirFd<'a> {
+    Root(BorrowedFd<'a>),
+    Sub(OwnedFd),
+}
+
+impl AsFd for DirFd<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            DirFd::Root(fd) => *fd,
+            DirFd::Sub(fd) => fd.as_fd(),
+        }
+    }
+}
+
+/// The data directory, open. Subdirectories are opened anew for each
+/// operation (so a `delegations/` replaced by hand is the one written), never
+/// through a symlink, and created when missing.
+#[derive(Debug)]
+pub struct DataDir {
+    root: OwnedFd,
+    /// For messages only: every operation goes through `root`.
+    path: PathBuf,
+    /// Where steps are reported, once a test attaches a log.
+    oplog: OnceLock<Arc<OpLog>>,
+}
+
+impl DataDir {
+    /// Open the data directory `path` (following a symlink: that one is the
+    /// operator's choice).
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        let root = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| with_path(path, e.into()))?;
+        Ok(Self {
+            root,
+            path: path.to_path_buf(),
+            oplog: OnceLock::new(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Report every step from now on to `log`. Only the first log attached is used.
+    pub fn record_into(&self, log: Arc<OpLog>) {
+        let _ = self.oplog.set(log);
+    }
+
+    /// Report a step, building it only when a log is attached.
+    pub(crate) fn record(&self, op: impl FnOnce() -> Op) {
+        if let Some(log) = self.oplog.get() {
+            log.push(op());
+        }
+    }
+
+    /// The path of `place`, for messages.
+    pub fn dir_shown(&self, place: Place) -> PathBuf {
+        match place {
+            Place::Data => self.path.clone(),
+            _ => self.path.join(place.dir_name()),
+        }
+    }
+
+    /// The path of `name` in `place`, for messages.
+    pub fn shown(&self, place: Place, name: &str) -> PathBuf {
+        self.dir_shown(place).join(name)
+    }
+
+    fn err(&self, place: Place, name: &str, e: Errno) -> std::io::Error {
+        with_path(&self.shown(place, name), e.into())
+    }
+
+    fn refused(&self, place: Place, name: &str, wanted: &'static str) -> std::io::Error {
+        std::io::Error::other(SymlinkRefused {
+            path: self.shown(place, name),
+            wanted,
+        })
+    }
+
+    /// A handle on `place`, creating the subdirectory (durably) if it is missing.
+    fn dir(&self, place: Place) -> std::io::Result<DirFd<'_>> {
+        if place == Place::Data {
+            return Ok(DirFd::Root(self.root.as_fd()));
+        }
+        let name = place.dir_name();
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let open = || rustix::fs::openat(&self.root, name, flags, Mode::empty());
+        let fd = match open() {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => {
+                match rustix::fs::mkdirat(&self.root, name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) => {
+                        self.record(|| Op::Create {
+                            dir: Place::Data,
+                            name: name.to_string(),
+                        });
+                        self.sync(&self.root, Place::Data)?;
+                    }
+                    Err(Errno::EXIST) => {}
+                    Err(e) => return Err(self.err(Place::Data, name, e)),
+                }
+                open().map_err(|e| self.dir_error(name, e))?
+            }
+            Err(e) => return Err(self.dir_error(name, e)),
+        };
+        Ok(DirFd::Sub(fd))
+    }
+
+    /// Why a subdirectory did not open: a symlink is named as such.
+    fn dir_error(&self, name: &str, e: Errno) -> std::io::Error {
+        if matches!(e, Errno::LOOP | Errno::NOTDIR) && self.is_symlink(&self.root, name) {
+            return self.refused(Place::Data, name, "directory");
+        }
+        self.err(Place::Data, name, e)
+    }
+
+    fn is_symlink(&self, dir: impl AsFd, name: &str) -> bool {
+        rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+    }
+
+    /// fsync a directory, and report it. The only place a directory is
+    /// fsynced, and the report is made here, so no caller can skip the one
+    /// without the other.
+    fn sync(&self, dir: impl AsFd, place: Place) -> std::io::Result<()> {
+        rustix::fs::fsync(dir).map_err(|e| with_path(&self.dir_shown(place), e.into()))?;
+        self.record(|| Op::SyncDir { dir: place });
+        Ok(())
+    }
+
+    /// fsync (or fdatasync) a file, and report it; like [`Self::sync`], the
+    /// only place a file is synced.
+    fn sync_file(
+        &self,
+        file: &File,
+        place: Place,
+        name: &str,
+        how: SyncKind,
+    ) -> std::io::Result<()> {
+        match how {
+            SyncKind::All => file.sync_all(),
+            SyncKind::Data => file.sync_data(),
+        }
+        .map_err(|e| with_path(&self.shown(place, name), e))?;
+        self.record(|| Op::SyncFile {
+            dir: place,
+            name: name.to_string(),
+        });
+        Ok(())
+    }
+
+    /// Replace `name` in `place` with `bytes` atomically and durably. Returns
+    /// the new file's metadata, taken from the written file itself before it was
+    /// renamed into place. A symlink at `name` is refused, not replaced.
+    pub fn write_atomic(
+        &self,
+        place: Place,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<std::fs::Metadata, WriteError> {
+        let dir = self.dir(place).map_err(WriteError::NotApplied)?;
+        let mode = self
+            .mode_to_keep(&dir, place, name)
+            .map_err(WriteError::NotApplied)?;
+        let (tmp, mut file) = self
+            .create_temp(&dir, place, mode)
+            .map_err(WriteError::NotApplied)?;
+        let replaced = (|| {
+            file.write_all(bytes)
+                .map_err(|e| with_path(&self.shown(place, &tmp), e))?;
+            self.record(|| Op::Write {
+                dir: place,
+                name: tmp.clone(),
+            });
+            self.sync_file(&file, place, &tmp, SyncKind::All)?;
+            let meta = file.metadata()?;
+            rustix::fs::renameat(&dir, tmp.as_str(), &dir, name)
+                .map_err(|e| self.err(place, name, e))?;
+            self.record(|| Op::Rename {
+                dir: place,
+                from: tmp.clone(),
+                to: name.to_string(),
+            });
+            Ok(meta)
+        })();
+        let meta = match replaced {
+            Ok(meta) => meta,
+            Err(e) => {
+                self.unlink_quietly(&dir, place, &tmp);
+                return Err(WriteError::NotApplied(e));
+            }
+        };
+        self.sync(&dir, place).map_err(WriteError::NotDurable)?;
+        Ok(meta)
+    }
+
+    /// The permission bits the replacement gets: those of the file it replaces
+    /// (people may have made it readable to others), or 0644 for a new one.
+    /// Refuses to replace a symlink or anything but a regular file.
+    fn mode_to_keep(&self, dir: impl AsFd, place: Place, name: &str) -> std::io::Result<u32> {
+        match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+                FileType::RegularFile => Ok(st.st_mode & 0o777),
+                FileType::Symlink => Err(self.refused(place, name, "regular file")),
+                _ => Err(with_path(
+                    &self.shown(place, name),
+                    std::io::Error::other("not a regular file"),
+                )),
+            },
+            Err(Errno::NOENT) => Ok(0o644),
+            Err(e) => Err(self.err(place, name, e)),
+        }
+    }
+
+    /// A new temp file in `dir` with a fresh name: created with `O_EXCL` and
+    /// `O_NOFOLLOW`, so it is never an existing file or a link someone placed.
+    fn create_temp(
+        &self,
+        dir: impl AsFd,
+        place: Place,
+        mode: u32,
+    ) -> std::io::Result<(String, File)> {
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        for _ in 0..8 {
+            let name = temp_name()?;
+            match rustix::fs::openat(&dir, name.as_str(), flags, Mode::from_raw_mode(0o600)) {
+                Ok(fd) => {
+                    self.record(|| Op::Create {
+                        dir: place,
+                        name: name.clone(),
+                    });
+                    // Created private; the data files are for people to read too.
+                    if let Err(e) = rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)) {
+                        self.unlink_quietly(&dir, place, &name);
+                        return Err(self.err(place, &name, e));
+                    }
+                    return Ok((name, File::from(fd)));
+                }
+                Err(Errno::EXIST) => continue,
+                Err(e) => return Err(self.err(place, &name, e)),
+            }
+        }
+        Err(with_path(
+            &self.shown(place, TEMP_PREFIX),
+            std::io::Error::other("could not find a free temp file name"),
+        ))
+    }
+
+    /// Remove a temp file after a failed write; the start-up sweep gets any
+    /// this misses.
+    fn unlink_quietly(&self, dir: impl AsFd, place: Place, name: &str) {
+        if rustix::fs::unlinkat(dir, name, AtFlags::empty()).is_ok() {
+            self.record(|| Op::Unlink {
+                dir: place,
+                name: name.to_string(),
+            });
+        }
+    }
+
+    /// Remove `name` from `place` durably; a missing file is not an error. A
+    /// symlink there is refused, not removed.
+    pub fn remove_durable(&self, place: Place, name: &str) -> Result<(), WriteError> {
+        let dir = self.dir(place).map_err(WriteError::NotApplied)?;
+        match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+                FileType::RegularFile => {}
+                FileType::Symlink => {
+                    return Err(WriteError::NotApplied(self.refused(
+                        place,
+                        name,
+                        "regular file",
+                    )));
+                }
+                _ => {
+                    return Err(WriteError::NotApplied(with_path(
+                        &self.shown(place, name),
+                        std::io::Error::other("not a regular file"),
+                    )));
+                }
+            },
+            Err(Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(WriteError::NotApplied(self.err(place, name, e))),
+        }
+        match rustix::fs::unlinkat(&dir, name, AtFlags::empty()) {
+            Ok(()) => self.record(|| Op::Unlink {
+                dir: place,
+                name: name.to_string(),
+            }),
+            Err(Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(WriteError::NotApplied(self.err(place, name, e))),
+        }
+        self.sync(&dir, place).map_err(WriteError::NotDurable)
+    }
+
+    /// Read a regular file; `None` if there is none. A symlink is refused, and
+    /// anything but a regular file (a FIFO would block) is an error.
+    pub fn read(&self, place: Place, name: &str) -> std::io::Result<Option<Vec<u8>>> {
+        let dir = self.dir(place)?;
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat(&dir, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(Errno::LOOP) => return Err(self.refused(place, name, "regular file")),
+            Err(e) => return Err(self.err(place, name, e)),
+        };
+        let st = rustix::fs::fstat(&fd).map_err(|e| self.err(place, name, e))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(with_path(
+                &self.shown(place, name),
+                std::io::Error::other("not a regular file"),
+            ));
+        }
+        let mut bytes = Vec::new();
+        File::from(fd)
+            .read_to_end(&mut bytes)
+            .map_err(|e| with_path(&self.shown(place, name), e))?;
+        Ok(Some(bytes))
+    }
+
+    /// The names of the regular files in `place` (not following symlinks),
+    /// skipping names that are not UTF-8 (tilgang creates none).
+    pub fn regular_files(&self, place: Place) -> std::io::Result<Vec<String>> {
+        let dir = self.dir(place)?;
+        let mut entries = rustix::fs::Dir::read_from(&dir).map_err(|e| self.err(place, ".", e))?;
+        let mut names = Vec::new();
+        while let Some(entry) = entries.read() {
+            let entry = entry.map_err(|e| self.err(place, ".", e))?;
+            let Ok(name) = entry.file_name().to_str() else {
+                continue;
+            };
+            let regular = match entry.file_type() {
+                FileType::RegularFile => true,
+                // Some file systems do not say in the entry.
+                FileType::Unknown => rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile),
+                _ => false,
+            };
+            if regular {
+                names.push(name.to_string());
+            }
+        }
+        Ok(names)
+    }
+
+    /// Unlink `name` from `place` without fsyncing the directory: for
+    /// housekeeping (pruning, sweeping temp files), which is simply done again
+    /// if a crash undoes it. Returns whether there was a file to remove.
+    pub fn unlink(&self, place: Place, name: &str) -> std::io::Result<bool> {
+        let dir = self.dir(place)?;
+        match rustix::fs::unlinkat(&dir, name, AtFlags::empty()) {
+            Ok(()) => {
+                self.record(|| Op::Unlink {
+                    dir: place,
+                    name: name.to_string(),
+                });
+                Ok(true)
+            }
+            Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(self.err(place, name, e)),
+        }
+    }
+
+    /// Remove the temp files of writes that never finished (a crash between
+    /// creating a temp file and renaming it) from `place`. Only names
+    /// [`is_temp_name`] accepts, and only regular files. Call it only while no
+    /// write can run (`serve` holds the data directory lock and has not
+    /// started serving). Returns how many went.
+    pub fn sweep_temp_files(&self, place: Place) -> std::io::Result<usize> {
+        let mut removed = 0;
+        for name in self.regular_files(place)? {
+            if is_temp_name(&name) && self.unlink(place, &name)? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Open `name` in `place` for appending, creating it (durably linked in
+    /// its directory) when missing. A symlink is refused; so is anything but a
+    /// regular file (`O_NONBLOCK`, so a FIFO there fails rather than blocks).
+    pub fn open_append(&self, place: Place, name: &str) -> std::io::Result<(File, FileId)> {
+        let dir = self.dir(place)?;
+        let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::NONBLOCK;
+        let flags = flags | OFlags::CLOEXEC;
+        let mode = Mode::from_raw_mode(0o666);
+        let mut created = false;
+        let mut fd = None;
+        // Open what is there, or create it exclusively, so "created" is known
+        // and only a new link costs a directory fsync.
+        for _ in 0..8 {
+            match rustix::fs::openat(&dir, name, flags, mode) {
+                Ok(f) => {
+                    fd = Some(f);
+                    break;
+                }
+                Err(Errno::NOENT) => {}
+                Err(Errno::LOOP) => return Err(self.refused(place, name, "regular file")),
+                Err(e) => return Err(self.err(place, name, e)),
+            }
+            match rustix::fs::openat(&dir, name, flags | OFlags::CREATE | OFlags::EXCL, mode) {
+                Ok(f) => {
+                    self.record(|| Op::Create {
+                        dir: place,
+                        name: name.to_string(),
+                    });
+                    created = true;
+                    fd = Some(f);
+                    break;
+                }
+                Err(Errno::EXIST) => continue,
+                Err(e) => return Err(self.err(place, name, e)),
+            }
+        }
+        let Some(fd) = fd else {
+            return Err(with_path(
+                &self.shown(place, name),
+                std::io::Error::other("appeared and vanished repeatedly while being opened"),
+            ));
+        };
+        let st = rustix::fs::fstat(&fd).map_err(|e| self.err(place, name, e))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(with_path(
+                &self.shown(place, name),
+                std::io::Error::other("not a regular file"),
+            ));
+        }
+        if created {
+            self.sync(&dir, place)?;
+        }
+        Ok((File::from(fd), (st.st_dev, st.st_ino)))
+    }
+
+    /// The identity of what `name` in `place` is now (not following a
+    /// symlink: one is refused); `None` if nothing is there.
+    pub fn file_id(&self, place: Place, name: &str) -> std::io::Result<Option<FileId>> {
+        let dir = self.dir(place)?;
+        match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+                Err(self.refused(place, name, "regular file"))
+            }
+            Ok(st) => Ok(Some((st.st_dev, st.st_ino))),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(self.err(place, name, e)),
+        }
+    }
+
+    /// Append `bytes` to `file` (opened by [`Self::open_append`] as `name` in
+    /// `place`) and fdatasync it.
+    pub fn append_durable(
+        &self,
+        file: &mut File,
+        place: Place,
+        name: &str,
+        bytes: &[u8],
+    ) -> std::io::Result<()> {
+        let shown = || self.shown(place, name);
+        file.write_all(bytes).map_err(|e| with_path(&shown(), e))?;
+        self.record(|| Op::Write {
+            dir: place,
+            name: name.to_string(),
+        });
+        // Data only: an append changes no metadata a reader needs but the
+        // size, which fdatasync covers.
+        self.sync_file(file, place, name, SyncKind::Data)
+    }
+}
+
+/// A fresh temp file name: [`TEMP_PREFIX`] and random letters and digits.
+fn temp_name() -> std::io::Result<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = [0u8; TEMP_RANDOM_LEN];
+    getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
+    let random: String = bytes
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect();
+    Ok(format!("{TEMP_PREFIX}{random}"))
+}
+
+/// `e`, with the path it is about in front (an OS error alone names none).
+fn with_path(path: &Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("`{}`: {e}", path.display()))
+}
+
+/// fsync a directory by path so a rename or unlink in it survives a crash
+/// (for `serve`, which creates the data directory before the store opens it).
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -84,26 +627,178 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    fn data() -> (tempfile::TempDir, DataDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::open(dir.path()).unwrap();
+        (dir, data)
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    }
+
     #[test]
     fn writes_replace_and_leave_no_temp_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("sub").join("a.json");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
+        let (dir, data) = data();
+        data.write_atomic(Place::Delegations, "a.json", b"one")
+            .unwrap();
+        data.write_atomic(Place::Delegations, "a.json", b"two")
+            .unwrap();
+        let p = dir.path().join("delegations").join("a.json");
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&p).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o644);
-        }
-        let names: Vec<_> = std::fs::read_dir(p.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["a.json"]);
-        remove_durable(&p).unwrap();
-        remove_durable(&p).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+        // A mode someone chose is kept.
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        data.write_atomic(Place::Delegations, "a.json", b"three")
+            .unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o640);
+        assert_eq!(names(&dir.path().join("delegations")), ["a.json"]);
+        assert_eq!(
+            data.read(Place::Delegations, "a.json").unwrap().unwrap(),
+            b"three"
+        );
+        data.remove_durable(Place::Delegations, "a.json").unwrap();
+        data.remove_durable(Place::Delegations, "a.json").unwrap();
         assert!(!p.exists());
+        assert_eq!(data.read(Place::Delegations, "a.json").unwrap(), None);
+    }
+
+    #[test]
+    fn temp_names_are_exactly_ours() {
+        let ours = temp_name().unwrap();
+        assert!(is_temp_name(&ours), "{ours}");
+        assert!(is_temp_name(".tmp-aB3xY9"), "legacy");
+        for not_ours in [
+            ".tmp-aB3xY",
+            ".tmp-aB3xY90",
+            ".tmp-aB3x-9",
+            ".tmp-aB3xY9.json",
+            "x.tmp-aB3xY9",
+            ".TMP-aB3xY9",
+            ".tilgang-tmp-",
+            ".tilgang-tmp-abcdefghijk",
+            ".tilgang-tmp-abcdefghijklm",
+            ".tilgang-tmp-abcdefghijk_",
+            ".tilgang-tmp-abcdéfghijk",
+            "tilgang-tmp-abcdefghijkl",
+            "991825827.json",
+        ] {
+            assert!(!is_temp_name(not_ours), "{not_ours}");
+        }
+    }
+
+    #[test]
+    fn symlinks_are_refused_and_nothing_is_written_through_them() {
+        use std::os::unix::fs::symlink;
+        let (dir, data) = data();
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("target");
+        std::fs::write(&target, "outside").unwrap();
+
+        // A file that is a symlink: not replaced, not removed, not read, not appended to.
+        std::fs::create_dir(dir.path().join("undo")).unwrap();
+        let link = dir.path().join("undo").join("r.json");
+        symlink(&target, &link).unwrap();
+        let is_refusal = |e: &std::io::Error| {
+            SymlinkRefused::find(e)
+                .is_some_and(|r| r.path == link || r.path.ends_with("audit.jsonl"))
+        };
+        let Err(WriteError::NotApplied(e)) = data.write_atomic(Place::Undo, "r.json", b"x") else {
+            panic!("replaced a symlink");
+        };
+        assert!(is_refusal(&e), "{e}");
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        let Err(WriteError::NotApplied(e)) = data.remove_durable(Place::Undo, "r.json") else {
+            panic!("removed a symlink");
+        };
+        assert!(is_refusal(&e), "{e}");
+        assert!(is_refusal(&data.read(Place::Undo, "r.json").unwrap_err()));
+        symlink(&target, dir.path().join("audit.jsonl")).unwrap();
+        assert!(is_refusal(
+            &data.open_append(Place::Data, "audit.jsonl").unwrap_err()
+        ));
+        assert!(is_refusal(
+            &data.file_id(Place::Data, "audit.jsonl").unwrap_err()
+        ));
+        assert!(link.is_symlink());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "outside");
+        assert_eq!(names(outside.path()), ["target"]);
+
+        // A directory that is a symlink: nothing is created in it.
+        std::fs::remove_dir_all(dir.path().join("undo")).unwrap();
+        symlink(outside.path(), dir.path().join("undo")).unwrap();
+        let Err(WriteError::NotApplied(e)) = data.write_atomic(Place::Undo, "r.json", b"x") else {
+            panic!("wrote through a symlinked directory");
+        };
+        let refusal = SymlinkRefused::find(&e).unwrap();
+        assert_eq!(refusal.path, dir.path().join("undo"));
+        assert_eq!(refusal.wanted, "directory");
+        assert!(data.sweep_temp_files(Place::Undo).is_err());
+        assert_eq!(names(outside.path()), ["target"]);
+    }
+
+    #[test]
+    fn the_sweep_removes_only_our_temp_files() {
+        use std::os::unix::fs::symlink;
+        let (dir, data) = data();
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join(".tmp-abc123");
+        std::fs::write(&target, "outside").unwrap();
+        let ours = [".tilgang-tmp-Ab3dEf6hIj9L", ".tmp-Ab3dEf"];
+        let theirs = [
+            ".tmp-Ab3dE",
+            ".tmp-Ab3dEf7",
+            ".tmp-Ab3dEf.json",
+            ".tilgang-tmp-short",
+            "991825827.json",
+            ".991825827.json.swp",
+        ];
+        for d in ["delegations", "undo"] {
+            let d = dir.path().join(d);
+            std::fs::create_dir(&d).unwrap();
+            for n in ours.iter().chain(&theirs) {
+                std::fs::write(d.join(n), "x").unwrap();
+            }
+            // Named like ours but not a regular file: left alone.
+            std::fs::create_dir(d.join(".tmp-dir123")).unwrap();
+            symlink(&target, d.join(".tmp-lnk123")).unwrap();
+        }
+        std::fs::write(dir.path().join(".tmp-top123"), "x").unwrap();
+        assert_eq!(data.sweep_temp_files(Place::Delegations).unwrap(), 2);
+        assert_eq!(data.sweep_temp_files(Place::Undo).unwrap(), 2);
+        for d in ["delegations", "undo"] {
+            let mut left: Vec<&str> = theirs.to_vec();
+            left.extend([".tmp-dir123", ".tmp-lnk123"]);
+            left.sort();
+            assert_eq!(names(&dir.path().join(d)), left);
+        }
+        assert!(
+            dir.path().join(".tmp-top123").exists(),
+            "only two directories"
+        );
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "outside");
+        assert_eq!(data.sweep_temp_files(Place::Delegations).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let (dir, data) = data();
+        std::fs::create_dir(dir.path().join("undo")).unwrap();
+        let fifo = dir.path().join("undo").join("f.json");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if !made.is_ok_and(|s| s.success()) {
+            return; // no mkfifo here: nothing to show
+        }
+        assert!(data.read(Place::Undo, "f.json").is_err());
+        std::fs::rename(&fifo, dir.path().join("audit.jsonl")).unwrap();
+        assert!(data.open_append(Place::Data, "audit.jsonl").is_err());
     }
 }

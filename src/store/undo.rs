@@ -1,17 +1,17 @@
 //! Undo records: what a revocation removed, kept as one file per token in
 //! `undo/` in the data directory so a token survives a restart. A token works
 //! once, until it expires. A record is kept for [`RETENTION`] after it expires,
-//! then pruned.
+//! then pruned. This module reads, writes and prunes records; whether a caller
+//! may use one is the store's to decide.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::StoreError;
-use super::files::WriteError;
-use crate::ids::{OrgNumber, UndoToken};
+use super::files::{DataDir, Place, WriteError};
+use crate::ids::{IdError, OrgNumber, UndoToken};
 
 pub const UNDO_DIR: &str = "undo";
 
@@ -42,37 +42,48 @@ impl UndoRecord {
         OffsetDateTime::parse(&self.expires_at, &Rfc3339).ok()
     }
 
-    pub fn pair(&self) -> Result<(OrgNumber, OrgNumber), StoreError> {
-        let parse = |s: &str| {
-            OrgNumber::parse(s).map_err(|e| {
-                StoreError::FailedPrecondition(format!("the undo record is unreadable: {e}"))
-            })
-        };
-        Ok((parse(&self.owner)?, parse(&self.supplier)?))
+    /// The owner and supplier, re-parsed: a record is a file someone could edit.
+    pub fn pair(&self) -> Result<(OrgNumber, OrgNumber), IdError> {
+        Ok((
+            OrgNumber::parse(&self.owner)?,
+            OrgNumber::parse(&self.supplier)?,
+        ))
     }
 }
 
-fn path(data_dir: &Path, token: &UndoToken) -> PathBuf {
-    // `UndoToken` is 32 lowercase hex digits (see `ids`), safe as a file name.
-    data_dir.join(UNDO_DIR).join(format!("{token}.json"))
+/// Why a token's record could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// No record: never issued, or pruned.
+    #[error("no undo record")]
+    Missing,
+    /// There is a file, but no usable record in it (not JSON, a symlink, ...).
+    #[error("undo record `{}` is unreadable: {reason}", file.display())]
+    Unreadable { file: PathBuf, reason: String },
 }
 
-pub fn save(data_dir: &Path, token: &UndoToken, record: &UndoRecord) -> Result<(), WriteError> {
+fn file_name(token: &UndoToken) -> String {
+    // `UndoToken` is 32 lowercase hex digits (see `ids`), safe as a file name.
+    format!("{token}.json")
+}
+
+pub fn save(data: &DataDir, token: &UndoToken, record: &UndoRecord) -> Result<(), WriteError> {
     let bytes = serde_json::to_vec_pretty(record)
         .map_err(|e| WriteError::NotApplied(std::io::Error::other(e)))?;
-    super::files::write_atomic(&path(data_dir, token), &bytes).map(drop)
+    data.write_atomic(Place::Undo, &file_name(token), &bytes)
+        .map(drop)
 }
 
-pub fn load(data_dir: &Path, token: &UndoToken) -> Result<UndoRecord, StoreError> {
-    match std::fs::read(path(data_dir, token)) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            StoreError::FailedPrecondition(format!("the undo record is unreadable: {e}"))
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotFound(format!(
-            "unknown undo token: no revocation has it (a token is forgotten {} days after it expires)",
-            RETENTION.whole_days()
-        ))),
-        Err(e) => Err(e.into()),
+pub fn load(data: &DataDir, token: &UndoToken) -> Result<UndoRecord, RecordError> {
+    let name = file_name(token);
+    let unreadable = |reason: String| RecordError::Unreadable {
+        file: data.shown(Place::Undo, &name),
+        reason,
+    };
+    match data.read(Place::Undo, &name) {
+        Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string())),
+        Ok(None) => Err(RecordError::Missing),
+        Err(e) => Err(unreadable(e.to_string())),
     }
 }
 
@@ -85,34 +96,29 @@ pub struct Pruned {
     pub unreadable: Vec<PathBuf>,
 }
 
-/// Remove the records that expired before `cutoff`. Only files named like a
-/// token are looked at; temp files of atomic writes are left to their writer.
-pub fn prune(data_dir: &Path, cutoff: OffsetDateTime) -> std::io::Result<Pruned> {
-    let dir = data_dir.join(UNDO_DIR);
+/// Remove the records that expired before `cutoff`. Only regular files named
+/// like a token are looked at. The directory is not fsynced: a prune a crash
+/// undoes is simply done again.
+pub fn prune(data: &DataDir, cutoff: OffsetDateTime) -> std::io::Result<Pruned> {
     let mut pruned = Pruned::default();
-    for entry in std::fs::read_dir(&dir)? {
-        let path = entry?.path();
-        let token = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".json"))
+    for name in data.regular_files(Place::Undo)? {
+        let token = name
+            .strip_suffix(".json")
             .and_then(|stem| UndoToken::parse_exact(stem).ok());
         let Some(token) = token else {
             continue;
         };
-        match load(data_dir, &token).ok().and_then(|r| r.expiry()) {
-            Some(e) if e < cutoff => match std::fs::remove_file(&path) {
-                Ok(()) => pruned.removed += 1,
-                // Gone already: nothing to prune.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            },
-            Some(_) => {}
-            None => pruned.unreadable.push(path),
+        match load(data, &token).map(|r| r.expiry()) {
+            Ok(Some(e)) if e < cutoff => {
+                if data.unlink(Place::Undo, &name)? {
+                    pruned.removed += 1;
+                }
+            }
+            Ok(Some(_)) | Err(RecordError::Missing) => {}
+            Ok(None) | Err(RecordError::Unreadable { .. }) => {
+                pruned.unreadable.push(data.shown(Place::Undo, &name));
+            }
         }
-    }
-    if pruned.removed > 0 {
-        super::files::sync_dir(&dir)?;
     }
     Ok(pruned)
 }
@@ -138,33 +144,42 @@ mod tests {
     #[test]
     fn prune_removes_only_records_expired_before_the_cutoff() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join(UNDO_DIR)).unwrap();
+        let data = DataDir::open(dir.path()).unwrap();
         let token = |_| UndoToken::generate().unwrap();
         let (old, recent, fresh) = (token(0), token(1), token(2));
-        save(dir.path(), &old, &record("2026-01-01T00:00:00Z")).unwrap();
-        save(dir.path(), &recent, &record("2026-03-01T00:00:00Z")).unwrap();
-        save(dir.path(), &fresh, &record("2027-01-01T00:00:00Z")).unwrap();
+        save(&data, &old, &record("2026-01-01T00:00:00Z")).unwrap();
+        save(&data, &recent, &record("2026-03-01T00:00:00Z")).unwrap();
+        save(&data, &fresh, &record("2027-01-01T00:00:00Z")).unwrap();
         let undo = dir.path().join(UNDO_DIR);
         // Not records, or unreadable ones: never removed.
         std::fs::write(undo.join(".tmp-123"), "x").unwrap();
         std::fs::write(undo.join("notes.json"), "{}").unwrap();
         let broken = undo.join(format!("{}.json", token(3)));
         std::fs::write(&broken, "{ not json").unwrap();
+        // A symlink named like a record: not followed, not removed.
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("old.json");
+        std::fs::copy(undo.join(format!("{old}.json")), &target).unwrap();
+        let linked = token(4);
+        std::os::unix::fs::symlink(&target, undo.join(format!("{linked}.json"))).unwrap();
 
         let cutoff = OffsetDateTime::parse("2026-02-01T00:00:00Z", &Rfc3339).unwrap();
-        let pruned = prune(dir.path(), cutoff).unwrap();
+        let pruned = prune(&data, cutoff).unwrap();
         assert_eq!(pruned.removed, 1);
         assert_eq!(pruned.unreadable, vec![broken.clone()]);
+        assert!(matches!(load(&data, &old), Err(RecordError::Missing)));
         assert!(matches!(
-            load(dir.path(), &old),
-            Err(StoreError::NotFound(_))
+            load(&data, &linked),
+            Err(RecordError::Unreadable { .. })
         ));
-        assert!(load(dir.path(), &recent).is_ok());
-        assert!(load(dir.path(), &fresh).is_ok());
+        assert!(matches!(load(&data, &token(5)), Err(RecordError::Missing)));
+        assert!(load(&data, &recent).is_ok());
+        assert!(load(&data, &fresh).is_ok());
         for kept in [".tmp-123", "notes.json"] {
             assert!(undo.join(kept).exists());
         }
         assert!(broken.exists());
-        assert_eq!(prune(dir.path(), cutoff).unwrap().removed, 0, "idempotent");
+        assert!(target.exists() && undo.join(format!("{linked}.json")).is_symlink());
+        assert_eq!(prune(&data, cutoff).unwrap().removed, 0, "idempotent");
     }
 }

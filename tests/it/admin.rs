@@ -371,15 +371,92 @@ async fn undo_is_authorized_and_expires() {
         .await
         .unwrap()
         .into_inner();
+    // Someone who may not administer the owner learns nothing about the token.
     let e = a
         .undo_revoke(undo(&r.undo_token, OTHER_ADMIN))
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Code::PermissionDenied);
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(!e.message().contains(OWNER), "{}", e.message());
+    // The owner's admin is told why.
     let e = a.undo_revoke(undo(&r.undo_token, DAGL)).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
     assert!(e.message().contains("expired"), "{}", e.message());
     assert!(!s.decide(READ_SUPPLIER, OWNER, READ).await.allowed);
+    s.stop().await;
+}
+
+/// One undo attempt's answer, with the token itself blanked out, so answers
+/// about different tokens can be compared.
+async fn undo_answer(a: &DelegationsClient<Channel>, token: &str, actor: &str) -> (Code, String) {
+    let e = a
+        .clone()
+        .undo_revoke(undo(token, actor))
+        .await
+        .expect_err("the undo must be refused");
+    (e.code(), e.message().replace(token, "TOKEN"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn undo_tokens_cannot_be_probed() {
+    let s = TestServer::start().await;
+    let mut a = s.admin().await;
+    let mut revoke_all = async |supplier| {
+        a.revoke(revoke(OWNER, supplier, &[], DAGL))
+            .await
+            .unwrap()
+            .into_inner()
+            .undo_token
+    };
+    let live = revoke_all(FULL_SUPPLIER).await;
+    let used = revoke_all(READ_SUPPLIER).await;
+    a.undo_revoke(undo(&used, DAGL)).await.unwrap();
+    // A record that does not parse, and one naming no valid owner.
+    let undo_dir = s.work.data().join("undo");
+    let broken = "b".repeat(32);
+    std::fs::write(undo_dir.join(format!("{broken}.json")), "{ not json").unwrap();
+    let bad_owner = "c".repeat(32);
+    let text = std::fs::read_to_string(undo_dir.join(format!("{live}.json"))).unwrap();
+    let mut record: serde_json::Value = serde_json::from_str(&text).unwrap();
+    record["owner"] = "123".into();
+    std::fs::write(
+        undo_dir.join(format!("{bad_owner}.json")),
+        record.to_string(),
+    )
+    .unwrap();
+    let unknown = "0".repeat(32);
+    let tokens = [&unknown, &live, &used, &broken, &bad_owner];
+
+    // An admin of another owner, a holder of a role that is not a key role,
+    // and a person with no role: the same answer for every token.
+    for actor in [OTHER_ADMIN, "03038712345", "99999999999"] {
+        let expected = undo_answer(&a, &unknown, actor).await;
+        assert_eq!(expected.0, Code::NotFound);
+        assert!(
+            expected.1.contains(&format!("`{actor}`")) && expected.1.contains("pruned 30 days"),
+            "{}",
+            expected.1
+        );
+        for token in tokens {
+            assert_eq!(
+                undo_answer(&a, token, actor).await,
+                expected,
+                "{actor}, {token}"
+            );
+        }
+    }
+    // The owner's admin: unreadable records are unknown to them too, but a
+    // used token is told as used.
+    let expected = undo_answer(&a, &unknown, DAGL).await;
+    for token in [&broken, &bad_owner] {
+        assert_eq!(undo_answer(&a, token, DAGL).await, expected);
+    }
+    let (code, message) = undo_answer(&a, &used, DAGL).await;
+    assert_eq!(code, Code::FailedPrecondition);
+    assert!(message.contains("already used"), "{message}");
+    // None of it spent the live token.
+    a.undo_revoke(undo(&live, DAGL)).await.unwrap();
+    assert!(s.decide(FULL_SUPPLIER, OWNER, WRITE).await.allowed);
     s.stop().await;
 }
 
@@ -486,7 +563,7 @@ async fn undo_records_long_expired_are_pruned_at_start() {
     let mut a = s.admin().await;
     let e = a.undo_revoke(undo(&old, DAGL)).await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
-    assert!(e.message().contains("forgotten 30 days after"), "{e:?}");
+    assert!(e.message().contains("pruned 30 days after expiry"), "{e:?}");
     let d = a
         .undo_revoke(undo(&fresh, DAGL))
         .await

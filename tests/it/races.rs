@@ -8,7 +8,7 @@
 //! (`O_TRUNC`, then the bytes) of three kinds: one `write` with no pause,
 //! several `write`s with pauses between them (the first chunk ending where
 //! the file is still valid), and a pause between the truncate and the write.
-//! Pauses stay below the quiet period (150 ms, the debounce window), which is
+//! Pauses go up to the quiet period (150 ms, the debounce window), which is
 //! what tilgang promises to ride out.
 
 use std::io::Write;
@@ -68,7 +68,7 @@ fn schedule(split_at: usize) -> Vec<(Save, Duration)> {
         out.push((Save::Whole, ms(10 + (i * 37) % 200)));
     }
     for i in 0..16 * rounds {
-        let pause = ms((i * 11) % 140);
+        let pause = ms((i * 11) % 151);
         out.push((
             Save::Chunked {
                 at: split_at,
@@ -78,7 +78,7 @@ fn schedule(split_at: usize) -> Vec<(Save, Duration)> {
         ));
     }
     for i in 0..8 * rounds {
-        out.push((Save::Paused(ms((i * 19) % 150)), ms(20 + (i * 41) % 180)));
+        out.push((Save::Paused(ms((i * 19) % 151)), ms(20 + (i * 41) % 180)));
     }
     out
 }

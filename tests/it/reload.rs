@@ -364,7 +364,7 @@ fn quiet_reloader(
 /// Past the quiet period, measured from now. Waiting for time to pass is the
 /// subject of these tests, not a guess at how long something takes.
 fn after_quiet(quiet: Duration) {
-    std::thread::sleep(quiet + Duration::from_millis(30));
+    std::thread::sleep(quiet + tilgang::snapshot::settle::SLACK + Duration::from_millis(30));
 }
 
 #[test]

@@ -1,0 +1,170 @@
+//! The one place a store error becomes a `tonic::Status`: which code each
+//! [`StoreError`] gets, and which are logged (at `error`: the operator has
+//! something to look at). The message is the error's own `Display`. This module
+//! decides nothing about the errors themselves.
+
+use tonic::{Code, Status};
+
+use crate::store::StoreError;
+
+/// The status for a store error.
+pub fn store_error(e: StoreError) -> Status {
+    let code = match &e {
+        StoreError::UnknownRight { .. }
+        | StoreError::NoRights { .. }
+        | StoreError::SameParty { .. } => Code::InvalidArgument,
+        StoreError::Forbidden { .. } => Code::PermissionDenied,
+        StoreError::NothingDelegated { .. }
+        | StoreError::NotDelegated { .. }
+        | StoreError::UnknownToken { .. } => Code::NotFound,
+        StoreError::TokenUsed { .. }
+        | StoreError::TokenExpired { .. }
+        | StoreError::NothingToRestore { .. }
+        | StoreError::DoesNotFitPolicies(_)
+        | StoreError::RolesInvalid(_) => Code::FailedPrecondition,
+        StoreError::CorruptFile(_) | StoreError::Symlink(_) => {
+            tracing::error!(error = %e, "refused a write");
+            Code::FailedPrecondition
+        }
+        StoreError::ConcurrentEdit { .. } => Code::Aborted,
+        StoreError::Storage(_) => {
+            tracing::error!(error = %e, "storage error");
+            Code::Unavailable
+        }
+        StoreError::InEffect { .. } => {
+            tracing::error!(error = %e, "a change took effect but did not complete");
+            Code::Internal
+        }
+    };
+    Status::new(code, e.to_string())
+}
+
+/// The status for a write task that did not finish (it panicked or was cancelled).
+pub fn task_failed(e: tokio::task::JoinError) -> Status {
+    tracing::error!(error = %e, "a write task failed");
+    Status::internal(format!("write task failed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::ids::{OrgNumber, PersonId, RightId, UndoToken};
+    use crate::snapshot::load::LoadError;
+    use crate::store::files::SymlinkRefused;
+
+    /// Every variant, with the code README's status table gives it.
+    #[test]
+    fn each_store_error_gets_its_documented_code() {
+        let org = OrgNumber::parse("991825827").unwrap();
+        let other = OrgNumber::parse("983887457").unwrap();
+        let actor = PersonId::parse("01017012345").unwrap();
+        let right = RightId::parse("instances-read").unwrap();
+        let token = UndoToken::parse_exact(&"a".repeat(32)).unwrap();
+        let load = LoadError {
+            location: "data/x.json".into(),
+            message: "bad".into(),
+        };
+        let io = || std::io::Error::other("disk on fire");
+        let cases = [
+            (
+                StoreError::UnknownRight {
+                    right: right.clone(),
+                    known: String::new(),
+                },
+                Code::InvalidArgument,
+            ),
+            (
+                StoreError::NoRights {
+                    known: String::new(),
+                },
+                Code::InvalidArgument,
+            ),
+            (StoreError::SameParty { org }, Code::InvalidArgument),
+            (
+                StoreError::Forbidden {
+                    actor: actor.clone(),
+                    owner: org,
+                    required: String::new(),
+                    held: Default::default(),
+                    policy_errors: vec![],
+                },
+                Code::PermissionDenied,
+            ),
+            (
+                StoreError::NothingDelegated {
+                    owner: org,
+                    supplier: other,
+                },
+                Code::NotFound,
+            ),
+            (
+                StoreError::NotDelegated {
+                    owner: org,
+                    supplier: other,
+                    missing: [right.clone()].into(),
+                    held: Default::default(),
+                },
+                Code::NotFound,
+            ),
+            (
+                StoreError::UnknownToken {
+                    token: token.clone(),
+                    actor,
+                },
+                Code::NotFound,
+            ),
+            (
+                StoreError::TokenUsed {
+                    at: String::new(),
+                    by: String::new(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                StoreError::TokenExpired { at: String::new() },
+                Code::FailedPrecondition,
+            ),
+            (
+                StoreError::NothingToRestore { rights: vec![] },
+                Code::FailedPrecondition,
+            ),
+            (
+                StoreError::CorruptFile(load.clone()),
+                Code::FailedPrecondition,
+            ),
+            (
+                StoreError::DoesNotFitPolicies(load.clone()),
+                Code::FailedPrecondition,
+            ),
+            (
+                StoreError::RolesInvalid(Arc::new(load)),
+                Code::FailedPrecondition,
+            ),
+            (
+                StoreError::Symlink(SymlinkRefused {
+                    path: "data/undo".into(),
+                    wanted: "directory",
+                }),
+                Code::FailedPrecondition,
+            ),
+            (StoreError::ConcurrentEdit { owner: org }, Code::Aborted),
+            (StoreError::Storage(io()), Code::Unavailable),
+            (
+                StoreError::InEffect {
+                    not_durable: None,
+                    audit: Some(io()),
+                    undo_token: Some(token),
+                },
+                Code::Internal,
+            ),
+        ];
+        for (e, code) in cases {
+            let message = e.to_string();
+            let status = store_error(e);
+            assert_eq!(status.code(), code, "{message}");
+            assert_eq!(status.message(), message);
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! One owner's delegations as a write changes them ([`Entry`] per supplier),
+//! and how they are rendered into the owner's file: Cedar entity JSON, one
+//! `Tilgang::Delegation` per supplier, sorted. Pure: no I/O, no checks (the
+//! commit protocol checks what it writes against the policies).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::json;
+
+use crate::ids::{OrgNumber, PersonId, RightId};
+use crate::snapshot::DelegationRecord;
+use crate::snapshot::load::{DELEGATION_TYPE, ORG_TYPE, RIGHT_TYPE};
+
+/// One owner's entries, by supplier.
+pub(super) type Entries = BTreeMap<OrgNumber, Entry>;
+
+/// One supplier's entry as it will be written.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Entry {
+    pub rights: BTreeSet<RightId>,
+    pub delegated_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Attributes a policy author's schema adds; kept as they are.
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl From<&DelegationRecord> for Entry {
+    fn from(r: &DelegationRecord) -> Self {
+        Self {
+            rights: r.rights.clone(),
+            delegated_by: r.delegated_by.clone(),
+            created_at: r.created_at.clone(),
+            updated_at: r.updated_at.clone(),
+            extra: r.extra_attrs.clone(),
+        }
+    }
+}
+
+/// Right ids as the audit log and undo records spell them.
+pub(super) fn ids(rights: &BTreeSet<RightId>) -> Vec<String> {
+    rights.iter().map(|r| r.to_string()).collect()
+}
+
+/// Add `rights` to `supplier`'s entry (created with `created_at` if new), as
+/// granted by `actor` at `time`. Returns the rights held before and after.
+pub(super) fn grant(
+    entries: &mut Entries,
+    supplier: OrgNumber,
+    rights: BTreeSet<RightId>,
+    actor: &PersonId,
+    time: &str,
+    created_at: &str,
+) -> (BTreeSet<RightId>, BTreeSet<RightId>) {
+    let entry = entries.entry(supplier).or_insert_with(|| Entry {
+        rights: BTreeSet::new(),
+        delegated_by: String::new(),
+        created_at: created_at.to_string(),
+        updated_at: String::new(),
+        extra: serde_json::Map::new(),
+    });
+    let before = entry.rights.clone();
+    entry.rights.extend(rights);
+    entry.delegated_by = actor.to_string();
+    entry.updated_at = time.to_string();
+    (before, entry.rights.clone())
+}
+
+/// One supplier's Cedar JSON entity, as the owner's file holds it.
+pub(super) fn entity_json(owner: &OrgNumber, supplier: &OrgNumber, e: &Entry) -> serde_json::Value {
+    let org = |o: &OrgNumber| json!({ "type": ORG_TYPE, "id": o.as_str() });
+    let mut attrs = e.extra.clone();
+    attrs.insert("owner".into(), org(owner));
+    attrs.insert("supplier".into(), org(supplier));
+    attrs.insert(
+        "rights".into(),
+        e.rights
+            .iter()
+            .map(|r| json!({ "type": RIGHT_TYPE, "id": r.as_str() }))
+            .collect(),
+    );
+    attrs.insert("delegatedBy".into(), e.delegated_by.clone().into());
+    attrs.insert("createdAt".into(), e.created_at.clone().into());
+    attrs.insert("updatedAt".into(), e.updated_at.clone().into());
+    json!({
+        "uid": { "type": DELEGATION_TYPE, "id": format!("{owner}/{supplier}") },
+        "attrs": attrs,
+        "parents": [],
+    })
+}
+
+/// Render an owner's file: Cedar JSON entities, one per supplier, sorted.
+pub(super) fn render(owner: &OrgNumber, entries: &Entries) -> std::io::Result<Vec<u8>> {
+    let list: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|(supplier, e)| entity_json(owner, supplier, e))
+        .collect();
+    // Never a fallback rendering here: writing anything but the entries would
+    // lose delegations.
+    let mut bytes = serde_json::to_vec_pretty(&list).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
