@@ -110,6 +110,23 @@ fn policy_line(text: &str, id: &str) -> Option<usize> {
     None
 }
 
+/// An error and its causes, `: `-joined. Cedar's entity errors say only
+/// "error during entity deserialization" at the top; what is wrong, and where,
+/// is in the causes.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 /// 1-based line and column of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text.as_bytes()[..offset.min(text.len())];
@@ -604,7 +621,7 @@ pub fn parse_delegations(
     // Cedar parses the file itself, so what the engine sees is checked against the
     // schema exactly as a policy author would expect.
     let entities = Entities::from_json_value(value, Some(&policies.schema))
-        .map_err(|e| LoadError::new(path, e))?;
+        .map_err(|e| LoadError::new(path, with_causes(&e)))?;
     let by_uid: HashMap<String, &Entity> =
         entities.iter().map(|e| (e.uid().to_string(), e)).collect();
 
@@ -1020,6 +1037,68 @@ mod tests {
             "build.rs lists every file"
         );
         assert_eq!(on_disk.digest, embedded.digest, "with the same contents");
+    }
+
+    /// The owner-file codec: what `delegation_json` renders, `parse_delegations`
+    /// reads back to the same records (and to the same Cedar entities), and a
+    /// slice revalidated under the same policies is unchanged.
+    #[test]
+    fn owner_file_codec_round_trips() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let policies = load_policies(&fixture_policies()).unwrap();
+        let owner = OrgNumber::parse("991825827").unwrap();
+        let path = root.join("tests/fixtures/data/delegations/991825827.json");
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        // An attribute a schema could add is kept too (here in a schema that has it).
+        value[0]["attrs"]["note"] = "kept".into();
+        let schema =
+            std::fs::read_to_string(root.join("tests/fixtures/policies/tilgang.cedarschema"))
+                .unwrap()
+                .replace(
+                    "updatedAt: String,",
+                    "updatedAt: String,\n    note?: String,",
+                );
+        let dir = tempfile::tempdir().unwrap();
+        crate::snapshot::load::tests::copy_policies(dir.path(), &schema);
+        let policies_with_note = load_policies(&PolicySource::Dir(dir.path().into())).unwrap();
+
+        let first = parse_delegations("f", &owner, value, &policies_with_note).unwrap();
+        let rendered: serde_json::Value = first
+            .values()
+            .map(|r| r.to_json())
+            .collect::<Vec<_>>()
+            .into();
+        let second = parse_delegations("f", &owner, rendered, &policies_with_note).unwrap();
+        assert_eq!(first.len(), 2);
+        for (a, b) in first.values().zip(second.values()) {
+            assert_eq!(a.to_json(), b.to_json());
+            assert_eq!(a.entity, b.entity);
+            assert_eq!(a.extra_attrs.get("note"), b.extra_attrs.get("note"));
+        }
+        assert_eq!(first.values().next().unwrap().extra_attrs["note"], "kept");
+
+        let slice = OwnerDelegations {
+            by_supplier: first,
+            digest: [7; 32],
+            stamp: None,
+        };
+        let again = revalidate(dir.path(), &owner, &slice, &policies_with_note).unwrap();
+        assert_eq!(again.digest, slice.digest);
+        assert_eq!(again.by_supplier.len(), slice.by_supplier.len());
+        // Policies without the attribute no longer fit: named, not dropped.
+        let e = revalidate(dir.path(), &owner, &slice, &policies).unwrap_err();
+        assert!(e.to_string().contains("note"), "{e}");
+    }
+
+    /// The fixture policies in `dir`, with `schema` as the schema file.
+    pub(super) fn copy_policies(dir: &Path, schema: &str) {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policies");
+        for e in std::fs::read_dir(&from).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+        }
+        std::fs::write(dir.join("tilgang.cedarschema"), schema).unwrap();
     }
 
     #[test]

@@ -5,11 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::json;
-
 use crate::ids::{OrgNumber, PersonId, RightId};
 use crate::snapshot::DelegationRecord;
-use crate::snapshot::load::{DELEGATION_TYPE, ORG_TYPE, RIGHT_TYPE};
+use crate::snapshot::load;
 
 /// One owner's entries, by supplier.
 pub(super) type Entries = BTreeMap<OrgNumber, Entry>;
@@ -66,27 +64,18 @@ pub(super) fn grant(
     (before, entry.rights.clone())
 }
 
-/// One supplier's Cedar JSON entity, as the owner's file holds it.
+/// One supplier's Cedar JSON entity, as the owner's file holds it (the one
+/// rendering, shared with the loader: [`load::delegation_json`]).
 pub(super) fn entity_json(owner: &OrgNumber, supplier: &OrgNumber, e: &Entry) -> serde_json::Value {
-    let org = |o: &OrgNumber| json!({ "type": ORG_TYPE, "id": o.as_str() });
-    let mut attrs = e.extra.clone();
-    attrs.insert("owner".into(), org(owner));
-    attrs.insert("supplier".into(), org(supplier));
-    attrs.insert(
-        "rights".into(),
-        e.rights
-            .iter()
-            .map(|r| json!({ "type": RIGHT_TYPE, "id": r.as_str() }))
-            .collect(),
-    );
-    attrs.insert("delegatedBy".into(), e.delegated_by.clone().into());
-    attrs.insert("createdAt".into(), e.created_at.clone().into());
-    attrs.insert("updatedAt".into(), e.updated_at.clone().into());
-    json!({
-        "uid": { "type": DELEGATION_TYPE, "id": format!("{owner}/{supplier}") },
-        "attrs": attrs,
-        "parents": [],
-    })
+    load::delegation_json(
+        owner,
+        supplier,
+        &e.rights,
+        &e.delegated_by,
+        &e.created_at,
+        &e.updated_at,
+        &e.extra,
+    )
 }
 
 /// Render an owner's file: Cedar JSON entities, one per supplier, sorted.

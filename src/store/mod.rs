@@ -39,7 +39,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::catalogue::Right;
 use crate::ids::{OrgNumber, RightId, UndoToken};
-use crate::snapshot::watch::Reloader;
+use crate::snapshot::reload::Reloader;
 use crate::snapshot::{DelegationRecord, Snapshot};
 use audit::AuditLog;
 pub use error::StoreError;

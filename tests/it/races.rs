@@ -357,3 +357,59 @@ async fn a_broken_owner_file_does_not_hold_back_a_new_forbid() {
     ));
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_roles_file_refuses_admin_writes_until_fixed() {
+    use tonic::Code;
+    let s = TestServer::start().await;
+    let mut a = s.admin().await;
+    let write = || tilgang::proto::DelegateRequest {
+        owner: OWNER.into(),
+        supplier: NEW_SUPPLIER.into(),
+        rights: vec!["instances-read".into()],
+        actor: DAGL.into(),
+    };
+    let roles = s.work.data().join("roles.json");
+    let good = std::fs::read_to_string(&roles).unwrap();
+    // A typo that drops nobody's role: the last good roles would still allow
+    // DAGL, but tilgang must not act on roles someone is changing.
+    std::fs::write(&roles, good.replace("\"DAGL\" }", "\"DAGL\" ")).unwrap();
+    // Probe with a write that changes nothing when it is allowed (revoking what
+    // was never delegated is NOT_FOUND), so waiting writes nothing.
+    let probe = || tilgang::proto::RevokeRequest {
+        owner: OWNER.into(),
+        supplier: NEW_SUPPLIER.into(),
+        rights: vec![],
+        actor: DAGL.into(),
+    };
+    eventually("admin writes to be refused", || {
+        let mut a = a.clone();
+        async move {
+            a.revoke(probe())
+                .await
+                .is_err_and(|e| e.code() == Code::FailedPrecondition)
+        }
+    })
+    .await;
+    // And they stay refused while the file is broken.
+    let e = a.delegate(write()).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("roles.json"), "{}", e.message());
+    // Nothing was written, and the gateway decides as before.
+    assert!(!s.decide(NEW_SUPPLIER, OWNER, READ).await.allowed);
+    assert!(allowed_by_delegation(
+        &s.decide(FULL_SUPPLIER, OWNER, WRITE).await
+    ));
+
+    std::fs::write(&roles, &good).unwrap();
+    eventually("admin writes to work again", || {
+        let mut a = a.clone();
+        async move { a.delegate(write()).await.is_ok() }
+    })
+    .await;
+    assert!(allowed_by_delegation(
+        &s.decide(NEW_SUPPLIER, OWNER, READ).await
+    ));
+    drop(a);
+    s.stop().await;
+}

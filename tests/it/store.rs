@@ -10,7 +10,7 @@ use tilgang::grpc::status::store_error;
 use tilgang::ids::{OrgNumber, PersonId, RightId, UndoToken};
 use tilgang::snapshot::SnapshotStore;
 use tilgang::snapshot::load::{LoadError, PolicySource, load_snapshot};
-use tilgang::snapshot::watch::Reloader;
+use tilgang::snapshot::reload::Reloader;
 use tilgang::store::{DelegationStore, StoreError};
 use tonic::Code;
 
