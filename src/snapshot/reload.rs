@@ -143,7 +143,11 @@ impl Reloader {
         // Reading is cheap; parse and validate only when the bytes changed and
         // settled, and without holding the writer lock.
         let started = Instant::now();
-        let files = load::read_policies(&self.policies)?;
+        let files = load::read_policies(&self.policies).inspect_err(|_| {
+            // Nothing to settle: the error is reported, and the next event or
+            // rescan reads again (a waiting entry would have the watcher spin).
+            self.settle.forget(&Unit::Policies);
+        })?;
         let finished = Instant::now();
         let cur = self.store.load();
         if files.digest == cur.policies.digest {
@@ -244,7 +248,8 @@ impl Reloader {
         let cur = w.current();
         let old = cur.owners.get(owner);
         let started = Instant::now();
-        let read = load::read_owner_file(&self.data_dir, owner)?;
+        let read = load::read_owner_file(&self.data_dir, owner)
+            .inspect_err(|_| self.settle.forget(&unit))?;
         let finished = Instant::now();
         let digest = read
             .as_ref()
@@ -324,6 +329,7 @@ impl Reloader {
         let bytes = match read {
             Ok(b) => b,
             Err(e) => {
+                self.settle.forget(&Unit::Roles);
                 self.record_roles_problem(&w, &cur, &e);
                 return Err(e);
             }

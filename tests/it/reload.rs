@@ -465,3 +465,22 @@ fn a_delegation_file_caught_mid_save_keeps_the_last_good_delegations() {
     assert_eq!(reloader.reload_owner(&owner), Ok(Reloaded::Published));
     assert!(store.load().delegation(&owner, &supplier).is_none());
 }
+
+#[test]
+fn a_file_that_cannot_be_read_leaves_nothing_waiting() {
+    use tilgang::snapshot::reload::Reloaded;
+    let quiet = Duration::from_millis(100);
+    let (work, _store, reloader) = quiet_reloader(quiet);
+    let owner = tilgang::ids::OrgNumber::parse(OWNER).unwrap();
+    let path = work.owner_file(OWNER);
+    std::fs::write(&path, "[").unwrap();
+    assert_eq!(reloader.reload_owner(&owner), Ok(Reloaded::Waiting));
+    assert!(reloader.next_retry().is_some());
+    // Now a symlink (refused, not read): reported, and no retry is left due,
+    // or the watcher would wake for it again and again.
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(work.owner_file(OTHER_OWNER), &path).unwrap();
+    let e = reloader.reload_owner(&owner).unwrap_err();
+    assert!(e.message.contains("symbolic link"), "{e}");
+    assert_eq!(reloader.next_retry(), None);
+}
