@@ -5,10 +5,10 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tilgang::cli::serve::{Config, Sidecar};
 use tilgang::proto::authorizer_client::AuthorizerClient;
 use tilgang::proto::delegations_client::DelegationsClient;
 use tilgang::proto::{IsAuthorizedRequest, IsAuthorizedResponse};
+use tilgang::sidecar::{Config, Sidecar};
 use tilgang::snapshot::load::PolicySource;
 use tonic::transport::Channel;
 
