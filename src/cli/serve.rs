@@ -53,23 +53,29 @@ pub struct LimitArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_streams: u32,
     /// Seconds a new connection has to send the HTTP/2 preface and settings
-    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT.handshake_timeout))]
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT.handshake_timeout),
+          value_parser = Seconds::positive)]
     pub handshake_timeout: Seconds,
     /// Seconds a started frame header or header block has to arrive in full
-    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT.header_timeout))]
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT.header_timeout),
+          value_parser = Seconds::positive)]
     pub header_timeout: Seconds,
     /// Seconds a connection with no call in flight stays open
-    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT.idle_timeout))]
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT.idle_timeout),
+          value_parser = Seconds::positive)]
     pub idle_timeout: Seconds,
     /// Seconds of silence before the server pings a connection
-    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT.keepalive_interval))]
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT.keepalive_interval),
+          value_parser = Seconds::positive)]
     pub keepalive_interval: Seconds,
     /// Seconds a ping may go unanswered before the connection is closed
-    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT.keepalive_timeout))]
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT.keepalive_timeout),
+          value_parser = Seconds::positive)]
     pub keepalive_timeout: Seconds,
     /// Seconds a call may take to answer (including receiving its request)
     /// before it is answered DEADLINE_EXCEEDED; streams are not cut
-    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT.request_timeout))]
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT.request_timeout),
+          value_parser = Seconds::positive)]
     pub request_timeout: Seconds,
     /// Seconds in-flight calls get to finish on SIGTERM/Ctrl-C before the
     /// remaining connections (e.g. Health/Watch streams) are closed
@@ -109,6 +115,17 @@ impl std::str::FromStr for Seconds {
             return Err(format!("`{s}` is not between 0 and 86400 seconds"));
         }
         Ok(Self(Duration::from_secs_f64(secs)))
+    }
+}
+
+impl Seconds {
+    /// More than zero: a zero timeout would end every connection or call.
+    fn positive(s: &str) -> Result<Self, String> {
+        let v: Self = s.parse()?;
+        if v.0.is_zero() {
+            return Err("must be more than 0 seconds".into());
+        }
+        Ok(v)
     }
 }
 
@@ -177,6 +194,10 @@ mod tests {
         assert!("-1".parse::<Seconds>().is_err());
         assert!("ten".parse::<Seconds>().is_err());
         assert!("NaN".parse::<Seconds>().is_err());
+        assert!("86401".parse::<Seconds>().is_err());
+        assert_eq!("0".parse::<Seconds>(), Ok(Seconds(Duration::ZERO)));
+        assert!(Seconds::positive("0").is_err());
+        assert!(Seconds::positive("0.001").is_ok());
         assert_eq!(Seconds(DEFAULT.idle_timeout).to_string(), "300");
         assert_eq!(Seconds(Duration::from_millis(250)).to_string(), "0.25");
     }
