@@ -4,11 +4,11 @@
 //! Never the admin API on the gateway listener.
 //!
 //! tilgang drives its own connections rather than tonic's `Server`, for
-//! bounded resources: [`listener`] accepts under a connection limit and backs
-//! off when descriptors run out, [`conn`] runs one HTTP/2 connection with
-//! [`h2guard`] (handshake and header deadlines), [`deadline`] (request
-//! timeout) and [`activity`] (idle timeout). [`limits`] holds every limit and
-//! its default. On shutdown, [`serve`] reports `NOT_SERVING`, stops
+//! bounded resources: `listener` accepts under a connection limit and backs
+//! off when descriptors run out, `conn` runs one HTTP/2 connection with
+//! `h2guard` (handshake and header deadlines), `deadline` (request
+//! timeout) and `activity` (idle timeout). [`limits`] holds every limit and
+//! its default. On shutdown, `serve` reports `NOT_SERVING`, stops
 //! accepting, sends GOAWAY, waits out the grace period and closes the rest.
 
 mod activity;
