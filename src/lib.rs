@@ -11,7 +11,10 @@
 //!   it from files, [`snapshot::watch`] keeps it in step with them.
 //! - [`store`]: admin writes: delegation files written atomically, audit log, undo.
 //! - [`grpc`]: tonic services; the one place errors become `tonic::Status`.
-//! - [`server`]: binds the services to listeners, with health and reflection.
+//! - [`server`]: serves one listener: services, health, reflection, and the
+//!   connection limits, timeouts and drain ([`server::limits`] has every limit).
+//! - [`sidecar`]: the composition root: `Config`, start-up (everything is loaded
+//!   and validated before a port is bound) and shutdown.
 //! - [`table`]: decision tables, shared by `tilgang test` and `cargo test`.
 //! - [`cli`]: one module per subcommand of the `tilgang` binary.
 #![forbid(unsafe_code)]
@@ -22,6 +25,7 @@ pub mod engine;
 pub mod grpc;
 pub mod ids;
 pub mod server;
+pub mod sidecar;
 pub mod snapshot;
 pub mod store;
 pub mod table;

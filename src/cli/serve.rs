@@ -1,22 +1,16 @@
-//! `tilgang serve`: load and validate everything before binding a port, then serve
-//! the gateway and admin listeners, watch the files, and shut down cleanly on
-//! SIGINT/SIGTERM. [`Sidecar`] is the same thing as a library, for tests.
+//! `tilgang serve`: parse the flags into a [`Config`], start the [`Sidecar`],
+//! and shut it down on SIGINT/SIGTERM. What serving means lives in
+//! [`crate::sidecar`] and [`crate::server`]; this module only parses.
 
 use super::Outcome;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::fmt;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use crate::server::limits::Limits;
+use crate::sidecar::{Config, MAX_UNDO_WINDOW, Sidecar};
+use crate::snapshot::load::PolicySource;
 
-use crate::server::{self, ServerError};
-use crate::snapshot::SnapshotStore;
-use crate::snapshot::load::{self, LoadErrors, PolicySource};
-use crate::snapshot::watch::{self as watcher, Reloader, WatchHandle};
-use crate::store::DelegationStore;
+const DEFAULT: Limits = Limits::DEFAULT;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -35,220 +29,109 @@ pub struct Args {
     /// Period of the fallback rescan for file systems that drop events, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub rescan: u64,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
-/// Everything `serve` needs, resolved and checked.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub policies: PolicySource,
-    pub data: PathBuf,
-    pub listen: String,
-    pub admin_listen: String,
-    pub debounce: Duration,
-    pub rescan: Duration,
-    pub undo_window: Duration,
+/// Resource limits; the defaults come from [`Limits::DEFAULT`].
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitArgs {
+    /// Most concurrent connections on the gateway listener; lowered to fit the
+    /// open-file limit (see README). More are closed at once
+    #[arg(long, value_name = "N", default_value_t = DEFAULT.max_connections,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: usize,
+    /// Most concurrent connections on the admin listener; lowered to fit the
+    /// open-file limit (see README). More are closed at once
+    #[arg(long, value_name = "N", default_value_t = DEFAULT.admin_max_connections,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub admin_max_connections: usize,
+    /// Streams (calls) one connection may have open at once
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused
+    #[arg(long, value_name = "N", default_value_t = DEFAULT.max_concurrent_streams,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_streams: u32,
+    /// Seconds a new connection has to send the HTTP/2 preface and settings
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT.handshake_timeout),
+          value_parser = Seconds::positive)]
+    pub handshake_timeout: Seconds,
+    /// Seconds a started frame header or header block has to arrive in full
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT.header_timeout),
+          value_parser = Seconds::positive)]
+    pub header_timeout: Seconds,
+    /// Seconds a connection with no call in flight stays open
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT.idle_timeout),
+          value_parser = Seconds::positive)]
+    pub idle_timeout: Seconds,
+    /// Seconds of silence before the server pings a connection
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT.keepalive_interval),
+          value_parser = Seconds::positive)]
+    pub keepalive_interval: Seconds,
+    /// Seconds a ping may go unanswered before the connection is closed
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT.keepalive_timeout),
+          value_parser = Seconds::positive)]
+    pub keepalive_timeout: Seconds,
+    /// Seconds a call may take to answer (including receiving its request)
+    /// before it is answered DEADLINE_EXCEEDED; streams are not cut
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT.request_timeout),
+          value_parser = Seconds::positive)]
+    pub request_timeout: Seconds,
+    /// Seconds in-flight calls get to finish on SIGTERM/Ctrl-C before the
+    /// remaining connections (e.g. Health/Watch streams) are closed
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT.shutdown_grace))]
+    pub shutdown_grace: Seconds,
 }
 
-impl Config {
-    pub fn new(policies: PolicySource, data: PathBuf) -> Self {
-        Self {
-            policies,
-            data,
-            listen: "127.0.0.1:0".into(),
-            admin_listen: "127.0.0.1:0".into(),
-            debounce: Duration::from_millis(150),
-            rescan: Duration::from_secs(30),
-            undo_window: Duration::from_secs(86_400),
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_connections: self.max_connections,
+            admin_max_connections: self.admin_max_connections,
+            max_concurrent_streams: self.max_concurrent_streams,
+            handshake_timeout: self.handshake_timeout.0,
+            header_timeout: self.header_timeout.0,
+            idle_timeout: self.idle_timeout.0,
+            keepalive_interval: self.keepalive_interval.0,
+            keepalive_timeout: self.keepalive_timeout.0,
+            request_timeout: self.request_timeout.0,
+            shutdown_grace: self.shutdown_grace.0,
         }
     }
 }
 
-/// The longest undo window `serve` accepts.
-pub const MAX_UNDO_WINDOW: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// A duration given in seconds, fractions allowed (`0.5`), at most a day.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Seconds(pub Duration);
 
-/// Held while serving, so two sidecars never write one data directory: the
-/// per-owner write locks only work within one process.
-const LOCK_FILE: &str = ".lock";
+impl std::str::FromStr for Seconds {
+    type Err = String;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("{0}")]
-    Config(String),
-    /// Not a `#[source]`: the message already lists every error.
-    #[error("policies or data are invalid; refusing to start:\n{0}")]
-    Load(LoadErrors),
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
-    #[error("watching files: {0}")]
-    Watch(#[from] notify::Error),
-}
-
-impl From<LoadErrors> for StartError {
-    fn from(e: LoadErrors) -> Self {
-        Self::Load(e)
+    fn from_str(s: &str) -> Result<Self, String> {
+        let secs: f64 = s
+            .parse()
+            .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+        if !(0.0..=86_400.0).contains(&secs) {
+            return Err(format!("`{s}` is not between 0 and 86400 seconds"));
+        }
+        Ok(Self(Duration::from_secs_f64(secs)))
     }
 }
 
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
-    let what = what.into();
-    move |source| StartError::Io { what, source }
-}
-
-/// A running sidecar.
-pub struct Sidecar {
-    pub gateway_addr: SocketAddr,
-    pub admin_addr: SocketAddr,
-    pub snapshots: Arc<SnapshotStore>,
-    pub store: Arc<DelegationStore>,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<Result<(), ServerError>>>,
-    _watch: WatchHandle,
-    /// Released when the sidecar is dropped (or the process dies).
-    _lock: std::fs::File,
-}
-
-impl Sidecar {
-    /// Load, validate, bind, and start serving.
-    pub async fn start(cfg: Config) -> Result<Self, StartError> {
-        if cfg.undo_window > MAX_UNDO_WINDOW {
-            return Err(StartError::Config(format!(
-                "the undo window may be at most {} seconds",
-                MAX_UNDO_WINDOW.as_secs()
-            )));
+impl Seconds {
+    /// More than zero: a zero timeout would end every connection or call.
+    fn positive(s: &str) -> Result<Self, String> {
+        let v: Self = s.parse()?;
+        if v.0.is_zero() {
+            return Err("must be more than 0 seconds".into());
         }
-        std::fs::create_dir_all(cfg.data.join(load::DELEGATIONS_DIR)).map_err(io(format!(
-            "creating data directory `{}`",
-            cfg.data.display()
-        )))?;
-        crate::store::files::sync_dir(&cfg.data)
-            .map_err(io(format!("data directory `{}`", cfg.data.display())))?;
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(cfg.data.join(LOCK_FILE))
-            .map_err(io("opening the data directory lock"))?;
-        lock.try_lock().map_err(|e| {
-            StartError::Config(format!(
-                "data directory `{}` is in use by another tilgang serve ({e}); \
-                 one writer per data directory",
-                cfg.data.display()
-            ))
-        })?;
-        // Absolute paths, so file events (which carry absolute paths) match.
-        let data = cfg
-            .data
-            .canonicalize()
-            .map_err(io(format!("data directory `{}`", cfg.data.display())))?;
-        let policies = match &cfg.policies {
-            PolicySource::Dir(d) => PolicySource::Dir(
-                d.canonicalize()
-                    .map_err(io(format!("policies directory `{}`", d.display())))?,
-            ),
-            PolicySource::Embedded => PolicySource::Embedded,
-        };
-        let snapshot = load::load_snapshot(&policies, &data)?;
-        tracing::info!(
-            policies = %policies,
-            data = %data.display(),
-            revision = snapshot.revision(),
-            owners = snapshot.owners.len(),
-            "loaded policies and data"
-        );
-        let snapshots = Arc::new(SnapshotStore::new(snapshot));
-        let reloader = Arc::new(
-            Reloader::new(snapshots.clone(), policies, data).with_quiet_period(cfg.debounce),
-        );
-        let store = Arc::new(
-            DelegationStore::open(reloader.clone(), cfg.undo_window)
-                .map_err(io("opening the audit log"))?,
-        );
-
-        let gateway = TcpListener::bind(&cfg.listen)
-            .await
-            .map_err(io(format!("binding `--listen {}`", cfg.listen)))?;
-        let admin = TcpListener::bind(&cfg.admin_listen)
-            .await
-            .map_err(io(format!("binding `--admin-listen {}`", cfg.admin_listen)))?;
-        let gateway_addr = gateway.local_addr().map_err(io("gateway address"))?;
-        let admin_addr = admin.local_addr().map_err(io("admin address"))?;
-
-        let watch_handle = watcher::spawn(reloader, cfg.debounce, cfg.rescan)?;
-
-        let (shutdown, rx) = watch::channel(false);
-        let signal = |mut rx: watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
-        let tasks = vec![
-            tokio::spawn(server::serve_gateway(
-                gateway,
-                snapshots.clone(),
-                signal(rx.clone()),
-            )),
-            tokio::spawn(server::serve_admin(
-                admin,
-                store.clone(),
-                signal(rx.clone()),
-            )),
-            tokio::spawn(prune_undo_records(store.clone(), signal(rx))),
-        ];
-        tracing::info!(%gateway_addr, %admin_addr, "serving");
-        Ok(Self {
-            gateway_addr,
-            admin_addr,
-            snapshots,
-            store,
-            shutdown,
-            tasks,
-            _watch: watch_handle,
-            _lock: lock,
-        })
-    }
-
-    /// Stop accepting, drain in-flight calls, stop watching.
-    pub async fn shutdown(self) -> Result<(), ServerError> {
-        let _ = self.shutdown.send(true);
-        for t in self.tasks {
-            match t.await {
-                Ok(r) => r?,
-                Err(e) => tracing::error!(error = %e, "server task failed"),
-            }
-        }
-        Ok(())
+        Ok(v)
     }
 }
 
-/// How often expired undo records are pruned (also once at start-up).
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-
-/// Prune expired undo records now and every [`PRUNE_EVERY`] until `stop`. A
-/// failure is logged and tried again next time: it never stops the sidecar.
-async fn prune_undo_records(
-    store: Arc<DelegationStore>,
-    stop: impl Future<Output = ()>,
-) -> Result<(), ServerError> {
-    let mut stop = std::pin::pin!(stop);
-    loop {
-        let s = store.clone();
-        match tokio::task::spawn_blocking(move || s.prune_undo_records()).await {
-            Ok(Ok(p)) => {
-                if p.removed > 0 {
-                    tracing::info!(removed = p.removed, "pruned expired undo records");
-                }
-                for path in p.unreadable {
-                    tracing::warn!(file = %path.display(), "undo record unreadable; kept");
-                }
-            }
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not prune undo records"),
-            Err(e) => tracing::error!(error = %e, "pruning undo records failed"),
-        }
-        tokio::select! {
-            () = &mut stop => return Ok(()),
-            () = tokio::time::sleep(PRUNE_EVERY) => {}
-        }
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.as_secs_f64())
     }
 }
 
@@ -285,10 +168,47 @@ pub async fn run(args: &Args) -> anyhow::Result<Outcome> {
     cfg.admin_listen = args.admin_listen.clone();
     cfg.undo_window = Duration::from_secs(args.undo_window);
     cfg.rescan = Duration::from_secs(args.rescan.max(1));
+    cfg.limits = args.limits.limits();
     let sidecar = Sidecar::start(cfg).await?;
     terminated().await;
     tracing::info!("shutting down");
     sidecar.shutdown().await?;
     tracing::info!("stopped");
     Ok(Outcome::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_take_fractions_and_show_the_defaults_plainly() {
+        assert_eq!(
+            "0.5".parse::<Seconds>(),
+            Ok(Seconds(Duration::from_millis(500)))
+        );
+        assert_eq!(
+            "10".parse::<Seconds>(),
+            Ok(Seconds(Duration::from_secs(10)))
+        );
+        assert!("-1".parse::<Seconds>().is_err());
+        assert!("ten".parse::<Seconds>().is_err());
+        assert!("NaN".parse::<Seconds>().is_err());
+        assert!("86401".parse::<Seconds>().is_err());
+        assert_eq!("0".parse::<Seconds>(), Ok(Seconds(Duration::ZERO)));
+        assert!(Seconds::positive("0").is_err());
+        assert!(Seconds::positive("0.001").is_ok());
+        assert_eq!(Seconds(DEFAULT.idle_timeout).to_string(), "300");
+        assert_eq!(Seconds(Duration::from_millis(250)).to_string(), "0.25");
+    }
+
+    #[test]
+    fn the_flag_defaults_are_the_limits_defaults() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::parse_from(["tilgang", "serve"]);
+        let crate::cli::Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        assert_eq!(args.limits.limits(), Limits::DEFAULT);
+    }
 }

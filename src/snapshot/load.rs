@@ -178,6 +178,8 @@ pub fn is_visible(name: &str) -> bool {
 pub struct PolicyFiles {
     files: Vec<(String, String, String)>,
     pub digest: Digest,
+    /// The files' metadata as read ([`version_of`]).
+    pub version: Digest,
 }
 
 impl PolicyFiles {
@@ -206,12 +208,20 @@ const CONFIGMAP_DATA: &str = "..data";
 /// Read the policy files without parsing them. Reading is cheap, so callers
 /// compare the digest with the running snapshot before paying for a parse.
 pub fn read_policies(src: &PolicySource) -> Result<PolicyFiles, LoadErrors> {
-    let files = match src {
+    let (files, stamps): (Vec<_>, Vec<_>) = match src {
         PolicySource::Embedded => EMBEDDED
             .iter()
-            .map(|(n, t)| (format!("<embedded>/{n}"), n.to_string(), t.to_string()))
-            .collect(),
-        PolicySource::Dir(dir) => read_policy_dir(dir)?,
+            .map(|(n, t)| {
+                (
+                    (format!("<embedded>/{n}"), n.to_string(), t.to_string()),
+                    None,
+                )
+            })
+            .unzip(),
+        PolicySource::Dir(dir) => read_policy_dir(dir)?
+            .into_iter()
+            .map(|(path, name, text, stamp)| ((path, name, text), Some(stamp)))
+            .unzip(),
     };
     let digest = digest_of(
         &files
@@ -219,11 +229,16 @@ pub fn read_policies(src: &PolicySource) -> Result<PolicyFiles, LoadErrors> {
             .map(|(_, n, t)| (n.as_str(), t.as_bytes()))
             .collect::<Vec<_>>(),
     );
-    Ok(PolicyFiles { files, digest })
+    let version = version_of(stamps.into_iter().flatten());
+    Ok(PolicyFiles {
+        files,
+        digest,
+        version,
+    })
 }
 
-/// Policy files as (display path, file name, contents).
-type ReadFiles = Vec<(String, String, String)>;
+/// Policy files as (display path, file name, contents, (stamp, steady)).
+type ReadFiles = Vec<(String, String, String, (FileStamp, bool))>;
 
 fn read_policy_dir(dir: &Path) -> Result<ReadFiles, LoadErrors> {
     let one = |p: &Path, e: std::io::Error| LoadErrors(vec![LoadError::new(p.display(), e)]);
@@ -264,9 +279,18 @@ fn read_flat_dir(from: &Path, shown: &Path) -> Result<ReadFiles, LoadErrors> {
             continue;
         }
         let shown = shown.join(&name);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| LoadErrors(vec![LoadError::new(shown.display(), e)]))?;
-        files.push((shown.display().to_string(), name, text));
+        let fail = |e: std::io::Error| LoadErrors(vec![LoadError::new(shown.display(), e)]);
+        let read = std::fs::File::open(&path)
+            .and_then(|mut f| read_open(&mut f))
+            .map_err(fail)?;
+        let text = String::from_utf8(read.bytes)
+            .map_err(|e| fail(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+        files.push((
+            shown.display().to_string(),
+            name,
+            text,
+            (read.stamp, read.steady),
+        ));
     }
     files.sort_by(|a, b| a.1.cmp(&b.1));
     Ok(files)
@@ -287,7 +311,7 @@ pub fn build_policies(src: &PolicySource, read: PolicyFiles) -> Result<PolicyBun
     if !empty.is_empty() {
         return Err(LoadErrors(empty));
     }
-    let PolicyFiles { files, digest } = read;
+    let PolicyFiles { files, digest, .. } = read;
     let mut errors = Vec::new();
 
     // Schema: every `*.cedarschema` file is a fragment of one schema.
@@ -546,11 +570,61 @@ enum Links {
     Refuse,
 }
 
+/// What one read of a file found.
+#[derive(Debug, Clone)]
+pub struct FileRead {
+    /// The file's metadata before the read, from the open file: a write after
+    /// it makes the next rescan read the file again.
+    pub stamp: FileStamp,
+    pub bytes: Vec<u8>,
+    /// Whether the metadata was the same after the read: nothing wrote to the
+    /// file while it was read.
+    pub steady: bool,
+}
+
+impl FileRead {
+    /// What identifies this version of the file, beyond its bytes (see
+    /// [`version_of`]).
+    pub fn version(&self) -> Digest {
+        version_of([(self.stamp, self.steady)])
+    }
+}
+
+/// A digest of files' metadata as read, for [`super::settle`]: two reads
+/// whose bytes *and* versions match saw the file with no write in between.
+/// Bytes alone cannot tell: an in-place save writes the same prefix every
+/// time, so two reads far apart can both find it with other content between
+/// them. A read during which the file changed matches nothing.
+pub fn version_of(reads: impl IntoIterator<Item = (FileStamp, bool)>) -> Digest {
+    static UNSTEADY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut text = String::new();
+    for (stamp, steady) in reads {
+        text.push_str(&format!("{stamp:?};"));
+        if !steady {
+            let n = UNSTEADY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            text.push_str(&format!("changed while read #{n};"));
+        }
+    }
+    digest_of(&[("version", text.as_bytes())])
+}
+
+/// Read an open file with its metadata before and after.
+fn read_open(f: &mut std::fs::File) -> std::io::Result<FileRead> {
+    let stamp = FileStamp::of(&f.metadata()?);
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(f, &mut bytes)?;
+    let steady = FileStamp::of(&f.metadata()?) == stamp;
+    Ok(FileRead {
+        stamp,
+        bytes,
+        steady,
+    })
+}
+
 /// Read a regular file with the stamp of what was read. Anything else (a FIFO
 /// would block the reader, and with it every writer) is refused before it is
-/// opened. Stamp first, from the open file: a write after it makes the next
-/// rescan read the file again.
-fn read_regular(path: &Path, links: Links) -> std::io::Result<(FileStamp, Vec<u8>)> {
+/// opened.
+fn read_regular(path: &Path, links: Links) -> std::io::Result<FileRead> {
     let not_regular = || std::io::Error::other("not a regular file");
     let meta = match links {
         Links::Follow => std::fs::metadata(path)?,
@@ -573,13 +647,10 @@ fn read_regular(path: &Path, links: Links) -> std::io::Result<(FileStamp, Vec<u8
         options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
     }
     let mut f = options.open(path)?;
-    let meta = f.metadata()?;
-    if !meta.is_file() {
+    if !f.metadata()?.is_file() {
         return Err(not_regular());
     }
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut f, &mut bytes)?;
-    Ok((FileStamp::of(&meta), bytes))
+    read_open(&mut f)
 }
 
 /// The digest of an owner file's bytes, as kept in [`OwnerDelegations::digest`].
@@ -725,7 +796,7 @@ pub fn load_owner_file(
     policies: &PolicyBundle,
     known: Option<&OwnerDelegations>,
 ) -> Result<Option<OwnerDelegations>, LoadError> {
-    let Some((stamp, bytes)) = read_owner_file(data_dir, owner)? else {
+    let Some(FileRead { stamp, bytes, .. }) = read_owner_file(data_dir, owner)? else {
         return Ok(None);
     };
     let mut slice = match known {
@@ -862,7 +933,7 @@ pub fn parse_roles(path: &str, bytes: &[u8]) -> Result<Roles, LoadError> {
 /// Read `roles.json`; a missing file means nobody holds any role.
 pub fn load_roles(data_dir: &Path) -> Result<Roles, LoadError> {
     match read_roles(data_dir)? {
-        Some(bytes) => parse_roles(&roles_file(data_dir).display().to_string(), &bytes),
+        Some(read) => parse_roles(&roles_file(data_dir).display().to_string(), &read.bytes),
         None => Ok(Roles::default()),
     }
 }
@@ -872,11 +943,11 @@ pub fn roles_file(data_dir: &Path) -> PathBuf {
     data_dir.join(ROLES_FILE)
 }
 
-/// The bytes of `roles.json`; `None` when there is none.
-pub fn read_roles(data_dir: &Path) -> Result<Option<Vec<u8>>, LoadError> {
+/// `roles.json` as read; `None` when there is none.
+pub fn read_roles(data_dir: &Path) -> Result<Option<FileRead>, LoadError> {
     let path = roles_file(data_dir);
     match read_regular(&path, Links::Follow) {
-        Ok((_, bytes)) => Ok(Some(bytes)),
+        Ok(read) => Ok(Some(read)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(LoadError::new(path.display(), e)),
     }
@@ -893,10 +964,7 @@ pub fn roles_digest(bytes: Option<&[u8]>) -> Digest {
 
 /// One owner's file as on disk: its stamp and bytes, or `None` when there is
 /// none. A symlink is refused (tilgang writes these files).
-pub fn read_owner_file(
-    data_dir: &Path,
-    owner: &OrgNumber,
-) -> Result<Option<(FileStamp, Vec<u8>)>, LoadError> {
+pub fn read_owner_file(data_dir: &Path, owner: &OrgNumber) -> Result<Option<FileRead>, LoadError> {
     let path = owner_file(data_dir, owner);
     match read_regular(&path, Links::Refuse) {
         Ok(read) => Ok(Some(read)),

@@ -75,6 +75,9 @@ pub struct FileStamp {
     pub len: u64,
     /// Replacing a file by rename gives it a new inode.
     pub inode: u64,
+    /// The inode change time (seconds, nanoseconds): every write and truncate
+    /// moves it, and unlike the mtime no tool can set it back.
+    pub changed: (i64, i64),
 }
 
 impl FileStamp {
@@ -85,13 +88,17 @@ impl FileStamp {
 
     pub fn of(meta: &std::fs::Metadata) -> Self {
         #[cfg(unix)]
-        let inode = std::os::unix::fs::MetadataExt::ino(meta);
+        let (inode, changed) = {
+            use std::os::unix::fs::MetadataExt;
+            (meta.ino(), (meta.ctime(), meta.ctime_nsec()))
+        };
         #[cfg(not(unix))]
-        let inode = 0;
+        let (inode, changed) = (0, (0, 0));
         Self {
             modified: meta.modified().ok(),
             len: meta.len(),
             inode,
+            changed,
         }
     }
 }

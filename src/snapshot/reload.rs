@@ -78,6 +78,17 @@ struct Broken {
     error: LoadError,
 }
 
+/// What the settler compares between two reads: the content and the version
+/// of the files it was read from, so the same bytes written again (an in-place
+/// save writes the same prefix every time) do not look unchanged.
+fn observed(content: &Digest, version: &Digest) -> Digest {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(content);
+    h.update(version);
+    h.finalize().into()
+}
+
 /// The digest that stands for "no file": owner and policy digests are SHA-256
 /// of content, never all zero.
 const ABSENT: Digest = [0; 32];
@@ -154,6 +165,7 @@ impl Reloader {
             self.settle.forget(&Unit::Policies);
             return Ok(Reloaded::Unchanged);
         }
+        let seen = observed(&files.digest, &files.version);
         let empty = files.empty_files();
         if !empty.is_empty() {
             // A save caught between its truncate and its write. Never loaded;
@@ -168,17 +180,13 @@ impl Reloader {
                     )
                 })
                 .collect();
-            if let Verdict::Settled =
-                self.settle
-                    .check(Unit::Policies, files.digest, started, finished)
-            {
+            if let Verdict::Settled = self.settle.check(Unit::Policies, seen, started, finished) {
                 return Err(LoadErrors(errors));
             }
             return Ok(Reloaded::Waiting);
         }
         if let Verdict::Unsettled { .. } =
-            self.settle
-                .check(Unit::Policies, files.digest, started, finished)
+            self.settle.check(Unit::Policies, seen, started, finished)
         {
             return Ok(Reloaded::Waiting);
         }
@@ -253,22 +261,24 @@ impl Reloader {
         let finished = Instant::now();
         let digest = read
             .as_ref()
-            .map_or(ABSENT, |(_, bytes)| load::owner_digest(owner, bytes));
+            .map_or(ABSENT, |r| load::owner_digest(owner, &r.bytes));
         if digest == old.map_or(ABSENT, |o| o.digest) {
             self.settle.forget(&unit);
             locked(&self.broken).remove(owner);
             // Same bytes, new metadata (a save of the same content): keep the
             // stamp current so the periodic rescan can skip the file again.
-            if let (Some(old), Some((stamp, _))) = (old, &read)
-                && old.stamp != Some(*stamp)
+            if let (Some(old), Some(r)) = (old, &read)
+                && old.stamp != Some(r.stamp)
             {
                 let mut slice = old.as_ref().clone();
-                slice.stamp = Some(*stamp);
+                slice.stamp = Some(r.stamp);
                 w.publish(cur.with_owner(*owner, Some(Arc::new(slice))));
             }
             return Ok(Reloaded::Unchanged);
         }
-        if let Verdict::Unsettled { .. } = self.settle.check(unit, digest, started, finished) {
+        let version = read.as_ref().map_or(ABSENT, load::FileRead::version);
+        let seen = observed(&digest, &version);
+        if let Verdict::Unsettled { .. } = self.settle.check(unit, seen, started, finished) {
             return Ok(Reloaded::Waiting);
         }
         if let Some(b) = locked(&self.broken).get(owner)
@@ -279,16 +289,16 @@ impl Reloader {
         }
         let slice = match read {
             None => None,
-            Some((stamp, bytes)) => {
+            Some(r) => {
                 let path = load::owner_file(&self.data_dir, owner);
                 match load::parse_owner_file(
                     &path.display().to_string(),
                     owner,
-                    &bytes,
+                    &r.bytes,
                     &cur.policies,
                 ) {
                     Ok(mut slice) => {
-                        slice.stamp = Some(stamp);
+                        slice.stamp = Some(r.stamp);
                         Some(Arc::new(slice))
                     }
                     Err(e) => {
@@ -326,15 +336,15 @@ impl Reloader {
         let started = Instant::now();
         let read = load::read_roles(&self.data_dir);
         let finished = Instant::now();
-        let bytes = match read {
-            Ok(b) => b,
+        let read = match read {
+            Ok(r) => r,
             Err(e) => {
                 self.settle.forget(&Unit::Roles);
                 self.record_roles_problem(&w, &cur, &e);
                 return Err(e);
             }
         };
-        let digest = load::roles_digest(bytes.as_deref());
+        let digest = load::roles_digest(read.as_ref().map(|r| r.bytes.as_slice()));
         if digest == cur.roles.digest {
             self.settle.forget(&Unit::Roles);
             if cur.roles_problem.is_some() {
@@ -342,15 +352,17 @@ impl Reloader {
             }
             return Ok(Reloaded::Unchanged);
         }
-        if let Verdict::Unsettled { .. } = self.settle.check(Unit::Roles, digest, started, finished)
-        {
+        let version = read.as_ref().map_or(ABSENT, load::FileRead::version);
+        let seen = observed(&digest, &version);
+        if let Verdict::Unsettled { .. } = self.settle.check(Unit::Roles, seen, started, finished) {
             return Ok(Reloaded::Waiting);
         }
-        let parsed = match &bytes {
+        let parsed = match &read {
             None => Ok(super::Roles::default()),
-            Some(b) => {
-                load::parse_roles(&load::roles_file(&self.data_dir).display().to_string(), b)
-            }
+            Some(r) => load::parse_roles(
+                &load::roles_file(&self.data_dir).display().to_string(),
+                &r.bytes,
+            ),
         };
         match parsed {
             Ok(roles) => {
@@ -578,7 +590,13 @@ impl Fingerprint {
         Self {
             policies: load::read_policies(src).ok().map(|f| f.digest),
             // Unreadable counts as no file: the load reports it.
-            roles: load::roles_digest(load::read_roles(data_dir).ok().flatten().as_deref()),
+            roles: load::roles_digest(
+                load::read_roles(data_dir)
+                    .ok()
+                    .flatten()
+                    .as_ref()
+                    .map(|r| r.bytes.as_slice()),
+            ),
             owners,
         }
     }

@@ -13,6 +13,12 @@
 //! than `quiet` between its truncate and its write, or between two writes, is
 //! then never caught between them.
 //!
+//! The same bytes can stand in a file twice with something else between: an
+//! in-place save writes the same prefix every time. So what is compared is not
+//! the bytes alone but what the caller observed: the bytes together with the
+//! file's metadata (inode, size, mtime, ctime) before and after the read, which
+//! every write moves (see `load::version_of`).
+//!
 //! This module decides; it reads nothing and keeps no clock of its own (callers
 //! pass the instants, so tests can drive time).
 
@@ -70,10 +76,10 @@ pub struct Settler {
 }
 
 /// Added to the quiet period between the two reads. A writer is a program on
-/// a busy machine: its 150 ms sleep between truncate and write may take 190.
+/// a busy machine: its 150 ms sleep between truncate and write may take 240.
 /// The promise is about the pause the writer asked for, so the reads keep this
 /// much further apart.
-pub const SLACK: Duration = Duration::from_millis(50);
+pub const SLACK: Duration = Duration::from_millis(100);
 
 /// Added to the quiet period when scheduling a second look, so that look is
 /// sure to begin after the period has passed.
@@ -98,8 +104,9 @@ impl Settler {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Judge content of `unit` with `digest`, read between `started` and
-    /// `finished`, that differs from what the snapshot holds.
+    /// Judge what was observed of `unit` (its content and version, as one
+    /// digest), read between `started` and `finished`, whose content differs
+    /// from what the snapshot holds.
     pub fn check(
         &self,
         unit: Unit,
@@ -167,7 +174,7 @@ mod tests {
 
     const Q: Duration = Duration::from_millis(150);
     /// The quiet period with its slack: what the reads must be further apart than.
-    const APART: Duration = Duration::from_millis(200);
+    const APART: Duration = Duration::from_millis(250);
 
     fn d(n: u8) -> Digest {
         [n; 32]
@@ -184,7 +191,7 @@ mod tests {
         ));
         // Not yet a quiet period after the first read ended, nor the quiet
         // period without its slack.
-        for n in [100, 160] {
+        for n in [100, 160, 240] {
             assert!(matches!(
                 s.check(Unit::Policies, d(1), ms(n), ms(n + 1)),
                 Verdict::Unsettled { .. }
@@ -192,16 +199,16 @@ mod tests {
         }
         // Exactly the quiet period and its slack is not enough: strictly more.
         assert!(matches!(
-            s.check(Unit::Policies, d(1), ms(201), ms(202)),
+            s.check(Unit::Policies, d(1), ms(251), ms(252)),
             Verdict::Unsettled { .. }
         ));
         assert_eq!(
-            s.check(Unit::Policies, d(1), ms(202), ms(203)),
+            s.check(Unit::Policies, d(1), ms(252), ms(253)),
             Verdict::Settled
         );
         // Stays settled for the same content (a rejected file is not re-waited).
         assert_eq!(
-            s.check(Unit::Policies, d(1), ms(203), ms(204)),
+            s.check(Unit::Policies, d(1), ms(253), ms(254)),
             Verdict::Settled
         );
         assert_eq!(s.pending(), (vec![], None));
@@ -225,12 +232,12 @@ mod tests {
             Verdict::Unsettled { .. }
         ));
         assert_eq!(
-            s.check(Unit::Roles, d(2), ms(402), ms(403)),
+            s.check(Unit::Roles, d(2), ms(452), ms(453)),
             Verdict::Settled
         );
         // Settled content that changes again waits again.
         assert!(matches!(
-            s.check(Unit::Roles, d(3), ms(500), ms(501)),
+            s.check(Unit::Roles, d(3), ms(600), ms(601)),
             Verdict::Unsettled { .. }
         ));
     }

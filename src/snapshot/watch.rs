@@ -21,7 +21,7 @@ use notify::{EventKind, RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 
 use super::load::{self, PolicySource, ROLES_FILE, is_visible, owner_of_path};
-pub use super::reload::{Reloader, Work};
+use super::reload::{Reloader, Work};
 
 /// Map changed paths to the least work that covers them.
 pub fn classify(policies: &PolicySource, data_dir: &Path, paths: &[PathBuf]) -> Work {

@@ -717,7 +717,7 @@ async fn undo_of_a_right_gone_from_the_catalogue_restores_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_sidecar_per_data_directory() {
     let s = TestServer::start().await;
-    let second = tilgang::cli::serve::Sidecar::start(s.work.config()).await;
+    let second = tilgang::sidecar::Sidecar::start(s.work.config()).await;
     let Err(e) = second else {
         panic!("a second sidecar started on the same data directory");
     };

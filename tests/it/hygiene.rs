@@ -6,8 +6,8 @@
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use tilgang::cli::serve::Sidecar;
 use tilgang::proto::{DelegateRequest, RevokeRequest, UndoRevokeRequest};
+use tilgang::sidecar::Sidecar;
 use tonic::Code;
 
 use crate::util::*;
@@ -128,7 +128,7 @@ async fn a_symlink_where_tilgang_writes_refuses_the_start() {
         let Err(e) = Sidecar::start(work.config()).await else {
             panic!("started with `{place}` a symlink");
         };
-        let e = e.to_string();
+        let e = format!("{:#}", anyhow::Error::from(e));
         assert!(
             e.contains(&format!("{place}` is a symbolic link")),
             "{place}: {e}"

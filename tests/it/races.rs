@@ -14,7 +14,7 @@
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tilgang::proto::IsAuthorizedResponse;
 
@@ -31,24 +31,41 @@ enum Save {
     Paused(Duration),
 }
 
-fn save_in_place(path: &std::path::Path, bytes: &[u8], how: Save) {
+/// Save `bytes` in place; returns the longest time the file actually stood
+/// between two of its changes (truncate, writes). A busy machine may stretch
+/// a pause the schedule asked for.
+fn save_in_place(path: &std::path::Path, bytes: &[u8], how: Save) -> Duration {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .truncate(true)
         .open(path)
         .unwrap();
+    let mut last = Instant::now();
+    let mut longest = Duration::ZERO;
+    let mut write = |chunk: &[u8]| {
+        longest = longest.max(last.elapsed());
+        f.write_all(chunk).unwrap();
+        last = Instant::now();
+    };
     match how {
-        Save::Whole => f.write_all(bytes).unwrap(),
+        Save::Whole => write(bytes),
         Save::Chunked { at, pause } => {
-            f.write_all(&bytes[..at]).unwrap();
+            write(&bytes[..at]);
             std::thread::sleep(pause);
-            f.write_all(&bytes[at..]).unwrap();
+            write(&bytes[at..]);
         }
         Save::Paused(pause) => {
             std::thread::sleep(pause);
-            f.write_all(bytes).unwrap();
+            write(bytes);
         }
     }
+    longest
+}
+
+/// The longest pause inside a save that tilgang promises to ride out: the
+/// quiet period (150 ms) plus the slack it keeps for a writer's scheduling.
+fn covered() -> Duration {
+    Duration::from_millis(150) + tilgang::snapshot::settle::SLACK
 }
 
 /// The saves of one race: every kind, pauses spread below the quiet period,
@@ -91,6 +108,8 @@ const HOLD: Duration = Duration::from_millis(1200);
 #[derive(Debug, Default)]
 struct Tally {
     saves: usize,
+    /// The longest a file stood half-saved, as measured by the writer.
+    longest_pause: Duration,
     answers: usize,
     wrong: Vec<String>,
     revisions: std::collections::BTreeSet<String>,
@@ -132,23 +151,25 @@ async fn race(
             (wrong, revisions)
         }));
     }
-    let saves = tokio::task::spawn_blocking(move || {
+    let (saves, longest_pause) = tokio::task::spawn_blocking(move || {
         let plan = schedule(split_at);
+        let mut longest = Duration::ZERO;
         for (i, (how, gap)) in plan.iter().enumerate() {
             let text = if i % 2 == 0 { &b } else { &a };
-            save_in_place(&path, text.as_bytes(), *how);
+            longest = longest.max(save_in_place(&path, text.as_bytes(), *how));
             // Now and then B is left alone long enough to be published, so
             // the clients see new snapshots appear while the saves go on.
             let hold = if i % 16 == 8 { HOLD } else { Duration::ZERO };
             std::thread::sleep(*gap + hold);
         }
-        plan.len()
+        (plan.len(), longest)
     })
     .await
     .unwrap();
     stop.store(true, Ordering::Relaxed);
     let mut tally = Tally {
         saves,
+        longest_pause,
         answers: 0,
         ..Tally::default()
     };
@@ -159,8 +180,9 @@ async fn race(
     }
     tally.answers = answers.load(Ordering::Relaxed);
     println!(
-        "{} saves, {} answers, {} revisions seen, {} wrong",
+        "{} saves (longest pause {:?}), {} answers, {} revisions seen, {} wrong",
         tally.saves,
+        tally.longest_pause,
         tally.answers,
         tally.revisions.len(),
         tally.wrong.len()
@@ -168,7 +190,25 @@ async fn race(
     tally
 }
 
+/// Whether the race stayed within what tilgang promises: if the machine
+/// stretched a pause past it, the race proves nothing either way.
+fn judged(t: &Tally) -> bool {
+    if t.longest_pause > covered() {
+        eprintln!(
+            "not judged: the writer was held up for {:?}, past the {:?} covered",
+            t.longest_pause,
+            covered()
+        );
+        return false;
+    }
+    true
+}
+
 fn assert_clean(t: &Tally) {
+    assert!(t.answers > t.saves, "the clients kept asking throughout");
+    if !judged(t) {
+        return;
+    }
     assert!(
         t.wrong.is_empty(),
         "{} of {} answers came from a partial file, e.g. {}",
@@ -176,7 +216,6 @@ fn assert_clean(t: &Tally) {
         t.answers,
         t.wrong[0]
     );
-    assert!(t.answers > t.saves, "the clients kept asking throughout");
 }
 
 const FREEZE_OTHER: &str = r#"@id("freeze-974760673-writes")
@@ -316,9 +355,11 @@ async fn roles_saved_in_place_never_refuse_an_admin_write() {
     let q = req(FULL_SUPPLIER, OWNER, WRITE);
     let t = race(&s, path, a, b, 30, q, allowed_by_delegation).await;
     stop.store(true, Ordering::Relaxed);
-    let writes = writer.await.unwrap().unwrap();
-    println!("{writes} admin writes during the roles.json saves");
-    assert!(writes > 0);
+    let writes = writer.await.unwrap();
+    println!("admin writes during the roles.json saves: {writes:?}");
+    if judged(&t) {
+        assert!(writes.unwrap() > 0);
+    }
     assert_clean(&t);
     s.stop().await;
 }

@@ -37,6 +37,22 @@ async fn policy_edit_flips_the_decision_without_restart() {
     s.stop().await;
 }
 
+/// Wait until the sidecar reports (and logs) a rejected change at `location`
+/// whose message says `says`.
+async fn rejected(s: &TestServer, location: &str, says: &str) {
+    eventually(
+        &format!("a rejected change at {location}: {says}"),
+        || async {
+            s.sidecar
+                .reloader
+                .problems()
+                .iter()
+                .any(|p| p.location.contains(location) && p.message.contains(says))
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn broken_edit_keeps_last_good_then_fix_is_picked_up() {
     let s = TestServer::start().await;
@@ -44,11 +60,11 @@ async fn broken_edit_keeps_last_good_then_fix_is_picked_up() {
     let path = s.work.policies().join("api-access.cedar");
     let good = std::fs::read_to_string(&path).unwrap();
 
-    // A syntax error, and separately a schema error: both rejected.
-    std::fs::write(&path, good.replace("when {", "when {{")).unwrap();
-    // A negative can only be shown by waiting past the debounce; then the
+    // A syntax error, and separately a schema error: both rejected. The
+    // positive signal is the rejection itself (what the log reports); then the
     // decision and revision must still be the old ones.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    std::fs::write(&path, good.replace("when {", "when {{")).unwrap();
+    rejected(&s, "api-access.cedar:", "unexpected token").await;
     let r = s.decide(FULL_SUPPLIER, OWNER, WRITE).await;
     assert!(r.allowed, "last good policies still decide");
     assert_eq!(r.revision, before);
@@ -58,7 +74,7 @@ async fn broken_edit_keeps_last_good_then_fix_is_picked_up() {
         good.replace("delegation.rights", "delegation.rightz"),
     )
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    rejected(&s, "api-access.cedar:", "rightz").await;
     assert_eq!(s.revision(), before);
     assert!(s.decide(FULL_SUPPLIER, OWNER, WRITE).await.allowed);
 
@@ -136,7 +152,7 @@ async fn delegation_file_deleted_and_recreated_by_hand() {
     // A broken hand edit keeps that owner's last good delegations.
     let before = s.revision();
     std::fs::write(&path, "[ { not json").unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    rejected(&s, "991825827.json", "last good delegations").await;
     assert!(s.decide(FULL_SUPPLIER, OWNER, READ).await.allowed);
     assert_eq!(s.revision(), before);
     s.stop().await;
@@ -483,4 +499,47 @@ fn a_file_that_cannot_be_read_leaves_nothing_waiting() {
     let e = reloader.reload_owner(&owner).unwrap_err();
     assert!(e.message.contains("symbolic link"), "{e}");
     assert_eq!(reloader.next_retry(), None);
+}
+
+#[test]
+fn the_same_prefix_written_again_by_the_next_save_is_not_settled() {
+    use tilgang::snapshot::reload::Reloaded;
+    // Every in-place save writes the same prefix first. Two reads far enough
+    // apart can both find it, with the complete file in between: the bytes
+    // alone would call that settled and publish a policy set without the
+    // forbid. The file's version (ctime, mtime, size) tells them apart.
+    let quiet = Duration::from_millis(100);
+    let (work, store, reloader) = quiet_reloader(quiet);
+    let path = work.policies().join("freeze.cedar");
+    let first = "@id(\"freeze-writes\")\nforbid (principal, action == Tilgang::Action::\"callApi\", resource == Tilgang::Scope::\"altinn:serviceowner/instances.write\");\n";
+    let whole = format!(
+        "{first}@id(\"freeze-810418672\")\nforbid (principal == Tilgang::Organization::\"810418672\", action, resource);\n"
+    );
+    std::fs::write(&path, &whole).unwrap();
+    assert_eq!(reloader.reload_policies(), Ok(Reloaded::Waiting));
+    after_quiet(quiet);
+    assert_eq!(reloader.reload_policies(), Ok(Reloaded::Published));
+    let complete = store.load().revision().to_string();
+
+    let save_prefix = || {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(first.as_bytes()).unwrap();
+    };
+    save_prefix();
+    assert_eq!(reloader.reload_policies(), Ok(Reloaded::Waiting));
+    std::fs::write(&path, &whole).unwrap();
+    // Let the clocks move on, so the next save's timestamps differ.
+    std::thread::sleep(Duration::from_millis(20));
+    save_prefix();
+    after_quiet(quiet);
+    assert_eq!(
+        reloader.reload_policies(),
+        Ok(Reloaded::Waiting),
+        "the prefix of the second save is not the one seen before"
+    );
+    assert_eq!(store.load().revision(), complete);
+    std::fs::write(&path, &whole).unwrap();
+    assert_eq!(reloader.reload_policies(), Ok(Reloaded::Unchanged));
+    assert_eq!(store.load().revision(), complete);
 }

@@ -5,10 +5,10 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tilgang::cli::serve::{Config, Sidecar};
 use tilgang::proto::authorizer_client::AuthorizerClient;
 use tilgang::proto::delegations_client::DelegationsClient;
 use tilgang::proto::{IsAuthorizedRequest, IsAuthorizedResponse};
+use tilgang::sidecar::{Config, Sidecar};
 use tilgang::snapshot::load::PolicySource;
 use tonic::transport::Channel;
 
@@ -200,14 +200,30 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn spawn(work: &Workdir) -> Self {
+        Self::spawn_with(work, &[], &[])
+    }
+
+    /// `wrapper` runs the binary (e.g. `prlimit --nofile=256:256 --`); `args`
+    /// go after `serve`'s own.
+    pub fn spawn_with(work: &Workdir, wrapper: &[&str], args: &[&str]) -> Self {
         use std::io::{BufRead, BufReader};
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tilgang"))
+        let bin = env!("CARGO_BIN_EXE_tilgang");
+        let mut command = match wrapper {
+            [] => std::process::Command::new(bin),
+            [program, rest @ ..] => {
+                let mut c = std::process::Command::new(program);
+                c.args(rest).arg(bin);
+                c
+            }
+        };
+        let mut child = command
             .arg("serve")
             .arg("--policies")
             .arg(work.policies())
             .arg("--data")
             .arg(work.data())
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(args)
             .env_remove("RUST_LOG")
             .stderr(std::process::Stdio::piped())
             .spawn()

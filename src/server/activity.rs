@@ -1,0 +1,144 @@
+//! Counts one connection's requests in flight, so the connection knows when it
+//! is idle. A request counts from the call until its response body has ended
+//! or been dropped, so a long `Health/Watch` stream keeps its connection busy.
+//! This module only counts; [`super::conn`] decides what idle means.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use tokio::sync::watch;
+use tower::Service;
+
+/// The count of requests in flight; [`super::conn`] watches it.
+pub type InFlight = watch::Receiver<usize>;
+
+/// A tower service that counts the requests passing through it.
+#[derive(Clone)]
+pub struct Track<S> {
+    inner: S,
+    count: Arc<watch::Sender<usize>>,
+}
+
+impl<S> Track<S> {
+    /// The service and the counter it drives.
+    pub fn new(inner: S) -> (Self, InFlight) {
+        let (tx, rx) = watch::channel(0);
+        (
+            Self {
+                inner,
+                count: Arc::new(tx),
+            },
+            rx,
+        )
+    }
+}
+
+/// One request in flight; dropping it counts the request as done.
+struct Counted(Arc<watch::Sender<usize>>);
+
+impl Counted {
+    fn new(count: &Arc<watch::Sender<usize>>) -> Self {
+        count.send_modify(|n| *n += 1);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B, RB> Service<Request<B>> for Track<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Tracked<RB>>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let counted = Counted::new(&self.count);
+        let response = self.inner.call(req);
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(response.map(|body| Tracked {
+                body,
+                counted: Some(counted),
+            }))
+        })
+    }
+}
+
+/// A response body that holds its request's place in the count until it
+/// ends or is dropped.
+pub struct Tracked<B> {
+    body: B,
+    counted: Option<Counted>,
+}
+
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let me = self.get_mut();
+        let frame = Pin::new(&mut me.body).poll_frame(cx);
+        if matches!(frame, Poll::Ready(None | Some(Err(_)))) {
+            me.counted = None;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_request_counts_until_its_body_ends_or_is_dropped() {
+        use http_body::Body as _;
+        let svc = tower::service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(String::from("hi")))
+        });
+        let (mut svc, count) = Track::new(svc);
+        let pending = svc.ready().await.unwrap().call(Request::new(()));
+        assert_eq!(*count.borrow(), 1, "counted from the call");
+        let mut first = pending.await.unwrap().into_body();
+        assert_eq!(*count.borrow(), 1, "and while the body is unread");
+        let second = svc.ready().await.unwrap().call(Request::new(())).await;
+        assert_eq!(*count.borrow(), 2);
+        drop(second);
+        assert_eq!(*count.borrow(), 1, "a dropped body is done");
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        while let Poll::Ready(Some(_)) = Pin::new(&mut first).poll_frame(&mut cx) {}
+        assert_eq!(*count.borrow(), 0, "a finished body is done");
+        // A call dropped before it answers is done too.
+        drop(svc.ready().await.unwrap().call(Request::new(())));
+        assert_eq!(*count.borrow(), 0);
+    }
+}
