@@ -8,7 +8,9 @@
 //! - [`catalogue`]: the rights catalogue (right → scopes), data from `policies/`.
 //! - [`engine`]: the pure decision, (snapshot, request) → allow/deny + reasons.
 //! - [`snapshot`]: the immutable policy+data snapshot; [`snapshot::load`] reads
-//!   it from files, [`snapshot::watch`] keeps it in step with them.
+//!   it from files; [`snapshot::reload`] decides what a change on disk means,
+//!   once [`snapshot::settle`] says its content has settled; [`snapshot::watch`]
+//!   turns file events into reload work.
 //! - [`store`]: admin writes: delegation files written atomically, audit log, undo.
 //! - [`grpc`]: tonic services; the one place errors become `tonic::Status`.
 //! - [`server`]: serves one listener: services, health, reflection, and the
