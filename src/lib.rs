@@ -7,6 +7,8 @@
 //! - [`ids`]: org numbers, person ids, scopes, right ids: parse, don't validate.
 //! - [`catalogue`]: the rights catalogue (right → scopes), data from `policies/`.
 //! - [`engine`]: the pure decision, (snapshot, request) → allow/deny + reasons.
+//! - [`gateway`]: what an HTTP gateway sends (route, token claims) → the
+//!   engine's request; the route table.
 //! - [`snapshot`]: the immutable policy+data snapshot; [`snapshot::load`] reads
 //!   it from files; [`snapshot::reload`] decides what a change on disk means,
 //!   once [`snapshot::settle`] says its content has settled; [`snapshot::watch`]
@@ -24,6 +26,7 @@
 pub mod catalogue;
 pub mod cli;
 pub mod engine;
+pub mod gateway;
 pub mod grpc;
 pub mod ids;
 pub mod server;

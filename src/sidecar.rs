@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::grpc::ext_authz::ClaimSource;
 use crate::server::limits::{self, ConnectionLimits, Limits, LimitsError};
 use crate::server::{self, Listener, ServerError};
 use crate::snapshot::SnapshotStore;
@@ -34,6 +35,8 @@ pub struct Config {
     pub undo_window: Duration,
     /// Connections, streams, message sizes, timeouts, shutdown grace.
     pub limits: Limits,
+    /// Where Envoy's ext_authz `Check` finds the caller's token claims.
+    pub claims: ClaimSource,
 }
 
 impl Config {
@@ -47,6 +50,7 @@ impl Config {
             rescan: Duration::from_secs(30),
             undo_window: Duration::from_secs(86_400),
             limits: Limits::DEFAULT,
+            claims: ClaimSource::default(),
         }
     }
 }
@@ -202,6 +206,7 @@ impl Sidecar {
             tokio::spawn(server::serve_gateway(
                 listener(gateway, connection_limits.gateway),
                 snapshots.clone(),
+                cfg.claims.clone(),
                 signal(rx.clone()),
             )),
             tokio::spawn(server::serve_admin(

@@ -1,6 +1,7 @@
 //! Serves the gRPC services on already-bound listeners (so tests can bind port
-//! 0): the gateway listener gets `Authorizer`, the admin listener
-//! `Delegations`; both get the standard health service and server reflection.
+//! 0): the gateway listener gets `Authorizer` and Envoy's ext_authz
+//! `Authorization`, the admin listener `Delegations`; both get the standard
+//! health service and server reflection.
 //! Never the admin API on the gateway listener.
 //!
 //! tilgang drives its own connections rather than tonic's `Server`, for
@@ -31,11 +32,13 @@ use tonic_health::server::HealthReporter;
 
 use crate::grpc::authorizer::AuthorizerService;
 use crate::grpc::delegations::DelegationsService;
+use crate::grpc::ext_authz::{ClaimSource, ExtAuthzService};
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::authorizer_server::AuthorizerServer;
 use crate::proto::delegations_server::DelegationsServer;
 use crate::snapshot::SnapshotStore;
 use crate::store::DelegationStore;
+use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use limits::{
     ADMIN_MAX_MESSAGE, GATEWAY_MAX_MESSAGE, HEALTH_MAX_MESSAGE, Limits, REFLECTION_MAX_MESSAGE,
 };
@@ -54,19 +57,28 @@ pub struct Listener {
     pub limits: Limits,
 }
 
-/// Serve the gateway API on `listener` until `shutdown` completes, then drain.
+/// Serve the gateway API on `listener` until `shutdown` completes, then drain:
+/// `tilgang.v1.Authorizer` and Envoy's `envoy.service.auth.v3.Authorization`.
 pub async fn serve_gateway(
     listener: Listener,
     snapshots: Arc<SnapshotStore>,
+    claims: ClaimSource,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
     type Service = AuthorizerServer<AuthorizerService>;
-    let service = Service::new(AuthorizerService::new(snapshots))
+    type ExtAuthz = AuthorizationServer<ExtAuthzService>;
+    let service = Service::new(AuthorizerService::new(snapshots.clone()))
+        .max_decoding_message_size(GATEWAY_MAX_MESSAGE);
+    let ext_authz = ExtAuthz::new(ExtAuthzService::new(snapshots, claims))
         .max_decoding_message_size(GATEWAY_MAX_MESSAGE);
     let (health, routes) = routes::<Service>(service)?;
+    let routes = routes.add_service(ext_authz).prepare();
     serve(
         listener,
-        <Service as NamedService>::NAME,
+        &[
+            <Service as NamedService>::NAME,
+            <ExtAuthz as NamedService>::NAME,
+        ],
         routes,
         health,
         shutdown,
@@ -87,7 +99,7 @@ pub async fn serve_admin(
     let (health, routes) = routes::<Service>(service)?;
     serve(
         listener,
-        <Service as NamedService>::NAME,
+        &[<Service as NamedService>::NAME],
         routes,
         health,
         shutdown,
@@ -137,14 +149,17 @@ where
 /// finish and close what remains.
 async fn serve(
     listener: Listener,
-    service: &'static str,
+    services: &[&'static str],
     routes: Routes,
     health: HealthReporter,
     shutdown: impl Future<Output = ()>,
 ) {
-    health
-        .set_service_status(service, ServingStatus::Serving)
-        .await;
+    let service = services.first().copied().unwrap_or("");
+    for name in services {
+        health
+            .set_service_status(*name, ServingStatus::Serving)
+            .await;
+    }
     let settings = Arc::new(conn::Settings::new(&listener.limits));
     let mut acceptor = listener::Acceptor::new(listener.tcp, service, listener.max_connections);
     let (drain, draining) = watch::channel(false);
@@ -162,9 +177,9 @@ async fn serve(
 
     // Health first, so load balancers and watchers hear it before anything
     // closes.
-    for name in ["", service] {
+    for name in std::iter::once(&"").chain(services) {
         health
-            .set_service_status(name, ServingStatus::NotServing)
+            .set_service_status(*name, ServingStatus::NotServing)
             .await;
     }
     drop(acceptor); // closes the listening socket: the port stops answering

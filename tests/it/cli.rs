@@ -104,7 +104,7 @@ fn validate_accepts_the_shipped_policies_and_their_embedded_copy() {
 fn validate_reports_file_and_line() {
     let (code, out, _) = output(tilgang().arg("validate").args(FIXTURES));
     assert_eq!(code, 0, "{out}");
-    assert!(out.starts_with("ok: 3 policies"), "{out}");
+    assert!(out.starts_with("ok: 5 policies"), "{out}");
 
     let work = Workdir::new();
     let path = work.policies().join("api-access.cedar");

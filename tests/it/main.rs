@@ -9,6 +9,7 @@ mod authorizer;
 mod cli;
 mod crash;
 mod durability;
+mod ext_authz;
 mod flood;
 mod hygiene;
 mod races;

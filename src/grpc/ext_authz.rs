@@ -1,0 +1,277 @@
+//! `envoy.service.auth.v3.Authorization/Check`: Envoy's external authorization,
+//! on the gateway listener beside `tilgang.v1.Authorizer`, so any gateway or
+//! mesh that speaks ext_authz can put tilgang in front of an API unchanged.
+//!
+//! The adapter reads what Envoy sends (the HTTP request, and the token's
+//! claims from `jwt_authn`'s metadata), asks [`gateway::prepare`] for the
+//! engine's request and Cedar for the decision, and answers in Envoy's terms:
+//! OK with `x-tilgang-*` headers for the upstream, 403 with a small JSON body
+//! naming the reason, 401 when there are no usable claims. Every failure is a
+//! deny; the RPC itself only fails when its bytes do not decode, which Envoy
+//! (with `failure_mode_allow: false`) also turns into a deny.
+
+use std::sync::Arc;
+
+use envoy_types::ext_authz::v3::pb::{
+    Authorization, CheckRequest, CheckResponse, HeaderAppendAction, HttpStatusCode,
+};
+use envoy_types::ext_authz::v3::{
+    CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder,
+};
+use envoy_types::pb::google::protobuf::{Struct, Value as PbValue, value::Kind};
+use serde_json::{Map, Value, json};
+use tonic::{Request, Response, Status};
+
+use crate::engine;
+use crate::gateway::{self, claims::Claims};
+use crate::ids::OrgNumber;
+use crate::snapshot::SnapshotStore;
+
+/// The metadata namespace Envoy's `jwt_authn` filter writes.
+pub const JWT_AUTHN_NAMESPACE: &str = "envoy.filters.http.jwt_authn";
+/// The default `payload_in_metadata` key.
+pub const DEFAULT_PAYLOAD_KEY: &str = "jwt_payload";
+
+/// Headers tilgang sets on an allowed request for the upstream. A client's
+/// own headers of these names are overwritten or removed, never passed on.
+pub const SUPPLIER_HEADER: &str = "x-tilgang-supplier";
+pub const OWNER_HEADER: &str = "x-tilgang-owner";
+pub const REVISION_HEADER: &str = "x-tilgang-revision";
+
+/// Where the caller's claims come from.
+#[derive(Debug, Clone)]
+pub struct ClaimSource {
+    /// The key under [`JWT_AUTHN_NAMESPACE`] that holds the verified payload.
+    pub payload_key: String,
+}
+
+impl Default for ClaimSource {
+    fn default() -> Self {
+        Self {
+            payload_key: DEFAULT_PAYLOAD_KEY.to_string(),
+        }
+    }
+}
+
+pub struct ExtAuthzService {
+    store: Arc<SnapshotStore>,
+    claims: ClaimSource,
+}
+
+impl ExtAuthzService {
+    pub fn new(store: Arc<SnapshotStore>, claims: ClaimSource) -> Self {
+        Self { store, claims }
+    }
+}
+
+/// How deep a metadata value may nest; a JWT payload is shallow.
+const MAX_DEPTH: usize = 32;
+
+/// A protobuf `Struct` (Envoy's metadata) as JSON.
+fn struct_json(s: &Struct, depth: usize) -> Map<String, Value> {
+    s.fields
+        .iter()
+        .map(|(k, v)| (k.clone(), value_json(v, depth + 1)))
+        .collect()
+}
+
+fn value_json(v: &PbValue, depth: usize) -> Value {
+    if depth > MAX_DEPTH {
+        return Value::Null;
+    }
+    match &v.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::NumberValue(n)) => {
+            serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number)
+        }
+        Some(Kind::StringValue(s)) => Value::String(s.clone()),
+        Some(Kind::BoolValue(b)) => Value::Bool(*b),
+        Some(Kind::StructValue(s)) => Value::Object(struct_json(s, depth)),
+        Some(Kind::ListValue(l)) => {
+            Value::Array(l.values.iter().map(|v| value_json(v, depth + 1)).collect())
+        }
+    }
+}
+
+/// What `Check` answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Allow {
+        supplier: Option<OrgNumber>,
+        owner: OrgNumber,
+        revision: String,
+    },
+    /// 403: the request was read and is not allowed, or it could not be read.
+    Deny { reason: String, body: Value },
+    /// 401: no usable credentials.
+    Unauthenticated { reason: String },
+}
+
+impl ExtAuthzService {
+    /// Decide one check. Pure over the current snapshot.
+    pub fn verdict(&self, req: &CheckRequest) -> Verdict {
+        let snap = self.store.load();
+        let revision = snap.revision().to_string();
+        let deny = |reason: String, extra: Value| {
+            let mut body = json!({ "allowed": false, "reason": reason, "revision": revision });
+            if let (Some(b), Value::Object(extra)) = (body.as_object_mut(), extra) {
+                b.extend(extra);
+            }
+            Verdict::Deny { reason, body }
+        };
+        let Some(http) = req
+            .attributes
+            .as_ref()
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref())
+        else {
+            return deny("the check carries no HTTP request".into(), Value::Null);
+        };
+        let Some(payload) = req
+            .attributes
+            .as_ref()
+            .and_then(|a| a.metadata_context.as_ref())
+            .and_then(|m| m.filter_metadata.get(JWT_AUTHN_NAMESPACE))
+            .and_then(|s| s.fields.get(&self.claims.payload_key))
+        else {
+            return Verdict::Unauthenticated {
+                reason: format!(
+                    "no verified token: `{JWT_AUTHN_NAMESPACE}` metadata has no `{}`",
+                    self.claims.payload_key
+                ),
+            };
+        };
+        let Some(Kind::StructValue(payload)) = &payload.kind else {
+            return Verdict::Unauthenticated {
+                reason: format!(
+                    "the token payload `{}` is not an object",
+                    self.claims.payload_key
+                ),
+            };
+        };
+        let claims = match Claims::from_json(&struct_json(payload, 0)) {
+            Ok(c) => c,
+            Err(e) => {
+                return deny(
+                    format!("the token's claims cannot be read: {e}"),
+                    Value::Null,
+                );
+            }
+        };
+        let (request, call) = match gateway::prepare(&snap, &http.method, &http.path, claims) {
+            Ok(x) => x,
+            Err(e) => return deny(e.to_string(), Value::Null),
+        };
+        let d = engine::decide_call(&snap, &request, Some(&call));
+        tracing::debug!(
+            method = %call.method, path = %call.path, route = %call.route,
+            supplier = %request.supplier, owner = %request.owner, scope = %request.scope,
+            allowed = d.allowed, reasons = ?d.reasons, errors = ?d.errors,
+            revision = %revision, "ext_authz decision"
+        );
+        if d.allowed {
+            return Verdict::Allow {
+                supplier: call.token.supplier,
+                owner: request.owner,
+                revision,
+            };
+        }
+        let reason = if !d.errors.is_empty() {
+            "the policies could not be evaluated; denied".to_string()
+        } else if !d.reasons.is_empty() {
+            format!("forbidden by policy {}", quoted(&d.reasons))
+        } else if call.token.supplier.is_some() {
+            format!(
+                "{} has not delegated a right giving `{}` to {}",
+                request.owner, request.scope, request.supplier
+            )
+        } else {
+            format!(
+                "no policy permits `{}` for {}",
+                request.scope, request.owner
+            )
+        };
+        deny(
+            reason,
+            json!({
+                "route": format!("{} {}", call.method, call.route),
+                "scope": request.scope.as_str(),
+                "policies": d.reasons,
+                "errors": d.errors,
+            }),
+        )
+    }
+}
+
+fn quoted(ids: &[String]) -> String {
+    ids.iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The verdict as Envoy's `CheckResponse`.
+pub fn respond(v: Verdict) -> CheckResponse {
+    let overwrite = Some(HeaderAppendAction::OverwriteIfExistsOrAdd);
+    let mut response = CheckResponse::new();
+    match v {
+        Verdict::Allow {
+            supplier,
+            owner,
+            revision,
+        } => {
+            let mut ok = OkHttpResponseBuilder::new();
+            ok.add_header(OWNER_HEADER, owner.as_str(), overwrite, false)
+                .add_header(REVISION_HEADER, revision, overwrite, false);
+            match supplier {
+                Some(s) => {
+                    ok.add_header(SUPPLIER_HEADER, s.as_str(), overwrite, false);
+                }
+                // The owner acts for itself: no supplier, and none a client
+                // may have sent.
+                None => {
+                    ok.remove_header(SUPPLIER_HEADER);
+                }
+            }
+            response.set_status(Status::ok("")).set_http_response(ok);
+        }
+        Verdict::Deny { reason, body } => {
+            let mut denied = DeniedHttpResponseBuilder::new();
+            denied
+                .set_http_status(HttpStatusCode::Forbidden)
+                .add_header("content-type", "application/json", overwrite, false)
+                .set_body(body.to_string());
+            response
+                .set_status(Status::permission_denied(reason))
+                .set_http_response(denied);
+        }
+        Verdict::Unauthenticated { reason } => {
+            let body = json!({ "allowed": false, "reason": reason });
+            let mut denied = DeniedHttpResponseBuilder::new();
+            denied
+                .set_http_status(HttpStatusCode::Unauthorized)
+                .add_header("content-type", "application/json", overwrite, false)
+                .add_header(
+                    "www-authenticate",
+                    "Bearer realm=\"tilgang\", error=\"invalid_token\"",
+                    overwrite,
+                    false,
+                )
+                .set_body(body.to_string());
+            response
+                .set_status(Status::unauthenticated(reason))
+                .set_http_response(denied);
+        }
+    }
+    response
+}
+
+#[tonic::async_trait]
+impl Authorization for ExtAuthzService {
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        Ok(Response::new(respond(self.verdict(request.get_ref()))))
+    }
+}
