@@ -48,7 +48,10 @@ fn test_subcommand_runs_tables_and_sets_exit_codes() {
     let (code, out, _) = output(tilgang().arg("test").args(FIXTURES).arg(&wrong));
     assert_eq!(code, 1);
     assert!(
-        out.contains("wrong.csv:2: expected allow, got deny (reasons: none)"),
+        out.contains(
+            "wrong.csv:2: supplier 974760673 owner 991825827 scope \
+             `altinn:serviceowner/instances.write`: expected allow, got deny (reasons: none)"
+        ),
         "{out}"
     );
     assert!(out.contains("0 passed, 1 failed"), "{out}");
