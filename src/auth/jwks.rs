@@ -703,7 +703,7 @@ mod tests {
 
     /// Short periods so the tests run quickly; the rule is the same.
     const FAST: JwksOptions = JwksOptions {
-        quiet: Duration::from_millis(50),
+        quiet: Duration::from_millis(100),
         rescan: Duration::from_secs(60),
     };
 
@@ -864,9 +864,11 @@ mod tests {
     #[test]
     fn a_save_in_place_that_pauses_mid_write_is_never_judged_half_written() {
         // Truncate, pause for less than the quiet period, write: the empty
-        // file in between must be neither loaded nor reported.
+        // file in between must be neither loaded nor reported. The pauses
+        // are 100 ms against a 400 ms quiet period, so a loaded machine
+        // stretching the writer's sleeps does not fail the test.
         let options = JwksOptions {
-            quiet: Duration::from_millis(150),
+            quiet: Duration::from_millis(400),
             rescan: Duration::from_secs(60),
         };
         let f = fixture(&[testkit::p256().jwk("old")], options);
