@@ -13,6 +13,8 @@
 //!   it from files; [`snapshot::reload`] decides what a change on disk means,
 //!   once [`snapshot::settle`] says its content has settled; [`snapshot::watch`]
 //!   turns file events into reload work.
+//! - [`auth`]: bearer tokens: the JWKS file (hot-reloaded) and the verifier
+//!   (signature, `exp`/`nbf`, `iss`, `aud`) shared by the gateway and admin listeners.
 //! - [`store`]: admin writes: delegation files written atomically, audit log, undo.
 //! - [`grpc`]: tonic services; the one place errors become `tonic::Status`.
 //! - [`server`]: serves one listener: services, health, reflection, and the
@@ -23,6 +25,7 @@
 //! - [`cli`]: one module per subcommand of the `tilgang` binary.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod catalogue;
 pub mod cli;
 pub mod engine;
