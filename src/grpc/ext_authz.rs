@@ -3,7 +3,8 @@
 //! mesh that speaks ext_authz can put tilgang in front of an API unchanged.
 //!
 //! The adapter reads what Envoy sends (the HTTP request, and the token's
-//! claims from `jwt_authn`'s metadata), asks [`gateway::prepare`] for the
+//! claims from `jwt_authn`'s metadata, or, without `jwt_authn`, the bearer
+//! token, which it verifies itself with [`crate::auth::Verifier`]), asks [`gateway::prepare`] for the
 //! engine's request and Cedar for the decision, and answers in Envoy's terms:
 //! OK with `x-tilgang-*` headers for the upstream, 403 with a small JSON body
 //! naming the reason, 401 when there are no usable claims. Every failure is a
@@ -22,6 +23,7 @@ use envoy_types::pb::google::protobuf::{Struct, Value as PbValue, value::Kind};
 use serde_json::{Map, Value, json};
 use tonic::{Request, Response, Status};
 
+use crate::auth::{Verifier, bearer};
 use crate::engine;
 use crate::gateway::{self, claims::Claims};
 use crate::ids::OrgNumber;
@@ -38,17 +40,21 @@ pub const SUPPLIER_HEADER: &str = "x-tilgang-supplier";
 pub const OWNER_HEADER: &str = "x-tilgang-owner";
 pub const REVISION_HEADER: &str = "x-tilgang-revision";
 
-/// Where the caller's claims come from.
+/// Where the caller's claims come from: `jwt_authn`'s metadata when Envoy
+/// verified the token, else the `Authorization: Bearer` token verified here
+/// (when `serve` has `--jwks`).
 #[derive(Debug, Clone)]
 pub struct ClaimSource {
     /// The key under [`JWT_AUTHN_NAMESPACE`] that holds the verified payload.
     pub payload_key: String,
+    pub verifier: Option<Arc<Verifier>>,
 }
 
 impl Default for ClaimSource {
     fn default() -> Self {
         Self {
             payload_key: DEFAULT_PAYLOAD_KEY.to_string(),
+            verifier: None,
         }
     }
 }
@@ -127,29 +133,11 @@ impl ExtAuthzService {
         else {
             return deny("the check carries no HTTP request".into(), Value::Null);
         };
-        let Some(payload) = req
-            .attributes
-            .as_ref()
-            .and_then(|a| a.metadata_context.as_ref())
-            .and_then(|m| m.filter_metadata.get(JWT_AUTHN_NAMESPACE))
-            .and_then(|s| s.fields.get(&self.claims.payload_key))
-        else {
-            return Verdict::Unauthenticated {
-                reason: format!(
-                    "no verified token: `{JWT_AUTHN_NAMESPACE}` metadata has no `{}`",
-                    self.claims.payload_key
-                ),
-            };
+        let payload = match self.payload(req, &http.headers) {
+            Ok(p) => p,
+            Err(reason) => return Verdict::Unauthenticated { reason },
         };
-        let Some(Kind::StructValue(payload)) = &payload.kind else {
-            return Verdict::Unauthenticated {
-                reason: format!(
-                    "the token payload `{}` is not an object",
-                    self.claims.payload_key
-                ),
-            };
-        };
-        let claims = match Claims::from_json(&struct_json(payload, 0)) {
+        let claims = match Claims::from_json(&payload) {
             Ok(c) => c,
             Err(e) => {
                 return deny(
@@ -200,6 +188,45 @@ impl ExtAuthzService {
                 "errors": d.errors,
             }),
         )
+    }
+}
+
+impl ExtAuthzService {
+    /// The token payload: from `jwt_authn`'s metadata, or the bearer token
+    /// verified here. Anything else is a reason for a 401.
+    fn payload(
+        &self,
+        req: &CheckRequest,
+        headers: &std::collections::HashMap<String, String>,
+    ) -> Result<Map<String, Value>, String> {
+        let key = &self.claims.payload_key;
+        let from_envoy = req
+            .attributes
+            .as_ref()
+            .and_then(|a| a.metadata_context.as_ref())
+            .and_then(|m| m.filter_metadata.get(JWT_AUTHN_NAMESPACE))
+            .and_then(|s| s.fields.get(key));
+        if let Some(payload) = from_envoy {
+            return match &payload.kind {
+                Some(Kind::StructValue(p)) => Ok(struct_json(p, 0)),
+                _ => Err(format!("the token payload `{key}` is not an object")),
+            };
+        }
+        let Some(verifier) = &self.claims.verifier else {
+            return Err(format!(
+                "no verified token: `{JWT_AUTHN_NAMESPACE}` metadata has no `{key}`"
+            ));
+        };
+        // Envoy passes header names lower-cased.
+        let value = headers
+            .get("authorization")
+            .ok_or_else(|| "no `Authorization: Bearer` token".to_string())?;
+        let token = bearer(value)
+            .ok_or_else(|| "the `Authorization` header is not `Bearer <token>`".to_string())?;
+        verifier
+            .verify(token)
+            .map(crate::auth::Claims::into_map)
+            .map_err(|e| format!("the token is not valid ({}): {e}", e.kind()))
     }
 }
 
