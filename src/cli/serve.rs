@@ -43,7 +43,8 @@ pub struct Args {
         default_value = "127.0.0.1:9464"
     )]
     pub metrics_listen: String,
-    /// Log every decision as a JSON line to FILE (appended to), or `-` for stdout
+    /// Log every decision as a JSON line to FILE (appended to), or `-` for
+    /// stdout; empty logs none
     #[arg(long, env = "TILGANG_DECISION_LOG", value_name = "FILE|-")]
     pub decision_log: Option<String>,
     /// Decision-log lines that may wait to be written; when full, lines are
@@ -202,7 +203,12 @@ pub async fn run(args: &Args) -> anyhow::Result<Outcome> {
     cfg.listen = args.listen.clone();
     cfg.admin_listen = args.admin_listen.clone();
     cfg.metrics_listen = (args.metrics_listen != "off").then(|| args.metrics_listen.clone());
-    cfg.decision_log = args.decision_log.as_deref().map(Target::parse);
+    // Empty is unset: a templated `TILGANG_DECISION_LOG=` turns the log off.
+    cfg.decision_log = args
+        .decision_log
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(Target::parse);
     cfg.decision_log_queue = args.decision_log_queue;
     cfg.undo_window = Duration::from_secs(args.undo_window);
     cfg.rescan = Duration::from_secs(args.rescan.max(1));

@@ -120,8 +120,8 @@ impl Telemetry {
             self.metrics.admin_refused(kind, reason);
             tracing::warn!(
                 kind = kind.as_str(),
-                actor,
-                owner,
+                %actor,
+                %owner,
                 reason = reason.as_str(),
                 why = %failure,
                 "admin call refused"
@@ -132,8 +132,8 @@ impl Telemetry {
         ) {
             tracing::info!(
                 kind = kind.as_str(),
-                actor,
-                owner,
+                %actor,
+                %owner,
                 result = group.as_str(),
                 why = %failure,
                 "admin write not done"
