@@ -19,8 +19,13 @@
 //! - [`grpc`]: tonic services; the one place errors become `tonic::Status`.
 //! - [`server`]: serves one listener: services, health, reflection, and the
 //!   connection limits, timeouts and drain ([`server::limits`] has every limit).
+//! - [`telemetry`]: what operators see: Prometheus metrics (atomics bumped by
+//!   the services, exposed on their own HTTP/1.1 listener), the decision log
+//!   (JSON lines through a bounded queue to a writer thread), admin write and
+//!   refusal log lines, and the log filter and format from the environment.
 //! - [`sidecar`]: the composition root: `Config`, start-up (everything is loaded
-//!   and validated before a port is bound) and shutdown.
+//!   and validated, and the decision log opened, before a port is bound) and
+//!   shutdown.
 //! - [`table`]: decision tables, shared by `tilgang test` and `cargo test`.
 //! - [`cli`]: one module per subcommand of the `tilgang` binary.
 #![forbid(unsafe_code)]
@@ -37,6 +42,7 @@ pub mod sidecar;
 pub mod snapshot;
 pub mod store;
 pub mod table;
+pub mod telemetry;
 
 /// Generated from `proto/tilgang/v1/*.proto` by `build.rs`.
 pub mod proto {

@@ -12,6 +12,7 @@
 //! (with `failure_mode_allow: false`) also turns into a deny.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use envoy_types::ext_authz::v3::pb::{
     Authorization, CheckRequest, CheckResponse, HeaderAppendAction, HttpStatusCode,
@@ -28,6 +29,8 @@ use crate::engine;
 use crate::gateway::{self, claims::Claims};
 use crate::ids::OrgNumber;
 use crate::snapshot::SnapshotStore;
+use crate::telemetry::metrics::Api;
+use crate::telemetry::{Decided, Telemetry};
 
 /// The metadata namespace Envoy's `jwt_authn` filter writes.
 pub const JWT_AUTHN_NAMESPACE: &str = "envoy.filters.http.jwt_authn";
@@ -62,11 +65,16 @@ impl Default for ClaimSource {
 pub struct ExtAuthzService {
     store: Arc<SnapshotStore>,
     claims: ClaimSource,
+    telemetry: Telemetry,
 }
 
 impl ExtAuthzService {
-    pub fn new(store: Arc<SnapshotStore>, claims: ClaimSource) -> Self {
-        Self { store, claims }
+    pub fn new(store: Arc<SnapshotStore>, claims: ClaimSource, telemetry: Telemetry) -> Self {
+        Self {
+            store,
+            claims,
+            telemetry,
+        }
     }
 }
 
@@ -107,23 +115,48 @@ pub enum Verdict {
         owner: OrgNumber,
         revision: String,
     },
-    /// 403: the request was read and is not allowed, or it could not be read.
-    Deny { reason: String, body: Value },
+    /// 403: the request was read and is not allowed (`decided`), or it could
+    /// not be read.
+    Deny {
+        reason: String,
+        body: Value,
+        decided: bool,
+    },
     /// 401: no usable credentials.
     Unauthenticated { reason: String },
 }
 
 impl ExtAuthzService {
-    /// Decide one check. Pure over the current snapshot.
+    /// Decide one check over the current snapshot, and report it: a
+    /// decision to [`Telemetry::decided`], a check that could not be read
+    /// (no claims, no route, a bad org number) as invalid.
     pub fn verdict(&self, req: &CheckRequest) -> Verdict {
+        let started = Instant::now();
+        let v = self.decide(started, req);
+        if !matches!(
+            v,
+            Verdict::Allow { .. } | Verdict::Deny { decided: true, .. }
+        ) {
+            self.telemetry.invalid(Api::Check);
+        }
+        v
+    }
+
+    fn decide(&self, started: Instant, req: &CheckRequest) -> Verdict {
         let snap = self.store.load();
         let revision = snap.revision().to_string();
-        let deny = |reason: String, extra: Value| {
+        // `decided`: the engine answered (a decision), rather than the
+        // check being unreadable.
+        let deny = |reason: String, extra: Value, decided: bool| {
             let mut body = json!({ "allowed": false, "reason": reason, "revision": revision });
             if let (Some(b), Value::Object(extra)) = (body.as_object_mut(), extra) {
                 b.extend(extra);
             }
-            Verdict::Deny { reason, body }
+            Verdict::Deny {
+                reason,
+                body,
+                decided,
+            }
         };
         let Some(http) = req
             .attributes
@@ -131,7 +164,11 @@ impl ExtAuthzService {
             .and_then(|a| a.request.as_ref())
             .and_then(|r| r.http.as_ref())
         else {
-            return deny("the check carries no HTTP request".into(), Value::Null);
+            return deny(
+                "the check carries no HTTP request".into(),
+                Value::Null,
+                false,
+            );
         };
         let payload = match self.payload(req, &http.headers) {
             Ok(p) => p,
@@ -143,14 +180,26 @@ impl ExtAuthzService {
                 return deny(
                     format!("the token's claims cannot be read: {e}"),
                     Value::Null,
+                    false,
                 );
             }
         };
         let (request, call) = match gateway::prepare(&snap, &http.method, &http.path, claims) {
             Ok(x) => x,
-            Err(e) => return deny(e.to_string(), Value::Null),
+            Err(e) => return deny(e.to_string(), Value::Null, false),
         };
         let d = engine::decide_call(&snap, &request, Some(&call));
+        let route = format!("{} {}", call.method, call.route);
+        self.telemetry.decided(Decided {
+            api: Api::Check,
+            started,
+            supplier: call.token.supplier.as_ref(),
+            owner: &request.owner,
+            scope: &request.scope,
+            route: Some(&route),
+            decision: &d,
+            revision: &revision,
+        });
         tracing::debug!(
             method = %call.method, path = %call.path, route = %call.route,
             supplier = %request.supplier, owner = %request.owner, scope = %request.scope,
@@ -182,11 +231,12 @@ impl ExtAuthzService {
         deny(
             reason,
             json!({
-                "route": format!("{} {}", call.method, call.route),
+                "route": route,
                 "scope": request.scope.as_str(),
                 "policies": d.reasons,
                 "errors": d.errors,
             }),
+            true,
         )
     }
 }
@@ -262,7 +312,7 @@ pub fn respond(v: Verdict) -> CheckResponse {
             }
             response.set_status(Status::ok("")).set_http_response(ok);
         }
-        Verdict::Deny { reason, body } => {
+        Verdict::Deny { reason, body, .. } => {
             let mut denied = DeniedHttpResponseBuilder::new();
             denied
                 .set_http_status(HttpStatusCode::Forbidden)

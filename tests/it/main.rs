@@ -17,5 +17,6 @@ mod reload;
 mod shutdown;
 mod store;
 mod tables;
+mod telemetry;
 mod util;
 mod wire;
