@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::auth::{ConfigError, JwksError, JwksFile, Verifier, VerifierConfig};
 use crate::grpc::ext_authz::ClaimSource;
 use crate::server::limits::{self, ConnectionLimits, Limits, LimitsError};
 use crate::server::{self, Listener, ServerError};
@@ -50,6 +51,17 @@ pub struct Config {
     pub limits: Limits,
     /// Where Envoy's ext_authz `Check` finds the caller's token claims.
     pub claims: ClaimSource,
+    /// Verify `Authorization: Bearer` tokens on `Check` when Envoy's
+    /// `jwt_authn` passed no claims (`--jwks`); `None`: such a check is 401.
+    /// [`Sidecar::start`] opens the file and sets `claims.verifier`.
+    pub bearer: Option<BearerConfig>,
+}
+
+/// `--jwks` and what a token must say besides its signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BearerConfig {
+    pub jwks: PathBuf,
+    pub verifier: VerifierConfig,
 }
 
 impl Config {
@@ -68,8 +80,27 @@ impl Config {
             undo_window: Duration::from_secs(86_400),
             limits: Limits::DEFAULT,
             claims: ClaimSource::default(),
+            bearer: None,
         }
     }
+}
+
+/// Load the JWKS file (it waits for the content to settle, so off the
+/// runtime's threads) and watch it; the verifier reads its current keys.
+async fn open_verifier(bearer: &BearerConfig) -> Result<Verifier, StartError> {
+    let path = bearer.jwks.clone();
+    let jwks = tokio::task::spawn_blocking(move || JwksFile::open(path))
+        .await
+        .map_err(|e| StartError::Config(format!("loading --jwks failed: {e}")))??;
+    let verifier = Verifier::new(Arc::new(jwks), bearer.verifier.clone())?;
+    tracing::info!(
+        jwks = %bearer.jwks.display(),
+        issuer = bearer.verifier.issuer.as_deref().unwrap_or("(any)"),
+        audiences = ?bearer.verifier.audiences,
+        leeway_s = bearer.verifier.leeway.as_secs(),
+        "Check verifies bearer tokens when jwt_authn passed no claims"
+    );
+    Ok(verifier)
 }
 
 /// The decision log gets at least this long to be written out on shutdown,
@@ -103,6 +134,10 @@ pub enum StartError {
     Watch(#[from] notify::Error),
     #[error(transparent)]
     Limits(#[from] LimitsError),
+    #[error(transparent)]
+    Jwks(#[from] JwksError),
+    #[error("--jwt-issuer/--jwt-audience/--jwt-leeway: {0}")]
+    Verifier(#[from] ConfigError),
 }
 
 impl From<LoadErrors> for StartError {
@@ -194,6 +229,10 @@ impl Sidecar {
             PolicySource::Embedded => PolicySource::Embedded,
         };
         let connection_limits = fit_connection_limits(&cfg.limits)?;
+        let mut claims = cfg.claims.clone();
+        if let Some(bearer) = &cfg.bearer {
+            claims.verifier = Some(Arc::new(open_verifier(bearer).await?));
+        }
         // Only content that has settled: a file caught mid-save at start-up is
         // read again once its writer is done (see `snapshot::settle`).
         let snapshot = {
@@ -273,7 +312,7 @@ impl Sidecar {
             tokio::spawn(server::serve_gateway(
                 listener(gateway, connection_limits.gateway),
                 snapshots.clone(),
-                cfg.claims.clone(),
+                claims,
                 telemetry.clone(),
                 signal(rx.clone()),
             )),

@@ -6,10 +6,13 @@
 
 use super::Outcome;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::auth::{DEFAULT_LEEWAY, MAX_LEEWAY, VerifierConfig};
+use crate::grpc::ext_authz::DEFAULT_PAYLOAD_KEY;
 use crate::server::limits::Limits;
-use crate::sidecar::{Config, MAX_UNDO_WINDOW, Sidecar};
+use crate::sidecar::{BearerConfig, Config, MAX_UNDO_WINDOW, Sidecar};
 use crate::snapshot::load::PolicySource;
 use crate::telemetry::decision_log::{self, Target};
 
@@ -66,7 +69,63 @@ pub struct Args {
     )]
     pub rescan: u64,
     #[command(flatten)]
+    pub tokens: TokenArgs,
+    #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+/// How Envoy's ext_authz `Check` gets the caller's Maskinporten claims.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Gateway tokens (ext_authz Check)")]
+pub struct TokenArgs {
+    /// The key under `envoy.filters.http.jwt_authn` metadata holding the
+    /// verified token payload (jwt_authn's `payload_in_metadata`)
+    #[arg(long, env = "TILGANG_JWT_PAYLOAD_KEY", value_name = "KEY",
+          default_value = DEFAULT_PAYLOAD_KEY, value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub jwt_payload_key: String,
+    /// Without jwt_authn: verify the `Authorization: Bearer` token against
+    /// this JWKS file (hot-reloaded). Unset: a check without jwt_authn
+    /// claims is answered 401
+    #[arg(long, env = "TILGANG_JWKS", value_name = "FILE")]
+    pub jwks: Option<PathBuf>,
+    /// With --jwks: the exact `iss` a token must carry (Maskinporten:
+    /// `https://maskinporten.no/`)
+    #[arg(
+        long,
+        env = "TILGANG_JWT_ISSUER",
+        value_name = "ISS",
+        requires = "jwks"
+    )]
+    pub jwt_issuer: Option<String>,
+    /// With --jwks: an accepted `aud` (repeat, or comma-separated in the
+    /// variable); a token must name one of them
+    #[arg(
+        long,
+        env = "TILGANG_JWT_AUDIENCE",
+        value_name = "AUD",
+        requires = "jwks",
+        value_delimiter = ','
+    )]
+    pub jwt_audience: Vec<String>,
+    /// With --jwks: clock skew allowed on `exp` and `nbf`, whole seconds
+    #[arg(long, env = "TILGANG_JWT_LEEWAY", value_name = "SECONDS", requires = "jwks",
+          default_value_t = DEFAULT_LEEWAY.as_secs(),
+          value_parser = clap::value_parser!(u64).range(0..=MAX_LEEWAY.as_secs()))]
+    pub jwt_leeway: u64,
+}
+
+impl TokenArgs {
+    fn bearer(&self) -> Option<BearerConfig> {
+        let jwks = self.jwks.clone().filter(|p| !p.as_os_str().is_empty())?;
+        Some(BearerConfig {
+            jwks,
+            verifier: VerifierConfig {
+                issuer: self.jwt_issuer.clone().filter(|i| !i.is_empty()),
+                audiences: self.jwt_audience.clone(),
+                leeway: Duration::from_secs(self.jwt_leeway),
+            },
+        })
+    }
 }
 
 /// Resource limits; the defaults come from [`Limits::DEFAULT`].
@@ -213,6 +272,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Outcome> {
     cfg.undo_window = Duration::from_secs(args.undo_window);
     cfg.rescan = Duration::from_secs(args.rescan.max(1));
     cfg.limits = args.limits.limits();
+    cfg.claims.payload_key = args.tokens.jwt_payload_key.clone();
+    cfg.bearer = args.tokens.bearer();
     let sidecar = Sidecar::start(cfg).await?;
     terminated().await;
     tracing::info!("shutting down");
@@ -254,6 +315,39 @@ mod tests {
             panic!("not serve");
         };
         assert_eq!(args.limits.limits(), Limits::DEFAULT);
+    }
+
+    #[test]
+    fn token_checks_need_a_jwks_file() {
+        use clap::Parser;
+        let parse = |args: &[&str]| {
+            crate::cli::Cli::try_parse_from(["tilgang", "serve"].iter().chain(args)).map(|cli| {
+                match cli.command {
+                    crate::cli::Command::Serve(a) => a.tokens.bearer(),
+                    _ => panic!("not serve"),
+                }
+            })
+        };
+        assert_eq!(parse(&[]).unwrap(), None);
+        assert!(parse(&["--jwt-issuer", "https://maskinporten.no/"]).is_err());
+        assert!(parse(&["--jwt-audience", "a"]).is_err());
+        assert!(parse(&["--jwks", "k.json", "--jwt-leeway", "301"]).is_err());
+        let b = parse(&[
+            "--jwks",
+            "k.json",
+            "--jwt-audience",
+            "a,b",
+            "--jwt-audience",
+            "c",
+            "--jwt-leeway",
+            "5",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(b.jwks, PathBuf::from("k.json"));
+        assert_eq!(b.verifier.audiences, ["a", "b", "c"]);
+        assert_eq!(b.verifier.leeway, Duration::from_secs(5));
+        assert_eq!(b.verifier.issuer, None);
     }
 
     /// Every flag of `serve` has its variable, named after it, and `--help`

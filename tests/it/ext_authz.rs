@@ -14,7 +14,8 @@ use tonic::transport::Channel;
 
 use crate::util::*;
 
-const INSTANCE: &str = "/storage/api/v1/instances/50001337/3f7b9c3e-5b7e-4b63-9d5a-0c8f5c0a1b2c";
+pub const INSTANCE: &str =
+    "/storage/api/v1/instances/50001337/3f7b9c3e-5b7e-4b63-9d5a-0c8f5c0a1b2c";
 
 /// JSON as the protobuf `Struct` values Envoy sends.
 fn pb(v: &Value) -> PbValue {

@@ -6,6 +6,7 @@
 
 mod admin;
 mod authorizer;
+mod bearer;
 mod cli;
 mod crash;
 mod durability;
