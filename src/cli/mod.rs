@@ -37,7 +37,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the sidecar: gateway gRPC API, admin gRPC API, hot reload
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
     /// Decide one request offline and print the decision with reasons
     Check(check::Args),
     /// Validate policies and data against the schema; exit 1 on any error
