@@ -86,7 +86,8 @@ fn protos(out: &Path) -> Result<(), BoxError> {
 }
 
 /// The same files `snapshot::load` reads from a policies directory: the top-level
-/// `*.cedar`, `*.cedarschema` and `rights.json`, not hidden, sorted by name.
+/// `*.cedar`, `*.cedarschema`, `rights.json` and `routes.json`, not hidden,
+/// sorted by name.
 fn embedded_policies(out: &Path) -> Result<(), BoxError> {
     let dir = Path::new(&std::env::var("CARGO_MANIFEST_DIR")?).join("policies");
     println!("cargo:rerun-if-changed={}", dir.display());
@@ -97,8 +98,10 @@ fn embedded_policies(out: &Path) -> Result<(), BoxError> {
             .file_name()
             .into_string()
             .map_err(|n| format!("policies/{}: the name is not UTF-8", n.display()))?;
-        let relevant =
-            name.ends_with(".cedar") || name.ends_with(".cedarschema") || name == "rights.json";
+        let relevant = name.ends_with(".cedar")
+            || name.ends_with(".cedarschema")
+            || name == "rights.json"
+            || name == "routes.json";
         if !relevant || name.starts_with('.') || !entry.path().is_file() {
             continue;
         }

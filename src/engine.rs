@@ -22,6 +22,30 @@ pub struct AccessRequest {
     pub scope: Scope,
 }
 
+/// What a gateway that speaks HTTP saw of a call (Envoy `ext_authz`): the
+/// request and the caller's token. Cedar sees it as `context.http` and
+/// `context.token`, so policy authors can write rules over routes and claims;
+/// the engine itself draws no conclusion from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub method: String,
+    /// The request path, without the query string.
+    pub path: String,
+    /// The route template the path matched.
+    pub route: String,
+    pub token: Token,
+}
+
+/// The token's claims as Cedar sees them (`context.token`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    pub consumer: OrgNumber,
+    pub supplier: Option<OrgNumber>,
+    pub scopes: Vec<Scope>,
+    pub delegation_source: Option<String>,
+    pub client_id: Option<String>,
+}
+
 /// The answer, with the ids of the policies that decided and any evaluation errors.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Decision {
@@ -108,11 +132,60 @@ fn evaluate(
 
 /// Decide a gateway request.
 pub fn decide(snap: &Snapshot, req: &AccessRequest) -> Decision {
+    decide_call(snap, req, None)
+}
+
+/// `context.http` and `context.token` for a call.
+fn call_context(call: &Call) -> [(String, RestrictedExpression); 2] {
+    let text = |s: &str| RestrictedExpression::new_string(s.to_string());
+    let org = |o: &OrgNumber| RestrictedExpression::new_entity_uid(uid(ORG_TYPE, o.as_str()));
+    let http = RestrictedExpression::new_record([
+        ("method".to_string(), text(&call.method)),
+        ("path".to_string(), text(&call.path)),
+        ("route".to_string(), text(&call.route)),
+    ]);
+    let t = &call.token;
+    let mut token = vec![
+        (
+            "scopes".to_string(),
+            RestrictedExpression::new_set(
+                t.scopes
+                    .iter()
+                    .map(|s| RestrictedExpression::new_entity_uid(uid(SCOPE_TYPE, s.as_str()))),
+            ),
+        ),
+        ("consumer".to_string(), org(&t.consumer)),
+    ];
+    // Optional attributes are left out, not empty, so `has` means "the token
+    // said so".
+    if let Some(s) = &t.supplier {
+        token.push(("supplier".to_string(), org(s)));
+    }
+    if let Some(d) = &t.delegation_source {
+        token.push(("delegationSource".to_string(), text(d)));
+    }
+    if let Some(c) = &t.client_id {
+        token.push(("clientId".to_string(), text(c)));
+    }
+    // Records of distinct keys cannot fail to build; if one did, a string in
+    // its place fails the schema check of the request: a deny, never an allow.
+    let token = RestrictedExpression::new_record(token)
+        .unwrap_or_else(|_| RestrictedExpression::new_string(String::new()));
+    let http = http.unwrap_or_else(|_| RestrictedExpression::new_string(String::new()));
+    [("http".to_string(), http), ("token".to_string(), token)]
+}
+
+/// Decide a gateway request, with what the gateway saw of the call when it
+/// told (Envoy `ext_authz`).
+pub fn decide_call(snap: &Snapshot, req: &AccessRequest, call: Option<&Call>) -> Decision {
     let owner_uid = uid(ORG_TYPE, req.owner.as_str());
     let mut context = vec![(
         "owner".to_string(),
         RestrictedExpression::new_entity_uid(owner_uid),
     )];
+    if let Some(call) = call {
+        context.extend(call_context(call));
+    }
     let delegation = snap.delegation(&req.owner, &req.supplier);
     if delegation.is_some() {
         let id = format!("{}/{}", req.owner, req.supplier);

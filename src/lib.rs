@@ -7,23 +7,34 @@
 //! - [`ids`]: org numbers, person ids, scopes, right ids: parse, don't validate.
 //! - [`catalogue`]: the rights catalogue (right → scopes), data from `policies/`.
 //! - [`engine`]: the pure decision, (snapshot, request) → allow/deny + reasons.
+//! - [`gateway`]: what an HTTP gateway sends (route, token claims) → the
+//!   engine's request; the route table.
 //! - [`snapshot`]: the immutable policy+data snapshot; [`snapshot::load`] reads
 //!   it from files; [`snapshot::reload`] decides what a change on disk means,
 //!   once [`snapshot::settle`] says its content has settled; [`snapshot::watch`]
 //!   turns file events into reload work.
+//! - [`auth`]: bearer tokens: the JWKS file (hot-reloaded) and the verifier
+//!   (signature, `exp`/`nbf`, `iss`, `aud`) shared by the gateway and admin listeners.
 //! - [`store`]: admin writes: delegation files written atomically, audit log, undo.
 //! - [`grpc`]: tonic services; the one place errors become `tonic::Status`.
 //! - [`server`]: serves one listener: services, health, reflection, and the
 //!   connection limits, timeouts and drain ([`server::limits`] has every limit).
+//! - [`telemetry`]: what operators see: Prometheus metrics (atomics bumped by
+//!   the services, exposed on their own HTTP/1.1 listener), the decision log
+//!   (JSON lines through a bounded queue to a writer thread), admin write and
+//!   refusal log lines, and the log filter and format from the environment.
 //! - [`sidecar`]: the composition root: `Config`, start-up (everything is loaded
-//!   and validated before a port is bound) and shutdown.
+//!   and validated, and the decision log opened, before a port is bound) and
+//!   shutdown.
 //! - [`table`]: decision tables, shared by `tilgang test` and `cargo test`.
 //! - [`cli`]: one module per subcommand of the `tilgang` binary.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod catalogue;
 pub mod cli;
 pub mod engine;
+pub mod gateway;
 pub mod grpc;
 pub mod ids;
 pub mod server;
@@ -31,6 +42,7 @@ pub mod sidecar;
 pub mod snapshot;
 pub mod store;
 pub mod table;
+pub mod telemetry;
 
 /// Generated from `proto/tilgang/v1/*.proto` by `build.rs`.
 pub mod proto {

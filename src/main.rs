@@ -5,22 +5,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tilgang::cli::{self, Cli, Command, Outcome, Output};
-use tracing_subscriber::EnvFilter;
-
-/// Logs go to stderr. `RUST_LOG` sets the filter (default `info`);
-/// `TILGANG_LOG_FORMAT=json` switches to JSON lines.
-fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if std::env::var("TILGANG_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
 
 async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let out = &mut Output::stdout();
@@ -42,7 +26,12 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // Logs go to stderr; `RUST_LOG` (default `info`) and `TILGANG_LOG_FORMAT`
+    // (`text` or `json`) that do not parse refuse to run.
+    if let Err(e) = tilgang::telemetry::logs::init_from_env() {
+        cli::note(format_args!("error: {e}"));
+        return Outcome::Error.into();
+    }
     match run(cli).await {
         Ok(outcome) => outcome.into(),
         Err(e) => {

@@ -1,19 +1,22 @@
 //! The composition root: [`Config`] (every setting of `serve`, defaults in one
-//! place), and [`Sidecar`], which loads and validates everything before it binds
-//! a port, then serves the gateway and admin listeners, watches the files, prunes
-//! undo records, and shuts all of it down. `cli::serve` only parses flags into a
-//! [`Config`]; tests start a [`Sidecar`] on port 0. No signal handling here.
+//! place), and [`Sidecar`], which loads and validates everything (and opens the
+//! decision log) before it binds a port, then serves the gateway, admin and
+//! metrics listeners, watches the files, prunes undo records, and shuts all of
+//! it down. `cli::serve` only parses flags into a [`Config`]; tests start a
+//! [`Sidecar`] on port 0. No signal handling here.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::auth::{ConfigError, JwksError, JwksFile, Verifier, VerifierConfig};
+use crate::grpc::ext_authz::ClaimSource;
 use crate::server::limits::{self, ConnectionLimits, Limits, LimitsError};
 use crate::server::{self, Listener, ServerError};
 use crate::snapshot::SnapshotStore;
@@ -21,6 +24,10 @@ use crate::snapshot::load::{self, LoadErrors, PolicySource};
 use crate::snapshot::reload::{self, Reloader};
 use crate::snapshot::watch::{self as watcher, WatchHandle};
 use crate::store::DelegationStore;
+use crate::telemetry::decision_log::{self, Writer};
+use crate::telemetry::http::MetricsLimits;
+use crate::telemetry::metrics::{Exposition, Metrics};
+use crate::telemetry::{self, Telemetry};
 
 /// Everything `serve` needs, resolved and checked.
 #[derive(Debug, Clone)]
@@ -29,11 +36,32 @@ pub struct Config {
     pub data: PathBuf,
     pub listen: String,
     pub admin_listen: String,
+    /// Where `GET /metrics` is served; `None`: not served.
+    pub metrics_listen: Option<String>,
+    pub metrics_limits: MetricsLimits,
+    /// Where every decision is logged as a JSON line; `None`: not logged.
+    pub decision_log: Option<decision_log::Target>,
+    /// How many lines may wait for the decision-log writer; more are
+    /// dropped and counted, so decisions never wait for the log.
+    pub decision_log_queue: usize,
     pub debounce: Duration,
     pub rescan: Duration,
     pub undo_window: Duration,
     /// Connections, streams, message sizes, timeouts, shutdown grace.
     pub limits: Limits,
+    /// Where Envoy's ext_authz `Check` finds the caller's token claims.
+    pub claims: ClaimSource,
+    /// Verify `Authorization: Bearer` tokens on `Check` when Envoy's
+    /// `jwt_authn` passed no claims (`--jwks`); `None`: such a check is 401.
+    /// [`Sidecar::start`] opens the file and sets `claims.verifier`.
+    pub bearer: Option<BearerConfig>,
+}
+
+/// `--jwks` and what a token must say besides its signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BearerConfig {
+    pub jwks: PathBuf,
+    pub verifier: VerifierConfig,
 }
 
 impl Config {
@@ -43,13 +71,43 @@ impl Config {
             data,
             listen: "127.0.0.1:0".into(),
             admin_listen: "127.0.0.1:0".into(),
+            metrics_listen: Some("127.0.0.1:0".into()),
+            metrics_limits: MetricsLimits::DEFAULT,
+            decision_log: None,
+            decision_log_queue: decision_log::DEFAULT_QUEUE,
             debounce: Duration::from_millis(150),
             rescan: Duration::from_secs(30),
             undo_window: Duration::from_secs(86_400),
             limits: Limits::DEFAULT,
+            claims: ClaimSource::default(),
+            bearer: None,
         }
     }
 }
+
+/// Load the JWKS file (it waits for the content to settle, so off the
+/// runtime's threads) and watch it; the verifier reads its current keys.
+async fn open_verifier(bearer: &BearerConfig) -> Result<Verifier, StartError> {
+    let path = bearer.jwks.clone();
+    let jwks = tokio::task::spawn_blocking(move || JwksFile::open(path))
+        .await
+        .map_err(|e| StartError::Config(format!("loading --jwks failed: {e}")))??;
+    let verifier = Verifier::new(Arc::new(jwks), bearer.verifier.clone())?;
+    tracing::info!(
+        jwks = %bearer.jwks.display(),
+        issuer = bearer.verifier.issuer.as_deref().unwrap_or("(any)"),
+        audiences = ?bearer.verifier.audiences,
+        leeway_s = bearer.verifier.leeway.as_secs(),
+        "Check verifies bearer tokens when jwt_authn passed no claims"
+    );
+    Ok(verifier)
+}
+
+/// The decision log gets at least this long to be written out on shutdown,
+/// even when the listeners' drain used up the grace (a `Health/Watch` stream
+/// holds it to the end): its queue is written in milliseconds unless the
+/// disk or pipe is stuck.
+pub const LOG_DRAIN_MIN: Duration = Duration::from_secs(1);
 
 /// The longest undo window `serve` accepts.
 pub const MAX_UNDO_WINDOW: Duration = Duration::from_secs(10 * 365 * 86_400);
@@ -76,6 +134,10 @@ pub enum StartError {
     Watch(#[from] notify::Error),
     #[error(transparent)]
     Limits(#[from] LimitsError),
+    #[error(transparent)]
+    Jwks(#[from] JwksError),
+    #[error("--jwt-issuer/--jwt-audience/--jwt-leeway: {0}")]
+    Verifier(#[from] ConfigError),
 }
 
 impl From<LoadErrors> for StartError {
@@ -93,6 +155,10 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
 pub struct Sidecar {
     pub gateway_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// Where `/metrics` is served, when it is.
+    pub metrics_addr: Option<SocketAddr>,
+    /// What the services report to: the counters and the decision log.
+    pub telemetry: Telemetry,
     pub snapshots: Arc<SnapshotStore>,
     pub store: Arc<DelegationStore>,
     /// Keeps the snapshot in step with the files; its `problems()` are the
@@ -102,6 +168,10 @@ pub struct Sidecar {
     pub connection_limits: ConnectionLimits,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<Result<(), ServerError>>>,
+    /// The decision-log writer, drained on shutdown.
+    log_writer: Option<Writer>,
+    /// Bounds the shutdown (`Limits::shutdown_grace`).
+    grace: Duration,
     _watch: WatchHandle,
     /// Released when the sidecar is dropped (or the process dies).
     _lock: std::fs::File,
@@ -115,6 +185,11 @@ impl Sidecar {
                 "the undo window may be at most {} seconds",
                 MAX_UNDO_WINDOW.as_secs()
             )));
+        }
+        if cfg.decision_log_queue == 0 {
+            return Err(StartError::Config(
+                "the decision-log queue must hold at least one line".into(),
+            ));
         }
         std::fs::create_dir_all(cfg.data.join(load::DELEGATIONS_DIR)).map_err(io(format!(
             "creating data directory `{}`",
@@ -154,6 +229,10 @@ impl Sidecar {
             PolicySource::Embedded => PolicySource::Embedded,
         };
         let connection_limits = fit_connection_limits(&cfg.limits)?;
+        let mut claims = cfg.claims.clone();
+        if let Some(bearer) = &cfg.bearer {
+            claims.verifier = Some(Arc::new(open_verifier(bearer).await?));
+        }
         // Only content that has settled: a file caught mid-save at start-up is
         // read again once its writer is done (see `snapshot::settle`).
         let snapshot = {
@@ -170,13 +249,31 @@ impl Sidecar {
             "loaded policies and data"
         );
         let snapshots = Arc::new(SnapshotStore::new(snapshot));
+        let metrics = Arc::new(Metrics::new());
+        metrics.published(snapshots.load().revision());
         let reloader = Arc::new(
-            Reloader::new(snapshots.clone(), policies, data).with_quiet_period(cfg.debounce),
+            Reloader::new(snapshots.clone(), policies, data)
+                .with_quiet_period(cfg.debounce)
+                .with_metrics(metrics.clone()),
         );
         let store = Arc::new(
             DelegationStore::open(reloader.clone(), cfg.undo_window)
                 .map_err(io("opening the data directory for writing"))?,
         );
+
+        // Opened before any port is bound: a path that cannot be written
+        // refuses the start.
+        let (log, log_writer) = match &cfg.decision_log {
+            Some(target) => {
+                let (log, writer) =
+                    decision_log::open(target, cfg.decision_log_queue, metrics.clone())
+                        .map_err(io(format!("opening `--decision-log {target}`")))?;
+                tracing::info!(%target, queue = cfg.decision_log_queue, "logging every decision");
+                (Some(log), Some(writer))
+            }
+            None => (None, None),
+        };
+        let telemetry = Telemetry::new(metrics.clone(), log);
 
         let gateway = TcpListener::bind(&cfg.listen)
             .await
@@ -186,6 +283,19 @@ impl Sidecar {
             .map_err(io(format!("binding `--admin-listen {}`", cfg.admin_listen)))?;
         let gateway_addr = gateway.local_addr().map_err(io("gateway address"))?;
         let admin_addr = admin.local_addr().map_err(io("admin address"))?;
+        let metrics_tcp = match &cfg.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(io(format!("binding `--metrics-listen {addr}`")))?,
+            ),
+            None => None,
+        };
+        let metrics_addr = metrics_tcp
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()
+            .map_err(io("metrics address"))?;
 
         let watch_handle = watcher::spawn(reloader.clone(), cfg.debounce, cfg.rescan)?;
 
@@ -198,46 +308,78 @@ impl Sidecar {
             max_connections,
             limits: cfg.limits.clone(),
         };
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(server::serve_gateway(
                 listener(gateway, connection_limits.gateway),
                 snapshots.clone(),
+                claims,
+                telemetry.clone(),
                 signal(rx.clone()),
             )),
             tokio::spawn(server::serve_admin(
                 listener(admin, connection_limits.admin),
                 store.clone(),
+                telemetry.clone(),
                 signal(rx.clone()),
             )),
-            tokio::spawn(prune_undo_records(store.clone(), signal(rx))),
+            tokio::spawn(prune_undo_records(store.clone(), signal(rx.clone()))),
         ];
-        tracing::info!(%gateway_addr, %admin_addr, "serving");
+        if let Some(tcp) = metrics_tcp {
+            let exposition = Arc::new(Exposition::new(metrics, snapshots.clone()));
+            let (limits, stop) = (cfg.metrics_limits, signal(rx));
+            tasks.push(tokio::spawn(async move {
+                telemetry::http::serve(tcp, exposition, limits, stop).await;
+                Ok(())
+            }));
+        }
+        let shown = metrics_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
+        tracing::info!(%gateway_addr, %admin_addr, metrics_addr = %shown, "serving");
         Ok(Self {
             gateway_addr,
             admin_addr,
+            metrics_addr,
+            telemetry,
             snapshots,
             store,
             reloader,
             connection_limits,
             shutdown,
             tasks,
+            log_writer,
+            grace: cfg.limits.shutdown_grace,
             _watch: watch_handle,
             _lock: lock,
         })
     }
 
     /// Report `NOT_SERVING`, stop accepting, send GOAWAY, let in-flight calls
-    /// finish for at most the shutdown grace, close what remains, stop
-    /// watching. Returns once both listeners are closed.
+    /// finish for at most the shutdown grace, close what remains, write out
+    /// the decision log (within what is left of the grace, and at least
+    /// [`LOG_DRAIN_MIN`]), stop watching. Returns once every listener is
+    /// closed.
     pub async fn shutdown(self) -> Result<(), ServerError> {
+        let started = Instant::now();
         let _ = self.shutdown.send(true);
+        let mut result = Ok(());
         for t in self.tasks {
             match t.await {
-                Ok(r) => r?,
+                Ok(r) => result = result.and(r),
                 Err(e) => tracing::error!(error = %e, "server task failed"),
             }
         }
-        Ok(())
+        if let Some(writer) = self.log_writer {
+            let left = self
+                .grace
+                .saturating_sub(started.elapsed())
+                .max(LOG_DRAIN_MIN);
+            if !writer.close(left).await {
+                tracing::warn!(
+                    waited_ms = left.as_millis(),
+                    "the decision log was not written out in time; its last lines may be lost"
+                );
+            }
+        }
+        result
     }
 }
 

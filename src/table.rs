@@ -1,11 +1,21 @@
-//! Decision tables: CSV files with header `supplier,owner,scope,expect` (`expect`
-//! is `allow` or `deny`; `#` starts a comment line). One runner serves
-//! `tilgang test` and `cargo test`.
+//! Decision tables: CSV files of questions and the expected answer (`expect`
+//! is `allow` or `deny`; `#` starts a comment line). Two kinds, told apart by
+//! the header:
+//! - `supplier,owner,scope,expect`: the `IsAuthorized` question;
+//! - `method,path,supplier,owner,token_scopes,expect`: an HTTP call through
+//!   the route table and the policies, as Envoy's `Check` decides it
+//!   (`supplier` empty for an owner calling for itself, `token_scopes`
+//!   space-separated).
+//!
+//! One runner serves `tilgang test` and `cargo test`. A failing row prints
+//! the question itself, not only its line.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::engine::{self, AccessRequest};
-use crate::ids::{OrgNumber, Scope};
+use crate::gateway::{self, claims::Claims};
+use crate::ids::{OrgNumber, Scope, echo};
 use crate::snapshot::Snapshot;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,15 +29,66 @@ pub enum TableError {
     Bad { location: String, message: String },
 }
 
+/// What a row asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Question {
+    /// May `supplier` use `scope` on `owner`'s API?
+    Scope(AccessRequest),
+    /// May a call `method path` with a token of these claims go through?
+    Route {
+        method: String,
+        path: String,
+        claims: Claims,
+    },
+}
+
+impl fmt::Display for Question {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Scope(r) => write!(
+                f,
+                "supplier {} owner {} scope `{}`",
+                r.supplier, r.owner, r.scope
+            ),
+            Self::Route {
+                method,
+                path,
+                claims,
+            } => {
+                write!(f, "{method} {path} ")?;
+                match &claims.supplier {
+                    Some(s) => write!(f, "supplier {s} ")?,
+                    None => f.write_str("(the owner itself) ")?,
+                }
+                let scopes: Vec<&str> = claims.scopes.iter().map(Scope::as_str).collect();
+                write!(
+                    f,
+                    "owner {} token scopes `{}`",
+                    claims.consumer,
+                    scopes.join(" ")
+                )
+            }
+        }
+    }
+}
+
 /// One row, with where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
     pub location: String,
-    pub request: AccessRequest,
+    pub question: Question,
     pub expect_allow: bool,
 }
 
-const HEADER: [&str; 4] = ["supplier", "owner", "scope", "expect"];
+const SCOPE_HEADER: [&str; 4] = ["supplier", "owner", "scope", "expect"];
+const ROUTE_HEADER: [&str; 6] = [
+    "method",
+    "path",
+    "supplier",
+    "owner",
+    "token_scopes",
+    "expect",
+];
 
 /// Expand directories into their `*.csv` files (sorted).
 pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, TableError> {
@@ -107,17 +168,22 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Row>, TableError> {
         .map_err(|e| bad(header_line, e.to_string()))?
         .clone();
     let got: Vec<&str> = header.iter().collect();
-    if got != HEADER {
-        let line = header_line;
+    let routes = if got == ROUTE_HEADER {
+        true
+    } else if got == SCOPE_HEADER {
+        false
+    } else {
         return Err(bad(
-            line,
+            header_line,
             format!(
-                "header must be `{}`, found `{}`",
-                HEADER.join(","),
-                got.join(",")
+                "header must be `{}` or `{}`, found `{}`",
+                SCOPE_HEADER.join(","),
+                ROUTE_HEADER.join(","),
+                echo(&got.join(","))
             ),
         ));
-    }
+    };
+    let names: &[&str] = if routes { &ROUTE_HEADER } else { &SCOPE_HEADER };
     let mut rows = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| {
@@ -126,13 +192,46 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Row>, TableError> {
         })?;
         let line = record.position().map_or(0, |p| line_at(p.byte()));
         let get = |i: usize| record.get(i).unwrap_or("");
-        let field = |i: usize, e: crate::ids::IdError| bad(line, format!("`{}` {e}", HEADER[i]));
-        let request = AccessRequest {
-            supplier: OrgNumber::parse(get(0)).map_err(|e| field(0, e))?,
-            owner: OrgNumber::parse(get(1)).map_err(|e| field(1, e))?,
-            scope: Scope::parse(get(2)).map_err(|e| field(2, e))?,
+        let field = |i: usize, e: crate::ids::IdError| bad(line, format!("`{}` {e}", names[i]));
+        let question = if routes {
+            let method = get(0);
+            if method.is_empty() {
+                return Err(bad(line, "`method` is empty".into()));
+            }
+            let path = get(1);
+            if !path.starts_with('/') {
+                return Err(bad(
+                    line,
+                    format!("`path` `{}` must start with `/`", echo(path)),
+                ));
+            }
+            let supplier = match get(2) {
+                "" => None,
+                s => Some(OrgNumber::parse(s).map_err(|e| field(2, e))?),
+            };
+            let scopes = get(4)
+                .split_ascii_whitespace()
+                .map(|s| Scope::parse(s).map_err(|e| field(4, e)))
+                .collect::<Result<Vec<_>, _>>()?;
+            Question::Route {
+                method: method.to_string(),
+                path: path.to_string(),
+                claims: Claims {
+                    consumer: OrgNumber::parse(get(3)).map_err(|e| field(3, e))?,
+                    supplier,
+                    scopes,
+                    delegation_source: None,
+                    client_id: None,
+                },
+            }
+        } else {
+            Question::Scope(AccessRequest {
+                supplier: OrgNumber::parse(get(0)).map_err(|e| field(0, e))?,
+                owner: OrgNumber::parse(get(1)).map_err(|e| field(1, e))?,
+                scope: Scope::parse(get(2)).map_err(|e| field(2, e))?,
+            })
         };
-        let expect_allow = match get(3) {
+        let expect_allow = match get(names.len() - 1) {
             "allow" => true,
             "deny" => false,
             other => {
@@ -147,7 +246,7 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Row>, TableError> {
         };
         rows.push(Row {
             location: format!("{name}:{line}"),
-            request,
+            question,
             expect_allow,
         });
     }
@@ -172,17 +271,38 @@ fn word(allow: bool) -> &'static str {
     if allow { "allow" } else { "deny" }
 }
 
+/// Decide one question as the gateway listener would.
+pub fn decide(snap: &Snapshot, question: &Question) -> engine::Decision {
+    match question {
+        Question::Scope(r) => engine::decide(snap, r),
+        Question::Route {
+            method,
+            path,
+            claims,
+        } => match gateway::prepare(snap, method, path, claims.clone()) {
+            Ok((request, call)) => engine::decide_call(snap, &request, Some(&call)),
+            // No route is a deny, with the reason where the policies' ids go.
+            Err(no_route) => engine::Decision {
+                allowed: false,
+                reasons: vec![no_route.to_string()],
+                errors: Vec::new(),
+            },
+        },
+    }
+}
+
 /// Decide every row against `snap`.
 pub fn run(snap: &Snapshot, rows: &[Row]) -> Outcome {
     let mut out = Outcome::default();
     for row in rows {
-        let d = engine::decide(snap, &row.request);
+        let d = decide(snap, &row.question);
         if d.allowed == row.expect_allow {
             out.passed += 1;
         } else {
             let mut line = format!(
-                "{}: expected {}, got {} (reasons: {})",
+                "{}: {}: expected {}, got {} (reasons: {})",
                 row.location,
+                row.question,
                 word(row.expect_allow),
                 word(d.allowed),
                 if d.reasons.is_empty() {
@@ -214,6 +334,33 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].location, "t.csv:3");
         assert!(rows[0].expect_allow);
+    }
+
+    #[test]
+    fn parses_route_tables() {
+        let rows = parse(
+            "r.csv",
+            "method,path,supplier,owner,token_scopes,expect\n\
+             GET,/a?b=1,810418672,991825827,a:b c:d,allow\n\
+             POST,/a,,991825827,,deny\n",
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 2);
+        let Question::Route { claims, .. } = &rows[1].question else {
+            panic!("a route question")
+        };
+        assert!(claims.supplier.is_none() && claims.scopes.is_empty());
+        assert_eq!(
+            rows[0].question.to_string(),
+            "GET /a?b=1 supplier 810418672 owner 991825827 token scopes `a:b c:d`"
+        );
+        let e = parse(
+            "r.csv",
+            "method,path,supplier,owner,token_scopes,expect\nGET,a,,991825827,,deny\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("r.csv:2") && e.contains("`path`"), "{e}");
     }
 
     #[test]

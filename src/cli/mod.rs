@@ -37,7 +37,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the sidecar: gateway gRPC API, admin gRPC API, hot reload
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
     /// Decide one request offline and print the decision with reasons
     Check(check::Args),
     /// Validate policies and data against the schema; exit 1 on any error
@@ -140,15 +140,17 @@ pub fn note(line: impl fmt::Display) {
     let _ = writeln!(io::stderr(), "{line}");
 }
 
-/// Where policies and data are read from; shared by every offline subcommand.
+/// Where policies and data are read from; shared by `serve` and every offline
+/// subcommand, so `TILGANG_POLICIES` and `TILGANG_DATA` point them all at the
+/// same files.
 #[derive(Debug, Clone, Args)]
 pub struct SourceArgs {
     /// Policies directory (schema, `*.cedar`, `rights.json`). Default `policies`;
     /// when that does not exist, the policies built into the binary are used
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, env = "TILGANG_POLICIES", value_name = "DIR")]
     pub policies: Option<PathBuf>,
     /// Data directory (`delegations/<owner>.json`, `roles.json`)
-    #[arg(long, value_name = "DIR", default_value = "data")]
+    #[arg(long, env = "TILGANG_DATA", value_name = "DIR", default_value = "data")]
     pub data: PathBuf,
 }
 

@@ -1,6 +1,9 @@
 //! `tilgang.v1.Authorizer`: the data plane gateways call on every request.
+//! Every call is reported to [`Telemetry`]: each decision (a batch item is
+//! one), or once for a request that does not parse.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tonic::{Request, Response, Status};
 
@@ -11,18 +14,43 @@ use crate::proto::authorizer_server::Authorizer;
 use crate::proto::{
     BatchIsAuthorizedRequest, BatchIsAuthorizedResponse, IsAuthorizedRequest, IsAuthorizedResponse,
 };
-use crate::snapshot::SnapshotStore;
+use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::telemetry::metrics::Api;
+use crate::telemetry::{Decided, Telemetry};
 
 /// The most requests one `BatchIsAuthorized` call may carry.
 pub const MAX_BATCH: usize = 1000;
 
 pub struct AuthorizerService {
     store: Arc<SnapshotStore>,
+    telemetry: Telemetry,
 }
 
 impl AuthorizerService {
-    pub fn new(store: Arc<SnapshotStore>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<SnapshotStore>, telemetry: Telemetry) -> Self {
+        Self { store, telemetry }
+    }
+
+    /// Decide `req` with `snap` and report it.
+    fn decide(
+        &self,
+        api: Api,
+        started: Instant,
+        snap: &Snapshot,
+        req: &AccessRequest,
+    ) -> IsAuthorizedResponse {
+        let d = engine::decide(snap, req);
+        self.telemetry.decided(Decided {
+            api,
+            started,
+            supplier: Some(&req.supplier),
+            owner: &req.owner,
+            scope: &req.scope,
+            route: None,
+            decision: &d,
+            revision: snap.revision(),
+        });
+        respond(d, snap.revision())
     }
 }
 
@@ -53,15 +81,17 @@ impl Authorizer for AuthorizerService {
         &self,
         request: Request<IsAuthorizedRequest>,
     ) -> Result<Response<IsAuthorizedResponse>, Status> {
-        let req = parse(request.get_ref(), "")?;
+        let started = Instant::now();
+        let req = parse(request.get_ref(), "")
+            .inspect_err(|_| self.telemetry.invalid(Api::IsAuthorized))?;
         let snap = self.store.load();
-        let d = engine::decide(&snap, &req);
+        let response = self.decide(Api::IsAuthorized, started, &snap, &req);
         tracing::debug!(
             supplier = %req.supplier, owner = %req.owner, scope = %req.scope,
-            allowed = d.allowed, reasons = ?d.reasons, errors = ?d.errors,
+            allowed = response.allowed, reasons = ?response.reasons, errors = ?response.errors,
             revision = snap.revision(), "decision"
         );
-        Ok(Response::new(respond(d, snap.revision())))
+        Ok(Response::new(response))
     }
 
     async fn batch_is_authorized(
@@ -70,6 +100,7 @@ impl Authorizer for AuthorizerService {
     ) -> Result<Response<BatchIsAuthorizedResponse>, Status> {
         let items = &request.get_ref().requests;
         if items.len() > MAX_BATCH {
+            self.telemetry.invalid(Api::Batch);
             return Err(Status::invalid_argument(format!(
                 "`requests` holds {} items; at most {MAX_BATCH} are allowed per batch",
                 items.len()
@@ -79,12 +110,13 @@ impl Authorizer for AuthorizerService {
             .iter()
             .enumerate()
             .map(|(i, r)| parse(r, &format!("requests[{i}].")))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+            .inspect_err(|_| self.telemetry.invalid(Api::Batch))?;
         // One snapshot for the whole batch, so its answers are consistent.
         let snap = self.store.load();
         let responses = parsed
             .iter()
-            .map(|r| respond(engine::decide(&snap, r), snap.revision()))
+            .map(|r| self.decide(Api::Batch, Instant::now(), &snap, r))
             .collect();
         Ok(Response::new(BatchIsAuthorizedResponse { responses }))
     }

@@ -1,6 +1,8 @@
 //! `tilgang.v1.Delegations`: the admin API, served only on the admin listener.
 //! File I/O and fsync run on the blocking pool, never on the async workers.
-//! Store errors become statuses in `grpc::status`, not here.
+//! Store errors become statuses in `grpc::status`, not here. Every write
+//! (delegate, revoke, undo) is reported to [`Telemetry`] with how it ended,
+//! including a request that does not parse.
 
 use std::sync::Arc;
 
@@ -14,25 +16,50 @@ use crate::proto::{
     ListRightsRequest, ListRightsResponse, RevokeRequest, RevokeResponse, Right, UndoRevokeRequest,
 };
 use crate::store::{DelegationStore, DelegationView, StoreError};
+use crate::telemetry::metrics::AdminKind;
+use crate::telemetry::{AdminFailure, Telemetry, Who};
 
 pub struct DelegationsService {
     store: Arc<DelegationStore>,
+    telemetry: Telemetry,
 }
 
 impl DelegationsService {
-    pub fn new(store: Arc<DelegationStore>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<DelegationStore>, telemetry: Telemetry) -> Self {
+        Self { store, telemetry }
     }
 
-    async fn blocking<T: Send + 'static>(
+    /// Report a request of `kind` whose fields did not parse.
+    fn invalid(&self, kind: AdminKind, status: Status) -> Status {
+        let failure = AdminFailure::Invalid(status.message());
+        self.telemetry.admin_failed(kind, Who::default(), failure);
+        status
+    }
+
+    /// Run a write on the blocking pool and report how it ended.
+    async fn write<T: Send + 'static>(
         &self,
+        kind: AdminKind,
+        who: Who<'_>,
         f: impl FnOnce(&DelegationStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, Status> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(status::task_failed)?
-            .map_err(status::store_error)
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(Ok(v)) => {
+                let revision = self.store.snapshot().revision().to_string();
+                self.telemetry.admin_ok(kind, &revision);
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                self.telemetry
+                    .admin_failed(kind, who, AdminFailure::Store(&e));
+                Err(status::store_error(e))
+            }
+            Err(e) => {
+                self.telemetry.admin_failed(kind, who, AdminFailure::Task);
+                Err(status::task_failed(e))
+            }
+        }
     }
 }
 
@@ -54,6 +81,21 @@ fn rights(values: &[String]) -> Result<Vec<RightId>, Status> {
         .enumerate()
         .map(|(i, r)| field(&format!("rights[{i}]"), r, RightId::parse))
         .collect()
+}
+
+/// The fields of a delegate or revoke request, parsed.
+fn change_fields(
+    owner: &str,
+    supplier: &str,
+    actor: &str,
+    rights_: &[String],
+) -> Result<(OrgNumber, OrgNumber, PersonId, Vec<RightId>), Status> {
+    Ok((
+        field("owner", owner, OrgNumber::parse)?,
+        field("supplier", supplier, OrgNumber::parse)?,
+        field("actor", actor, PersonId::parse)?,
+        rights(rights_)?,
+    ))
 }
 
 fn optional_org(name: &str, value: &str) -> Result<Option<OrgNumber>, Status> {
@@ -88,12 +130,19 @@ impl Delegations for DelegationsService {
         request: Request<DelegateRequest>,
     ) -> Result<Response<Delegation>, Status> {
         let r = request.into_inner();
-        let owner = field("owner", &r.owner, OrgNumber::parse)?;
-        let supplier = field("supplier", &r.supplier, OrgNumber::parse)?;
-        let actor = field("actor", &r.actor, PersonId::parse)?;
-        let rights = rights(&r.rights)?;
+        let kind = AdminKind::Delegate;
+        let (owner, supplier, actor, rights) =
+            change_fields(&r.owner, &r.supplier, &r.actor, &r.rights)
+                .map_err(|s| self.invalid(kind, s))?;
+        let by = actor.clone();
+        let who = Who {
+            actor: Some(&by),
+            owner: Some(&owner),
+        };
         let view = self
-            .blocking(move |s| s.delegate(owner, supplier, &rights, &actor))
+            .write(kind, who, move |s| {
+                s.delegate(owner, supplier, &rights, &actor)
+            })
             .await?;
         Ok(Response::new(to_proto(view)))
     }
@@ -103,12 +152,19 @@ impl Delegations for DelegationsService {
         request: Request<RevokeRequest>,
     ) -> Result<Response<RevokeResponse>, Status> {
         let r = request.into_inner();
-        let owner = field("owner", &r.owner, OrgNumber::parse)?;
-        let supplier = field("supplier", &r.supplier, OrgNumber::parse)?;
-        let actor = field("actor", &r.actor, PersonId::parse)?;
-        let rights = rights(&r.rights)?;
+        let kind = AdminKind::Revoke;
+        let (owner, supplier, actor, rights) =
+            change_fields(&r.owner, &r.supplier, &r.actor, &r.rights)
+                .map_err(|s| self.invalid(kind, s))?;
+        let by = actor.clone();
+        let who = Who {
+            actor: Some(&by),
+            owner: Some(&owner),
+        };
         let revoked = self
-            .blocking(move |s| s.revoke(owner, supplier, &rights, &actor))
+            .write(kind, who, move |s| {
+                s.revoke(owner, supplier, &rights, &actor)
+            })
             .await?;
         Ok(Response::new(RevokeResponse {
             remaining: Some(to_proto(revoked.remaining)),
@@ -122,9 +178,23 @@ impl Delegations for DelegationsService {
         request: Request<UndoRevokeRequest>,
     ) -> Result<Response<Delegation>, Status> {
         let r = request.into_inner();
-        let token = field("undo_token", &r.undo_token, UndoToken::parse_exact)?;
-        let actor = field("actor", &r.actor, PersonId::parse)?;
-        let view = self.blocking(move |s| s.undo(&token, &actor)).await?;
+        let kind = AdminKind::Undo;
+        let (token, actor) = (|| {
+            Ok::<_, Status>((
+                field("undo_token", &r.undo_token, UndoToken::parse_exact)?,
+                field("actor", &r.actor, PersonId::parse)?,
+            ))
+        })()
+        .map_err(|s| self.invalid(kind, s))?;
+        let by = actor.clone();
+        // The owner is the record's: not known here, and not told.
+        let who = Who {
+            actor: Some(&by),
+            owner: None,
+        };
+        let view = self
+            .write(kind, who, move |s| s.undo(&token, &actor))
+            .await?;
         Ok(Response::new(to_proto(view)))
     }
 

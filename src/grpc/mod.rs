@@ -7,6 +7,7 @@
 pub mod authorizer;
 pub mod codec;
 pub mod delegations;
+pub mod ext_authz;
 pub mod status;
 
 use tonic::Status;

@@ -1,11 +1,14 @@
 //! Serves the gRPC services on already-bound listeners (so tests can bind port
-//! 0): the gateway listener gets `Authorizer`, the admin listener
-//! `Delegations`; both get the standard health service and server reflection.
-//! Never the admin API on the gateway listener.
+//! 0): the gateway listener gets `Authorizer` and Envoy's ext_authz
+//! `Authorization`, the admin listener `Delegations`; both get the standard
+//! health service and server reflection (`grpc.reflection.v1`, and `v1alpha`
+//! for grpcurl before 1.8.8, Postman and evans). Never the admin API on the
+//! gateway listener.
 //!
 //! tilgang drives its own connections rather than tonic's `Server`, for
 //! bounded resources: `listener` accepts under a connection limit and backs
-//! off when descriptors run out, `conn` runs one HTTP/2 connection with
+//! off when descriptors run out (the metrics listener, `telemetry::http`,
+//! accepts with it too), `conn` runs one HTTP/2 connection with
 //! `h2guard` (handshake and header deadlines), `deadline` (request
 //! timeout) and `activity` (idle timeout). [`limits`] holds every limit and
 //! its default. On shutdown, `serve` reports `NOT_SERVING`, stops
@@ -16,7 +19,7 @@ mod conn;
 mod deadline;
 mod h2guard;
 pub mod limits;
-mod listener;
+pub(crate) mod listener;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -31,11 +34,14 @@ use tonic_health::server::HealthReporter;
 
 use crate::grpc::authorizer::AuthorizerService;
 use crate::grpc::delegations::DelegationsService;
+use crate::grpc::ext_authz::{ClaimSource, ExtAuthzService};
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::authorizer_server::AuthorizerServer;
 use crate::proto::delegations_server::DelegationsServer;
 use crate::snapshot::SnapshotStore;
 use crate::store::DelegationStore;
+use crate::telemetry::Telemetry;
+use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use limits::{
     ADMIN_MAX_MESSAGE, GATEWAY_MAX_MESSAGE, HEALTH_MAX_MESSAGE, Limits, REFLECTION_MAX_MESSAGE,
 };
@@ -54,19 +60,29 @@ pub struct Listener {
     pub limits: Limits,
 }
 
-/// Serve the gateway API on `listener` until `shutdown` completes, then drain.
+/// Serve the gateway API on `listener` until `shutdown` completes, then drain:
+/// `tilgang.v1.Authorizer` and Envoy's `envoy.service.auth.v3.Authorization`.
 pub async fn serve_gateway(
     listener: Listener,
     snapshots: Arc<SnapshotStore>,
+    claims: ClaimSource,
+    telemetry: Telemetry,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
     type Service = AuthorizerServer<AuthorizerService>;
-    let service = Service::new(AuthorizerService::new(snapshots))
+    type ExtAuthz = AuthorizationServer<ExtAuthzService>;
+    let service = Service::new(AuthorizerService::new(snapshots.clone(), telemetry.clone()))
+        .max_decoding_message_size(GATEWAY_MAX_MESSAGE);
+    let ext_authz = ExtAuthz::new(ExtAuthzService::new(snapshots, claims, telemetry))
         .max_decoding_message_size(GATEWAY_MAX_MESSAGE);
     let (health, routes) = routes::<Service>(service)?;
+    let routes = routes.add_service(ext_authz).prepare();
     serve(
         listener,
-        <Service as NamedService>::NAME,
+        &[
+            <Service as NamedService>::NAME,
+            <ExtAuthz as NamedService>::NAME,
+        ],
         routes,
         health,
         shutdown,
@@ -79,15 +95,16 @@ pub async fn serve_gateway(
 pub async fn serve_admin(
     listener: Listener,
     store: Arc<DelegationStore>,
+    telemetry: Telemetry,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
     type Service = DelegationsServer<DelegationsService>;
-    let service =
-        Service::new(DelegationsService::new(store)).max_decoding_message_size(ADMIN_MAX_MESSAGE);
+    let service = Service::new(DelegationsService::new(store, telemetry))
+        .max_decoding_message_size(ADMIN_MAX_MESSAGE);
     let (health, routes) = routes::<Service>(service)?;
     serve(
         listener,
-        <Service as NamedService>::NAME,
+        &[<Service as NamedService>::NAME],
         routes,
         health,
         shutdown,
@@ -96,8 +113,9 @@ pub async fn serve_admin(
     Ok(())
 }
 
-/// `service` with health and reflection, each with its own message limit.
-/// Health reports `SERVING` for `""` and for `service` until the drain.
+/// `service` with health and reflection (`v1` and `v1alpha`, advertising the
+/// same services), each with its own message limit. Health reports `SERVING`
+/// for `""` and for `service` until the drain.
 fn routes<S>(service: S) -> Result<(HealthReporter, Routes), ServerError>
 where
     S: tower::Service<
@@ -116,16 +134,23 @@ where
         tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
     )
     .max_decoding_message_size(HEALTH_MAX_MESSAGE);
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        // Advertise only what this listener serves.
-        .with_service_name(S::NAME)
-        .with_service_name("grpc.health.v1.Health")
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // Advertise only what this listener serves.
+            .with_service_name(S::NAME)
+            .with_service_name("grpc.health.v1.Health")
+    };
+    let v1 = reflection()
         .build_v1()?
         .max_decoding_message_size(REFLECTION_MAX_MESSAGE);
+    let v1alpha = reflection()
+        .build_v1alpha()?
+        .max_decoding_message_size(REFLECTION_MAX_MESSAGE);
     let routes = Routes::new(health)
-        .add_service(reflection)
+        .add_service(v1)
+        .add_service(v1alpha)
         .add_service(service)
         .prepare();
     Ok((reporter, routes))
@@ -137,14 +162,17 @@ where
 /// finish and close what remains.
 async fn serve(
     listener: Listener,
-    service: &'static str,
+    services: &[&'static str],
     routes: Routes,
     health: HealthReporter,
     shutdown: impl Future<Output = ()>,
 ) {
-    health
-        .set_service_status(service, ServingStatus::Serving)
-        .await;
+    let service = services.first().copied().unwrap_or("");
+    for name in services {
+        health
+            .set_service_status(*name, ServingStatus::Serving)
+            .await;
+    }
     let settings = Arc::new(conn::Settings::new(&listener.limits));
     let mut acceptor = listener::Acceptor::new(listener.tcp, service, listener.max_connections);
     let (drain, draining) = watch::channel(false);
@@ -162,9 +190,9 @@ async fn serve(
 
     // Health first, so load balancers and watchers hear it before anything
     // closes.
-    for name in ["", service] {
+    for name in std::iter::once(&"").chain(services) {
         health
-            .set_service_status(name, ServingStatus::NotServing)
+            .set_service_status(*name, ServingStatus::NotServing)
             .await;
     }
     drop(acceptor); // closes the listening socket: the port stops answering

@@ -23,6 +23,7 @@ use sha2::Digest as _;
 
 use super::{DelegationRecord, Digest, FileStamp, OwnerDelegations, PolicyBundle, Roles, Snapshot};
 use crate::catalogue::Catalogue;
+use crate::gateway::routes::RouteTable;
 use crate::ids::{OrgNumber, PersonId, RightId};
 
 /// Cedar type names tilgang's code relies on. The schema must declare them.
@@ -33,6 +34,8 @@ pub const SCOPE_TYPE: &str = "Tilgang::Scope";
 pub const DELEGATION_TYPE: &str = "Tilgang::Delegation";
 pub const ACTION_TYPE: &str = "Tilgang::Action";
 pub const CATALOGUE_FILE: &str = "rights.json";
+/// The route table (optional): HTTP method + path template → scope.
+pub const ROUTES_FILE: &str = "routes.json";
 pub const ROLES_FILE: &str = "roles.json";
 pub const DELEGATIONS_DIR: &str = "delegations";
 
@@ -268,8 +271,10 @@ fn read_flat_dir(from: &Path, shown: &Path) -> Result<ReadFiles, LoadErrors> {
     for entry in std::fs::read_dir(from).map_err(one)? {
         let entry = entry.map_err(one)?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let relevant =
-            name.ends_with(".cedar") || name.ends_with(".cedarschema") || name == CATALOGUE_FILE;
+        let relevant = name.ends_with(".cedar")
+            || name.ends_with(".cedarschema")
+            || name == CATALOGUE_FILE
+            || name == ROUTES_FILE;
         if !relevant || !is_visible(&name) {
             continue;
         }
@@ -349,6 +354,15 @@ pub fn build_policies(src: &PolicySource, read: PolicyFiles) -> Result<PolicyBun
                 None
             }
         },
+    };
+
+    // Routes: optional; without them every ext_authz check is an unmapped route.
+    let routes = match files.iter().find(|f| f.1 == ROUTES_FILE) {
+        None => RouteTable::default(),
+        Some((path, _, text)) => RouteTable::from_json(text).unwrap_or_else(|errs| {
+            errors.extend(errs.into_iter().map(|e| LoadError::new(path, e)));
+            RouteTable::default()
+        }),
     };
 
     // Policies: each file parsed on its own so positions are relative to it; each
@@ -452,6 +466,7 @@ pub fn build_policies(src: &PolicySource, read: PolicyFiles) -> Result<PolicyBun
         schema,
         policies,
         catalogue,
+        routes,
         base_entities,
         origins,
         digest,

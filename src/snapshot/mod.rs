@@ -32,6 +32,8 @@ pub struct PolicyBundle {
     pub schema: Schema,
     pub policies: PolicySet,
     pub catalogue: Catalogue,
+    /// `routes.json`: which scope an HTTP call needs (empty without the file).
+    pub routes: crate::gateway::routes::RouteTable,
     /// Right and Scope entities derived from the catalogue, and the schema's action
     /// entities: the part of every request's entity slice that is the same for all,
     /// built (with its transitive closure) once per policy load.

@@ -28,6 +28,7 @@ use super::load::{self, LoadError, LoadErrors, PolicySource, ROLES_FILE};
 use super::settle::{Settler, Unit, Verdict};
 use super::{Digest, OwnerMap, Snapshot, SnapshotStore};
 use crate::ids::OrgNumber;
+use crate::telemetry::metrics::{Metrics, ReloadUnit};
 
 /// What looking at one unit did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +106,8 @@ pub struct Reloader {
     rejected: Mutex<Option<Rejected>>,
     /// The problems last logged, so each is logged once.
     problems: Mutex<HashMap<Key, Vec<LoadError>>>,
+    /// Counts accepted and rejected reloads, when `serve` exports them.
+    metrics: Option<Arc<Metrics>>,
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -123,7 +126,14 @@ impl Reloader {
             broken: Mutex::new(HashMap::new()),
             rejected: Mutex::new(None),
             problems: Mutex::new(HashMap::new()),
+            metrics: None,
         }
+    }
+
+    /// Count every accepted and rejected reload in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Act on changed content only once two reads more than `quiet` apart
@@ -498,10 +508,18 @@ impl Reloader {
     /// new or changed, or a problem that went away.
     fn report(&self, key: Key, what: &str, result: Result<Reloaded, Vec<LoadError>>) {
         let revision = self.store.load().revision().to_string();
+        let unit = match key {
+            Key::Unit(Unit::Policies) => ReloadUnit::Policies,
+            Key::Unit(Unit::Owner(_)) | Key::Listing => ReloadUnit::Owner,
+            Key::Unit(Unit::Roles) => ReloadUnit::Roles,
+        };
         let mut problems = locked(&self.problems);
         match result {
             Ok(Reloaded::Published) => {
                 problems.remove(&key);
+                if let Some(m) = &self.metrics {
+                    m.reload_accepted(unit, &revision);
+                }
                 tracing::info!(%revision, "reloaded {what}");
             }
             Ok(Reloaded::Unchanged) => {
@@ -515,6 +533,9 @@ impl Reloader {
             Err(errors) => {
                 if problems.get(&key) == Some(&errors) {
                     return;
+                }
+                if let Some(m) = &self.metrics {
+                    m.reload_rejected(unit);
                 }
                 for e in &errors {
                     tracing::error!(

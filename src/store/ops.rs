@@ -4,6 +4,9 @@
 //! commit, audit. Undo: find the record (answering "unknown" to anyone who may
 //! not use it), authorize, mark the token used durably, grant, commit, audit.
 //! The file work is in `commit`, `undo` and `files`; the actor check in `authorize`.
+//! Each acknowledged write is logged at `info` (actor, owner, supplier, change,
+//! rights before and after: the audit line's content, without the undo token);
+//! refusals are logged where the call is answered (`telemetry`).
 
 use std::collections::BTreeSet;
 
@@ -66,6 +69,7 @@ impl DelegationStore {
         let audit = self.audit_change(t, actor, owner, supplier, change, &before, &after, None);
         committed.finish(audit, None)?;
         self.files.record(|| Op::Ack { what: "delegate" });
+        logged(actor, owner, supplier, change, &before, &after);
         Ok(self.view(&owner, &supplier))
     }
 
@@ -146,6 +150,7 @@ impl DelegationStore {
         let audit = self.audit_change(time, actor, owner, supplier, change, &before, &after, tok);
         committed.finish(audit, Some(&token))?;
         self.files.record(|| Op::Ack { what: "revoke" });
+        logged(actor, owner, supplier, change, &before, &after);
         Ok(Revoked {
             remaining: self.view(&owner, &supplier),
             undo_token: token,
@@ -192,8 +197,9 @@ impl DelegationStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match authorize(&self.snapshot(), actor, &owner) {
             Err(e @ StoreError::Forbidden { .. }) => {
-                // The operator may see what the caller may not.
-                tracing::info!(%token, reason = %e, "undo refused as an unknown token");
+                // The operator may see what the caller may not (but not the
+                // token: the log is no place for it).
+                tracing::info!(%actor, %owner, reason = %e, "undo refused as an unknown token");
                 return Err(unknown());
             }
             other => other?,
@@ -268,6 +274,33 @@ impl DelegationStore {
         let audit = self.audit_change(stamp, actor, owner, supplier, change, &before, &after, tok);
         committed.finish(audit, None)?;
         self.files.record(|| Op::Ack { what: "undo" });
+        logged(actor, owner, supplier, change, &before, &after);
         Ok(self.view(&owner, &supplier))
     }
+}
+
+/// The `info` line of an acknowledged write.
+fn logged(
+    actor: &PersonId,
+    owner: OrgNumber,
+    supplier: OrgNumber,
+    change: Change,
+    before: &BTreeSet<RightId>,
+    after: &BTreeSet<RightId>,
+) {
+    let change = match change {
+        Change::Grant => "grant",
+        Change::Revoke => "revoke",
+        Change::RevokeLast => "revoke-last",
+        Change::Undo => "undo",
+    };
+    tracing::info!(
+        %actor,
+        %owner,
+        %supplier,
+        change,
+        rights_before = %ids(before).join(","),
+        rights_after = %ids(after).join(","),
+        "admin write"
+    );
 }

@@ -6,9 +6,11 @@
 
 mod admin;
 mod authorizer;
+mod bearer;
 mod cli;
 mod crash;
 mod durability;
+mod ext_authz;
 mod flood;
 mod hygiene;
 mod races;
@@ -16,5 +18,6 @@ mod reload;
 mod shutdown;
 mod store;
 mod tables;
+mod telemetry;
 mod util;
 mod wire;

@@ -6,11 +6,6 @@ use std::time::Duration;
 
 use crate::util::*;
 
-const FORBID_WRITE: &str = r#"
-@id("freeze-writes")
-forbid (principal, action == Tilgang::Action::"callApi", resource == Tilgang::Scope::"altinn:serviceowner/instances.write");
-"#;
-
 #[tokio::test(flavor = "multi_thread")]
 async fn policy_edit_flips_the_decision_without_restart() {
     let s = TestServer::start().await;

@@ -52,9 +52,36 @@ fn a_wrong_expectation_is_reported_with_its_line() {
     assert_eq!(
         outcome.failures,
         [
-            "wrong.csv:3: expected allow, got deny (reasons: none)",
-            "wrong.csv:4: expected deny, got allow (reasons: delegated-scope)",
+            "wrong.csv:3: supplier 974760673 owner 991825827 scope \
+             `altinn:serviceowner/instances.write`: expected allow, got deny (reasons: none)",
+            "wrong.csv:4: supplier 974760673 owner 991825827 scope \
+             `altinn:serviceowner/instances.read`: expected deny, got allow (reasons: delegated-scope)",
         ]
     );
     assert_eq!(outcome.summary(), "0 passed, 2 failed");
+
+    // A route table: the request is printed, and a missing route is the reason.
+    let rows = table::parse(
+        "routes.csv",
+        "method,path,supplier,owner,token_scopes,expect\n\
+         GET,/storage/api/v1/instances/1/a,974760673,991825827,altinn:serviceowner/instances.read,deny\n\
+         GET,/storage/api/v1/nowhere,974760673,991825827,altinn:serviceowner/instances.read,allow\n\
+         DELETE,/storage/api/v1/instances/1/a,,991825827,altinn:serviceowner/instances.read,allow\n",
+    )
+    .unwrap();
+    let outcome = table::run(&snap, &rows);
+    assert_eq!(
+        outcome.failures,
+        [
+            "routes.csv:2: GET /storage/api/v1/instances/1/a supplier 974760673 owner 991825827 \
+             token scopes `altinn:serviceowner/instances.read`: expected deny, got allow \
+             (reasons: delegated-scope)",
+            "routes.csv:3: GET /storage/api/v1/nowhere supplier 974760673 owner 991825827 \
+             token scopes `altinn:serviceowner/instances.read`: expected allow, got deny \
+             (reasons: no route for `/storage/api/v1/nowhere`)",
+            "routes.csv:4: DELETE /storage/api/v1/instances/1/a (the owner itself) owner 991825827 \
+             token scopes `altinn:serviceowner/instances.read`: expected allow, got deny \
+             (reasons: token-carries-scope)",
+        ]
+    );
 }

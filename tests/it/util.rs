@@ -181,6 +181,12 @@ where
 
 /// Replace a file the way editors that save by rename do: write a temp file
 /// beside it, then rename it over the original.
+/// A policy that forbids every write: a visible change for reload tests.
+pub const FORBID_WRITE: &str = r#"
+@id("freeze-writes")
+forbid (principal, action == Tilgang::Action::"callApi", resource == Tilgang::Scope::"altinn:serviceowner/instances.write");
+"#;
+
 pub fn save_by_rename(path: &Path, contents: &str) {
     let tmp = path.with_file_name(format!(
         ".{}.swp",
@@ -196,6 +202,10 @@ pub struct ServerProcess {
     pub child: Option<std::process::Child>,
     pub gateway: String,
     pub admin: String,
+    /// `off` when not served.
+    pub metrics: String,
+    /// The stderr lines read up to the `serving` line.
+    pub startup_log: Vec<String>,
 }
 
 impl ServerProcess {
@@ -206,7 +216,6 @@ impl ServerProcess {
     /// `wrapper` runs the binary (e.g. `prlimit --nofile=256:256 --`); `args`
     /// go after `serve`'s own.
     pub fn spawn_with(work: &Workdir, wrapper: &[&str], args: &[&str]) -> Self {
-        use std::io::{BufRead, BufReader};
         let bin = env!("CARGO_BIN_EXE_tilgang");
         let mut command = match wrapper {
             [] => std::process::Command::new(bin),
@@ -216,15 +225,25 @@ impl ServerProcess {
                 c
             }
         };
-        let mut child = command
+        command
             .arg("serve")
             .arg("--policies")
             .arg(work.policies())
             .arg("--data")
             .arg(work.data())
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .args(args)
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .args(args);
+        Self::start(command)
+    }
+
+    /// Start `command` (a `tilgang serve`, set up by the caller) and wait for
+    /// its `serving` line. `RUST_LOG` is removed so the line is logged.
+    pub fn start(mut command: std::process::Command) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = command
             .env_remove("RUST_LOG")
+            .env_remove("TILGANG_LOG_FORMAT")
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -233,6 +252,8 @@ impl ServerProcess {
             child: Some(child),
             gateway: String::new(),
             admin: String::new(),
+            metrics: String::new(),
+            startup_log: Vec::new(),
         };
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -250,10 +271,17 @@ impl ServerProcess {
         loop {
             let line = rx
                 .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-                .expect("a `serving` log line");
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "a `serving` log line; got:\n{}",
+                        server.startup_log.join("\n")
+                    )
+                });
+            server.startup_log.push(line.clone());
             if let (Some(g), Some(a)) = (field(&line, "gateway_addr"), field(&line, "admin_addr")) {
                 server.gateway = g;
                 server.admin = a;
+                server.metrics = field(&line, "metrics_addr").unwrap_or_default();
                 return server;
             }
         }
@@ -276,4 +304,59 @@ impl Drop for ServerProcess {
             let _ = c.wait();
         }
     }
+}
+
+/// A request over HTTP/1.1 on a fresh connection (`Connection: close`), with
+/// extra header lines; the status code, the headers (lowercased names) and the
+/// body.
+pub async fn http_get(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+) -> (u16, Vec<(String, String)>, String) {
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        try_http_get(addr, method, path, headers),
+    )
+    .await
+    .expect("the response within 10 s")
+    .unwrap()
+}
+
+/// [`http_get`], with a connection that fails or closes early as an error.
+pub async fn try_http_get(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = tokio::net::TcpStream::connect(addr).await?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    c.write_all(req.as_bytes()).await?;
+    let mut raw = Vec::new();
+    c.read_to_end(&mut raw).await?;
+    let bad =
+        |what: &str| std::io::Error::other(format!("{what}: {}", String::from_utf8_lossy(&raw)));
+    let text = String::from_utf8(raw.clone()).map_err(|_| bad("not UTF-8"))?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| bad("no header end"))?;
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| bad("no status"))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok((status, headers, body.to_string()))
 }

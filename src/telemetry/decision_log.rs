@@ -1,0 +1,530 @@
+//! The decision log: one JSON line per decision, written by a thread of its
+//! own so that a slow disk or a blocked pipe never holds a decision up.
+//!
+//! A decision hands its [`Entry`] to a bounded queue with `try_send`; when the
+//! queue is full the line is dropped and counted
+//! (`tilgang_decision_log_dropped_total{reason="queue_full"}`), never waited
+//! for. The writer thread takes what is queued in batches, formats the lines,
+//! and writes each batch with one `write`, so lines reach the file within a
+//! few milliseconds (and always within a second). A failed write loses that
+//! batch's lines, is counted and logged at most every 10 s, and never stops
+//! the writer or the sidecar. On shutdown the writer drains the queue, writes
+//! it out and stops ([`Writer::close`], bounded by the caller).
+//!
+//! This module decides nothing and knows no gRPC; what a line holds is
+//! [`Entry`], filled in by `telemetry::Telemetry::decided`.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvError, SyncSender, TryRecvError, TrySendError};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+use super::metrics::{Api, Dropped, Metrics, Outcome};
+use crate::ids::OrgNumber;
+
+/// Where the log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `-`: standard output (the sidecar's own logs go to stderr).
+    Stdout,
+    /// Appended to; created if missing. Rotate it with `copytruncate`: the
+    /// file stays open, and `O_APPEND` makes the writes land at the new end.
+    File(PathBuf),
+}
+
+impl Target {
+    /// `-` is stdout; anything else a file path.
+    pub fn parse(s: &str) -> Self {
+        if s == "-" {
+            Self::Stdout
+        } else {
+            Self::File(PathBuf::from(s))
+        }
+    }
+
+    fn open(&self) -> io::Result<Box<dyn Write + Send>> {
+        Ok(match self {
+            Self::Stdout => Box::new(io::stdout()),
+            Self::File(path) => Box::new(
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(path)?,
+            ),
+        })
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Stdout => f.write_str("-"),
+            Self::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// The queue's length when `--decision-log-queue` is not given: about a tenth
+/// of a second of the most decisions two cores make, and a few MiB.
+pub const DEFAULT_QUEUE: usize = 16_384;
+
+/// One decision, as it is queued. Owned, so the decision's borrows end at once;
+/// formatted only on the writer thread.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub time: SystemTime,
+    pub api: Api,
+    /// `None` when the owner acts for itself.
+    pub supplier: Option<OrgNumber>,
+    pub owner: OrgNumber,
+    pub scope: String,
+    /// The route the scope came from, when the API has one (`Check`).
+    pub route: Option<String>,
+    pub outcome: Outcome,
+    pub reasons: Vec<String>,
+    pub errors: Vec<String>,
+    pub revision: String,
+    pub latency: Duration,
+}
+
+/// The JSON line: the field names and their order are the log's format.
+#[derive(Serialize)]
+struct Line<'a> {
+    time: String,
+    api: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    supplier: Option<&'a str>,
+    owner: &'a str,
+    scope: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route: Option<&'a str>,
+    result: &'static str,
+    reasons: &'a [String],
+    errors: &'a [String],
+    revision: &'a str,
+    latency_us: u64,
+}
+
+/// RFC 3339 in UTC with milliseconds, always three digits
+/// (`2026-01-05T09:00:00.120Z`), so lines sort and compare as text.
+pub fn rfc3339_millis(t: SystemTime) -> String {
+    let t = time::OffsetDateTime::from(t);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+impl Entry {
+    fn write_line(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        let line = Line {
+            time: rfc3339_millis(self.time),
+            api: self.api.as_str(),
+            supplier: self.supplier.as_ref().map(OrgNumber::as_str),
+            owner: self.owner.as_str(),
+            scope: &self.scope,
+            route: self.route.as_deref(),
+            result: self.outcome.as_str(),
+            reasons: &self.reasons,
+            errors: &self.errors,
+            revision: &self.revision,
+            latency_us: u64::try_from(self.latency.as_micros()).unwrap_or(u64::MAX),
+        };
+        serde_json::to_writer(&mut *out, &line)?;
+        out.push(b'\n');
+        Ok(())
+    }
+}
+
+enum Msg {
+    Entry(Entry),
+    /// Wakes a writer waiting for entries, so it sees the stop flag at once.
+    Stop,
+}
+
+/// The sending side, cloned into every service that decides. Never blocks.
+#[derive(Clone)]
+pub struct DecisionLog {
+    tx: SyncSender<Msg>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for DecisionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecisionLog").finish_non_exhaustive()
+    }
+}
+
+impl DecisionLog {
+    /// Queue `entry`, or count it as dropped if the queue is full.
+    pub fn record(&self, entry: Entry) {
+        match self.tx.try_send(Msg::Entry(entry)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => self.metrics.log_dropped(Dropped::QueueFull, 1),
+            Err(TrySendError::Disconnected(_)) => self.metrics.log_dropped(Dropped::Closed, 1),
+        }
+    }
+}
+
+/// The writer thread, for shutdown.
+pub struct Writer {
+    stop: Arc<AtomicBool>,
+    tx: SyncSender<Msg>,
+    done: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    /// Ask the writer to write out what is queued and stop; wait at most
+    /// `within`. Returns whether it finished (a writer stuck in a write, on a
+    /// blocked pipe say, is left behind; the process is ending anyway).
+    pub async fn close(self, within: Duration) -> bool {
+        self.stop.store(true, Ordering::SeqCst);
+        // When the queue is full the writer is busy and sees the flag after
+        // its current batch; otherwise this wakes it.
+        let _ = self.tx.try_send(Msg::Stop);
+        drop(self.tx);
+        tokio::time::timeout(within, self.done).await.is_ok()
+    }
+}
+
+/// Open `target` and start its writer with a queue of `capacity` lines.
+pub fn open(
+    target: &Target,
+    capacity: usize,
+    metrics: Arc<Metrics>,
+) -> io::Result<(DecisionLog, Writer)> {
+    start(target.open()?, capacity, metrics)
+}
+
+/// Start a writer thread writing to `out`.
+pub fn start(
+    out: Box<dyn Write + Send>,
+    capacity: usize,
+    metrics: Arc<Metrics>,
+) -> io::Result<(DecisionLog, Writer)> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(capacity.max(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    let lines = Lines::new(out, metrics.clone());
+    let flag = stop.clone();
+    std::thread::Builder::new()
+        .name("decision-log".into())
+        .spawn(move || {
+            run(rx, lines, &flag);
+            let _ = done_tx.send(());
+        })?;
+    Ok((
+        DecisionLog {
+            tx: tx.clone(),
+            metrics,
+        },
+        Writer { stop, tx, done },
+    ))
+}
+
+/// A batch is written once it reaches this size, even if more is queued.
+const BATCH_BYTES: usize = 64 * 1024;
+/// After writing a batch the writer pauses this long, so the next batch
+/// gathers and decisions do not each wake it: under load it writes at most
+/// about a hundred times a second; alone, a line is written at once.
+const BATCH_PAUSE: Duration = Duration::from_millis(10);
+/// Write errors are logged at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+fn run(rx: Receiver<Msg>, mut lines: Lines, stop: &AtomicBool) {
+    loop {
+        // Wait for the first line of a batch (the only blocking wait).
+        match rx.recv() {
+            Ok(Msg::Entry(e)) => lines.push(&e),
+            Ok(Msg::Stop) => {}
+            Err(RecvError) => break,
+        }
+        let stopping = stop.load(Ordering::SeqCst);
+        // Take the rest of the batch; when stopping, everything queued.
+        loop {
+            if lines.buf.len() >= BATCH_BYTES {
+                lines.write();
+            }
+            match rx.try_recv() {
+                Ok(Msg::Entry(e)) => lines.push(&e),
+                Ok(Msg::Stop) => {}
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        lines.write();
+        if stopping || stop.load(Ordering::SeqCst) {
+            // Anything queued between the drain and the flag.
+            while let Ok(m) = rx.try_recv() {
+                if let Msg::Entry(e) = m {
+                    lines.push(&e);
+                }
+            }
+            break;
+        }
+        std::thread::sleep(BATCH_PAUSE);
+    }
+    lines.write();
+}
+
+/// Formatted lines waiting to be written, and what became of earlier writes.
+struct Lines {
+    out: Box<dyn Write + Send>,
+    buf: Vec<u8>,
+    count: u64,
+    metrics: Arc<Metrics>,
+    /// A write failed, so the file may end in part of a line: the next write
+    /// starts with a newline, so every later line parses on its own.
+    torn: bool,
+    last_warning: Option<Instant>,
+    failures_since_warning: u64,
+}
+
+impl Lines {
+    fn new(out: Box<dyn Write + Send>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            out,
+            buf: Vec::with_capacity(BATCH_BYTES + 4096),
+            count: 0,
+            metrics,
+            torn: false,
+            last_warning: None,
+            failures_since_warning: 0,
+        }
+    }
+
+    fn push(&mut self, e: &Entry) {
+        let len = self.buf.len();
+        match e.write_line(&mut self.buf) {
+            Ok(()) => self.count += 1,
+            Err(_) => {
+                self.buf.truncate(len);
+                self.metrics.log_dropped(Dropped::WriteError, 1);
+            }
+        }
+    }
+
+    /// Write the batch out with one `write` where possible.
+    fn write(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let result = (|| {
+            if self.torn {
+                self.out.write_all(b"\n")?;
+            }
+            self.out.write_all(&self.buf)?;
+            self.out.flush()
+        })();
+        match result {
+            Ok(()) => {
+                self.torn = false;
+                self.metrics.log_written(self.count);
+            }
+            Err(e) => {
+                self.torn = true;
+                self.metrics.log_write_failed();
+                self.metrics.log_dropped(Dropped::WriteError, self.count);
+                self.warn(&e);
+            }
+        }
+        self.buf.clear();
+        self.count = 0;
+    }
+
+    fn warn(&mut self, e: &io::Error) {
+        self.failures_since_warning += 1;
+        let now = Instant::now();
+        if self
+            .last_warning
+            .is_some_and(|t| now.duration_since(t) < WARN_EVERY)
+        {
+            return;
+        }
+        tracing::warn!(
+            error = %e,
+            failed_writes = self.failures_since_warning,
+            "cannot write the decision log; the lines of failed writes are lost and counted in tilgang_decision_log_dropped_total"
+        );
+        self.last_warning = Some(now);
+        self.failures_since_warning = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    fn entry(i: usize) -> Entry {
+        Entry {
+            time: SystemTime::UNIX_EPOCH + Duration::from_millis(1_767_603_600_120),
+            api: Api::Batch,
+            supplier: OrgNumber::parse("810418672").ok(),
+            owner: OrgNumber::parse("991825827").unwrap(),
+            scope: format!("scope-{i}"),
+            route: None,
+            outcome: Outcome::Allow,
+            reasons: vec!["delegated-scope".into()],
+            errors: vec![],
+            revision: "abc".into(),
+            latency: Duration::from_micros(42),
+        }
+    }
+
+    /// Bytes written so far, shared with the test.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Blocks every write until the gate opens.
+    struct Gated {
+        gate: std::sync::mpsc::Receiver<()>,
+        inner: Shared,
+    }
+
+    impl Write for Gated {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            let _ = self.gate.recv();
+            self.inner.write(b)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_line_has_every_field_in_order() {
+        let mut out = Vec::new();
+        entry(1).write_line(&mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"time\":\"2026-01-05T09:00:00.120Z\",\"api\":\"batch\",\"supplier\":\"810418672\",\
+             \"owner\":\"991825827\",\"scope\":\"scope-1\",\"result\":\"allow\",\
+             \"reasons\":[\"delegated-scope\"],\"errors\":[],\"revision\":\"abc\",\"latency_us\":42}\n"
+        );
+        let mut e = entry(2);
+        e.supplier = None;
+        e.route = Some("GET /x/{id}".into());
+        let mut out = Vec::new();
+        e.write_line(&mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert!(v.get("supplier").is_none());
+        assert_eq!(v["route"], "GET /x/{id}");
+    }
+
+    #[test]
+    fn millis_are_always_three_digits() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(86_400);
+        assert_eq!(rfc3339_millis(t), "1970-01-02T00:00:00.000Z");
+    }
+
+    /// A writer that blocks fills the queue; further lines are dropped and
+    /// counted at once, and nothing that was queued is lost once it unblocks.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_full_queue_drops_and_counts_instead_of_blocking() {
+        let metrics = Arc::new(Metrics::new());
+        let (open, gate) = std::sync::mpsc::channel();
+        let out = Shared::default();
+        let writer = Gated {
+            gate,
+            inner: out.clone(),
+        };
+        let (log, handle) = start(Box::new(writer), 4, metrics.clone()).unwrap();
+        // The first line is taken by the writer, which then blocks writing it;
+        // four more fill the queue. Everything after that must not wait.
+        log.record(entry(0));
+        let started = Instant::now();
+        let mut i = 1;
+        while metrics.log_drops(Dropped::QueueFull) < 100 {
+            log.record(entry(i));
+            i += 1;
+            assert!(i < 10_000, "the queue never filled");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "recording blocked"
+        );
+        let queued = i as u64 - 100;
+        // Let every write through.
+        drop(open);
+        assert!(handle.close(Duration::from_secs(5)).await);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count() as u64, queued, "{text}");
+        assert_eq!(metrics.log_lines(), queued);
+        assert_eq!(metrics.log_drops(Dropped::QueueFull), 100);
+    }
+
+    /// Fails its first `fail` writes with ENOSPC, writing half the buffer.
+    struct Full {
+        fail: usize,
+        inner: Shared,
+    }
+
+    impl Write for Full {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if self.fail > 0 {
+                self.fail -= 1;
+                let _ = self.inner.write(&b[..b.len() / 2]);
+                return Err(io::Error::from_raw_os_error(28));
+            }
+            self.inner.write(b)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_failed_write_is_counted_and_the_next_line_parses() {
+        let metrics = Arc::new(Metrics::new());
+        let out = Shared::default();
+        let full = Full {
+            fail: 1,
+            inner: out.clone(),
+        };
+        let (log, handle) = start(Box::new(full), 16, metrics.clone()).unwrap();
+        log.record(entry(0));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while metrics.log_drops(Dropped::WriteError) == 0 {
+            assert!(Instant::now() < deadline, "the write error was not counted");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        log.record(entry(1));
+        assert!(handle.close(Duration::from_secs(5)).await);
+        assert_eq!(metrics.log_drops(Dropped::WriteError), 1);
+        assert_eq!(metrics.log_lines(), 1);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let last = text.lines().last().unwrap();
+        let v: serde_json::Value = serde_json::from_str(last).unwrap();
+        assert_eq!(v["scope"], "scope-1", "{text}");
+        // Sent after the writer stopped: counted, not queued.
+        log.record(entry(2));
+        assert_eq!(metrics.log_drops(Dropped::Closed), 1);
+    }
+}

@@ -1,0 +1,176 @@
+//! What tilgang tells its operators: Prometheus metrics ([`metrics`], served by
+//! [`http`]), the decision log ([`decision_log`]), the admin write and refusal
+//! log lines, and how the process's own logs are set up ([`logs`]).
+//!
+//! The services report through one handle, [`Telemetry`]: a decision with
+//! [`Telemetry::decided`] (or [`Telemetry::invalid`] for a request that did
+//! not parse), an admin write with [`Telemetry::admin_ok`] or
+//! [`Telemetry::admin_failed`]. What that costs
+//! a decision is a few atomic adds and, with a decision log, one allocation
+//! of the entry and a non-blocking `try_send`. This module decides nothing and
+//! never fails a call: telemetry that cannot keep up is dropped and counted.
+
+pub mod decision_log;
+pub mod http;
+pub mod logs;
+pub mod metrics;
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use crate::engine::Decision;
+use crate::ids::{OrgNumber, PersonId, Scope};
+use crate::store::StoreError;
+use decision_log::{DecisionLog, Entry};
+use metrics::{AdminKind, AdminResult, Api, Metrics, Outcome};
+
+/// The handle every service holds. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Telemetry {
+    metrics: Arc<Metrics>,
+    /// `None` unless `--decision-log` is given.
+    log: Option<DecisionLog>,
+}
+
+/// One decision as a service made it. Every field is what the engine was
+/// asked and answered, already parsed: no raw request value reaches the log.
+#[derive(Debug, Clone, Copy)]
+pub struct Decided<'a> {
+    pub api: Api,
+    /// When the service started on this request (for a batch item: on this
+    /// item), taken with `Instant::now()`.
+    pub started: Instant,
+    /// `None` when the owner acts for itself (no `supplier` claim).
+    pub supplier: Option<&'a OrgNumber>,
+    pub owner: &'a OrgNumber,
+    /// The scope asked for (for `Check`: the route's required scope).
+    pub scope: &'a Scope,
+    /// The matched route, e.g. `GET /storage/api/v1/instances/{owner}/{id}`:
+    /// the route table's template, never the raw path.
+    pub route: Option<&'a str>,
+    pub decision: &'a Decision,
+    /// The revision of the snapshot that decided.
+    pub revision: &'a str,
+}
+
+impl Telemetry {
+    pub fn new(metrics: Arc<Metrics>, log: Option<DecisionLog>) -> Self {
+        Self { metrics, log }
+    }
+
+    /// Counters only, no decision log: for tests and tools.
+    pub fn disabled() -> Self {
+        Self::new(Arc::new(Metrics::new()), None)
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Count a decision, observe its latency, and queue its log line.
+    pub fn decided(&self, d: Decided<'_>) {
+        let took = d.started.elapsed();
+        let outcome = Outcome::of(d.decision);
+        self.metrics.decision(d.api, outcome, took);
+        if let Some(log) = &self.log {
+            log.record(Entry {
+                time: SystemTime::now(),
+                api: d.api,
+                supplier: d.supplier.copied(),
+                owner: *d.owner,
+                scope: d.scope.to_string(),
+                route: d.route.map(str::to_string),
+                outcome,
+                reasons: d.decision.reasons.clone(),
+                errors: d.decision.errors.clone(),
+                revision: d.revision.to_string(),
+                latency: took,
+            });
+        }
+    }
+
+    /// A request to `api` that did not parse: answered `INVALID_ARGUMENT`,
+    /// nothing decided, nothing logged.
+    pub fn invalid(&self, api: Api) {
+        self.metrics
+            .decision(api, Outcome::Invalid, std::time::Duration::ZERO);
+    }
+
+    /// An admin write took effect; `revision` is the snapshot's after it
+    /// (the snapshot age starts when it changed).
+    pub fn admin_ok(&self, kind: AdminKind, revision: &str) {
+        self.metrics.admin_write(kind, AdminResult::Ok);
+        self.metrics.published(revision);
+    }
+
+    /// An admin write was not done (or, [`AdminResult::Incomplete`], took
+    /// effect but did not complete). Refusals are logged at `warn`; what the
+    /// caller must fix at `info`; failures of storage or data are logged at
+    /// `error` where they become a status (`grpc::status`).
+    pub fn admin_failed(&self, kind: AdminKind, who: Who<'_>, failure: AdminFailure<'_>) {
+        let (group, refusal) = match failure {
+            AdminFailure::Invalid(_) => (AdminResult::Invalid, None),
+            AdminFailure::Store(e) => AdminResult::of(e),
+            AdminFailure::Task => (AdminResult::Failed, None),
+        };
+        self.metrics.admin_write(kind, group);
+        let actor = who.actor.map_or("-", PersonId::as_str);
+        let owner = who.owner.map_or("-", OrgNumber::as_str);
+        if let Some(reason) = refusal {
+            self.metrics.admin_refused(kind, reason);
+            tracing::warn!(
+                kind = kind.as_str(),
+                %actor,
+                %owner,
+                reason = reason.as_str(),
+                why = %failure,
+                "admin call refused"
+            );
+        } else if matches!(
+            group,
+            AdminResult::Invalid | AdminResult::NotFound | AdminResult::Conflict
+        ) {
+            tracing::info!(
+                kind = kind.as_str(),
+                %actor,
+                %owner,
+                result = group.as_str(),
+                why = %failure,
+                "admin write not done"
+            );
+        }
+    }
+}
+
+/// Who made an admin call, as far as it parsed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Who<'a> {
+    pub actor: Option<&'a PersonId>,
+    /// Unknown for an undo until its record is read (and never told).
+    pub owner: Option<&'a OrgNumber>,
+}
+
+/// Why an admin write was not done.
+#[derive(Debug, Clone, Copy)]
+pub enum AdminFailure<'a> {
+    /// A field did not parse; the message names it, its value cut short
+    /// with [`crate::ids::echo`].
+    Invalid(&'a str),
+    Store(&'a StoreError),
+    /// The write task panicked or was cancelled.
+    Task,
+}
+
+impl std::fmt::Display for AdminFailure<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Invalid(m) => f.write_str(m),
+            // The token is the caller's own; the log does not repeat it.
+            Self::Store(StoreError::UnknownToken { .. }) => f.write_str(
+                "no undo token this actor may use (unknown, pruned, or for an owner the actor does not administer)",
+            ),
+            Self::Store(e) => write!(f, "{e}"),
+            Self::Task => f.write_str("the write task failed"),
+        }
+    }
+}
