@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 use cedar_policy::{Authorizer, Context, Decision as CedarDecision, Request, RestrictedExpression};
 
 use crate::ids::{OrgNumber, PersonId, Scope};
+use crate::model::{ACTION_TYPE, DELEGATION_TYPE, ORG_TYPE, PERSON_TYPE, SCOPE_TYPE, uid};
 use crate::snapshot::Snapshot;
-use crate::snapshot::load::{ACTION_TYPE, DELEGATION_TYPE, ORG_TYPE, PERSON_TYPE, SCOPE_TYPE, uid};
 
 /// A gateway's question: may `supplier` use `scope` on `owner`'s API?
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -37,6 +37,7 @@ pub mod engine;
 pub mod gateway;
 pub mod grpc;
 pub mod ids;
+pub mod model;
 pub mod server;
 pub mod sidecar;
 pub mod snapshot;
