@@ -2,65 +2,176 @@
 //! the codec between their Cedar entity JSON and [`DelegationRecord`]s, used
 //! by the loader and by admin writes alike.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cedar_policy::{Entities, Entity};
+use cedar_policy::Entities;
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 #[allow(unused_imports)]
 use super::*;
 use crate::ids::{OrgNumber, RightId};
 use crate::snapshot::{DelegationRecord, Digest, OwnerDelegations, PolicyBundle};
 
-/// An entity reference as the JSON entity format writes it: with or without the
-/// `__entity` escape.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum RawUid {
-    Escaped { __entity: PlainUid },
-    Plain(PlainUid),
+/// An entity reference as the JSON entity format writes it, with or without
+/// the `__entity` escape. Borrowed from the file's bytes where the JSON has no
+/// escapes, so the type names of a million delegations cost no allocation.
+#[derive(Debug)]
+struct RawUid<'a> {
+    ty: Cow<'a, str>,
+    id: Cow<'a, str>,
 }
 
-#[derive(Debug, Deserialize)]
-struct PlainUid {
-    #[serde(rename = "type")]
-    ty: String,
-    id: String,
-}
-
-impl RawUid {
-    fn plain(&self) -> &PlainUid {
-        match self {
-            Self::Escaped { __entity } => __entity,
-            Self::Plain(p) => p,
+impl<'de> Deserialize<'de> for RawUid<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawUid<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"an entity reference {"type": ..., "id": ...}"#)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let (mut ty, mut id, mut escaped) = (None, None, None);
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let slot_taken = match key.as_ref() {
+                        "type" => ty.replace(map.next_value::<Cow<'de, str>>()?).is_some(),
+                        "id" => id.replace(map.next_value::<Cow<'de, str>>()?).is_some(),
+                        "__entity" => escaped.replace(map.next_value::<RawUid<'de>>()?).is_some(),
+                        other => return Err(de::Error::unknown_field(other, &["type", "id"])),
+                    };
+                    if slot_taken {
+                        return Err(de::Error::custom(format!("duplicate field `{key}`")));
+                    }
+                }
+                match (ty, id, escaped) {
+                    (Some(ty), Some(id), None) => Ok(RawUid { ty, id }),
+                    (None, None, Some(inner)) => Ok(inner),
+                    (None, _, None) => Err(de::Error::missing_field("type")),
+                    (_, None, None) => Err(de::Error::missing_field("id")),
+                    _ => Err(de::Error::custom("`__entity` and `type`/`id` together")),
+                }
+            }
         }
+        d.deserialize_map(V)
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct RawDelegation {
-    uid: RawUid,
-    attrs: RawAttrs,
+/// One entity of an owner file, before any check of what it says.
+#[derive(Debug)]
+struct RawDelegation<'a> {
+    uid: RawUid<'a>,
+    attrs: RawAttrs<'a>,
     /// Must be empty: a delegation is nobody's child. The records keep no
     /// parents, so a policy reload (which re-checks the records) and an admin
     /// rewrite would otherwise silently drop them.
-    #[serde(default)]
-    parents: Vec<serde_json::Value>,
+    parents: usize,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawAttrs {
-    owner: RawUid,
-    supplier: RawUid,
-    rights: Vec<RawUid>,
-    delegated_by: String,
-    created_at: String,
-    updated_at: String,
-    #[serde(flatten)]
+impl<'de> Deserialize<'de> for RawDelegation<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawDelegation<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"a Cedar entity {"uid": ..., "attrs": ..., "parents": []}"#)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let (mut uid, mut attrs, mut parents) = (None, None, None);
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let slot_taken = match key.as_ref() {
+                        "uid" => uid.replace(map.next_value::<RawUid<'de>>()?).is_some(),
+                        "attrs" => attrs.replace(map.next_value::<RawAttrs<'de>>()?).is_some(),
+                        "parents" => parents
+                            .replace(map.next_value::<Vec<de::IgnoredAny>>()?.len())
+                            .is_some(),
+                        other => {
+                            return Err(de::Error::unknown_field(
+                                other,
+                                &["uid", "attrs", "parents"],
+                            ));
+                        }
+                    };
+                    if slot_taken {
+                        return Err(de::Error::custom(format!("duplicate field `{key}`")));
+                    }
+                }
+                Ok(RawDelegation {
+                    uid: uid.ok_or_else(|| de::Error::missing_field("uid"))?,
+                    attrs: attrs.ok_or_else(|| de::Error::missing_field("attrs"))?,
+                    parents: parents.unwrap_or(0),
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A delegation's attributes: tilgang's own six typed, any others (a policy
+/// author's schema may add them) kept as JSON for Cedar to check.
+#[derive(Debug)]
+struct RawAttrs<'a> {
+    owner: RawUid<'a>,
+    supplier: RawUid<'a>,
+    rights: Vec<RawUid<'a>>,
+    delegated_by: Cow<'a, str>,
+    created_at: Cow<'a, str>,
+    updated_at: Cow<'a, str>,
     extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl<'de> Deserialize<'de> for RawAttrs<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawAttrs<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the delegation's attributes")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let (mut owner, mut supplier, mut rights) = (None, None, None);
+                let (mut by, mut created, mut updated) = (None, None, None);
+                let mut extra = serde_json::Map::new();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let slot_taken = match key.as_ref() {
+                        "owner" => owner.replace(map.next_value::<RawUid<'de>>()?).is_some(),
+                        "supplier" => supplier.replace(map.next_value::<RawUid<'de>>()?).is_some(),
+                        "rights" => rights
+                            .replace(map.next_value::<Vec<RawUid<'de>>>()?)
+                            .is_some(),
+                        "delegatedBy" => by.replace(map.next_value::<Cow<'de, str>>()?).is_some(),
+                        "createdAt" => created
+                            .replace(map.next_value::<Cow<'de, str>>()?)
+                            .is_some(),
+                        "updatedAt" => updated
+                            .replace(map.next_value::<Cow<'de, str>>()?)
+                            .is_some(),
+                        other => extra
+                            .insert(other.to_string(), map.next_value::<serde_json::Value>()?)
+                            .is_some(),
+                    };
+                    if slot_taken {
+                        return Err(de::Error::custom(format!("duplicate attribute `{key}`")));
+                    }
+                }
+                let missing =
+                    |name: &'static str| de::Error::custom(format!("missing attribute `{name}`"));
+                Ok(RawAttrs {
+                    owner: owner.ok_or_else(|| missing("owner"))?,
+                    supplier: supplier.ok_or_else(|| missing("supplier"))?,
+                    rights: rights.ok_or_else(|| missing("rights"))?,
+                    delegated_by: by.ok_or_else(|| missing("delegatedBy"))?,
+                    created_at: created.ok_or_else(|| missing("createdAt"))?,
+                    updated_at: updated.ok_or_else(|| missing("updatedAt"))?,
+                    extra,
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// The path of one owner's delegation file.
@@ -97,62 +208,81 @@ pub fn parse_owner_file(
     bytes: &[u8],
     policies: &PolicyBundle,
 ) -> Result<OwnerDelegations, LoadError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| LoadError::new(format!("{path}:{}:{}", e.line(), e.column()), e))?;
+    let raw: Vec<RawDelegation<'_>> = serde_json::from_slice(bytes).map_err(|e| {
+        LoadError::new(
+            format!("{path}:{}:{}", e.line(), e.column()),
+            format!("expected an array of `{DELEGATION_TYPE}` entities: {e}"),
+        )
+    })?;
     Ok(OwnerDelegations {
-        by_supplier: parse_delegations(path, owner, value, policies)?,
+        by_supplier: check_delegations(path, owner, raw, policies)?,
         digest: owner_digest(owner, bytes),
         stamp: None,
     })
 }
 
 /// Parse and check delegation entities of `owner` (a JSON array as in an owner
-/// file), against `policies`. Used for whole files, and by admin writes for just
-/// the entities they change.
+/// file), against `policies`. Used by admin writes for just the entities they
+/// change.
 pub fn parse_delegations(
     path: &str,
     owner: &OrgNumber,
     value: serde_json::Value,
     policies: &PolicyBundle,
 ) -> Result<BTreeMap<OrgNumber, Arc<DelegationRecord>>, LoadError> {
-    let raw: Vec<RawDelegation> = serde_json::from_value(value.clone()).map_err(|e| {
+    // Through text: the raw types borrow from it. Admin writes pass a few
+    // entities, so this costs nothing that matters.
+    let bytes = value.to_string();
+    let raw: Vec<RawDelegation<'_>> = serde_json::from_str(&bytes).map_err(|e| {
         LoadError::new(
             path,
             format!("expected an array of `{DELEGATION_TYPE}` entities: {e}"),
         )
     })?;
-    // Cedar parses the file itself, so what the engine sees is checked against the
-    // schema exactly as a policy author would expect.
-    let entities = Entities::from_json_value(value, Some(&policies.schema))
-        .map_err(|e| LoadError::new(path, with_causes(&e)))?;
-    let by_uid: HashMap<String, &Entity> =
-        entities.iter().map(|e| (e.uid().to_string(), e)).collect();
+    check_delegations(path, owner, raw, policies)
+}
 
+/// Check what the entities say (tilgang's own attributes, by hand: the shape
+/// is fixed and checking it is what makes a million of them load in
+/// seconds), then hand whatever a policy author's schema adds to Cedar's own
+/// validation, so those attributes are checked exactly as Cedar would.
+fn check_delegations(
+    path: &str,
+    owner: &OrgNumber,
+    raw: Vec<RawDelegation<'_>>,
+    policies: &PolicyBundle,
+) -> Result<BTreeMap<OrgNumber, Arc<DelegationRecord>>, LoadError> {
     let mut by_supplier = BTreeMap::new();
+    let mut for_cedar = Vec::new();
     for (i, r) in raw.into_iter().enumerate() {
-        let at = format!("{path}: entity #{}", i + 1);
-        let bad = |msg: String| LoadError::new(&at, msg);
-        let uid_plain = r.uid.plain();
-        if uid_plain.ty != DELEGATION_TYPE {
+        let at = || format!("{path}: entity #{}", i + 1);
+        let bad = |msg: String| LoadError::new(at(), msg);
+        if r.uid.ty != DELEGATION_TYPE {
             return Err(bad(format!(
                 "only `{DELEGATION_TYPE}` entities belong in a delegation file, found `{}`",
-                uid_plain.ty
+                r.uid.ty
             )));
         }
-        if !r.parents.is_empty() {
+        if r.parents != 0 {
             return Err(bad(
                 "`parents` must be empty: a delegation is not a member of anything".to_string(),
             ));
         }
-        let a = &r.attrs;
+        let a = r.attrs;
         // Files hold the bare 9 digits: the entity id is what Cedar compares, so
         // `0192:` here would silently never match a request.
-        let parse_org = |field: &str, u: &RawUid| -> Result<OrgNumber, LoadError> {
-            let raw = &u.plain().id;
-            let org = OrgNumber::parse(raw).map_err(|e| bad(format!("`{field}`: {e}")))?;
-            if org.as_str() != raw {
+        let parse_org = |field: &str, u: &RawUid<'_>| -> Result<OrgNumber, LoadError> {
+            if u.ty != ORG_TYPE {
                 return Err(bad(format!(
-                    "`{field}`: write the bare org number `{org}`, not `{raw}`"
+                    "`{field}` must be a `{ORG_TYPE}`, not `{}`",
+                    u.ty
+                )));
+            }
+            let org = OrgNumber::parse(&u.id).map_err(|e| bad(format!("`{field}`: {e}")))?;
+            if org.as_str() != u.id {
+                return Err(bad(format!(
+                    "`{field}`: write the bare org number `{org}`, not `{}`",
+                    u.id
                 )));
             }
             Ok(org)
@@ -168,52 +298,75 @@ pub fn parse_delegations(
             return Err(bad("`supplier` equals `owner`".to_string()));
         }
         let expected_id = format!("{owner}/{supplier}");
-        if uid_plain.id != expected_id {
+        if r.uid.id != expected_id {
             return Err(bad(format!(
                 "entity id is `{}`, expected `{expected_id}`",
-                uid_plain.id
+                r.uid.id
             )));
         }
-        let mut rights = BTreeSet::new();
+        let mut rights = Vec::with_capacity(a.rights.len());
         for ru in &a.rights {
-            let id = RightId::parse(&ru.plain().id)
-                .ok()
-                .filter(|id| policies.catalogue.get(id).is_some())
-                .ok_or_else(|| {
-                    bad(format!(
-                        "right `{}` is not in the catalogue (known: {})",
-                        ru.plain().id,
-                        policies.catalogue.known_ids()
-                    ))
-                })?;
-            rights.insert(id);
+            let known = (ru.ty == RIGHT_TYPE)
+                .then(|| RightId::parse(&ru.id).ok())
+                .flatten()
+                .and_then(|id| policies.catalogue.get(&id).map(|r| r.id.clone()));
+            let Some(id) = known else {
+                return Err(bad(format!(
+                    "right `{}` is not in the catalogue (known: {})",
+                    ru.id,
+                    policies.catalogue.known_ids()
+                )));
+            };
+            rights.push(id);
         }
         if rights.is_empty() {
             return Err(bad(
                 "a delegation with no rights should be removed, not kept empty".to_string(),
             ));
         }
-        let Some(entity) = by_uid.get(&uid(DELEGATION_TYPE, &expected_id).to_string()) else {
-            return Err(bad("entity missing after Cedar parsed the file".to_string()));
-        };
         if by_supplier.contains_key(&supplier) {
             return Err(bad(format!("supplier {supplier} appears twice")));
         }
-        by_supplier.insert(
+        let record = Arc::new(DelegationRecord {
+            owner: *owner,
             supplier,
-            Arc::new(DelegationRecord {
-                owner: *owner,
-                supplier,
-                rights,
-                delegated_by: a.delegated_by.clone(),
-                created_at: a.created_at.clone(),
-                updated_at: a.updated_at.clone(),
-                extra_attrs: a.extra.clone(),
-                entity: (*entity).clone(),
-            }),
-        );
+            rights: rights.into_iter().collect(),
+            delegated_by: a.delegated_by.into_owned(),
+            created_at: a.created_at.into_owned(),
+            updated_at: a.updated_at.into_owned(),
+            extra_attrs: a.extra,
+            id: DelegationRecord::next_id(),
+        });
+        if needs_cedar(&record, policies) {
+            for_cedar.push(record.clone());
+        }
+        by_supplier.insert(supplier, record);
     }
+    cedar_check(path, for_cedar.iter().map(Arc::as_ref), policies)?;
     Ok(by_supplier)
+}
+
+/// Whether tilgang's own checks are not the whole story for this record: it
+/// has attributes a policy author's schema adds, or the schema wants more
+/// than tilgang's six attributes of every delegation.
+fn needs_cedar(record: &DelegationRecord, policies: &PolicyBundle) -> bool {
+    !record.extra_attrs.is_empty() || policies.delegations_need_cedar
+}
+
+/// Validate these records against the schema with Cedar itself, as the
+/// entities the file holds.
+fn cedar_check<'a>(
+    path: &str,
+    records: impl Iterator<Item = &'a DelegationRecord>,
+    policies: &PolicyBundle,
+) -> Result<(), LoadError> {
+    let value: Vec<serde_json::Value> = records.map(DelegationRecord::to_json).collect();
+    if value.is_empty() {
+        return Ok(());
+    }
+    Entities::from_json_value(value.into(), Some(&policies.schema))
+        .map(drop)
+        .map_err(|e| LoadError::new(path, with_causes(&e)))
 }
 
 /// Read one owner's file. `Ok(None)` when it does not exist.
@@ -292,31 +445,46 @@ impl DelegationRecord {
     }
 }
 
-/// Check one owner's loaded slice against other policies (a policy reload),
-/// and rebuild its Cedar entities for them. The records hold everything an
-/// owner file can hold (parents must be empty), so this needs no disk and
-/// checks exactly the data the running snapshot decides with, even while the
-/// file on disk is mid-edit or broken. The digest and stamp stay those of the
-/// file the slice came from.
+/// Check one owner's loaded slice against other policies (a policy reload).
+/// The records hold everything an owner file can hold (parents must be
+/// empty), so this needs no disk and checks exactly the data the running
+/// snapshot decides with, even while the file on disk is mid-edit or broken.
+/// The records are kept as they are: decisions memoised with them belong to
+/// the old policies, and the new ones start afresh.
 pub fn revalidate(
     data_dir: &Path,
     owner: &OrgNumber,
     slice: &OwnerDelegations,
     policies: &PolicyBundle,
 ) -> Result<OwnerDelegations, LoadError> {
-    let value: serde_json::Value = slice
-        .by_supplier
-        .values()
-        .map(|r| r.to_json())
-        .collect::<Vec<_>>()
-        .into();
     let path = owner_file(data_dir, owner).display().to_string();
-    Ok(OwnerDelegations {
-        by_supplier: parse_delegations(&path, owner, value, policies)?,
-        digest: slice.digest,
-        stamp: slice.stamp,
-    })
+    for (i, r) in slice.by_supplier.values().enumerate() {
+        if let Some(gone) = r
+            .rights
+            .iter()
+            .find(|id| policies.catalogue.get(id).is_none())
+        {
+            return Err(LoadError::new(
+                format!("{path}: entity #{}", i + 1),
+                format!(
+                    "right `{gone}` is not in the catalogue (known: {})",
+                    policies.catalogue.known_ids()
+                ),
+            ));
+        }
+    }
+    cedar_check(
+        &path,
+        slice
+            .by_supplier
+            .values()
+            .map(Arc::as_ref)
+            .filter(|r| needs_cedar(r, policies)),
+        policies,
+    )?;
+    Ok(slice.clone())
 }
+
 /// One owner's file as on disk: its stamp and bytes, or `None` when there is
 /// none. A symlink is refused (tilgang writes these files).
 pub fn read_owner_file(data_dir: &Path, owner: &OrgNumber) -> Result<Option<FileRead>, LoadError> {

@@ -171,6 +171,8 @@ pub fn data_fingerprint(data_dir: &Path) -> Digest {
 }
 
 /// Load all data against `policies`. Returns what loaded and every error.
+/// Owner files are read and parsed on every core: a million delegations are
+/// hundreds of megabytes of JSON.
 pub fn load_data(
     data_dir: &Path,
     policies: &PolicyBundle,
@@ -184,8 +186,40 @@ pub fn load_data(
     match list_owner_files(data_dir) {
         Ok((list, errs)) => {
             errors.extend(errs);
-            for owner in list {
-                match load_owner_file(data_dir, &owner, policies, None) {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            type Loaded = Vec<(OrgNumber, Result<Option<OwnerDelegations>, LoadError>)>;
+            let loaded: Vec<std::thread::Result<Loaded>> = std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..threads.min(list.len()).max(1))
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let mut out = Vec::new();
+                            loop {
+                                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                let Some(owner) = list.get(i) else { break out };
+                                out.push((
+                                    *owner,
+                                    load_owner_file(data_dir, owner, policies, None),
+                                ));
+                            }
+                        })
+                    })
+                    .collect();
+                workers.into_iter().map(|w| w.join()).collect()
+            });
+            let mut results = Vec::new();
+            for worker in loaded {
+                match worker {
+                    Ok(r) => results.extend(r),
+                    // Never a snapshot short of some owners: the load fails.
+                    Err(_) => errors.push(LoadError::new(
+                        data_dir.display(),
+                        "reading the owner files failed: a loader thread panicked",
+                    )),
+                }
+            }
+            for (owner, result) in results {
+                match result {
                     Ok(Some(slice)) => {
                         owners.insert(owner, Arc::new(slice));
                     }
@@ -193,6 +227,8 @@ pub fn load_data(
                     Err(e) => errors.push(e),
                 }
             }
+            // Reported in file order, as a sequential load would.
+            errors.sort_by(|a, b| a.location.cmp(&b.location));
         }
         Err(e) => errors.push(e),
     }
@@ -286,7 +322,7 @@ mod tests {
         assert_eq!(first.len(), 2);
         for (a, b) in first.values().zip(second.values()) {
             assert_eq!(a.to_json(), b.to_json());
-            assert_eq!(a.entity, b.entity);
+            assert!(a.same_content(b));
             assert_eq!(a.extra_attrs.get("note"), b.extra_attrs.get("note"));
         }
         assert_eq!(first.values().next().unwrap().extra_attrs["note"], "kept");
@@ -302,6 +338,46 @@ mod tests {
         // Policies without the attribute no longer fit: named, not dropped.
         let e = revalidate(dir.path(), &owner, &slice, &policies).unwrap_err();
         assert!(e.to_string().contains("note"), "{e}");
+    }
+
+    /// tilgang checks its own six attributes by hand and gives Cedar only what
+    /// a schema adds; a schema that *requires* more of every delegation makes
+    /// Cedar check every delegation, so none without it loads.
+    #[test]
+    fn a_required_schema_attribute_is_checked_on_every_delegation() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        assert!(
+            !load_policies(&fixture_policies())
+                .unwrap()
+                .delegations_need_cedar
+        );
+        let schema =
+            std::fs::read_to_string(root.join("tests/fixtures/policies/tilgang.cedarschema"))
+                .unwrap()
+                .replace("updatedAt: String,", "updatedAt: String,\n    tier: Long,");
+        let dir = tempfile::tempdir().unwrap();
+        copy_policies(dir.path(), &schema);
+        let strict = load_policies(&PolicySource::Dir(dir.path().into())).unwrap();
+        assert!(strict.delegations_need_cedar);
+        let owner = OrgNumber::parse("991825827").unwrap();
+        let bytes =
+            std::fs::read(root.join("tests/fixtures/data/delegations/991825827.json")).unwrap();
+        let e = parse_owner_file("f", &owner, &bytes, &strict).unwrap_err();
+        assert!(e.to_string().contains("tier"), "{e}");
+        let mut value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        for d in value.as_array_mut().unwrap() {
+            d["attrs"]["tier"] = 2.into();
+        }
+        assert_eq!(
+            parse_delegations("f", &owner, value.clone(), &strict)
+                .unwrap()
+                .len(),
+            2
+        );
+        // A wrong type in an added attribute is Cedar's error, named.
+        value[1]["attrs"]["tier"] = "high".into();
+        let e = parse_delegations("f", &owner, value, &strict).unwrap_err();
+        assert!(e.to_string().contains("tier"), "{e}");
     }
 
     /// The fixture policies in `dir`, with `schema` as the schema file.
