@@ -96,6 +96,11 @@ impl Catalogue {
         &self.rights
     }
 
+    /// The right with this id, by its text (no `RightId` to build first).
+    pub fn get_str(&self, id: &str) -> Option<&Right> {
+        self.rights.iter().find(|r| r.id.as_str() == id)
+    }
+
     pub fn get(&self, id: &RightId) -> Option<&Right> {
         self.rights.iter().find(|r| &r.id == id)
     }

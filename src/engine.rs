@@ -3,16 +3,28 @@
 //! reported, never an allow.
 //!
 //! Per request it assembles a small entity slice (the catalogue's Right and Scope
-//! entities plus the one delegation for the pair), so the cost does not grow with
-//! the number of delegations stored.
+//! entities plus the one delegation for the pair, built from its compact
+//! record), so the cost does not grow with the number of delegations stored.
+//!
+//! A gateway decision is a pure function of (policies, the pair's delegation
+//! record, supplier, owner, scope), so it is memoised ([`Memo`]): the memo
+//! belongs to one policy bundle (new policies, new memo) and its key holds the
+//! record's process-unique id (a changed delegation is a new record), so a
+//! memoised answer is never used once anything it was made from has changed.
+//! Calls through Envoy (with `context.http` and `context.token`) are not
+//! memoised.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use cedar_policy::{Authorizer, Context, Decision as CedarDecision, Request, RestrictedExpression};
 
+use crate::catalogue::Catalogue;
 use crate::ids::{OrgNumber, PersonId, Scope};
-use crate::snapshot::Snapshot;
-use crate::snapshot::load::{ACTION_TYPE, DELEGATION_TYPE, ORG_TYPE, PERSON_TYPE, SCOPE_TYPE, uid};
+use crate::model::{
+    ACTION_TYPE, DELEGATION_TYPE, ORG_TYPE, PERSON_TYPE, RIGHT_TYPE, SCOPE_TYPE, uid,
+};
+use crate::snapshot::{DelegationRecord, PolicyBundle, Snapshot};
 
 /// A gateway's question: may `supplier` use `scope` on `owner`'s API?
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,20 +76,71 @@ impl Decision {
     }
 }
 
+/// How many decisions one policy bundle memoises: about 100 bytes each.
+const MEMO_CAPACITY: usize = 1 << 17;
+
+/// Decisions made with one policy bundle, by (owner, supplier, scope, the
+/// pair's record id or 0 for none). Bounded: the least used are forgotten.
+/// Only scopes the catalogue knows are memoised, so a flood of made-up scopes
+/// cannot crowd out the real ones.
+pub struct Memo {
+    scopes: HashMap<String, u32>,
+    cache: quick_cache::sync::Cache<MemoKey, Arc<Decision>>,
+}
+
+type MemoKey = (OrgNumber, OrgNumber, u32, u64);
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memo")
+            .field("scopes", &self.scopes.len())
+            .field("entries", &self.cache.len())
+            .finish()
+    }
+}
+
+impl Memo {
+    pub fn new(catalogue: &Catalogue) -> Self {
+        let scopes = catalogue
+            .scopes()
+            .keys()
+            .enumerate()
+            .map(|(i, s)| (s.to_string(), u32::try_from(i).unwrap_or(u32::MAX)))
+            .collect();
+        Self {
+            scopes,
+            cache: quick_cache::sync::Cache::new(MEMO_CAPACITY),
+        }
+    }
+
+    fn key(&self, req: &AccessRequest, record: Option<&DelegationRecord>) -> Option<MemoKey> {
+        let scope = *self.scopes.get(req.scope.as_str())?;
+        Some((req.owner, req.supplier, scope, record.map_or(0, |r| r.id)))
+    }
+
+    /// How many decisions are memoised now.
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+}
+
 /// The Cedar action gateways' checks use.
 pub const CALL_API: &str = "callApi";
 /// The Cedar action admin writes are checked against.
 pub const ADMINISTER: &str = "administerDelegations";
 
 fn evaluate(
-    snap: &Snapshot,
+    bundle: &PolicyBundle,
     principal: cedar_policy::EntityUid,
     action: &str,
     resource: cedar_policy::EntityUid,
     context: Vec<(String, RestrictedExpression)>,
-    extra: Option<cedar_policy::Entity>,
+    extra: Option<Result<cedar_policy::Entity, String>>,
 ) -> Decision {
-    let bundle = &snap.policies;
     let context = match Context::from_pairs(context) {
         Ok(c) => c,
         Err(e) => return Decision::deny_with(format!("context: {e}")),
@@ -97,7 +160,8 @@ fn evaluate(
     let with_extra;
     let entities = match extra {
         None => &bundle.base_entities,
-        Some(e) => match bundle.base_entities.clone().add_entities([e], None) {
+        Some(Err(e)) => return Decision::deny_with(format!("delegation: {e}")),
+        Some(Ok(e)) => match bundle.base_entities.clone().add_entities([e], None) {
             Ok(all) => {
                 with_extra = all;
                 &with_extra
@@ -128,6 +192,40 @@ fn evaluate(
         reasons,
         errors,
     }
+}
+
+/// The Cedar entity of one delegation, as the owner file holds it. tilgang's
+/// own attributes are built directly; a record with attributes a policy
+/// author's schema adds goes through Cedar's JSON parser with the schema,
+/// exactly as the file was checked at load.
+fn delegation_entity(
+    bundle: &PolicyBundle,
+    r: &DelegationRecord,
+) -> Result<cedar_policy::Entity, String> {
+    if !r.extra_attrs.is_empty() {
+        return cedar_policy::Entity::from_json_value(r.to_json(), Some(&bundle.schema))
+            .map_err(|e| e.to_string());
+    }
+    let text = |s: &str| RestrictedExpression::new_string(s.to_string());
+    let org = |o: &OrgNumber| RestrictedExpression::new_entity_uid(uid(ORG_TYPE, o.as_str()));
+    let attrs = HashMap::from([
+        ("owner".to_string(), org(&r.owner)),
+        ("supplier".to_string(), org(&r.supplier)),
+        (
+            "rights".to_string(),
+            RestrictedExpression::new_set(
+                r.rights
+                    .iter()
+                    .map(|id| RestrictedExpression::new_entity_uid(uid(RIGHT_TYPE, id.as_str()))),
+            ),
+        ),
+        ("delegatedBy".to_string(), text(&r.delegated_by)),
+        ("createdAt".to_string(), text(&r.created_at)),
+        ("updatedAt".to_string(), text(&r.updated_at)),
+    ]);
+    let id = format!("{}/{}", r.owner, r.supplier);
+    cedar_policy::Entity::new(uid(DELEGATION_TYPE, &id), attrs, HashSet::new())
+        .map_err(|e| e.to_string())
 }
 
 /// Decide a gateway request.
@@ -178,6 +276,30 @@ fn call_context(call: &Call) -> [(String, RestrictedExpression); 2] {
 /// Decide a gateway request, with what the gateway saw of the call when it
 /// told (Envoy `ext_authz`).
 pub fn decide_call(snap: &Snapshot, req: &AccessRequest, call: Option<&Call>) -> Decision {
+    let record = snap.delegation(&req.owner, &req.supplier);
+    let bundle = &snap.policies;
+    if call.is_some() {
+        return decide_uncached(bundle, req, record, call);
+    }
+    let memo = &bundle.memo;
+    let Some(key) = memo.key(req, record) else {
+        return decide_uncached(bundle, req, record, None);
+    };
+    if let Some(d) = memo.cache.get(&key) {
+        return Decision::clone(&d);
+    }
+    let d = decide_uncached(bundle, req, record, None);
+    memo.cache.insert(key, Arc::new(d.clone()));
+    d
+}
+
+/// Ask Cedar: the request, with the pair's delegation in the context.
+fn decide_uncached(
+    bundle: &PolicyBundle,
+    req: &AccessRequest,
+    record: Option<&DelegationRecord>,
+    call: Option<&Call>,
+) -> Decision {
     let owner_uid = uid(ORG_TYPE, req.owner.as_str());
     let mut context = vec![(
         "owner".to_string(),
@@ -186,8 +308,7 @@ pub fn decide_call(snap: &Snapshot, req: &AccessRequest, call: Option<&Call>) ->
     if let Some(call) = call {
         context.extend(call_context(call));
     }
-    let delegation = snap.delegation(&req.owner, &req.supplier);
-    if delegation.is_some() {
+    if record.is_some() {
         let id = format!("{}/{}", req.owner, req.supplier);
         context.push((
             "delegation".to_string(),
@@ -195,12 +316,12 @@ pub fn decide_call(snap: &Snapshot, req: &AccessRequest, call: Option<&Call>) ->
         ));
     }
     evaluate(
-        snap,
+        bundle,
         uid(ORG_TYPE, req.supplier.as_str()),
         CALL_API,
         uid(SCOPE_TYPE, req.scope.as_str()),
         context,
-        delegation.map(|d| d.entity.clone()),
+        record.map(|r| delegation_entity(bundle, r)),
     )
 }
 
@@ -224,7 +345,7 @@ pub fn may_administer(snap: &Snapshot, actor: &PersonId, owner: &OrgNumber) -> A
         ),
     )];
     let decision = evaluate(
-        snap,
+        &snap.policies,
         uid(PERSON_TYPE, actor.as_str()),
         ADMINISTER,
         uid(ORG_TYPE, owner.as_str()),

@@ -15,7 +15,8 @@
 //!   turns file events into reload work.
 //! - [`auth`]: bearer tokens: the JWKS file (hot-reloaded) and the verifier
 //!   (signature, `exp`/`nbf`, `iss`, `aud`) shared by the gateway and admin listeners.
-//! - [`store`]: admin writes: delegation files written atomically, audit log, undo.
+//! - [`store`]: admin writes: delegation files written atomically, audit log,
+//!   undo; and the overview, an ordered walk that `ListDelegations` pages.
 //! - [`grpc`]: tonic services; the one place errors become `tonic::Status`.
 //! - [`server`]: serves one listener: services, health, reflection, and the
 //!   connection limits, timeouts and drain ([`server::limits`] has every limit).
@@ -37,6 +38,7 @@ pub mod engine;
 pub mod gateway;
 pub mod grpc;
 pub mod ids;
+pub mod model;
 pub mod server;
 pub mod sidecar;
 pub mod snapshot;

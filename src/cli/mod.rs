@@ -106,6 +106,11 @@ impl<W: Write> Output<W> {
         self.write(|out| writeln!(out, "{line}"))
     }
 
+    /// Whether the reader has gone, so there is no point producing more.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
     /// Write out anything buffered, so a failure is seen before the command ends.
     pub fn flush(&mut self) -> Result<(), OutputError> {
         self.write(|out| out.flush())

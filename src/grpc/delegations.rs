@@ -2,20 +2,22 @@
 //! File I/O and fsync run on the blocking pool, never on the async workers.
 //! Store errors become statuses in `grpc::status`, not here. Every write
 //! (delegate, revoke, undo) is reported to [`Telemetry`] with how it ended,
-//! including a request that does not parse.
+//! including a request that does not parse. `ListDelegations` pages as
+//! [`page`] says, from the store's ordered walk.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{field, status};
+use super::{field, page, status};
 use crate::ids::{OrgNumber, PersonId, RightId, UndoToken};
 use crate::proto::delegations_server::Delegations;
 use crate::proto::{
     DelegateRequest, Delegation, ListDelegationsRequest, ListDelegationsResponse,
     ListRightsRequest, ListRightsResponse, RevokeRequest, RevokeResponse, Right, UndoRevokeRequest,
 };
-use crate::store::{DelegationStore, DelegationView, StoreError};
+use crate::store::{DelegationStore, DelegationView, ListFilter, Position, StoreError};
 use crate::telemetry::metrics::AdminKind;
 use crate::telemetry::{AdminFailure, Telemetry, Who};
 
@@ -203,14 +205,41 @@ impl Delegations for DelegationsService {
         request: Request<ListDelegationsRequest>,
     ) -> Result<Response<ListDelegationsResponse>, Status> {
         let r = request.into_inner();
-        let owner = optional_org("owner", &r.owner)?;
-        let supplier = optional_org("supplier", &r.supplier)?;
-        let delegations = self
-            .store
-            .list(owner, supplier)
-            .into_iter()
-            .map(to_proto)
-            .collect();
-        Ok(Response::new(ListDelegationsResponse { delegations }))
+        let filter = ListFilter {
+            owner: optional_org("owner", &r.owner)?,
+            supplier: optional_org("supplier", &r.supplier)?,
+        };
+        let size = page::page_size(r.page_size)?;
+        let after = page::decode(&r.page_token, &filter).map_err(page::TokenError::status)?;
+        // A page of at most `size` delegations and `MAX_PAGE_BYTES` (at least
+        // one). Stopping at a delegation that does not fit is what says more
+        // follow, so the last page has no token. In memory only: no I/O.
+        let mut delegations = Vec::new();
+        let (mut bytes, mut last, mut more) = (0, None, false);
+        self.store.scan(filter, after, |view| {
+            if delegations.len() == size {
+                more = true;
+                return ControlFlow::Break(());
+            }
+            let position = Position::of(&view);
+            let d = to_proto(view);
+            let len = prost::encoding::message::encoded_len(1, &d);
+            if !delegations.is_empty() && bytes + len > page::MAX_PAGE_BYTES {
+                more = true;
+                return ControlFlow::Break(());
+            }
+            bytes += len;
+            last = Some(position);
+            delegations.push(d);
+            ControlFlow::Continue(())
+        });
+        let next_page_token = match last {
+            Some(last) if more => page::encode(&filter, last),
+            _ => String::new(),
+        };
+        Ok(Response::new(ListDelegationsResponse {
+            delegations,
+            next_page_token,
+        }))
     }
 }

@@ -8,6 +8,7 @@ pub mod authorizer;
 pub mod codec;
 pub mod delegations;
 pub mod ext_authz;
+pub mod page;
 pub mod status;
 
 use tonic::Status;

@@ -84,6 +84,16 @@ pub const GATEWAY_MAX_MESSAGE: usize = 512 * 1024;
 /// lets a malformed value of up to about 250 KB be answered like any other
 /// bad field (`INVALID_ARGUMENT`, cut to 64 characters) on both listeners.
 pub const ADMIN_MAX_MESSAGE: usize = 256 * 1024;
+/// The largest reply the admin listener sends. tonic sends replies of any
+/// size unless told (its server default is `usize::MAX`), while its clients,
+/// grpc-go's and grpcurl refuse replies over 4 MiB by default: a larger
+/// reply would only fail at the client, after the server built and sent it.
+/// Over this limit the server answers `OUT_OF_RANGE` (``Error, encoded
+/// message length too large: ...``) instead. A `ListDelegations` page stays
+/// at about a quarter of it ([`crate::grpc::page::MAX_PAGE_BYTES`], see the
+/// test below); only a single delegation of more than 4 MiB (thousands of
+/// long scopes, or a hand-edited file with megabytes in one field) meets it.
+pub const ADMIN_MAX_RESPONSE: usize = 4 * 1024 * 1024;
 /// `HealthCheckRequest` is one service name.
 pub const HEALTH_MAX_MESSAGE: usize = 4 * 1024;
 /// Reflection requests name one file or symbol.
@@ -262,6 +272,70 @@ mod tests {
         let len = batch.encoded_len();
         assert_eq!(len, 294_000);
         assert!(len < GATEWAY_MAX_MESSAGE * 6 / 10, "{len}");
+    }
+
+    /// The largest `ListDelegations` replies, computed with prost.
+    #[test]
+    fn the_largest_page_stays_far_below_the_admin_response_limits() {
+        use crate::catalogue::Catalogue;
+        use crate::grpc::page::{MAX_PAGE_BYTES, MAX_PAGE_SIZE, TOKEN_CHARS};
+        use crate::proto::{Delegation, ListDelegationsResponse};
+        use prost::Message;
+        // The fixture copy of the shipped catalogue (two rights, two scopes),
+        // so a policy author's new right does not break this test.
+        let catalogue =
+            Catalogue::from_json(include_str!("../../tests/fixtures/policies/rights.json"))
+                .unwrap();
+        let rights: Vec<String> = catalogue
+            .rights()
+            .iter()
+            .map(|r| r.id.to_string())
+            .collect();
+        let scopes = catalogue.scopes_of(catalogue.rights().iter().map(|r| &r.id));
+        // The longest values the admin API writes or a file may plausibly
+        // hold: a 64-character actor (`PersonId`'s most), RFC 3339 times with
+        // nanoseconds and an offset (the writer's own are 20 characters).
+        let delegation = |rights: &[String], scopes: &[String]| Delegation {
+            owner: "991825827".into(),
+            supplier: "810418672".into(),
+            rights: rights.to_vec(),
+            scopes: scopes.to_vec(),
+            delegated_by: "p".repeat(64),
+            updated_at: "2026-03-01T08:15:00.123456789+01:00".into(),
+            created_at: "2026-03-01T08:15:00.123456789+01:00".into(),
+        };
+        let page = |d: Delegation, n: usize| ListDelegationsResponse {
+            delegations: vec![d; n],
+            next_page_token: "t".repeat(TOKEN_CHARS),
+        };
+
+        // Every right held: a full page of 1000.
+        let shipped = page(delegation(&rights, &scopes), MAX_PAGE_SIZE).encoded_len();
+        assert_eq!(shipped, 270_038);
+        // The same with the ids and scopes as long as their parsers allow.
+        let long_rights: Vec<String> = (0..rights.len()).map(|i| format!("{i:a<64}")).collect();
+        let long_scopes: Vec<String> = (0..scopes.len()).map(|i| format!("{i:s<256}")).collect();
+        let longest = page(delegation(&long_rights, &long_scopes), MAX_PAGE_SIZE).encoded_len();
+        assert_eq!(longest, 815_038);
+        // Both full pages fit the byte budget, so it never cuts them short.
+        assert!(longest < MAX_PAGE_BYTES, "{longest}");
+
+        // With a bigger catalogue the budget cuts a page: a page of two or
+        // more delegations is at most the budget plus the token field, about
+        // a quarter of what the server sends and default clients accept.
+        const CLIENT_DEFAULT: usize = 4 * 1024 * 1024;
+        let worst = MAX_PAGE_BYTES + 2 + TOKEN_CHARS;
+        assert_eq!(worst, 1_048_614);
+        const { assert!(ADMIN_MAX_RESPONSE <= CLIENT_DEFAULT) };
+        assert!(worst < ADMIN_MAX_RESPONSE * 3 / 10, "{worst}");
+        // A page of one delegation is as large as it is: even one holding a
+        // thousand rights with the longest ids, each with its own longest
+        // scope, is under a third of the budget.
+        let many_rights: Vec<String> = (0..1000).map(|i| format!("{i:a<64}")).collect();
+        let many_scopes: Vec<String> = (0..1000).map(|i| format!("{i:s<256}")).collect();
+        let huge = page(delegation(&many_rights, &many_scopes), 1).encoded_len();
+        assert_eq!(huge, 325_204);
+        assert!(huge < MAX_PAGE_BYTES / 3, "{huge}");
     }
 
     #[test]

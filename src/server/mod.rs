@@ -43,7 +43,8 @@ use crate::store::DelegationStore;
 use crate::telemetry::Telemetry;
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use limits::{
-    ADMIN_MAX_MESSAGE, GATEWAY_MAX_MESSAGE, HEALTH_MAX_MESSAGE, Limits, REFLECTION_MAX_MESSAGE,
+    ADMIN_MAX_MESSAGE, ADMIN_MAX_RESPONSE, GATEWAY_MAX_MESSAGE, HEALTH_MAX_MESSAGE, Limits,
+    REFLECTION_MAX_MESSAGE,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +101,8 @@ pub async fn serve_admin(
 ) -> Result<(), ServerError> {
     type Service = DelegationsServer<DelegationsService>;
     let service = Service::new(DelegationsService::new(store, telemetry))
-        .max_decoding_message_size(ADMIN_MAX_MESSAGE);
+        .max_decoding_message_size(ADMIN_MAX_MESSAGE)
+        .max_encoding_message_size(ADMIN_MAX_RESPONSE);
     let (health, routes) = routes::<Service>(service)?;
     serve(
         listener,

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
-use cedar_policy::{Entities, Entity, PolicySet, Schema};
+use cedar_policy::{Entities, PolicySet, Schema};
 
 use crate::catalogue::Catalogue;
 use crate::ids::{OrgNumber, PersonId, RightId};
@@ -40,23 +40,100 @@ pub struct PolicyBundle {
     pub base_entities: Entities,
     /// Policy id → `file:line` where it is defined, for messages and `tilgang validate`.
     pub origins: HashMap<String, String>,
+    /// Set when a delegation with only tilgang's six attributes does not fit
+    /// the schema (it requires attributes of its own): then every delegation
+    /// is validated by Cedar, not only those with attributes of their own.
+    pub delegations_need_cedar: bool,
+    /// Decisions made with these policies, memoised (see `engine`).
+    pub memo: crate::engine::Memo,
     pub digest: Digest,
 }
 
-/// One (owner, supplier) delegation, as read from the owner's file.
+/// One (owner, supplier) delegation, as read from the owner's file: a compact
+/// record, not a Cedar entity (a parsed `Entity` costs kilobytes, and a
+/// sidecar may hold a million of these). The engine builds the Cedar entity
+/// for the one delegation a request needs ([`crate::engine`]).
 #[derive(Debug, Clone)]
 pub struct DelegationRecord {
     pub owner: OrgNumber,
     pub supplier: OrgNumber,
-    pub rights: BTreeSet<RightId>,
+    pub rights: RightSet,
     pub delegated_by: String,
     pub created_at: String,
     pub updated_at: String,
     /// Attributes in the file that tilgang does not interpret (a policy author's
-    /// schema may add optional ones); kept so a rewrite does not drop them.
+    /// schema may add optional ones); kept so a rewrite does not drop them, and
+    /// given to Cedar as they are.
     pub extra_attrs: serde_json::Map<String, serde_json::Value>,
-    /// The Cedar entity, validated against the schema at load.
-    pub entity: Entity,
+    /// Tells this record apart from every other one built in this process, so
+    /// a memoised decision made with it is never used for another (see
+    /// `engine`). Records are immutable: a changed delegation is a new record.
+    pub id: u64,
+}
+
+impl DelegationRecord {
+    /// A process-unique id for a new record.
+    pub fn next_id() -> u64 {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether two records say the same (their ids aside).
+    pub fn same_content(&self, other: &Self) -> bool {
+        self.owner == other.owner
+            && self.supplier == other.supplier
+            && self.rights == other.rights
+            && self.delegated_by == other.delegated_by
+            && self.created_at == other.created_at
+            && self.updated_at == other.updated_at
+            && self.extra_attrs == other.extra_attrs
+    }
+}
+
+/// The rights one delegation holds: sorted, each once. A boxed slice rather
+/// than a `BTreeSet`, whose first node alone costs hundreds of bytes; a
+/// delegation holds one or two rights.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RightSet(Box<[RightId]>);
+
+impl RightSet {
+    pub fn iter(&self) -> std::slice::Iter<'_, RightId> {
+        self.0.iter()
+    }
+
+    pub fn contains(&self, right: &RightId) -> bool {
+        self.0.binary_search(right).is_ok()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn to_set(&self) -> BTreeSet<RightId> {
+        self.0.iter().cloned().collect()
+    }
+}
+
+impl FromIterator<RightId> for RightSet {
+    fn from_iter<I: IntoIterator<Item = RightId>>(iter: I) -> Self {
+        let mut v: Vec<RightId> = iter.into_iter().collect();
+        v.sort();
+        v.dedup();
+        Self(v.into_boxed_slice())
+    }
+}
+
+impl<'a> IntoIterator for &'a RightSet {
+    type Item = &'a RightId;
+    type IntoIter = std::slice::Iter<'a, RightId>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
 }
 
 /// All delegations one owner has given: the contents of `delegations/<owner>.json`.

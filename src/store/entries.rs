@@ -26,7 +26,7 @@ pub(super) struct Entry {
 impl From<&DelegationRecord> for Entry {
     fn from(r: &DelegationRecord) -> Self {
         Self {
-            rights: r.rights.clone(),
+            rights: r.rights.to_set(),
             delegated_by: r.delegated_by.clone(),
             created_at: r.created_at.clone(),
             updated_at: r.updated_at.clone(),

@@ -1,6 +1,7 @@
-//! The write side: delegate, revoke, undo. Each change is authorized by the Cedar
-//! admin policy, written to the owner's delegation file atomically and durably,
-//! audited, and reflected in the snapshot before it is acknowledged.
+//! The admin store: delegate, revoke, undo, and the paged overview. Each change
+//! is authorized by the Cedar admin policy, written to the owner's delegation
+//! file atomically and durably, audited, and reflected in the snapshot before
+//! it is acknowledged.
 //!
 //! The files stay the source of truth: every write reads the owner's file from
 //! disk first (so hand edits are kept), and a file that does not parse is never
@@ -14,6 +15,7 @@
 //! - `authorize`: who may write (admin policy; none while `roles.json` is broken);
 //! - `commit`: read an owner's file, then check, write durably and publish it;
 //! - `entries`: an owner's entries and their rendering as Cedar entity JSON;
+//! - `list`: the read side, delegations in order from a position (paging);
 //! - [`audit`], [`undo`]: the audit log and the undo records;
 //! - [`files`]: every file operation, relative to no-follow directory handles;
 //! - [`oplog`]: the optional record of those operations, for protocol tests;
@@ -25,11 +27,13 @@ mod commit;
 mod entries;
 mod error;
 pub mod files;
+mod list;
 pub mod oplog;
 mod ops;
 pub mod undo;
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,6 +48,7 @@ use crate::snapshot::{DelegationRecord, Snapshot};
 use audit::AuditLog;
 pub use error::StoreError;
 use files::{DataDir, Place};
+pub use list::{ListFilter, Position};
 use oplog::OpLog;
 
 /// A delegation as the admin API shows it.
@@ -187,35 +192,15 @@ impl DelegationStore {
             .unwrap_or_else(|| DelegationView::empty(*owner, *supplier))
     }
 
-    /// The overview: delegations given by `owner`, received by `supplier`, or both.
-    pub fn list(
+    /// The overview, a page at a time: visit the delegations `filter`
+    /// selects, in (owner, supplier) order, strictly after `after`, until
+    /// `visit` breaks. One snapshot per call; the cost is in `list::scan`.
+    pub fn scan(
         &self,
-        owner: Option<OrgNumber>,
-        supplier: Option<OrgNumber>,
-    ) -> Vec<DelegationView> {
-        let snap = self.snapshot();
-        let mut out: Vec<DelegationView> = match owner {
-            Some(o) => snap
-                .owners
-                .get(&o)
-                .map(|s| {
-                    s.by_supplier
-                        .values()
-                        .map(|r| DelegationView::of(&snap, r))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            None => snap
-                .owners
-                .values()
-                .flat_map(|s| s.by_supplier.values())
-                .map(|r| DelegationView::of(&snap, r))
-                .collect(),
-        };
-        if let Some(s) = supplier {
-            out.retain(|d| d.supplier == s);
-        }
-        out.sort_by_key(|d| (d.owner, d.supplier));
-        out
+        filter: ListFilter,
+        after: Option<Position>,
+        visit: impl FnMut(DelegationView) -> ControlFlow<()>,
+    ) {
+        list::scan(&self.snapshot(), filter, after, visit);
     }
 }

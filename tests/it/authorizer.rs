@@ -450,6 +450,7 @@ async fn undecodable_requests_are_invalid_argument_on_both_listeners() {
         .list_delegations(tilgang::proto::ListDelegationsRequest {
             owner: OWNER.into(),
             supplier: NEW_SUPPLIER.into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -501,6 +502,17 @@ fn bad_values(kind: &str) -> Vec<String> {
             "0".repeat(33),
             "g".repeat(32),
             format!(" {}", "0".repeat(31)),
+            "-1".into(),
+        ],
+        // Anything but a `next_page_token` of the same listing.
+        "page_token" => vec![
+            "x".into(),
+            "AQ".into(),
+            "A".repeat(36),
+            "_".repeat(36),
+            "A".repeat(37),
+            "0192:810418672".into(),
+            "810418672".into(),
             "-1".into(),
         ],
         _ => unreachable!("{kind}"),
@@ -639,6 +651,7 @@ async fn call_with_bad_field(
             .list_delegations(ListDelegationsRequest {
                 owner: v.into(),
                 supplier: String::new(),
+                ..Default::default()
             })
             .await
             .map(drop),
@@ -646,6 +659,15 @@ async fn call_with_bad_field(
             .list_delegations(ListDelegationsRequest {
                 owner: OWNER.into(),
                 supplier: v.into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "ListDelegations.page_token" => a
+            .list_delegations(ListDelegationsRequest {
+                owner: OWNER.into(),
+                page_token: v.into(),
+                ..Default::default()
             })
             .await
             .map(drop),
@@ -662,6 +684,7 @@ async fn call_with_bad_field(
         f if f.ends_with(".scope") => "`scope` ",
         f if f.ends_with(".actor") => "`actor` ",
         f if f.ends_with(".undo_token") => "`undo_token` ",
+        f if f.ends_with(".page_token") => "`page_token` ",
         other => unreachable!("{other}"),
     };
     (
@@ -671,7 +694,7 @@ async fn call_with_bad_field(
 }
 
 /// Each field of each RPC on both listeners, and the kind of value it holds.
-const FIELDS: [(&str, &str); 17] = [
+const FIELDS: [(&str, &str); 18] = [
     ("IsAuthorized.supplier", "org"),
     ("IsAuthorized.owner", "org"),
     ("IsAuthorized.scope", "scope"),
@@ -689,6 +712,7 @@ const FIELDS: [(&str, &str); 17] = [
     ("UndoRevoke.undo_token", "token"),
     ("UndoRevoke.actor", "person"),
     ("ListDelegations.owner", "org"),
+    ("ListDelegations.page_token", "page_token"),
 ];
 
 #[tokio::test(flavor = "multi_thread")]

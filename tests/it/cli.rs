@@ -511,6 +511,7 @@ async fn a_closed_stdout_ends_admin_subcommands_quietly() {
         let request = tilgang::proto::ListDelegationsRequest {
             owner: owner.into(),
             supplier: supplier.into(),
+            ..Default::default()
         };
         let s = &s;
         async move {

@@ -13,6 +13,7 @@ mod durability;
 mod ext_authz;
 mod flood;
 mod hygiene;
+mod paging;
 mod races;
 mod reload;
 mod shutdown;

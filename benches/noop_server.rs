@@ -1,0 +1,149 @@
+//! The baseline for `scripts/scale.sh`: a tonic server (tonic's own
+//! `transport::Server`) that serves `tilgang.v1.Authorizer` and decides
+//! nothing. Every `IsAuthorized` is answered `allowed: true, reasons:
+//! ["delegated-scope"], revision: "<16 hex>"`, the shape tilgang answers an
+//! allow with, so a load generator sends and receives the same bytes from both
+//! and the ratio of their throughputs is what tilgang's decision path and
+//! server cost on top of plain tonic.
+//!
+//! Run it:
+//!
+//! ```sh
+//! cargo bench --bench noop_server -- --listen 127.0.0.1:50071
+//! # or the built binary: target/release/deps/noop_server-<hash> --listen ADDR
+//! ```
+//!
+//! It prints `listening on ADDR` once the port is bound and stops on SIGTERM or
+//! Ctrl-C. As part of a plain `cargo bench` (which passes `--bench` and
+//! nothing else) it exits 0 at once, so the other benchmarks still run.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use tilgang::proto::authorizer_server::{Authorizer, AuthorizerServer};
+use tilgang::proto::{
+    BatchIsAuthorizedRequest, BatchIsAuthorizedResponse, IsAuthorizedRequest, IsAuthorizedResponse,
+};
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status};
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:50071";
+/// A revision as tilgang prints one: 16 lowercase hex digits.
+const REVISION: &str = "0123456789abcdef";
+
+/// The answer tilgang gives an allowed request, without deciding anything.
+fn allow() -> IsAuthorizedResponse {
+    IsAuthorizedResponse {
+        allowed: true,
+        reasons: vec!["delegated-scope".to_string()],
+        errors: vec![],
+        revision: REVISION.to_string(),
+    }
+}
+
+struct Noop;
+
+#[tonic::async_trait]
+impl Authorizer for Noop {
+    async fn is_authorized(
+        &self,
+        _request: Request<IsAuthorizedRequest>,
+    ) -> Result<Response<IsAuthorizedResponse>, Status> {
+        Ok(Response::new(allow()))
+    }
+
+    async fn batch_is_authorized(
+        &self,
+        request: Request<BatchIsAuthorizedRequest>,
+    ) -> Result<Response<BatchIsAuthorizedResponse>, Status> {
+        let responses = request.get_ref().requests.iter().map(|_| allow()).collect();
+        Ok(Response::new(BatchIsAuthorizedResponse { responses }))
+    }
+}
+
+/// What the command line asked for: `Some(addr)` to serve, `None` to exit at
+/// once (run by `cargo bench` without `--listen`).
+fn parse_args() -> Result<Option<SocketAddr>, String> {
+    let mut args = std::env::args().skip(1);
+    let mut listen = None;
+    let mut as_bench = false;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--listen" => {
+                let value = args.next().ok_or("`--listen` needs an address")?;
+                listen = Some(value);
+            }
+            s if s.starts_with("--listen=") => listen = Some(s["--listen=".len()..].to_string()),
+            // What cargo passes to every bench target.
+            "--bench" => as_bench = true,
+            "-h" | "--help" => {
+                println!(
+                    "noop_server [--listen ADDR]  (default {DEFAULT_LISTEN}); \
+                     a tonic Authorizer that allows everything"
+                );
+                return Ok(None);
+            }
+            // `cargo bench -- FILTER` passes filters meant for other benches.
+            _ if as_bench => {}
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    if listen.is_none() && as_bench {
+        return Ok(None);
+    }
+    let listen = listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    listen
+        .parse()
+        .map(Some)
+        .map_err(|e| format!("`--listen {listen}` is not an address: {e}"))
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let addr = match parse_args() {
+        Ok(Some(addr)) => addr,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: binding `--listen {addr}`: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let bound = listener.local_addr().unwrap_or(addr);
+    // tilgang sets TCP_NODELAY on every accepted connection; so does this.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    println!("listening on {bound}");
+    let served = Server::builder()
+        .add_service(AuthorizerServer::new(Noop))
+        .serve_with_incoming_shutdown(incoming, stop_signal())
+        .await;
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: serving: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

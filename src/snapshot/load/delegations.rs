@@ -1,0 +1,530 @@
+//! Owner files, `delegations/<owner>.json`: where they are, which exist, and
+//! the codec between their Cedar entity JSON and [`DelegationRecord`]s, used
+//! by the loader and by admin writes alike.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cedar_policy::Entities;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+
+#[allow(unused_imports)]
+use super::*;
+use crate::ids::{OrgNumber, RightId};
+use crate::snapshot::{DelegationRecord, Digest, OwnerDelegations, PolicyBundle};
+
+/// An entity reference as the JSON entity format writes it, with or without
+/// the `__entity` escape. Borrowed from the file's bytes where the JSON has no
+/// escapes, so the type names of a million delegations cost no allocation.
+#[derive(Debug)]
+struct RawUid<'a> {
+    ty: Cow<'a, str>,
+    id: Cow<'a, str>,
+}
+
+impl<'de> Deserialize<'de> for RawUid<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawUid<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"an entity reference {"type": ..., "id": ...}"#)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let (mut ty, mut id, mut escaped) = (None, None, None);
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let slot_taken = match key.as_ref() {
+                        "type" => ty.replace(map.next_value::<Cow<'de, str>>()?).is_some(),
+                        "id" => id.replace(map.next_value::<Cow<'de, str>>()?).is_some(),
+                        "__entity" => escaped.replace(map.next_value::<RawUid<'de>>()?).is_some(),
+                        other => return Err(de::Error::unknown_field(other, &["type", "id"])),
+                    };
+                    if slot_taken {
+                        return Err(de::Error::custom(format!("duplicate field `{key}`")));
+                    }
+                }
+                match (ty, id, escaped) {
+                    (Some(ty), Some(id), None) => Ok(RawUid { ty, id }),
+                    (None, None, Some(inner)) => Ok(inner),
+                    (None, _, None) => Err(de::Error::missing_field("type")),
+                    (_, None, None) => Err(de::Error::missing_field("id")),
+                    _ => Err(de::Error::custom("`__entity` and `type`/`id` together")),
+                }
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// One entity of an owner file, before any check of what it says.
+#[derive(Debug)]
+struct RawDelegation<'a> {
+    uid: RawUid<'a>,
+    attrs: RawAttrs<'a>,
+    /// Must be empty: a delegation is nobody's child. The records keep no
+    /// parents, so a policy reload (which re-checks the records) and an admin
+    /// rewrite would otherwise silently drop them.
+    parents: usize,
+}
+
+impl<'de> Deserialize<'de> for RawDelegation<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawDelegation<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"a Cedar entity {"uid": ..., "attrs": ..., "parents": []}"#)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let (mut uid, mut attrs, mut parents) = (None, None, None);
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let slot_taken = match key.as_ref() {
+                        "uid" => uid.replace(map.next_value::<RawUid<'de>>()?).is_some(),
+                        "attrs" => attrs.replace(map.next_value::<RawAttrs<'de>>()?).is_some(),
+                        "parents" => parents
+                            .replace(map.next_value::<Vec<de::IgnoredAny>>()?.len())
+                            .is_some(),
+                        other => {
+                            return Err(de::Error::unknown_field(
+                                other,
+                                &["uid", "attrs", "parents"],
+                            ));
+                        }
+                    };
+                    if slot_taken {
+                        return Err(de::Error::custom(format!("duplicate field `{key}`")));
+                    }
+                }
+                Ok(RawDelegation {
+                    uid: uid.ok_or_else(|| de::Error::missing_field("uid"))?,
+                    attrs: attrs.ok_or_else(|| de::Error::missing_field("attrs"))?,
+                    parents: parents.unwrap_or(0),
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A delegation's attributes: tilgang's own six typed, any others (a policy
+/// author's schema may add them) kept as JSON for Cedar to check.
+#[derive(Debug)]
+struct RawAttrs<'a> {
+    owner: RawUid<'a>,
+    supplier: RawUid<'a>,
+    rights: Vec<RawUid<'a>>,
+    delegated_by: Cow<'a, str>,
+    created_at: Cow<'a, str>,
+    updated_at: Cow<'a, str>,
+    extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl<'de> Deserialize<'de> for RawAttrs<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawAttrs<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the delegation's attributes")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let (mut owner, mut supplier, mut rights) = (None, None, None);
+                let (mut by, mut created, mut updated) = (None, None, None);
+                let mut extra = serde_json::Map::new();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let slot_taken = match key.as_ref() {
+                        "owner" => owner.replace(map.next_value::<RawUid<'de>>()?).is_some(),
+                        "supplier" => supplier.replace(map.next_value::<RawUid<'de>>()?).is_some(),
+                        "rights" => rights
+                            .replace(map.next_value::<Vec<RawUid<'de>>>()?)
+                            .is_some(),
+                        "delegatedBy" => by.replace(map.next_value::<Cow<'de, str>>()?).is_some(),
+                        "createdAt" => created
+                            .replace(map.next_value::<Cow<'de, str>>()?)
+                            .is_some(),
+                        "updatedAt" => updated
+                            .replace(map.next_value::<Cow<'de, str>>()?)
+                            .is_some(),
+                        other => extra
+                            .insert(other.to_string(), map.next_value::<serde_json::Value>()?)
+                            .is_some(),
+                    };
+                    if slot_taken {
+                        return Err(de::Error::custom(format!("duplicate attribute `{key}`")));
+                    }
+                }
+                let missing =
+                    |name: &'static str| de::Error::custom(format!("missing attribute `{name}`"));
+                Ok(RawAttrs {
+                    owner: owner.ok_or_else(|| missing("owner"))?,
+                    supplier: supplier.ok_or_else(|| missing("supplier"))?,
+                    rights: rights.ok_or_else(|| missing("rights"))?,
+                    delegated_by: by.ok_or_else(|| missing("delegatedBy"))?,
+                    created_at: created.ok_or_else(|| missing("createdAt"))?,
+                    updated_at: updated.ok_or_else(|| missing("updatedAt"))?,
+                    extra,
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The path of one owner's delegation file.
+pub fn owner_file(data_dir: &Path, owner: &OrgNumber) -> PathBuf {
+    data_dir.join(DELEGATIONS_DIR).join(format!("{owner}.json"))
+}
+
+/// If `path` is an owner file (`delegations/<orgnr>.json`), the owner.
+pub fn owner_of_path(data_dir: &Path, path: &Path) -> Option<OrgNumber> {
+    let rel = path.strip_prefix(data_dir).ok()?;
+    let mut parts = rel.components();
+    if parts.next()?.as_os_str() != DELEGATIONS_DIR {
+        return None;
+    }
+    let name = parts.next()?.as_os_str().to_str()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let stem = name.strip_suffix(".json")?;
+    if stem.len() != 9 {
+        return None;
+    }
+    OrgNumber::parse(stem).ok()
+}
+/// The digest of an owner file's bytes, as kept in [`OwnerDelegations::digest`].
+pub fn owner_digest(owner: &OrgNumber, bytes: &[u8]) -> Digest {
+    digest_of(&[(owner.as_str(), bytes)])
+}
+
+/// Parse one owner's file. `bytes` is what was read from `path`.
+pub fn parse_owner_file(
+    path: &str,
+    owner: &OrgNumber,
+    bytes: &[u8],
+    policies: &PolicyBundle,
+) -> Result<OwnerDelegations, LoadError> {
+    let raw: Vec<RawDelegation<'_>> = serde_json::from_slice(bytes).map_err(|e| {
+        LoadError::new(
+            format!("{path}:{}:{}", e.line(), e.column()),
+            format!("expected an array of `{DELEGATION_TYPE}` entities: {e}"),
+        )
+    })?;
+    Ok(OwnerDelegations {
+        by_supplier: check_delegations(path, owner, raw, policies)?,
+        digest: owner_digest(owner, bytes),
+        stamp: None,
+    })
+}
+
+/// Parse and check delegation entities of `owner` (a JSON array as in an owner
+/// file), against `policies`. Used by admin writes for just the entities they
+/// change.
+pub fn parse_delegations(
+    path: &str,
+    owner: &OrgNumber,
+    value: serde_json::Value,
+    policies: &PolicyBundle,
+) -> Result<BTreeMap<OrgNumber, Arc<DelegationRecord>>, LoadError> {
+    // Through text: the raw types borrow from it. Admin writes pass a few
+    // entities, so this costs nothing that matters.
+    let bytes = value.to_string();
+    let raw: Vec<RawDelegation<'_>> = serde_json::from_str(&bytes).map_err(|e| {
+        LoadError::new(
+            path,
+            format!("expected an array of `{DELEGATION_TYPE}` entities: {e}"),
+        )
+    })?;
+    check_delegations(path, owner, raw, policies)
+}
+
+/// Check what the entities say (tilgang's own attributes, by hand: the shape
+/// is fixed and checking it is what makes a million of them load in
+/// seconds), then hand whatever a policy author's schema adds to Cedar's own
+/// validation, so those attributes are checked exactly as Cedar would.
+fn check_delegations(
+    path: &str,
+    owner: &OrgNumber,
+    raw: Vec<RawDelegation<'_>>,
+    policies: &PolicyBundle,
+) -> Result<BTreeMap<OrgNumber, Arc<DelegationRecord>>, LoadError> {
+    let mut by_supplier = BTreeMap::new();
+    let mut for_cedar = Vec::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let at = || format!("{path}: entity #{}", i + 1);
+        let bad = |msg: String| LoadError::new(at(), msg);
+        if r.uid.ty != DELEGATION_TYPE {
+            return Err(bad(format!(
+                "only `{DELEGATION_TYPE}` entities belong in a delegation file, found `{}`",
+                r.uid.ty
+            )));
+        }
+        if r.parents != 0 {
+            return Err(bad(
+                "`parents` must be empty: a delegation is not a member of anything".to_string(),
+            ));
+        }
+        let a = r.attrs;
+        // Files hold the bare 9 digits: the entity id is what Cedar compares, so
+        // `0192:` here would silently never match a request.
+        let parse_org = |field: &str, u: &RawUid<'_>| -> Result<OrgNumber, LoadError> {
+            if u.ty != ORG_TYPE {
+                return Err(bad(format!(
+                    "`{field}` must be a `{ORG_TYPE}`, not `{}`",
+                    u.ty
+                )));
+            }
+            let org = OrgNumber::parse(&u.id).map_err(|e| bad(format!("`{field}`: {e}")))?;
+            if org.as_str() != u.id {
+                return Err(bad(format!(
+                    "`{field}`: write the bare org number `{org}`, not `{}`",
+                    u.id
+                )));
+            }
+            Ok(org)
+        };
+        let o = parse_org("owner", &a.owner)?;
+        let supplier = parse_org("supplier", &a.supplier)?;
+        if o != *owner {
+            return Err(bad(format!(
+                "`owner` is {o}, but this file holds delegations of {owner}"
+            )));
+        }
+        if supplier == *owner {
+            return Err(bad("`supplier` equals `owner`".to_string()));
+        }
+        // `<owner>/<supplier>`, compared in place: a million of these are
+        // checked at start-up.
+        let id_fits = r.uid.id.split_once('/') == Some((owner.as_str(), supplier.as_str()));
+        if !id_fits {
+            return Err(bad(format!(
+                "entity id is `{}`, expected `{owner}/{supplier}`",
+                r.uid.id
+            )));
+        }
+        let mut rights = Vec::with_capacity(a.rights.len());
+        for ru in &a.rights {
+            let known = (ru.ty == RIGHT_TYPE)
+                .then(|| policies.catalogue.get_str(&ru.id))
+                .flatten()
+                .map(|r| r.id.clone());
+            let Some(id) = known else {
+                return Err(bad(format!(
+                    "right `{}` is not in the catalogue (known: {})",
+                    ru.id,
+                    policies.catalogue.known_ids()
+                )));
+            };
+            rights.push(id);
+        }
+        if rights.is_empty() {
+            return Err(bad(
+                "a delegation with no rights should be removed, not kept empty".to_string(),
+            ));
+        }
+        if by_supplier.contains_key(&supplier) {
+            return Err(bad(format!("supplier {supplier} appears twice")));
+        }
+        let record = Arc::new(DelegationRecord {
+            owner: *owner,
+            supplier,
+            rights: rights.into_iter().collect(),
+            delegated_by: a.delegated_by.into_owned(),
+            created_at: a.created_at.into_owned(),
+            updated_at: a.updated_at.into_owned(),
+            extra_attrs: a.extra,
+            id: DelegationRecord::next_id(),
+        });
+        if needs_cedar(&record, policies) {
+            for_cedar.push(record.clone());
+        }
+        by_supplier.insert(supplier, record);
+    }
+    cedar_check(path, for_cedar.iter().map(Arc::as_ref), policies)?;
+    Ok(by_supplier)
+}
+
+/// Whether tilgang's own checks are not the whole story for this record: it
+/// has attributes a policy author's schema adds, or the schema wants more
+/// than tilgang's six attributes of every delegation.
+fn needs_cedar(record: &DelegationRecord, policies: &PolicyBundle) -> bool {
+    !record.extra_attrs.is_empty() || policies.delegations_need_cedar
+}
+
+/// Validate these records against the schema with Cedar itself, as the
+/// entities the file holds.
+fn cedar_check<'a>(
+    path: &str,
+    records: impl Iterator<Item = &'a DelegationRecord>,
+    policies: &PolicyBundle,
+) -> Result<(), LoadError> {
+    let value: Vec<serde_json::Value> = records.map(DelegationRecord::to_json).collect();
+    if value.is_empty() {
+        return Ok(());
+    }
+    Entities::from_json_value(value.into(), Some(&policies.schema))
+        .map(drop)
+        .map_err(|e| LoadError::new(path, with_causes(&e)))
+}
+
+/// Read one owner's file. `Ok(None)` when it does not exist.
+///
+/// `known` is the owner's slice already parsed against the same `policies`: when
+/// the file's bytes are the ones it was parsed from, it is reused rather than
+/// parsed again (a large owner file costs milliseconds to parse, and every admin
+/// write and file event would otherwise pay that more than once).
+pub fn load_owner_file(
+    data_dir: &Path,
+    owner: &OrgNumber,
+    policies: &PolicyBundle,
+    known: Option<&OwnerDelegations>,
+) -> Result<Option<OwnerDelegations>, LoadError> {
+    let Some(FileRead { stamp, bytes, .. }) = read_owner_file(data_dir, owner)? else {
+        return Ok(None);
+    };
+    let mut slice = match known {
+        Some(k) if k.digest == owner_digest(owner, &bytes) => k.clone(),
+        _ => {
+            let path = owner_file(data_dir, owner);
+            parse_owner_file(&path.display().to_string(), owner, &bytes, policies)?
+        }
+    };
+    slice.stamp = Some(stamp);
+    Ok(Some(slice))
+}
+
+/// One delegation as the Cedar JSON entity an owner file holds: the one
+/// rendering of the format, used by admin writes and by [`revalidate`], and
+/// read back by [`parse_delegations`]. `extra` (attributes a policy author's
+/// schema adds) is kept; tilgang's own attributes overwrite same-named ones.
+pub fn delegation_json<'a>(
+    owner: &OrgNumber,
+    supplier: &OrgNumber,
+    rights: impl IntoIterator<Item = &'a RightId>,
+    delegated_by: &str,
+    created_at: &str,
+    updated_at: &str,
+    extra: &serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Value {
+    use serde_json::json;
+    let org = |o: &OrgNumber| json!({ "type": ORG_TYPE, "id": o.as_str() });
+    let mut attrs = extra.clone();
+    attrs.insert("owner".into(), org(owner));
+    attrs.insert("supplier".into(), org(supplier));
+    attrs.insert(
+        "rights".into(),
+        rights
+            .into_iter()
+            .map(|r| json!({ "type": RIGHT_TYPE, "id": r.as_str() }))
+            .collect(),
+    );
+    attrs.insert("delegatedBy".into(), delegated_by.into());
+    attrs.insert("createdAt".into(), created_at.into());
+    attrs.insert("updatedAt".into(), updated_at.into());
+    json!({
+        "uid": { "type": DELEGATION_TYPE, "id": format!("{owner}/{supplier}") },
+        "attrs": attrs,
+        "parents": [],
+    })
+}
+
+impl DelegationRecord {
+    /// This record as its owner file holds it.
+    pub fn to_json(&self) -> serde_json::Value {
+        delegation_json(
+            &self.owner,
+            &self.supplier,
+            &self.rights,
+            &self.delegated_by,
+            &self.created_at,
+            &self.updated_at,
+            &self.extra_attrs,
+        )
+    }
+}
+
+/// Check one owner's loaded slice against other policies (a policy reload).
+/// The records hold everything an owner file can hold (parents must be
+/// empty), so this needs no disk and checks exactly the data the running
+/// snapshot decides with, even while the file on disk is mid-edit or broken.
+/// The records are kept as they are: decisions memoised with them belong to
+/// the old policies, and the new ones start afresh.
+pub fn revalidate(
+    data_dir: &Path,
+    owner: &OrgNumber,
+    slice: &OwnerDelegations,
+    policies: &PolicyBundle,
+) -> Result<OwnerDelegations, LoadError> {
+    let path = owner_file(data_dir, owner).display().to_string();
+    for (i, r) in slice.by_supplier.values().enumerate() {
+        if let Some(gone) = r
+            .rights
+            .iter()
+            .find(|id| policies.catalogue.get(id).is_none())
+        {
+            return Err(LoadError::new(
+                format!("{path}: entity #{}", i + 1),
+                format!(
+                    "right `{gone}` is not in the catalogue (known: {})",
+                    policies.catalogue.known_ids()
+                ),
+            ));
+        }
+    }
+    cedar_check(
+        &path,
+        slice
+            .by_supplier
+            .values()
+            .map(Arc::as_ref)
+            .filter(|r| needs_cedar(r, policies)),
+        policies,
+    )?;
+    Ok(slice.clone())
+}
+
+/// One owner's file as on disk: its stamp and bytes, or `None` when there is
+/// none. A symlink is refused (tilgang writes these files).
+pub fn read_owner_file(data_dir: &Path, owner: &OrgNumber) -> Result<Option<FileRead>, LoadError> {
+    let path = owner_file(data_dir, owner);
+    match read_regular(&path, Links::Refuse) {
+        Ok(read) => Ok(Some(read)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(LoadError::new(path.display(), e)),
+    }
+}
+
+/// The owners that have a file in `delegations/`. A `*.json` file whose name is
+/// not an org number is reported as an error, not ignored, so a typo is noticed.
+pub fn list_owner_files(data_dir: &Path) -> Result<(Vec<OrgNumber>, Vec<LoadError>), LoadError> {
+    let dir = data_dir.join(DELEGATIONS_DIR);
+    let mut owners = Vec::new();
+    let mut errors = Vec::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((owners, errors)),
+        Err(e) => return Err(LoadError::new(dir.display(), e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| LoadError::new(dir.display(), e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // Only `*.json` is ours; other files (an editor's `.bak`, a README) are
+        // left alone, but a `.json` with a bad name is an error, not ignored.
+        if !is_visible(&name) || !name.ends_with(".json") || !entry.path().is_file() {
+            continue;
+        }
+        match owner_of_path(data_dir, &entry.path()) {
+            Some(o) => owners.push(o),
+            None => errors.push(LoadError::new(
+                entry.path().display(),
+                "not a delegation file: expected `<orgnr>.json` with a valid 9-digit org number",
+            )),
+        }
+    }
+    owners.sort();
+    Ok((owners, errors))
+}
