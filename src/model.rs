@@ -22,20 +22,23 @@ pub fn uid(ty: &'static str, id: &str) -> EntityUid {
     EntityUid::from_type_name_and_id(ty, EntityId::new(id))
 }
 
+/// The entity types the schema must declare: every `*_TYPE` above but the
+/// actions'.
+pub const ENTITY_TYPES: [&str; 5] = [
+    ORG_TYPE,
+    PERSON_TYPE,
+    RIGHT_TYPE,
+    SCOPE_TYPE,
+    DELEGATION_TYPE,
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn type_names_parse() {
-        for ty in [
-            ORG_TYPE,
-            PERSON_TYPE,
-            RIGHT_TYPE,
-            SCOPE_TYPE,
-            DELEGATION_TYPE,
-            ACTION_TYPE,
-        ] {
+        for ty in ENTITY_TYPES.into_iter().chain([ACTION_TYPE]) {
             assert_eq!(uid(ty, "x").type_name().to_string(), ty);
         }
     }

@@ -310,13 +310,7 @@ pub fn build_policies(src: &PolicySource, read: PolicyFiles) -> Result<PolicyBun
             Entities::empty()
         }
     };
-    for ty in [
-        ORG_TYPE,
-        PERSON_TYPE,
-        RIGHT_TYPE,
-        SCOPE_TYPE,
-        DELEGATION_TYPE,
-    ] {
+    for ty in ENTITY_TYPES {
         if !schema.entity_types().any(|t| t.to_string() == ty) {
             errors.push(LoadError::new(
                 src,
