@@ -35,11 +35,10 @@
 //! - `TILGANG_DIFF_WORLD`: run only this world of the seed.
 //! - `TILGANG_DIFF_THREADS`: worker threads (default: one per core).
 //! - `TILGANG_DIFF_LITERAL_DELEGATIONS=1`: also draw policies that name a
-//!   delegation entity literally (`Tilgang::Delegation::"o/s".rights`). tilgang
-//!   gives Cedar only the request's own delegation, so such a policy does not
-//!   decide as over all entities (the ignored test
-//!   `a_policy_naming_another_pairs_delegation_decides_as_over_all_entities`);
-//!   off by default.
+//!   delegation entity literally (`Tilgang::Delegation::"o/s".rights`).
+//!   tilgang gives Cedar only the request's own delegation, so it refuses such
+//!   policies at load; a world with one must be refused (see
+//!   `a_policy_naming_another_pairs_delegation_is_refused`).
 
 // Test helpers outside `#[test]` functions may panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -815,8 +814,10 @@ impl World {
                 lit(person),
                 scope(&s)
             ),
-            // A delegation named literally (opt-in, see the module docs).
+            // A delegation named literally (opt-in, see the module docs):
+            // tilgang must refuse it.
             26 | 27 => {
+                refusable = true;
                 let other = match self.some_pair(rng) {
                     Some((o, del)) => format!("{o}/{}", del.supplier),
                     None => format!("{o1}/{o2}"),
@@ -838,6 +839,12 @@ impl World {
             text: format!("@id(\"{id}\")\n{body}\n"),
             may_be_refused: refusable,
         }
+    }
+
+    fn names_a_delegation(&self) -> bool {
+        self.policies
+            .iter()
+            .any(|p| p.text.contains("Tilgang::Delegation::\""))
     }
 
     fn may_be_refused(&self) -> bool {
@@ -1260,6 +1267,9 @@ fn load_both(
     data: &Path,
 ) -> Result<Option<(Snapshot, Reference)>, String> {
     let snap = match fast_load(policies, data) {
+        Ok(_) if world.names_a_delegation() => {
+            return Err("tilgang loaded a policy that names a delegation literally".into());
+        }
         Ok(s) => s,
         Err(_) if world.may_be_refused() => return Ok(None),
         Err(e) => {
@@ -1456,15 +1466,12 @@ fn tilgang_decides_exactly_as_cedar_over_all_entities() {
 /// A policy may name a delegation entity literally. Plain Cedar over all
 /// entities sees that delegation whatever the request; tilgang gives Cedar
 /// only the request's own delegation (`ARCHITECTURE.md`, "Per-request entity
-/// slice"), so there `has` is false and an attribute is an error. Here a
-/// forbid meant to fire for every supplier while 991825827 has delegated to
-/// 974760673 does not fire for another supplier, whose request tilgang then
-/// allows. Known and not fixed (tilgang could refuse such policies at load,
-/// as it refuses templates), so ignored: `cargo test --test differential --
-/// --ignored` shows it.
+/// slice"), so there `has` would be false and a forbid meant to fire for every
+/// supplier while 991825827 has delegated to 974760673 would stay silent for
+/// another supplier, whose request tilgang would then allow. tilgang refuses
+/// such a policy at load, naming it, and keeps deciding on what it had.
 #[test]
-#[ignore = "known divergence: tilgang decides over the request's own delegation only"]
-fn a_policy_naming_another_pairs_delegation_decides_as_over_all_entities() {
+fn a_policy_naming_another_pairs_delegation_is_refused() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     for e in std::fs::read_dir(repo.join("tests/fixtures/policies")).unwrap() {
@@ -1479,7 +1486,7 @@ fn a_policy_naming_another_pairs_delegation_decides_as_over_all_entities() {
     )
     .unwrap();
     let data = repo.join("tests/fixtures/data");
-    let snap = fast_load(dir.path(), &data).expect("tilgang loads the policy");
+    // Plain Cedar over all entities denies another supplier's request ...
     let reference = Reference::build(dir.path(), &data).unwrap();
     let q = Query {
         supplier: "810418672".into(),
@@ -1490,11 +1497,15 @@ fn a_policy_naming_another_pairs_delegation_decides_as_over_all_entities() {
     };
     let want = reference.decide(&q);
     assert!(!want.allowed, "{}", want.show());
-    let fast = fast_decide(&snap, &q);
+    // ... which tilgang could not reproduce, so it refuses the policy.
+    let errors = fast_load(dir.path(), &data)
+        .err()
+        .expect("tilgang refuses a policy naming a delegation")
+        .to_string();
     assert!(
-        fast.same(&want),
-        "tilgang: {}\nCedar:   {}",
-        fast.show(),
-        want.show()
+        errors.contains("while-974760673-holds-a-delegation")
+            && errors.contains("991825827/974760673")
+            && errors.contains("context.delegation"),
+        "{errors}"
     );
 }

@@ -90,7 +90,7 @@ fn observed(content: &Digest, version: &Digest) -> Digest {
     h.finalize().into()
 }
 
-/// The digest that stands for "no file": owner and policy digests are SHA-256
+/// The digest that stands for "no file": owner and policy digests are BLAKE3
 /// of content, never all zero.
 const ABSENT: Digest = [0; 32];
 

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use cedar_policy::{
-    Entities, Entity, PolicyId, PolicySet, RestrictedExpression, Schema, SchemaFragment,
-    ValidationMode, Validator,
+    Entities, Entity, EntityUid, Policy, PolicyId, PolicySet, RestrictedExpression, Schema,
+    SchemaFragment, ValidationMode, Validator,
 };
 
 #[allow(unused_imports)]
@@ -278,6 +278,18 @@ pub fn build_policies(src: &PolicySource, read: PolicyFiles) -> Result<PolicyBun
                 ));
                 continue;
             }
+            if let Some(named) = delegation_literal(p) {
+                errors.push(LoadError::new(
+                    at,
+                    format!(
+                        "policy `{id}` names the delegation `{named}` literally; tilgang gives \
+                         Cedar only the delegation of the pair being decided, so the policy \
+                         could not see that one. Write the condition on `context.delegation` \
+                         (its `owner`, `supplier` and `rights`) instead"
+                    ),
+                ));
+                continue;
+            }
             if let Err(e) = policies.add(p.new_id(PolicyId::new(&id))) {
                 errors.push(LoadError::new(at, e));
                 continue;
@@ -383,4 +395,18 @@ fn base_entities(schema: &Schema, catalogue: &Catalogue) -> Result<Entities, Str
     }
     // Validate against the schema, and let it add the action entities.
     Entities::from_entities(out, Some(schema)).map_err(|e| e.to_string())
+}
+
+/// The first `Tilgang::Delegation` entity literal in `policy`, if any.
+///
+/// A decision sees one delegation entity, the pair's own (built per request;
+/// see `engine`). A policy that names another delegation literally would, in
+/// plain Cedar over all entities, read that delegation's attributes; here it
+/// would find nothing there, and a forbid meant to fire would stay silent.
+/// Refusing such policies at load keeps every decision exactly Cedar's.
+fn delegation_literal(policy: &Policy) -> Option<EntityUid> {
+    policy
+        .entity_literals()
+        .into_iter()
+        .find(|uid| uid.type_name().to_string() == crate::model::DELEGATION_TYPE)
 }
