@@ -1499,8 +1499,7 @@ fn a_policy_naming_another_pairs_delegation_is_refused() {
     assert!(!want.allowed, "{}", want.show());
     // ... which tilgang could not reproduce, so it refuses the policy.
     let errors = fast_load(dir.path(), &data)
-        .err()
-        .expect("tilgang refuses a policy naming a delegation")
+        .expect_err("tilgang refuses a policy naming a delegation")
         .to_string();
     assert!(
         errors.contains("while-974760673-holds-a-delegation")
