@@ -106,6 +106,15 @@ impl OrgNumber {
     }
 }
 
+/// The digits as ASCII bytes, ordered as the org numbers are: lets a map keyed
+/// by org number be ranged over by a prefix (`snapshot::load::owners::in_part`)
+/// without making an org number that is not one.
+impl std::borrow::Borrow<[u8; 9]> for OrgNumber {
+    fn borrow(&self) -> &[u8; 9] {
+        &self.0
+    }
+}
+
 impl fmt::Display for OrgNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -61,7 +61,7 @@ use serde_json::{Value, json};
 use tilgang::engine::{AccessRequest, decide};
 use tilgang::ids::{OrgNumber, Scope};
 use tilgang::snapshot::Snapshot;
-use tilgang::snapshot::load::{LoadErrors, PolicySource, load_owner_file, load_snapshot};
+use tilgang::snapshot::load::{LoadErrors, PolicySource, load_owner, load_snapshot};
 
 /// Fast decisions compared by `cargo test`: about 20 s in a debug build on two
 /// cores (a million takes about two minutes there, and 25 s with
@@ -81,7 +81,7 @@ fn fast_load(policies: &Path, data: &Path) -> Result<Snapshot, LoadErrors> {
 /// file does (the file removed: the owner removed).
 fn fast_with_owner(snap: &Snapshot, data: &Path, owner: &str) -> Snapshot {
     let owner = OrgNumber::parse(owner).unwrap();
-    let slice = load_owner_file(data, &owner, &snap.policies, None)
+    let slice = load_owner(data, &owner, &snap.policies, None)
         .unwrap_or_else(|e| panic!("owner file {owner} does not load: {e}"));
     snap.with_owner(owner, slice.map(Arc::new))
 }

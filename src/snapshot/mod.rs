@@ -136,15 +136,48 @@ impl<'a> IntoIterator for &'a RightSet {
     }
 }
 
-/// All delegations one owner has given: the contents of `delegations/<owner>.json`.
+/// All delegations one owner has given, from its files: `delegations/<owner>.json`,
+/// or for a large owner the parts in `delegations/<owner>/` (see
+/// [`load::owners`]).
 #[derive(Debug, Clone, Default)]
 pub struct OwnerDelegations {
     pub by_supplier: BTreeMap<OrgNumber, Arc<DelegationRecord>>,
-    /// Digest of the file bytes; a reload that finds the same bytes does nothing.
+    /// The XOR of the files' digests; a reload that finds the same bytes does nothing.
     pub digest: Digest,
-    /// The file's metadata when it was read, so the periodic rescan can skip
-    /// unchanged files without reading them.
-    pub stamp: Option<FileStamp>,
+    /// The files they were read from (empty when not read from disk), sorted
+    /// by name, so the periodic rescan can skip unchanged files without
+    /// reading them, and a write to one part can reuse the others.
+    pub files: Vec<OwnerFile>,
+}
+
+/// One file an owner's delegations were read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerFile {
+    /// The path below `delegations/`: `<owner>.json` or `<owner>/<part>.json`.
+    pub name: String,
+    /// Digest of the name and bytes ([`load::file_digest`]).
+    pub digest: Digest,
+    pub stamp: FileStamp,
+}
+
+impl OwnerDelegations {
+    /// The owner's digest: the XOR of its files' digests.
+    pub fn digest_of_files(files: &[OwnerFile]) -> Digest {
+        let mut d = [0u8; 32];
+        for f in files {
+            xor(&mut d, &f.digest);
+        }
+        d
+    }
+
+    /// The names and stamps of the files, as [`load::owner_stamps`] gives them
+    /// for the files on disk now.
+    pub fn stamps(&self) -> Vec<(String, FileStamp)> {
+        self.files
+            .iter()
+            .map(|f| (f.name.clone(), f.stamp))
+            .collect()
+    }
 }
 
 /// What the periodic rescan compares to decide whether to re-read a file.

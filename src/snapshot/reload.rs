@@ -266,27 +266,26 @@ impl Reloader {
         let cur = w.current();
         let old = cur.owners.get(owner);
         let started = Instant::now();
-        let read = load::read_owner_file(&self.data_dir, owner)
+        let read = load::read_owner(&self.data_dir, owner, old.map(Arc::as_ref))
             .inspect_err(|_| self.settle.forget(&unit))?;
         let finished = Instant::now();
-        let digest = read
-            .as_ref()
-            .map_or(ABSENT, |r| load::owner_digest(owner, &r.bytes));
+        let digest = read.as_ref().map_or(ABSENT, |r| r.digest(owner));
         if digest == old.map_or(ABSENT, |o| o.digest) {
             self.settle.forget(&unit);
             locked(&self.broken).remove(owner);
             // Same bytes, new metadata (a save of the same content): keep the
-            // stamp current so the periodic rescan can skip the file again.
-            if let (Some(old), Some(r)) = (old, &read)
-                && old.stamp != Some(r.stamp)
-            {
-                let mut slice = old.as_ref().clone();
-                slice.stamp = Some(r.stamp);
-                w.publish(cur.with_owner(*owner, Some(Arc::new(slice))));
+            // stamps current so the periodic rescan can skip the files again.
+            if let (Some(old), Some(r)) = (old, &read) {
+                let fresh = load::parse_owner(&self.data_dir, owner, r, &cur.policies, Some(old));
+                if let Ok(slice) = fresh
+                    && slice.files != old.files
+                {
+                    w.publish(cur.with_owner(*owner, Some(Arc::new(slice))));
+                }
             }
             return Ok(Reloaded::Unchanged);
         }
-        let version = read.as_ref().map_or(ABSENT, load::FileRead::version);
+        let version = read.as_ref().map_or(ABSENT, |r| r.version(owner));
         let seen = observed(&digest, &version);
         if let Verdict::Unsettled { .. } = self.settle.check(unit, seen, started, finished) {
             return Ok(Reloaded::Waiting);
@@ -299,38 +298,29 @@ impl Reloader {
         }
         let slice = match read {
             None => None,
-            Some(r) => {
-                let path = load::owner_file(&self.data_dir, owner);
-                match load::parse_owner_file(
-                    &path.display().to_string(),
-                    owner,
-                    &r.bytes,
-                    &cur.policies,
-                ) {
-                    Ok(mut slice) => {
-                        slice.stamp = Some(r.stamp);
-                        Some(Arc::new(slice))
-                    }
-                    Err(e) => {
-                        let error = LoadError::new(
-                            e.location,
-                            format!(
-                                "{}; the last good delegations of {owner} stay in effect",
-                                e.message
-                            ),
-                        );
-                        locked(&self.broken).insert(
-                            *owner,
-                            Broken {
-                                digest,
-                                policies: cur.policies.digest,
-                                error: error.clone(),
-                            },
-                        );
-                        return Err(error);
-                    }
+            // Parts whose bytes the snapshot already holds are reused: a hand
+            // edit of one part of a large owner re-parses only that part.
+            Some(r) => match load::parse_owner(&self.data_dir, owner, &r, &cur.policies, old.map(Arc::as_ref)) {
+                Ok(slice) => Some(Arc::new(slice)),
+                Err(e) => {
+                    let error = LoadError::new(
+                        e.location,
+                        format!(
+                            "{}; the last good delegations of {owner} stay in effect",
+                            e.message
+                        ),
+                    );
+                    locked(&self.broken).insert(
+                        *owner,
+                        Broken {
+                            digest,
+                            policies: cur.policies.digest,
+                            error: error.clone(),
+                        },
+                    );
+                    return Err(error);
                 }
-            }
+            },
         };
         locked(&self.broken).remove(owner);
         self.settle.forget(&unit);
@@ -427,9 +417,9 @@ impl Reloader {
             if pending.contains(&Unit::Owner(*owner)) || broken.contains(owner) {
                 return false;
             }
-            let stamp = snap.owners.get(owner).and_then(|o| o.stamp);
-            let now = super::FileStamp::of_path(&load::owner_file(&self.data_dir, owner));
-            stamp.is_some() && stamp == now
+            snap.owners.get(owner).is_some_and(|o| {
+                !o.files.is_empty() && o.stamps() == load::owner_stamps(&self.data_dir, owner)
+            })
         };
         let gone = snap
             .owners
@@ -592,7 +582,7 @@ pub fn load_settled(
 struct Fingerprint {
     policies: Option<Digest>,
     roles: Digest,
-    owners: Vec<(OrgNumber, Option<super::FileStamp>)>,
+    owners: Vec<(OrgNumber, Vec<(String, super::FileStamp)>)>,
 }
 
 impl Fingerprint {
@@ -601,12 +591,7 @@ impl Fingerprint {
             .map(|(owners, _)| owners)
             .unwrap_or_default()
             .into_iter()
-            .map(|o| {
-                (
-                    o,
-                    super::FileStamp::of_path(&load::owner_file(data_dir, &o)),
-                )
-            })
+            .map(|o| (o, load::owner_stamps(data_dir, &o)))
             .collect();
         Self {
             policies: load::read_policies(src).ok().map(|f| f.digest),

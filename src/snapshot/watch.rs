@@ -37,14 +37,15 @@ pub fn classify(policies: &PolicySource, data_dir: &Path, paths: &[PathBuf]) -> 
             continue;
         };
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if let Some(owner) = owner_of_path(data_dir, p) {
+        if rel.starts_with(load::DELEGATIONS_DIR) && !is_visible(name) {
+            // A temp file of an atomic write (in `delegations/` or a split
+            // owner's directory); its rename brings its own event.
+        } else if let Some(owner) = owner_of_path(data_dir, p) {
             if !work.owners.contains(&owner) {
                 work.owners.push(owner);
             }
         } else if rel == Path::new(ROLES_FILE) {
             work.roles = true;
-        } else if rel.starts_with(load::DELEGATIONS_DIR) && !is_visible(name) {
-            // A temp file of an atomic write; its rename brings its own event.
         } else if rel.starts_with(load::DELEGATIONS_DIR) || rel.as_os_str().is_empty() {
             // The directory itself, or an unexpected name: look at everything.
             work.rescan_data = true;
@@ -122,13 +123,16 @@ impl Drop for WatchHandle {
     }
 }
 
-/// The watched directories. Each is watched on its own (not recursively), so the
-/// audit log and undo records in the data directory's subdirectories make no
-/// events. A directory deleted and recreated is watched again.
+/// The watched directories. Each is watched on its own, so the audit log and
+/// undo records in the data directory's subdirectories make no events; only
+/// `delegations/` is watched recursively, for split owners' parts. A
+/// directory deleted and recreated is watched again.
 struct Roots {
     debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
     /// Each root, and whether its watch is known to be in place.
     roots: Vec<(PathBuf, bool)>,
+    /// The one root watched recursively: `delegations/`.
+    recursive: PathBuf,
 }
 
 impl Roots {
@@ -138,9 +142,8 @@ impl Roots {
     fn watch_all(&mut self) -> bool {
         let mut all = true;
         for (path, watched) in &mut self.roots {
-            match self
-                .debouncer
-                .watch(path.as_path(), RecursiveMode::NonRecursive)
+            let mode = mode_for(path, &self.recursive);
+            match self.debouncer.watch(path.as_path(), mode)
             {
                 Ok(()) if !*watched => {
                     tracing::info!(dir = %path.display(), "watching");
@@ -161,6 +164,14 @@ impl Roots {
 
     fn is_root(&self, path: &Path) -> bool {
         self.roots.iter().any(|(p, _)| p == path)
+    }
+}
+
+fn mode_for(path: &Path, recursive: &Path) -> RecursiveMode {
+    if path == recursive {
+        RecursiveMode::Recursive
+    } else {
+        RecursiveMode::NonRecursive
     }
 }
 
@@ -287,6 +298,7 @@ pub fn spawn(
     })?;
     let mut roots = Roots {
         debouncer,
+        recursive: reloader.data_dir.join(load::DELEGATIONS_DIR),
         roots: Vec::new(),
     };
     if let PolicySource::Dir(dir) = &reloader.policies {
@@ -298,9 +310,8 @@ pub fn spawn(
         .push((reloader.data_dir.join(load::DELEGATIONS_DIR), false));
     // Fail start-up if the directories cannot be watched at all.
     for (path, watched) in &mut roots.roots {
-        roots
-            .debouncer
-            .watch(path.as_path(), RecursiveMode::NonRecursive)?;
+        let mode = mode_for(path, &roots.recursive);
+        roots.debouncer.watch(path.as_path(), mode)?;
         *watched = true;
     }
     let stop = Arc::new(AtomicBool::new(false));

@@ -129,7 +129,14 @@ impl DelegationStore {
     pub fn open(reloader: Arc<Reloader>, undo_window: Duration) -> std::io::Result<Self> {
         let files = Arc::new(DataDir::open(&reloader.data_dir)?);
         // Also creates `delegations/` and `undo/` (durably) when missing.
-        for place in [Place::Delegations, Place::Undo] {
+        // Split owners' directories hold parts written the same way.
+        let owners = crate::snapshot::load::list_owner_files(&reloader.data_dir)
+            .map(|(owners, _)| owners)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|o| crate::snapshot::load::owner_dir(&reloader.data_dir, o).is_dir())
+            .map(Place::Owner);
+        for place in [Place::Delegations, Place::Undo].into_iter().chain(owners) {
             let removed = files.sweep_temp_files(place)?;
             let dir = files.dir_shown(place);
             if removed > 0 {

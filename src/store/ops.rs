@@ -61,7 +61,7 @@ impl DelegationStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         authorize(&self.snapshot(), actor, &owner)?;
 
-        let (mut entries, read) = self.read_owner(&owner)?;
+        let (mut entries, read) = self.read_owner(&owner, &supplier)?;
         let t = rfc3339(now());
         let (before, after) = grant(&mut entries, supplier, rights, actor, &t, &t);
         let committed = self.commit(&owner, &entries, read)?;
@@ -89,7 +89,7 @@ impl DelegationStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         authorize(&self.snapshot(), actor, &owner)?;
 
-        let (mut entries, read) = self.read_owner(&owner)?;
+        let (mut entries, read) = self.read_owner(&owner, &supplier)?;
         let Some(entry) = entries.get_mut(&supplier) else {
             return Err(StoreError::NothingDelegated { owner, supplier });
         };
@@ -235,7 +235,7 @@ impl DelegationStore {
                 rights: record.rights.clone(),
             });
         }
-        let (mut entries, read) = self.read_owner(&owner)?;
+        let (mut entries, read) = self.read_owner(&owner, &supplier)?;
         let stamp = rfc3339(t);
         let created_at = record.created_at.clone();
         let (before, after) = grant(&mut entries, supplier, restored, actor, &stamp, &created_at);

@@ -1,11 +1,11 @@
-//! Owner files, `delegations/<owner>.json`: where they are, which exist, and
-//! the codec between their Cedar entity JSON and [`DelegationRecord`]s, used
-//! by the loader and by admin writes alike.
+//! The owner-file codec: between the Cedar entity JSON of `delegations/` files
+//! and [`DelegationRecord`]s, used by the loader and by admin writes alike.
+//! Where the files are and which exist is [`super::owners`].
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use cedar_policy::Entities;
@@ -15,7 +15,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 #[allow(unused_imports)]
 use super::*;
 use crate::ids::{OrgNumber, RightId};
-use crate::snapshot::{DelegationRecord, Digest, OwnerDelegations, PolicyBundle};
+use crate::snapshot::{DelegationRecord, OwnerDelegations, PolicyBundle};
 
 /// An entity reference as the JSON entity format writes it, with or without
 /// the `__entity` escape. Borrowed from the file's bytes where the JSON has no
@@ -174,51 +174,20 @@ impl<'de> Deserialize<'de> for RawAttrs<'de> {
     }
 }
 
-/// The path of one owner's delegation file.
-pub fn owner_file(data_dir: &Path, owner: &OrgNumber) -> PathBuf {
-    data_dir.join(DELEGATIONS_DIR).join(format!("{owner}.json"))
-}
-
-/// If `path` is an owner file (`delegations/<orgnr>.json`), the owner.
-pub fn owner_of_path(data_dir: &Path, path: &Path) -> Option<OrgNumber> {
-    let rel = path.strip_prefix(data_dir).ok()?;
-    let mut parts = rel.components();
-    if parts.next()?.as_os_str() != DELEGATIONS_DIR {
-        return None;
-    }
-    let name = parts.next()?.as_os_str().to_str()?;
-    if parts.next().is_some() {
-        return None;
-    }
-    let stem = name.strip_suffix(".json")?;
-    if stem.len() != 9 {
-        return None;
-    }
-    OrgNumber::parse(stem).ok()
-}
-/// The digest of an owner file's bytes, as kept in [`OwnerDelegations::digest`].
-pub fn owner_digest(owner: &OrgNumber, bytes: &[u8]) -> Digest {
-    digest_of(&[(owner.as_str(), bytes)])
-}
-
-/// Parse one owner's file. `bytes` is what was read from `path`.
+/// Parse one owner file (or part). `bytes` is what was read from `path`.
 pub fn parse_owner_file(
     path: &str,
     owner: &OrgNumber,
     bytes: &[u8],
     policies: &PolicyBundle,
-) -> Result<OwnerDelegations, LoadError> {
+) -> Result<BTreeMap<OrgNumber, Arc<DelegationRecord>>, LoadError> {
     let raw: Vec<RawDelegation<'_>> = serde_json::from_slice(bytes).map_err(|e| {
         LoadError::new(
             format!("{path}:{}:{}", e.line(), e.column()),
             format!("expected an array of `{DELEGATION_TYPE}` entities: {e}"),
         )
     })?;
-    Ok(OwnerDelegations {
-        by_supplier: check_delegations(path, owner, raw, policies)?,
-        digest: owner_digest(owner, bytes),
-        stamp: None,
-    })
+    check_delegations(path, owner, raw, policies)
 }
 
 /// Parse and check delegation entities of `owner` (a JSON array as in an owner
@@ -371,32 +340,6 @@ fn cedar_check<'a>(
         .map_err(|e| LoadError::new(path, with_causes(&e)))
 }
 
-/// Read one owner's file. `Ok(None)` when it does not exist.
-///
-/// `known` is the owner's slice already parsed against the same `policies`: when
-/// the file's bytes are the ones it was parsed from, it is reused rather than
-/// parsed again (a large owner file costs milliseconds to parse, and every admin
-/// write and file event would otherwise pay that more than once).
-pub fn load_owner_file(
-    data_dir: &Path,
-    owner: &OrgNumber,
-    policies: &PolicyBundle,
-    known: Option<&OwnerDelegations>,
-) -> Result<Option<OwnerDelegations>, LoadError> {
-    let Some(FileRead { stamp, bytes, .. }) = read_owner_file(data_dir, owner)? else {
-        return Ok(None);
-    };
-    let mut slice = match known {
-        Some(k) if k.digest == owner_digest(owner, &bytes) => k.clone(),
-        _ => {
-            let path = owner_file(data_dir, owner);
-            parse_owner_file(&path.display().to_string(), owner, &bytes, policies)?
-        }
-    };
-    slice.stamp = Some(stamp);
-    Ok(Some(slice))
-}
-
 /// One delegation as the Cedar JSON entity an owner file holds: the one
 /// rendering of the format, used by admin writes and by [`revalidate`], and
 /// read back by [`parse_delegations`]. `extra` (attributes a policy author's
@@ -459,15 +402,33 @@ pub fn revalidate(
     slice: &OwnerDelegations,
     policies: &PolicyBundle,
 ) -> Result<OwnerDelegations, LoadError> {
-    let path = owner_file(data_dir, owner).display().to_string();
-    for (i, r) in slice.by_supplier.values().enumerate() {
+    let split = slice.files.iter().any(|f| f.name.contains('/'));
+    let file_of = |supplier: &OrgNumber| {
+        if split {
+            owner_dir(data_dir, owner).join(part_file_name(part_of(supplier)))
+        } else {
+            owner_file(data_dir, owner)
+        }
+    };
+    let path = if split {
+        owner_dir(data_dir, owner)
+    } else {
+        owner_file(data_dir, owner)
+    }
+    .display()
+    .to_string();
+    for r in slice.by_supplier.values() {
         if let Some(gone) = r
             .rights
             .iter()
             .find(|id| policies.catalogue.get(id).is_none())
         {
             return Err(LoadError::new(
-                format!("{path}: entity #{}", i + 1),
+                format!(
+                    "{}: the delegation to {}",
+                    file_of(&r.supplier).display(),
+                    r.supplier
+                ),
                 format!(
                     "right `{gone}` is not in the catalogue (known: {})",
                     policies.catalogue.known_ids()
@@ -485,46 +446,4 @@ pub fn revalidate(
         policies,
     )?;
     Ok(slice.clone())
-}
-
-/// One owner's file as on disk: its stamp and bytes, or `None` when there is
-/// none. A symlink is refused (tilgang writes these files).
-pub fn read_owner_file(data_dir: &Path, owner: &OrgNumber) -> Result<Option<FileRead>, LoadError> {
-    let path = owner_file(data_dir, owner);
-    match read_regular(&path, Links::Refuse) {
-        Ok(read) => Ok(Some(read)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(LoadError::new(path.display(), e)),
-    }
-}
-
-/// The owners that have a file in `delegations/`. A `*.json` file whose name is
-/// not an org number is reported as an error, not ignored, so a typo is noticed.
-pub fn list_owner_files(data_dir: &Path) -> Result<(Vec<OrgNumber>, Vec<LoadError>), LoadError> {
-    let dir = data_dir.join(DELEGATIONS_DIR);
-    let mut owners = Vec::new();
-    let mut errors = Vec::new();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((owners, errors)),
-        Err(e) => return Err(LoadError::new(dir.display(), e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|e| LoadError::new(dir.display(), e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        // Only `*.json` is ours; other files (an editor's `.bak`, a README) are
-        // left alone, but a `.json` with a bad name is an error, not ignored.
-        if !is_visible(&name) || !name.ends_with(".json") || !entry.path().is_file() {
-            continue;
-        }
-        match owner_of_path(data_dir, &entry.path()) {
-            Some(o) => owners.push(o),
-            None => errors.push(LoadError::new(
-                entry.path().display(),
-                "not a delegation file: expected `<orgnr>.json` with a valid 9-digit org number",
-            )),
-        }
-    }
-    owners.sort();
-    Ok((owners, errors))
 }

@@ -7,19 +7,22 @@
 //!   needs `@id("...")`), `rights.json`, `routes.json`. Top level only; names
 //!   starting with `.` are skipped, which also skips Kubernetes ConfigMap
 //!   internals (`..data`, `..2024_...`).
-//! - [`delegations`]: the data dir's `delegations/<owner>.json` (Cedar entity
-//!   JSON), and the one codec for them.
+//! - [`owners`]: where an owner's delegations are (`delegations/<owner>.json`,
+//!   or the parts of a large owner in `delegations/<owner>/`), read as a whole;
+//! - [`delegations`]: the one codec for those files (Cedar entity JSON).
 //! - [`roles`]: the data dir's `roles.json`.
 //! - [`files`]: reading one file with its version.
 
 mod delegations;
 mod files;
+pub mod owners;
 mod policies;
 mod roles;
 
 use crate::model::*;
 pub use delegations::*;
 pub use files::*;
+pub use owners::*;
 pub use policies::*;
 pub use roles::*;
 
@@ -29,7 +32,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::ids::OrgNumber;
-use crate::snapshot::{Digest, FileStamp, OwnerDelegations, PolicyBundle, Roles, Snapshot};
+use crate::snapshot::{Digest, OwnerDelegations, PolicyBundle, Roles, Snapshot};
 
 pub const CATALOGUE_FILE: &str = "rights.json";
 /// The route table (optional): HTTP method + path template → scope.
@@ -149,27 +152,6 @@ fn digest_of(parts: &[(&str, &[u8])]) -> Digest {
     h.finalize().into()
 }
 
-/// A cheap fingerprint of the data files (names and metadata, no contents): it
-/// changes when any of them may have. Used to retry a rejected policy change
-/// once the data it was rejected with may differ.
-pub fn data_fingerprint(data_dir: &Path) -> Digest {
-    let mut parts: Vec<(String, Option<FileStamp>)> = vec![(
-        ROLES_FILE.to_string(),
-        FileStamp::of_path(&data_dir.join(ROLES_FILE)),
-    )];
-    if let Ok(entries) = std::fs::read_dir(data_dir.join(DELEGATIONS_DIR)) {
-        for e in entries.flatten() {
-            parts.push((
-                e.file_name().to_string_lossy().into_owned(),
-                FileStamp::of_path(&e.path()),
-            ));
-        }
-    }
-    parts.sort_by(|a, b| a.0.cmp(&b.0));
-    let text = format!("{parts:?}");
-    digest_of(&[("data", text.as_bytes())])
-}
-
 /// Load all data against `policies`. Returns what loaded and every error.
 /// Owner files are read and parsed on every core: a million delegations are
 /// hundreds of megabytes of JSON.
@@ -199,7 +181,7 @@ pub fn load_data(
                                 let Some(owner) = list.get(i) else { break out };
                                 out.push((
                                     *owner,
-                                    load_owner_file(data_dir, owner, policies, None),
+                                    load_owner(data_dir, owner, policies, None),
                                 ));
                             }
                         })
@@ -330,7 +312,7 @@ mod tests {
         let slice = OwnerDelegations {
             by_supplier: first,
             digest: [7; 32],
-            stamp: None,
+            files: Vec::new(),
         };
         let again = revalidate(dir.path(), &owner, &slice, &policies_with_note).unwrap();
         assert_eq!(again.digest, slice.digest);
