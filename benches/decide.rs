@@ -25,8 +25,8 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use tempfile::TempDir;
 use tilgang::engine::{AccessRequest, decide};
 use tilgang::ids::{OrgNumber, Scope};
-use tilgang::snapshot::Snapshot;
 use tilgang::snapshot::load::{PolicySource, load_snapshot, parse_owner_file};
+use tilgang::snapshot::{OwnerDelegations, Snapshot};
 
 /// The policies the benchmarks decide with (the rights and scope below are theirs).
 fn fixture_policies() -> PolicySource {
@@ -247,10 +247,13 @@ fn bench_with_owner(c: &mut Criterion) {
         let owner = OrgNumber::parse(&data.owners[i]).expect("owner");
         let suppliers = Dataset::suppliers_of(&data.suppliers, i, 2);
         let json = owner_file_json(&data.owners[i], &suppliers, 1);
-        let slice = Arc::new(
-            parse_owner_file("bench.json", &owner, json.as_bytes(), &snap.policies)
-                .expect("updated owner file parses"),
-        );
+        let by_supplier = parse_owner_file("bench.json", &owner, json.as_bytes(), &snap.policies)
+            .expect("updated owner file parses");
+        let slice = Arc::new(OwnerDelegations {
+            by_supplier,
+            digest: [1; 32],
+            files: Vec::new(),
+        });
         let updated = snap.with_owner(owner, Some(slice.clone()));
         assert_ne!(updated.revision(), snap.revision());
         assert_eq!(updated.owners.len(), owners);

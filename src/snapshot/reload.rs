@@ -300,7 +300,13 @@ impl Reloader {
             None => None,
             // Parts whose bytes the snapshot already holds are reused: a hand
             // edit of one part of a large owner re-parses only that part.
-            Some(r) => match load::parse_owner(&self.data_dir, owner, &r, &cur.policies, old.map(Arc::as_ref)) {
+            Some(r) => match load::parse_owner(
+                &self.data_dir,
+                owner,
+                &r,
+                &cur.policies,
+                old.map(Arc::as_ref),
+            ) {
                 Ok(slice) => Some(Arc::new(slice)),
                 Err(e) => {
                     let error = LoadError::new(

@@ -143,8 +143,7 @@ impl Roots {
         let mut all = true;
         for (path, watched) in &mut self.roots {
             let mode = mode_for(path, &self.recursive);
-            match self.debouncer.watch(path.as_path(), mode)
-            {
+            match self.debouncer.watch(path.as_path(), mode) {
                 Ok(()) if !*watched => {
                     tracing::info!(dir = %path.display(), "watching");
                     *watched = true;

@@ -79,25 +79,27 @@ impl DelegationStore {
         let snap = self.snapshot();
         let known = snap.owners.get(owner).map(Arc::as_ref);
         let data = self.data_dir();
-        let entries_of = |records: &std::collections::BTreeMap<OrgNumber, Arc<DelegationRecord>>| {
-            records
-                .iter()
-                .map(|(k, v)| (*k, Entry::from(v.as_ref())))
-                .collect::<Entries>()
-        };
+        let entries_of =
+            |records: &std::collections::BTreeMap<OrgNumber, Arc<DelegationRecord>>| {
+                records
+                    .iter()
+                    .map(|(k, v)| (*k, Entry::from(v.as_ref())))
+                    .collect::<Entries>()
+            };
         if load::is_split(data, owner) {
             let part = load::part_of(supplier).to_string();
-            let Some(read) = load::read_part(data, owner, &part).map_err(StoreError::CorruptFile)?
+            let Some(read) =
+                load::read_part(data, owner, &part).map_err(StoreError::CorruptFile)?
             else {
                 return Ok((Entries::new(), Read::Part { part, stamp: None }));
             };
-            let (records, _) =
-                load::parse_part(data, owner, &part, &read, &snap.policies, known)
-                    .map_err(StoreError::CorruptFile)?;
+            let (records, _) = load::parse_part(data, owner, &part, &read, &snap.policies, known)
+                .map_err(StoreError::CorruptFile)?;
             let stamp = Some(read.stamp);
             return Ok((entries_of(&records), Read::Part { part, stamp }));
         }
-        let Some(read) = load::read_owner(data, owner, known).map_err(StoreError::CorruptFile)? else {
+        let Some(read) = load::read_owner(data, owner, known).map_err(StoreError::CorruptFile)?
+        else {
             return Ok((Entries::new(), Read::Whole(None)));
         };
         let load::OwnerRead::Single(file) = &read else {
@@ -167,7 +169,9 @@ impl DelegationStore {
             }
         }
         let shown = match &read {
-            Read::Part { part, .. } => load::owner_dir(data, owner).join(load::part_file_name(part)),
+            Read::Part { part, .. } => {
+                load::owner_dir(data, owner).join(load::part_file_name(part))
+            }
             Read::Whole(_) => load::owner_file(data, owner),
         };
         let fresh = load::parse_delegations(
@@ -185,7 +189,10 @@ impl DelegationStore {
                 let name = load::part_name(owner, &part);
                 let place = Place::Owner(*owner);
                 let file = if entries.is_empty() {
-                    check(self.files.remove_durable(place, &load::part_file_name(&part)))?;
+                    check(
+                        self.files
+                            .remove_durable(place, &load::part_file_name(&part)),
+                    )?;
                     None
                 } else {
                     let bytes = entries::render(owner, entries)?;
@@ -284,7 +291,8 @@ impl DelegationStore {
         entries: &Entries,
         check: &mut impl FnMut(Result<(), WriteError>) -> Result<(), StoreError>,
     ) -> Result<Vec<OwnerFile>, StoreError> {
-        let mut parts: std::collections::BTreeMap<&str, Entries> = std::collections::BTreeMap::new();
+        let mut parts: std::collections::BTreeMap<&str, Entries> =
+            std::collections::BTreeMap::new();
         for (supplier, entry) in entries {
             parts
                 .entry(load::part_of(supplier))
@@ -297,7 +305,9 @@ impl DelegationStore {
             .files
             .regular_files(place)?
             .into_iter()
-            .filter(|n| n.ends_with(".json") && !parts.keys().any(|p| load::part_file_name(p) == *n))
+            .filter(|n| {
+                n.ends_with(".json") && !parts.keys().any(|p| load::part_file_name(p) == *n)
+            })
             .collect();
         for name in stale {
             check(self.files.remove_durable(place, &name))?;
@@ -320,7 +330,10 @@ impl DelegationStore {
                 });
             }
         }
-        check(self.files.remove_durable(Place::Delegations, &file_name(owner)))?;
+        check(
+            self.files
+                .remove_durable(Place::Delegations, &file_name(owner)),
+        )?;
         tracing::info!(
             %owner,
             suppliers = entries.len(),

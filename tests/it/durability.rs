@@ -92,10 +92,10 @@ fn check(ops: &[Op], write: Write) -> Result<(), String> {
         matches!(
             o,
             Op::Rename {
-                dir: Place::Delegations,
+                dir: Place::Delegations | Place::Owner(_),
                 ..
             } | Op::Unlink {
-                dir: Place::Delegations,
+                dir: Place::Delegations | Place::Owner(_),
                 ..
             }
         )
@@ -482,5 +482,81 @@ async fn new_links_are_made_durable_too() {
         &ops,
         |o| matches!(o, Op::Create { dir: Place::Data, name } if name == "undo")
     ));
+    s.stop().await;
+}
+
+/// A split owner's writes follow the same protocol: the split writes every
+/// part durably before it removes the single file, and a write to a split
+/// owner replaces one part, nothing else.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_split_and_a_part_write_follow_the_protocol() {
+    let work = Workdir::new();
+    let suppliers = crate::split::spread_suppliers(tilgang::snapshot::load::SPLIT_AT);
+    write_owner(&work, OWNER, &suppliers, "instances-read");
+    let s = TestServer::start_in(work, |_| {}).await;
+    let log = Arc::new(OpLog::new());
+    s.sidecar.store.record_ops(log.clone());
+    let mut a = s.admin().await;
+    let delegate = |supplier: &str| tilgang::proto::DelegateRequest {
+        owner: OWNER.into(),
+        supplier: supplier.into(),
+        rights: vec!["instances-read".into()],
+        actor: DAGL.into(),
+    };
+
+    a.delegate(delegate(NEW_SUPPLIER)).await.unwrap();
+    let ops = checked(&log, Write::Delegate);
+    let single = format!("{OWNER}.json");
+    let removed = ops
+        .iter()
+        .position(|o| matches!(o, Op::Unlink { dir: Place::Delegations, name } if *name == single))
+        .expect("the single file is removed");
+    let last_part = ops
+        .iter()
+        .rposition(|o| {
+            matches!(
+                o,
+                Op::Rename {
+                    dir: Place::Owner(_),
+                    ..
+                }
+            )
+        })
+        .expect("parts are written");
+    assert!(
+        last_part < removed,
+        "every part is in place before the file goes"
+    );
+    assert!(!s.work.owner_file(OWNER).exists());
+
+    a.revoke(tilgang::proto::RevokeRequest {
+        owner: OWNER.into(),
+        supplier: suppliers[0].clone(),
+        rights: vec![],
+        actor: DAGL.into(),
+    })
+    .await
+    .unwrap();
+    let ops = checked(&log, Write::Revoke);
+    let part = format!("{}.json", &suppliers[0][..3]);
+    let owner_ops: Vec<&Op> = ops
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Op::Rename {
+                    dir: Place::Owner(_) | Place::Delegations,
+                    ..
+                } | Op::Unlink {
+                    dir: Place::Owner(_) | Place::Delegations,
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert!(
+        matches!(owner_ops.as_slice(), [Op::Rename { dir: Place::Owner(_), to, .. }] if *to == part),
+        "{owner_ops:#?}"
+    );
     s.stop().await;
 }

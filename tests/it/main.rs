@@ -17,6 +17,7 @@ mod paging;
 mod races;
 mod reload;
 mod shutdown;
+mod split;
 mod store;
 mod tables;
 mod telemetry;

@@ -17,30 +17,6 @@ use tonic::transport::Channel;
 
 use crate::util::*;
 
-/// Write `owner`'s delegation file in the fixture format: `right` to each
-/// supplier.
-fn write_owner(work: &Workdir, owner: &str, suppliers: &[String], right: &str) {
-    let entities: Vec<serde_json::Value> = suppliers
-        .iter()
-        .map(|s| {
-            serde_json::json!({
-                "uid": { "type": "Tilgang::Delegation", "id": format!("{owner}/{s}") },
-                "attrs": {
-                    "owner": { "type": "Tilgang::Organization", "id": owner },
-                    "supplier": { "type": "Tilgang::Organization", "id": s },
-                    "rights": [{ "type": "Tilgang::Right", "id": right }],
-                    "delegatedBy": DAGL,
-                    "createdAt": "2026-01-05T09:00:00Z",
-                    "updatedAt": "2026-01-05T09:00:00Z"
-                },
-                "parents": []
-            })
-        })
-        .collect();
-    let text = serde_json::to_string_pretty(&entities).unwrap();
-    std::fs::write(work.owner_file(owner), text).unwrap();
-}
-
 /// A server whose `OWNER` (for which `DAGL` may write) has delegated
 /// `instances-read` to each of `suppliers`, and nothing else.
 async fn server_with(suppliers: &[String]) -> TestServer {

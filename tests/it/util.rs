@@ -360,3 +360,27 @@ pub async fn try_http_get(
         .collect();
     Ok((status, headers, body.to_string()))
 }
+
+/// Write `owner`'s delegation file in the fixture format: `right` to each
+/// supplier.
+pub fn write_owner(work: &Workdir, owner: &str, suppliers: &[String], right: &str) {
+    let entities: Vec<serde_json::Value> = suppliers
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "uid": { "type": "Tilgang::Delegation", "id": format!("{owner}/{s}") },
+                "attrs": {
+                    "owner": { "type": "Tilgang::Organization", "id": owner },
+                    "supplier": { "type": "Tilgang::Organization", "id": s },
+                    "rights": [{ "type": "Tilgang::Right", "id": right }],
+                    "delegatedBy": DAGL,
+                    "createdAt": "2026-01-05T09:00:00Z",
+                    "updatedAt": "2026-01-05T09:00:00Z"
+                },
+                "parents": []
+            })
+        })
+        .collect();
+    let text = serde_json::to_string_pretty(&entities).unwrap();
+    std::fs::write(work.owner_file(owner), text).unwrap();
+}

@@ -179,10 +179,7 @@ pub fn load_data(
                             loop {
                                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                                 let Some(owner) = list.get(i) else { break out };
-                                out.push((
-                                    *owner,
-                                    load_owner(data_dir, owner, policies, None),
-                                ));
+                                out.push((*owner, load_owner(data_dir, owner, policies, None)));
                             }
                         })
                     })

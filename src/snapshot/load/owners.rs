@@ -25,7 +25,9 @@ use std::sync::Arc;
 #[allow(unused_imports)]
 use super::*;
 use crate::ids::OrgNumber;
-use crate::snapshot::{DelegationRecord, Digest, FileStamp, OwnerDelegations, OwnerFile, PolicyBundle};
+use crate::snapshot::{
+    DelegationRecord, Digest, FileStamp, OwnerDelegations, OwnerFile, PolicyBundle,
+};
 
 /// How many leading digits of the supplier's org number name its part.
 pub const PART_DIGITS: usize = 3;

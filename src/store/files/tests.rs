@@ -81,8 +81,7 @@ fn symlinks_are_refused_and_nothing_is_written_through_them() {
     let link = dir.path().join("undo").join("r.json");
     symlink(&target, &link).unwrap();
     let is_refusal = |e: &std::io::Error| {
-        SymlinkRefused::find(e)
-            .is_some_and(|r| r.path == link || r.path.ends_with("audit.jsonl"))
+        SymlinkRefused::find(e).is_some_and(|r| r.path == link || r.path.ends_with("audit.jsonl"))
     };
     let Err(WriteError::NotApplied(e)) = data.write_atomic(Place::Undo, "r.json", b"x") else {
         panic!("replaced a symlink");
