@@ -61,6 +61,7 @@ pub(super) enum Read {
     /// that part's only.
     Part {
         part: String,
+        supplier: OrgNumber,
         stamp: Option<FileStamp>,
     },
 }
@@ -87,16 +88,33 @@ impl DelegationStore {
                     .collect::<Entries>()
             };
         if load::is_split(data, owner) {
-            let part = load::part_of(supplier).to_string();
+            let parts = load::list_parts(data, owner).map_err(StoreError::CorruptFile)?;
+            let part = load::part_for(&parts, supplier);
+            let supplier = *supplier;
             let Some(read) =
                 load::read_part(data, owner, &part).map_err(StoreError::CorruptFile)?
             else {
-                return Ok((Entries::new(), Read::Part { part, stamp: None }));
+                let stamp = None;
+                return Ok((
+                    Entries::new(),
+                    Read::Part {
+                        part,
+                        supplier,
+                        stamp,
+                    },
+                ));
             };
             let (records, _) = load::parse_part(data, owner, &part, &read, &snap.policies, known)
                 .map_err(StoreError::CorruptFile)?;
             let stamp = Some(read.stamp);
-            return Ok((entries_of(&records), Read::Part { part, stamp }));
+            return Ok((
+                entries_of(&records),
+                Read::Part {
+                    part,
+                    supplier,
+                    stamp,
+                },
+            ));
         }
         let Some(read) = load::read_owner(data, owner, known).map_err(StoreError::CorruptFile)?
         else {
@@ -133,11 +151,18 @@ impl DelegationStore {
                 !load::is_split(data, owner)
                     && FileStamp::of_path(&load::owner_file(data, owner)) == *stamp
             }
-            Read::Part { part, stamp } => {
+            Read::Part {
+                part,
+                supplier,
+                stamp,
+            } => {
                 load::is_split(data, owner)
                     && FileStamp::of_path(
                         &load::owner_dir(data, owner).join(load::part_file_name(part)),
                     ) == *stamp
+                    // Still the part the supplier is in (none split or added by hand).
+                    && load::list_parts(data, owner)
+                        .is_ok_and(|parts| load::part_for(&parts, supplier) == *part)
             }
         };
         if !unchanged {
@@ -188,47 +213,58 @@ impl DelegationStore {
             Read::Part { part, .. } => {
                 let name = load::part_name(owner, &part);
                 let place = Place::Owner(*owner);
-                let file = if entries.is_empty() {
-                    check(
-                        self.files
-                            .remove_durable(place, &load::part_file_name(&part)),
+                let file_name = load::part_file_name(&part);
+                let mut written = Vec::new();
+                if entries.is_empty() {
+                    check(self.files.remove_durable(place, &file_name))?;
+                } else if entries.len() > 2 * load::PART_MAX && part.len() < load::PART_MAX_DIGITS {
+                    // Grown too big: split again, one digit longer.
+                    let under = |stem: &str| stem.len() > part.len() && stem.starts_with(&part);
+                    let replaced = (place, file_name);
+                    written = self.write_parts(
+                        owner,
+                        entries,
+                        part.len() + 1,
+                        replaced,
+                        under,
+                        &mut check,
                     )?;
-                    None
                 } else {
                     let bytes = entries::render(owner, entries)?;
                     let mut stamp = None;
                     check(
                         self.files
-                            .write_atomic(place, &load::part_file_name(&part), &bytes)
+                            .write_atomic(place, &file_name, &bytes)
                             .map(|meta| stamp = Some(FileStamp::of(&meta))),
                     )?;
-                    stamp.map(|stamp| OwnerFile {
+                    written.extend(stamp.map(|stamp| OwnerFile {
                         digest: load::file_digest(&name, &bytes),
                         name: name.clone(),
                         stamp,
-                    })
-                };
+                    }));
+                }
                 // The other parts as the snapshot holds them.
                 let mut all: std::collections::BTreeMap<_, _> = known
                     .map(|k| {
                         k.by_supplier
                             .iter()
-                            .filter(|(s, _)| load::part_of(s) != part)
+                            .filter(|(s, _)| !s.as_str().starts_with(&part))
                             .map(|(s, r)| (*s, r.clone()))
                             .collect()
                     })
                     .unwrap_or_default();
                 all.extend(by_supplier);
+                let under = format!("{owner}/{part}");
                 let mut files: Vec<OwnerFile> = known
                     .map(|k| {
                         k.files
                             .iter()
-                            .filter(|f| f.name != name && f.name != single)
+                            .filter(|f| !f.name.starts_with(&under) && f.name != single)
                             .cloned()
                             .collect()
                     })
                     .unwrap_or_default();
-                files.extend(file);
+                files.extend(written);
                 files.sort_by(|a, b| a.name.cmp(&b.name));
                 if all.is_empty() {
                     check(self.files.remove_owner_dir_if_empty(*owner))?;
@@ -246,7 +282,23 @@ impl DelegationStore {
                 None
             }
             Read::Whole(_) if entries.len() > load::SPLIT_AT => {
-                let files = self.split(owner, entries, &mut check)?;
+                // Split into parts. Anything already in the directory is from
+                // an interrupted split (never read while the file exists).
+                let replaced = (Place::Delegations, single.clone());
+                let files = self.write_parts(
+                    owner,
+                    entries,
+                    load::PART_MIN_DIGITS,
+                    replaced,
+                    |_| true,
+                    &mut check,
+                )?;
+                tracing::info!(
+                    %owner,
+                    suppliers = entries.len(),
+                    parts = files.len(),
+                    "split the owner's delegations into parts"
+                );
                 Some(OwnerDelegations {
                     by_supplier,
                     digest: OwnerDelegations::digest_of_files(&files),
@@ -280,41 +332,41 @@ impl DelegationStore {
         Ok(Committed { not_durable })
     }
 
-    /// Split an owner's file into parts: every part written durably into
-    /// `delegations/<owner>/` (parts left there by an earlier, interrupted
-    /// split are replaced or removed), then the single file removed. Until that
-    /// removal the file is what loads (see `load::owners`), so a crash at any
-    /// step loses nothing. Returns the parts as written.
-    fn split(
+    /// Write `entries` as the parts [`load::plan`] groups them into (prefixes
+    /// of at least `len` digits), each durably, then remove the file they
+    /// replace (`replaced`: the single file, or a part split again). Until
+    /// that removal the replaced file is what loads (the shortest name wins,
+    /// see `load::owners`), so a crash at any step loses nothing; files in the
+    /// owner's directory that `stale` says an interrupted attempt left (so
+    /// never read) and that this plan does not rewrite are removed first.
+    /// Returns the parts as written.
+    fn write_parts(
         &self,
         owner: &OrgNumber,
         entries: &Entries,
+        len: usize,
+        replaced: (Place, String),
+        stale: impl Fn(&str) -> bool,
         check: &mut impl FnMut(Result<(), WriteError>) -> Result<(), StoreError>,
     ) -> Result<Vec<OwnerFile>, StoreError> {
-        let mut parts: std::collections::BTreeMap<&str, Entries> =
-            std::collections::BTreeMap::new();
-        for (supplier, entry) in entries {
-            parts
-                .entry(load::part_of(supplier))
-                .or_default()
-                .insert(*supplier, entry.clone());
-        }
+        let suppliers: Vec<OrgNumber> = entries.keys().copied().collect();
+        let plan = load::plan(&suppliers, len);
         let place = Place::Owner(*owner);
-        // Parts of an interrupted split that now have no suppliers.
-        let stale: Vec<String> = self
-            .files
-            .regular_files(place)?
-            .into_iter()
-            .filter(|n| {
-                n.ends_with(".json") && !parts.keys().any(|p| load::part_file_name(p) == *n)
-            })
-            .collect();
-        for name in stale {
-            check(self.files.remove_durable(place, &name))?;
+        for name in self.files.regular_files(place)? {
+            let Some(stem) = name.strip_suffix(".json") else {
+                continue;
+            };
+            if stale(stem) && !plan.contains_key(stem) {
+                check(self.files.remove_durable(place, &name))?;
+            }
         }
         let mut files = Vec::new();
-        for (part, entries) in &parts {
-            let bytes = entries::render(owner, entries)?;
+        for (part, in_part) in &plan {
+            let part_entries: Entries = in_part
+                .iter()
+                .filter_map(|s| entries.get(s).map(|e| (*s, e.clone())))
+                .collect();
+            let bytes = entries::render(owner, &part_entries)?;
             let name = load::part_name(owner, part);
             let mut written = None;
             check(
@@ -330,16 +382,7 @@ impl DelegationStore {
                 });
             }
         }
-        check(
-            self.files
-                .remove_durable(Place::Delegations, &file_name(owner)),
-        )?;
-        tracing::info!(
-            %owner,
-            suppliers = entries.len(),
-            parts = files.len(),
-            "split the owner's delegations into parts"
-        );
+        check(self.files.remove_durable(replaced.0, &replaced.1))?;
         Ok(files)
     }
 

@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use tilgang::proto::{DelegateRequest, ListDelegationsRequest, RevokeRequest, UndoRevokeRequest};
-use tilgang::snapshot::load::SPLIT_AT;
+use tilgang::snapshot::load::{PART_MAX, SPLIT_AT};
 
 use crate::util::*;
 
@@ -230,7 +230,7 @@ async fn hand_edits_of_parts_are_reloaded_and_checked() {
     eventually("the stray supplier is reported", || async {
         s.sidecar.reloader.problems().iter().any(|p| {
             p.message
-                .contains(&format!("belongs in `{}.json`", &stray[..3]))
+                .contains(&format!("{stray} does not belong in `100.json`"))
         })
     })
     .await;
@@ -241,7 +241,7 @@ async fn hand_edits_of_parts_are_reloaded_and_checked() {
     // And tilgang validate says the same.
     let (code, _, err) = validate(&s.work);
     assert_ne!(code, 0);
-    assert!(err.contains("belongs in"), "{err}");
+    assert!(err.contains("does not belong in"), "{err}");
 
     save_by_rename(&part, &original);
     eventually("the problem clears", || async {
@@ -316,5 +316,81 @@ async fn an_interrupted_split_loads_the_file_and_the_next_write_finishes_it() {
     assert_eq!(found.values().map(Vec::len).sum::<usize>(), SPLIT_AT + 2);
     assert!(!s.decide(&leftover, OWNER, READ).await.allowed);
     assert!(s.decide(&suppliers[SPLIT_AT], OWNER, READ).await.allowed);
+    s.stop().await;
+}
+
+/// Parts in `dir` are prefix-free and none holds more than `PART_MAX`.
+fn assert_small_and_prefix_free(found: &BTreeMap<String, Vec<String>>) {
+    let stems: Vec<&str> = found.keys().map(|n| n.trim_end_matches(".json")).collect();
+    for w in stems.windows(2) {
+        assert!(!w[1].starts_with(w[0]), "{} overlaps {}", w[0], w[1]);
+    }
+    for (name, in_part) in found {
+        assert!(in_part.len() <= PART_MAX, "{name} holds {}", in_part.len());
+        let stem = name.trim_end_matches(".json");
+        assert!(in_part.iter().all(|s| s.starts_with(stem)), "{name}");
+    }
+}
+
+/// Consecutive org numbers share their first digits: the split uses longer
+/// prefixes, so no part is large.
+#[tokio::test(flavor = "multi_thread")]
+async fn consecutive_suppliers_are_split_by_longer_prefixes() {
+    let work = Workdir::new();
+    let suppliers = org_numbers(50_000_000, SPLIT_AT);
+    assert!(suppliers.iter().all(|s| s.starts_with("500")));
+    write_owner(&work, OWNER, &suppliers, "instances-read");
+    let s = TestServer::start_in(work, |_| {}).await;
+    let added = org_numbers(50_050_000, 1).remove(0);
+    s.admin().await.delegate(delegate(&added)).await.unwrap();
+    let found = parts(&owner_dir(&s.work, OWNER));
+    assert!(found.len() > 1, "{:?}", found.keys());
+    assert_small_and_prefix_free(&found);
+    assert_eq!(found.values().map(Vec::len).sum::<usize>(), SPLIT_AT + 1);
+    assert!(s.decide(&added, OWNER, READ).await.allowed);
+    assert!(
+        s.decide(&suppliers[SPLIT_AT - 1], OWNER, READ)
+            .await
+            .allowed
+    );
+    s.stop().await;
+}
+
+/// A part grown past twice `PART_MAX` (here written so by hand) is split
+/// again, one digit longer, by the next write to it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grown_part_is_split_again() {
+    let work = Workdir::new();
+    let suppliers = org_numbers(50_000_000, 2 * PART_MAX);
+    let staging = Workdir::new();
+    write_owner(&staging, OWNER, &suppliers, "instances-read");
+    std::fs::create_dir(owner_dir(&work, OWNER)).unwrap();
+    std::fs::rename(
+        staging.owner_file(OWNER),
+        owner_dir(&work, OWNER).join("500.json"),
+    )
+    .unwrap();
+    std::fs::remove_file(work.owner_file(OWNER)).unwrap();
+    let s = TestServer::start_in(work, |_| {}).await;
+    assert!(s.decide(&suppliers[0], OWNER, READ).await.allowed);
+
+    let added = org_numbers(50_050_000, 1).remove(0);
+    s.admin().await.delegate(delegate(&added)).await.unwrap();
+    let found = parts(&owner_dir(&s.work, OWNER));
+    assert!(!found.contains_key("500.json"), "{:?}", found.keys());
+    assert_small_and_prefix_free(&found);
+    assert_eq!(
+        found.values().map(Vec::len).sum::<usize>(),
+        2 * PART_MAX + 1
+    );
+    for sup in [&suppliers[0], &suppliers[2 * PART_MAX - 1], &added] {
+        assert!(s.decide(sup, OWNER, READ).await.allowed, "{sup}");
+    }
+    assert_eq!(listed(&s).await.len(), 2 * PART_MAX + 1);
+    // And it loads so after a restart.
+    let revision = s.revision();
+    let work = s.stop().await;
+    let s = TestServer::start_in(work, |_| {}).await;
+    assert_eq!(s.revision(), revision);
     s.stop().await;
 }

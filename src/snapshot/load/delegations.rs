@@ -405,7 +405,17 @@ pub fn revalidate(
     let split = slice.files.iter().any(|f| f.name.contains('/'));
     let file_of = |supplier: &OrgNumber| {
         if split {
-            owner_dir(data_dir, owner).join(part_file_name(part_of(supplier)))
+            let part = slice
+                .files
+                .iter()
+                .filter_map(|f| {
+                    f.name
+                        .strip_prefix(&format!("{owner}/"))?
+                        .strip_suffix(".json")
+                })
+                .find(|p| supplier.as_str().starts_with(p))
+                .unwrap_or("");
+            owner_dir(data_dir, owner).join(part_file_name(part))
         } else {
             owner_file(data_dir, owner)
         }

@@ -1,22 +1,26 @@
 //! Where an owner's delegations live, and reading them as a whole.
 //!
 //! An owner's delegations are in one file, `delegations/<owner>.json`, or, for
-//! a large owner, split into parts `delegations/<owner>/<ppp>.json`, where
-//! `<ppp>` is the first [`PART_DIGITS`] digits of the supplier's org number:
-//! each part holds exactly the suppliers whose number starts so. Every file is
-//! the same Cedar entity JSON (an array of `Tilgang::Delegation`), so a person
-//! can read and edit any of them, and `tilgang validate` checks them all.
+//! a large owner, split into parts `delegations/<owner>/<prefix>.json`: each
+//! part holds exactly the suppliers whose org number starts with its name (3
+//! to 8 digits). Every file is the same Cedar entity JSON (an array of
+//! `Tilgang::Delegation`), so a person can read and edit any of them, and
+//! `tilgang validate` checks them all.
 //!
 //! Parts exist so that a write touches one small file: an owner with 100,000
-//! suppliers is a few hundred parts of a few hundred entries, and a write
-//! rewrites and fsyncs one of them, not 50 MB. The admin store splits an
-//! owner's file once it holds more than [`SPLIT_AT`] suppliers.
+//! suppliers is a hundred or more parts of at most [`PART_MAX`] entries, and
+//! a write rewrites and fsyncs one of them, not 50 MB. The admin store splits
+//! an owner's file once it holds more than [`SPLIT_AT`] suppliers, choosing
+//! prefixes as long as needed to keep parts small ([`plan`]), and splits a
+//! part again (one digit longer) once it grows past twice that.
 //!
-//! While `<owner>.json` exists it *is* the owner's delegations, and a
-//! directory `<owner>/` beside it is not read: that is a split in progress
-//! (the store writes every part, then removes the file), or one a crash
-//! interrupted, which the owner's next admin write does again. So there is no
-//! moment, crash or not, when the owner's delegations are half in one place.
+//! The shortest name wins: while `<owner>.json` exists it *is* the owner's
+//! delegations and the directory `<owner>/` beside it is not read; while
+//! `974.json` exists, `9741.json` is not read. That is a split in progress
+//! (the store writes the new files, then removes the one they replace), or
+//! one a crash interrupted, which the owner's next admin write there does
+//! again. So there is no moment, crash or not, when a supplier's delegation
+//! is in two files that count, or in none.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,13 +33,20 @@ use crate::snapshot::{
     DelegationRecord, Digest, FileStamp, OwnerDelegations, OwnerFile, PolicyBundle,
 };
 
-/// How many leading digits of the supplier's org number name its part.
-pub const PART_DIGITS: usize = 3;
+/// The shortest part name: a first split groups suppliers by their first
+/// three digits, and longer prefixes are used where a group is too big.
+pub const PART_MIN_DIGITS: usize = 3;
+/// The longest part name (a part of 8 digits holds at most 10 suppliers).
+pub const PART_MAX_DIGITS: usize = 8;
 
 /// More suppliers than this in one owner file, and the admin store splits it
-/// into parts on its next write. A part of this many entries is written and
-/// fsynced in a few milliseconds.
+/// into parts on its next write.
 pub const SPLIT_AT: usize = 1000;
+
+/// The most suppliers a split puts in one part; a part that grows past twice
+/// this is split again. A part of this many entries is written and fsynced
+/// in a few milliseconds.
+pub const PART_MAX: usize = 1000;
 
 /// The path of one owner's single delegation file.
 pub fn owner_file(data_dir: &Path, owner: &OrgNumber) -> PathBuf {
@@ -47,11 +58,6 @@ pub fn owner_dir(data_dir: &Path, owner: &OrgNumber) -> PathBuf {
     data_dir.join(DELEGATIONS_DIR).join(owner.as_str())
 }
 
-/// The part a supplier's delegation belongs in: its first [`PART_DIGITS`] digits.
-pub fn part_of(supplier: &OrgNumber) -> &str {
-    &supplier.as_str()[..PART_DIGITS]
-}
-
 /// The file name of a part (`974.json`).
 pub fn part_file_name(part: &str) -> String {
     format!("{part}.json")
@@ -60,7 +66,60 @@ pub fn part_file_name(part: &str) -> String {
 /// The part a file name in an owner's directory names, if it is one.
 fn part_of_name(name: &str) -> Option<&str> {
     let part = name.strip_suffix(".json")?;
-    (part.len() == PART_DIGITS && part.bytes().all(|b| b.is_ascii_digit())).then_some(part)
+    ((PART_MIN_DIGITS..=PART_MAX_DIGITS).contains(&part.len())
+        && part.bytes().all(|b| b.is_ascii_digit()))
+    .then_some(part)
+}
+
+/// The parts that count among `parts` (sorted): those no shorter one among
+/// them is a prefix of (see the module docs). In sorted order a prefix comes
+/// right before the names it is a prefix of, so one pass finds them.
+pub fn counting(parts: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in parts {
+        if out.last().is_some_and(|kept| p.starts_with(kept.as_str())) {
+            continue;
+        }
+        out.push(p.clone());
+    }
+    out
+}
+
+/// The part `supplier`'s delegation is in or goes in, among the counting
+/// `parts`: the one that is a prefix of it, or else the shortest prefix of it
+/// (of at least [`PART_MIN_DIGITS`]) that no part starts with.
+pub fn part_for(parts: &[String], supplier: &OrgNumber) -> String {
+    let s = supplier.as_str();
+    if let Some(p) = parts.iter().find(|p| s.starts_with(p.as_str())) {
+        return p.clone();
+    }
+    (PART_MIN_DIGITS..=PART_MAX_DIGITS)
+        .map(|len| &s[..len])
+        .find(|prefix| !parts.iter().any(|p| p.starts_with(prefix)))
+        .unwrap_or(&s[..PART_MAX_DIGITS])
+        .to_string()
+}
+
+/// Group suppliers into parts named by prefixes of at least `len` digits,
+/// longer where a group would hold more than [`PART_MAX`]. `suppliers` sorted.
+pub fn plan(suppliers: &[OrgNumber], len: usize) -> BTreeMap<String, Vec<OrgNumber>> {
+    let mut out = BTreeMap::new();
+    let mut rest = suppliers;
+    while let Some(first) = rest.first() {
+        let prefix = &first.as_str()[..len];
+        let n = rest
+            .iter()
+            .take_while(|s| s.as_str().starts_with(prefix))
+            .count();
+        let (group, after) = rest.split_at(n);
+        if n > PART_MAX && len < PART_MAX_DIGITS {
+            out.extend(plan(group, len + 1));
+        } else {
+            out.insert(prefix.to_string(), group.to_vec());
+        }
+        rest = after;
+    }
+    out
 }
 
 /// The name below `delegations/` of a split owner's part.
@@ -196,8 +255,8 @@ pub fn read_part(
 }
 
 /// One owner's files as on disk: `None` when it has none. A symlink is
-/// refused (tilgang writes these files), and so is a part file whose name is
-/// not `<ppp>.json`. Parts `known` holds with the same, [`trusted`] stamp are
+/// refused (tilgang writes these files), and so is a `*.json` file in a split
+/// owner's directory that is not named as a part. Parts `known` holds with the same, [`trusted`] stamp are
 /// not read again.
 pub fn read_owner(
     data_dir: &Path,
@@ -217,23 +276,15 @@ pub fn read_owner(
         Ok(m) if !m.is_dir() => {
             return Err(LoadError::new(
                 dir.display(),
-                "expected the directory of this owner's parts (`<ppp>.json` files), found \
+                "expected the directory of this owner's parts (`<prefix>.json` files), found \
                  something else (symbolic links are not followed here)",
             ));
         }
         Ok(_) => {}
     }
     let mut parts = BTreeMap::new();
-    for name in part_names(&dir)? {
-        let Some(part) = part_of_name(&name) else {
-            return Err(LoadError::new(
-                dir.join(&name).display(),
-                format!(
-                    "not a part file: the parts of a split owner are named by the first \
-                     {PART_DIGITS} digits of their suppliers (`974.json`)"
-                ),
-            ));
-        };
+    for part in list_parts(data_dir, owner)? {
+        let part = part.as_str();
         let name = part_name(owner, part);
         let same = known.and_then(|k| k.files.iter().find(|f| f.name == name));
         if let Some(f) = same
@@ -250,6 +301,28 @@ pub fn read_owner(
         }
     }
     Ok(Some(OwnerRead::Parts(parts)))
+}
+
+/// The parts of a split owner that count (see the module docs), sorted. A
+/// `*.json` name that is not a part name is an error, not ignored.
+pub fn list_parts(data_dir: &Path, owner: &OrgNumber) -> Result<Vec<String>, LoadError> {
+    let dir = owner_dir(data_dir, owner);
+    let mut parts = Vec::new();
+    for name in part_names(&dir)? {
+        let Some(part) = part_of_name(&name) else {
+            return Err(LoadError::new(
+                dir.join(&name).display(),
+                format!(
+                    "not a part file: the parts of a split owner are named by a prefix of \
+                     {PART_MIN_DIGITS} to {PART_MAX_DIGITS} digits of their suppliers' org \
+                     numbers (`974.json`)"
+                ),
+            ));
+        };
+        parts.push(part.to_string());
+    }
+    parts.sort();
+    Ok(counting(&parts))
 }
 
 /// The `*.json` names in an owner's directory that tilgang reads (hidden and
@@ -356,13 +429,13 @@ pub fn parse_part(
         .display()
         .to_string();
     let records = parse_owner_file(&shown, owner, &read.bytes, policies)?;
-    if let Some(stray) = records.keys().find(|s| part_of(s) != part) {
+    if let Some(stray) = records.keys().find(|s| !s.as_str().starts_with(part)) {
         return Err(LoadError::new(
             shown,
             format!(
-                "the delegation to {stray} belongs in `{}`: a part holds only the suppliers \
-                 whose org number starts with its name",
-                part_file_name(part_of(stray))
+                "the delegation to {stray} does not belong in `{}`: a part holds only the \
+                 suppliers whose org number starts with its name",
+                part_file_name(part)
             ),
         ));
     }
@@ -379,7 +452,7 @@ pub fn in_part<'a>(
     from[..part.len().min(9)].copy_from_slice(&part.as_bytes()[..part.len().min(9)]);
     by_supplier
         .range::<[u8; 9], _>(from..)
-        .take_while(move |(s, _)| part_of(s) == part)
+        .take_while(move |(s, _)| s.as_str().starts_with(part))
         .map(|(s, r)| (*s, r.clone()))
 }
 
@@ -406,9 +479,9 @@ pub fn owner_stamps(data_dir: &Path, owner: &OrgNumber) -> Vec<(String, FileStam
     let mut out = Vec::new();
     let dir = owner_dir(data_dir, owner);
     if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-        for name in part_names(&dir).unwrap_or_default() {
-            if let Ok(m) = std::fs::symlink_metadata(dir.join(&name)) {
-                out.push((format!("{owner}/{name}"), FileStamp::of(&m)));
+        for part in list_parts(data_dir, owner).unwrap_or_default() {
+            if let Ok(m) = std::fs::symlink_metadata(dir.join(part_file_name(&part))) {
+                out.push((part_name(owner, &part), FileStamp::of(&m)));
             }
         }
     }
@@ -460,4 +533,68 @@ pub fn list_owner_files(data_dir: &Path) -> Result<(Vec<OrgNumber>, Vec<LoadErro
     owners.sort();
     owners.dedup();
     Ok((owners, errors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn org(n: u32) -> OrgNumber {
+        (n..)
+            .find_map(|n| {
+                OrgNumber::parse(&format!("{n:08}0"))
+                    .ok()
+                    .or_else(|| (1..10).find_map(|c| OrgNumber::parse(&format!("{n:08}{c}")).ok()))
+            })
+            .unwrap()
+    }
+
+    fn names(parts: &[&str]) -> Vec<String> {
+        parts.iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn the_shortest_part_counts() {
+        let parts = names(&["100", "200", "2001", "20012", "2002", "300"]);
+        assert_eq!(counting(&parts), names(&["100", "200", "300"]));
+        let parts = names(&["2001", "20012", "2002"]);
+        assert_eq!(counting(&parts), names(&["2001", "2002"]));
+    }
+
+    #[test]
+    fn a_supplier_goes_in_the_part_that_is_its_prefix_or_a_new_one_that_overlaps_none() {
+        let s = OrgNumber::parse("974760673").unwrap();
+        assert_eq!(part_for(&names(&["974", "975"]), &s), "974");
+        assert_eq!(part_for(&names(&["9747", "975"]), &s), "9747");
+        assert_eq!(part_for(&names(&["975"]), &s), "974");
+        // `974` would overlap `9741`: one digit more.
+        assert_eq!(part_for(&names(&["9741"]), &s), "9747");
+        assert_eq!(part_for(&[], &s), "974");
+    }
+
+    #[test]
+    fn a_plan_keeps_parts_small_with_longer_prefixes_where_needed() {
+        // 2,500 consecutive org numbers share `500`; spread ones do not.
+        let mut suppliers: Vec<OrgNumber> = (0..2500).map(|i| org(50_000_000 + i * 4)).collect();
+        suppliers.extend((0..50).map(|i| org(60_000_000 + i * 100_000)));
+        suppliers.sort();
+        suppliers.dedup();
+        let plan = plan(&suppliers, PART_MIN_DIGITS);
+        assert!(
+            plan.values().all(|p| !p.is_empty() && p.len() <= PART_MAX),
+            "{:?}",
+            plan.keys()
+        );
+        assert!(plan.keys().any(|p| p.len() > PART_MIN_DIGITS));
+        let keys: Vec<String> = plan.keys().cloned().collect();
+        assert_eq!(counting(&keys), keys, "no part is a prefix of another");
+        for (part, in_part) in &plan {
+            assert!(
+                in_part
+                    .iter()
+                    .all(|s| s.as_str().starts_with(part.as_str()))
+            );
+        }
+        assert_eq!(plan.values().map(Vec::len).sum::<usize>(), suppliers.len());
+    }
 }
