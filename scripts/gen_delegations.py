@@ -3,13 +3,19 @@
 
 Usage:
     scripts/gen_delegations.py OUT_DIR [--owners 1000] [--per-owner 100]
-        [--pool 10000] [--huge-owner 0] [--seed 1] [--actor 01017012345]
+        [--pool 10000] [--huge-owner 0] [--huge-layout parts] [--seed 1]
+        [--actor 01017012345]
 
 Writes OUT_DIR/delegations/<owner>.json for OWNERS owners, each delegating to
 PER_OWNER distinct suppliers drawn at random from a shared pool of POOL
 suppliers, and OUT_DIR/roles.json making ACTOR a DAGL of every owner, so admin
 writes can be made for any of them. With --huge-owner M, one more owner
-delegates to M suppliers (the pool extended to M when it is smaller).
+delegates to M suppliers (the pool extended to M when it is smaller); with
+--huge-layout parts (the default) its delegations are written as tilgang's
+admin store leaves an owner past 1,000 suppliers, in parts
+OUT_DIR/delegations/<owner>/<prefix>.json of at most 1,000 suppliers each
+(src/snapshot/load/owners.rs, `plan`); with --huge-layout file, as one file,
+which tilgang splits on the first admin write to that owner.
 
 Each owner file is what tilgang's admin API writes for the same delegations
 (serde_json pretty-printed, suppliers sorted, attributes in the order tilgang
@@ -115,6 +121,31 @@ def owner_file(owner, suppliers, rng, actor):
     return "[\n" + ",\n".join(parts) + "\n]\n" if parts else "[]\n"
 
 
+PART_MIN_DIGITS = 3
+PART_MAX_DIGITS = 8
+PART_MAX = 1000
+
+
+def plan(suppliers, length=PART_MIN_DIGITS):
+    """Group sorted `suppliers` into parts named by prefixes of at least
+    `length` digits, longer where a group would hold more than PART_MAX: the
+    same rule as `plan` in src/snapshot/load/owners.rs."""
+    out = {}
+    i = 0
+    while i < len(suppliers):
+        prefix = suppliers[i][:length]
+        j = i
+        while j < len(suppliers) and suppliers[j].startswith(prefix):
+            j += 1
+        group = suppliers[i:j]
+        if len(group) > PART_MAX and length < PART_MAX_DIGITS:
+            out.update(plan(group, length + 1))
+        else:
+            out[prefix] = group
+        i = j
+    return out
+
+
 def write_file(path, text):
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="ascii") as f:
@@ -128,6 +159,7 @@ def main():
     p.add_argument("--owners", type=int, default=1000)
     p.add_argument("--per-owner", type=int, default=100)
     p.add_argument("--pool", type=int, default=10000)
+    p.add_argument("--huge-layout", choices=("parts", "file"), default="parts")
     p.add_argument("--huge-owner", type=int, default=0, metavar="M",
                    help="add one owner with M suppliers (0: none)")
     p.add_argument("--seed", type=int, default=1)
@@ -161,8 +193,14 @@ def main():
     if a.huge_owner:
         huge = owners[-1]
         suppliers = sorted(rng.sample(pool, a.huge_owner))
-        write_file(os.path.join(deleg_dir, huge + ".json"),
-                   owner_file(huge, suppliers, rng, a.actor))
+        if a.huge_layout == "parts" and len(suppliers) > PART_MAX:
+            os.makedirs(os.path.join(deleg_dir, huge), exist_ok=True)
+            for prefix, group in plan(suppliers).items():
+                write_file(os.path.join(deleg_dir, huge, prefix + ".json"),
+                           owner_file(huge, group, rng, a.actor))
+        else:
+            write_file(os.path.join(deleg_dir, huge + ".json"),
+                       owner_file(huge, suppliers, rng, a.actor))
         total += len(suppliers)
 
     roles = ",\n".join(

@@ -12,6 +12,8 @@
 #
 # Tunables (environment):
 #   OWNERS=1000 PER_OWNER=100 POOL=10000 HUGE=0 SEED=1   the generated data
+#   HUGE_LAYOUT=parts   the huge owner in parts as tilgang leaves it; `file`: one
+#                       file, which the first Delegate splits (that one is slow)
 #   N=100000 C=8 M=16 T=1 ROUNDS=2 WARMUP=N/5            h2load throughput runs
 #   LAT_SECONDS=10                                       length of the latency run
 #   REPEAT=5                                             Delegate / rename probes
@@ -32,6 +34,7 @@ OWNERS=${OWNERS:-1000}
 PER_OWNER=${PER_OWNER:-100}
 POOL=${POOL:-10000}
 HUGE=${HUGE:-0}
+HUGE_LAYOUT=${HUGE_LAYOUT:-parts}
 SEED=${SEED:-1}
 N=${N:-100000}
 C=${C:-8}
@@ -72,6 +75,7 @@ for v in OWNERS PER_OWNER POOL HUGE SEED N C M T ROUNDS WARMUP LAT_SECONDS REPEA
     START_TIMEOUT STEP_TIMEOUT; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v=${!v} is not a whole number"
 done
+[[ $HUGE_LAYOUT == parts || $HUGE_LAYOUT == file ]] || die "HUGE_LAYOUT=$HUGE_LAYOUT is neither parts nor file"
 [ "$C" -ge 1 ] && [ "$ROUNDS" -ge 1 ] && [ "$REPEAT" -ge 1 ] && [ "$N" -ge "$C" ] ||
     die "C, ROUNDS and REPEAT must be at least 1, and N at least C"
 for p in "$PORT" "$ADMIN_PORT" "$NOOP_PORT"; do
@@ -133,7 +137,7 @@ trap 'exit 130' INT TERM
 step "generating ${OWNERS} owners x ${PER_OWNER} suppliers from a pool of ${POOL} (HUGE=${HUGE}, SEED=${SEED})"
 t=$EPOCHREALTIME
 gen=$(timeout "$STEP_TIMEOUT" python3 scripts/gen_delegations.py "$work/data" --owners "$OWNERS" \
-    --per-owner "$PER_OWNER" --pool "$POOL" --huge-owner "$HUGE" --seed "$SEED") ||
+    --per-owner "$PER_OWNER" --pool "$POOL" --huge-owner "$HUGE" --huge-layout "$HUGE_LAYOUT" --seed "$SEED") ||
     die "scripts/gen_delegations.py failed"
 gen_s=$(python3 -c "print(f'{$EPOCHREALTIME - $t:.1f}')")
 echo "$gen" >&2
@@ -334,7 +338,7 @@ if [ -n "$huge_owner" ]; then
     eval "$out"
     h_ack_med=$ack_ms_median h_ack_max=$ack_ms_max h_vis_max=$visible_ms_max
     echo "$out" >&2
-    step "rename a new ${huge_owner}.json over the old one, ${hr} times"
+    step "rename a new part of ${huge_owner} (delegations/${huge_owner}/<prefix>.json) over the old one, ${hr} times"
     out=$(probe rename --addr "$ADDR" --data "$work/data" --owner "$huge_owner" --actor "$actor" \
         --spare-offset $((2 * REPEAT + hr)) --repeat "$hr" --timeout "$STEP_TIMEOUT") ||
         die "the rename probe on the huge owner failed"
@@ -403,7 +407,7 @@ if [ -n "$huge_owner" ]; then
     printf '%-34s %-14s %-10s %-7s %s\n' "huge owner Delegate acknowledged" "${h_ack_max} ms max" "< 50 ms" "$v_huge" \
         "Delegate x${hr} to ${huge_owner} (${HUGE} suppliers); median ${h_ack_med} ms; send -> allowed max ${h_vis_max} ms"
     printf '%-34s %-14s %-10s %-7s %s\n' "huge owner rename -> allowed" "${h_ren_max} ms max" "< ${huge_reload_target} ms" "$v_huge_reload" \
-        "rename x${hr} of ${huge_owner}.json, each one supplier more; median ${h_ren_med} ms; target 1 s + 3 s per 1M delegations"
+        "rename x${hr} of a part of ${huge_owner}, each one supplier more; median ${h_ren_med} ms; target 1 s + 3 s per 1M delegations"
 fi
 sep
 

@@ -229,17 +229,40 @@ def delegate(a):
     print(f"next_allowed={next_allowed}/{a.repeat}")
 
 
+def part_path(data, owner, supplier):
+    """The file `supplier`'s delegation by `owner` goes in: the owner's file,
+    or for a split owner the part whose name is a prefix of the supplier, else
+    a new part named by the shortest prefix (3 digits or more) no part starts
+    with (`part_for` in src/snapshot/load/owners.rs)."""
+    deleg = os.path.join(data, "delegations")
+    single = os.path.join(deleg, f"{owner}.json")
+    split = os.path.join(deleg, owner)
+    if os.path.exists(single) or not os.path.isdir(split):
+        return single
+    parts = sorted(n[:-5] for n in os.listdir(split) if n.endswith(".json") and not n.startswith("."))
+    for p in parts:
+        if supplier.startswith(p):
+            return os.path.join(split, p + ".json")
+    for n in range(3, 9):
+        prefix = supplier[:n]
+        if not any(p.startswith(prefix) for p in parts):
+            return os.path.join(split, prefix + ".json")
+    return os.path.join(split, supplier[:8] + ".json")
+
+
 def rename(a):
     gateway = Client(a.addr)
-    path = os.path.join(a.data, "delegations", f"{a.owner}.json")
-    # Not `*.json`, so tilgang ignores it while it exists.
-    tmp = os.path.join(a.data, "delegations", f".{a.owner}.json.scale-tmp")
     visible = []
     for supplier in spares(a):
         if gateway.is_authorized(supplier, a.owner)["allowed"]:
             fail(f"{supplier} -> {a.owner} is allowed before the rename; pick another --spare-offset")
-        with open(path, encoding="utf-8") as f:
-            entities = json.load(f)
+        path = part_path(a.data, a.owner, supplier)
+        # Hidden, so tilgang ignores it while it exists.
+        tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".scale-tmp")
+        entities = []
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                entities = json.load(f)
         at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         org = "Tilgang::Organization"
         entities.append({
