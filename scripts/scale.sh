@@ -15,7 +15,7 @@
 #   HUGE_LAYOUT=parts   the huge owner in parts as tilgang leaves it; `file`: one
 #                       file, which the first Delegate splits (that one is slow)
 #   N=100000 C=8 M=16 T=1 ROUNDS=2 WARMUP=N/5            h2load throughput runs
-#   LAT_SECONDS=10                                       length of the latency run
+#   LAT_SECONDS=10 LAT_C=16                              latency run: length, connections (-m 1)
 #   REPEAT=5                                             Delegate / rename probes
 #   PORT=50081 ADMIN_PORT=50082 NOOP_PORT=50071          all on 127.0.0.1
 #   START_TIMEOUT=900 STEP_TIMEOUT=600                   seconds; nothing waits longer
@@ -43,6 +43,7 @@ T=${T:-1}
 ROUNDS=${ROUNDS:-2}
 WARMUP=${WARMUP:-$((N / 5))}
 LAT_SECONDS=${LAT_SECONDS:-10}
+LAT_C=${LAT_C:-16}
 REPEAT=${REPEAT:-5}
 PORT=${PORT:-50081}
 ADMIN_PORT=${ADMIN_PORT:-50082}
@@ -71,12 +72,12 @@ for tool in h2load python3 cargo timeout; do
         die "\`$tool\` is not installed"
     }
 done
-for v in OWNERS PER_OWNER POOL HUGE SEED N C M T ROUNDS WARMUP LAT_SECONDS REPEAT \
+for v in OWNERS PER_OWNER POOL HUGE SEED N C M T ROUNDS WARMUP LAT_SECONDS LAT_C REPEAT \
     START_TIMEOUT STEP_TIMEOUT; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v=${!v} is not a whole number"
 done
 [[ $HUGE_LAYOUT == parts || $HUGE_LAYOUT == file ]] || die "HUGE_LAYOUT=$HUGE_LAYOUT is neither parts nor file"
-[ "$C" -ge 1 ] && [ "$ROUNDS" -ge 1 ] && [ "$REPEAT" -ge 1 ] && [ "$N" -ge "$C" ] ||
+[ "$C" -ge 1 ] && [ "$LAT_C" -ge 1 ] && [ "$ROUNDS" -ge 1 ] && [ "$REPEAT" -ge 1 ] && [ "$N" -ge "$C" ] ||
     die "C, ROUNDS and REPEAT must be at least 1, and N at least C"
 for p in "$PORT" "$ADMIN_PORT" "$NOOP_PORT"; do
     if (exec 3<>"/dev/tcp/127.0.0.1/${p}") 2>/dev/null; then
@@ -278,15 +279,20 @@ PY
 echo "throughput ratio ${ratio} (rounds ${round_ratios})" >&2
 
 # ---------------------------------------------------------------- latency
-# Half of tilgang's measured throughput, spread over the C connections.
-per_client=$(((tilgang_mean / 2 + C - 1) / C))
+# Half of tilgang's measured throughput, spread over LAT_C connections of one
+# request at a time (-m 1). Not -m "$M": h2load's --rps submits a client's
+# requests in bursts of up to -m at each tick, so with -m 16 a request waits
+# behind the rest of its burst, and p99 measures h2load's batching (the no-op
+# server's p99 is as high), not the server.
+per_client=$(((tilgang_mean / 2 + LAT_C - 1) / LAT_C))
 [ "$per_client" -ge 1 ] || per_client=1
-lat_rate=$((per_client * C))
+lat_rate=$((per_client * LAT_C))
 lat_n=$((lat_rate * LAT_SECONDS))
 latency() { # name addr -> sets p50 p99 max rate
     local name=$1 addr=$2
     rm -f "$work/lat.$name.log"
-    h2 "$name" "$addr" "$work/lat.$name" -n "$lat_n" --rps "$per_client" --log-file "$work/lat.$name.log"
+    h2 "$name" "$addr" "$work/lat.$name" -n "$lat_n" -c "$LAT_C" -m 1 --rps "$per_client" \
+        --log-file "$work/lat.$name.log"
     local res
     res=$(python3 - "$work/lat.$name.log" <<'PY'
 import sys
@@ -304,7 +310,7 @@ PY
 ) || die "the latency log of ${name} is not usable"
     eval "$res"
 }
-step "latency: ${lat_n} requests at ${lat_rate} req/s (--rps ${per_client} x ${C} clients), tilgang then noop"
+step "latency: ${lat_n} requests at ${lat_rate} req/s (--rps ${per_client} x ${LAT_C} clients, -m 1), tilgang then noop"
 latency tilgang "$ADDR"
 t_p50=$p50 t_p99=$p99 t_max=$pmax t_rate=$sent_rate
 latency noop "$NOOP_ADDR"
@@ -388,7 +394,7 @@ printf '%-34s %-14s %-10s %-7s %s\n' "throughput tilgang / noop" "$ratio" ">= 0.
 printf '%-34s %-14s %-10s %-7s %s\n' "  tilgang req/s" "$tilgang_mean" "" "" "rounds ${tilgang_all}; one allowed pair ${supplier} -> ${owner}"
 printf '%-34s %-14s %-10s %-7s %s\n' "  noop req/s" "$noop_mean" "" "" "rounds ${noop_all}; benches/noop_server.rs, tonic transport::Server"
 printf '%-34s %-14s %-10s %-7s %s\n' "p99 latency at half throughput" "${t_p99} ms" "< 2 ms" "$v_p99" \
-    "h2load --rps ${per_client} x ${C} clients (${lat_rate}/s target, ${t_rate}/s sent), ${lat_n} requests; --log-file times"
+    "h2load -c ${LAT_C} -m 1 --rps ${per_client} (${lat_rate}/s target, ${t_rate}/s sent), ${lat_n} requests; --log-file times"
 printf '%-34s %-14s %-10s %-7s %s\n' "  tilgang p50 / max" "${t_p50} / ${t_max} ms" "" "" "same run"
 printf '%-34s %-14s %-10s %-7s %s\n' "  noop p50 / p99 / max" "${n_p50}/${n_p99}/${n_max} ms" "" "" "same rate, right after (for comparison)"
 printf '%-34s %-14s %-10s %-7s %s\n' "start: exec -> SERVING" "${start_s} s" "< 3 s/1M" "$v_start" \

@@ -14,7 +14,7 @@ pub mod reload;
 pub mod settle;
 pub mod watch;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
@@ -141,7 +141,7 @@ impl<'a> IntoIterator for &'a RightSet {
 /// [`load::owners`]).
 #[derive(Debug, Clone, Default)]
 pub struct OwnerDelegations {
-    pub by_supplier: BTreeMap<OrgNumber, Arc<DelegationRecord>>,
+    pub by_supplier: Suppliers,
     /// The XOR of the files' digests; a reload that finds the same bytes does nothing.
     pub digest: Digest,
     /// The files they were read from (empty when not read from disk), sorted
@@ -149,6 +149,12 @@ pub struct OwnerDelegations {
     /// reading them, and a write to one part can reuse the others.
     pub files: Vec<OwnerFile>,
 }
+
+/// One owner's delegations by supplier. A persistent B-tree: a write to one
+/// supplier of an owner with 100,000 makes a new map sharing all but a path
+/// of nodes with the old one (O(log n)), and dropping the old snapshot frees
+/// only that path, not 100,000 entries on whichever thread lets go last.
+pub type Suppliers = imbl::OrdMap<OrgNumber, Arc<DelegationRecord>>;
 
 /// One file an owner's delegations were read from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use super::files::{Place, WriteError};
 use super::{DelegationStore, StoreError};
 use crate::ids::{OrgNumber, PersonId, RightId, UndoToken};
 use crate::snapshot::load;
-use crate::snapshot::{DelegationRecord, FileStamp, OwnerDelegations, OwnerFile};
+use crate::snapshot::{FileStamp, OwnerDelegations, OwnerFile, Suppliers};
 
 /// The owner's single file's name in `delegations/`. Takes an `OrgNumber`, so
 /// only a parsed org number reaches the file system.
@@ -81,7 +81,7 @@ impl DelegationStore {
         let known = snap.owners.get(owner).map(Arc::as_ref);
         let data = self.data_dir();
         let entries_of =
-            |records: &std::collections::BTreeMap<OrgNumber, Arc<DelegationRecord>>| {
+            |records: &Suppliers| {
                 records
                     .iter()
                     .map(|(k, v)| (*k, Entry::from(v.as_ref())))
@@ -183,11 +183,11 @@ impl DelegationStore {
         // next start-up refuses. Entries equal to a record already in the
         // snapshot (parsed against these policies) are reused; only the changed
         // ones are checked, so a write does not re-parse the whole file.
-        let mut by_supplier = std::collections::BTreeMap::new();
+        let mut by_supplier = Suppliers::new();
         let mut changed = Vec::new();
         for (supplier, entry) in entries {
             match known.and_then(|k| k.by_supplier.get(supplier)) {
-                Some(r) if Entry::from(r.as_ref()) == *entry => {
+                Some(r) if entry.is(r) => {
                     by_supplier.insert(*supplier, r.clone());
                 }
                 _ => changed.push(entries::entity_json(owner, supplier, entry)),
@@ -243,16 +243,15 @@ impl DelegationStore {
                         stamp,
                     }));
                 }
-                // The other parts as the snapshot holds them.
-                let mut all: std::collections::BTreeMap<_, _> = known
-                    .map(|k| {
-                        k.by_supplier
-                            .iter()
-                            .filter(|(s, _)| !s.as_str().starts_with(&part))
-                            .map(|(s, r)| (*s, r.clone()))
-                            .collect()
-                    })
+                // The other parts as the snapshot holds them: the persistent
+                // map with this part's range replaced, O(part · log n).
+                let mut all = known.map(|k| k.by_supplier.clone()).unwrap_or_default();
+                let old: Vec<OrgNumber> = known
+                    .map(|k| load::in_part(&k.by_supplier, &part).map(|(s, _)| s).collect())
                     .unwrap_or_default();
+                for s in old {
+                    all.remove(&s);
+                }
                 all.extend(by_supplier);
                 let under = format!("{owner}/{part}");
                 let mut files: Vec<OwnerFile> = known

@@ -78,15 +78,31 @@ pub(super) fn entity_json(owner: &OrgNumber, supplier: &OrgNumber, e: &Entry) ->
     )
 }
 
-/// Render an owner's file: Cedar JSON entities, one per supplier, sorted.
+/// Render an owner's file (or part): Cedar JSON entities, one per supplier,
+/// sorted, written straight from the entries (the one rendering,
+/// [`load::DelegationOut`]).
 pub(super) fn render(owner: &OrgNumber, entries: &Entries) -> std::io::Result<Vec<u8>> {
-    let list: Vec<serde_json::Value> = entries
-        .iter()
-        .map(|(supplier, e)| entity_json(owner, supplier, e))
-        .collect();
     // Never a fallback rendering here: writing anything but the entries would
     // lose delegations.
-    let mut bytes = serde_json::to_vec_pretty(&list).map_err(std::io::Error::other)?;
-    bytes.push(b'\n');
-    Ok(bytes)
+    load::render_owner_file(entries.iter().map(|(supplier, e)| load::DelegationOut {
+        owner,
+        supplier,
+        rights: e.rights.iter().collect(),
+        delegated_by: &e.delegated_by,
+        created_at: &e.created_at,
+        updated_at: &e.updated_at,
+        extra: &e.extra,
+    }))
+}
+
+impl Entry {
+    /// Whether `record` says what this entry says (without building an
+    /// entry from it: a write compares every entry of the file or part).
+    pub(super) fn is(&self, record: &DelegationRecord) -> bool {
+        record.rights.iter().eq(self.rights.iter())
+            && record.delegated_by == self.delegated_by
+            && record.created_at == self.created_at
+            && record.updated_at == self.updated_at
+            && record.extra_attrs == self.extra
+    }
 }

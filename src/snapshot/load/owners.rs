@@ -29,7 +29,7 @@ use std::sync::Arc;
 #[allow(unused_imports)]
 use super::*;
 use crate::ids::OrgNumber;
-use crate::snapshot::{
+use crate::snapshot::{Suppliers, 
     DelegationRecord, Digest, FileStamp, OwnerDelegations, OwnerFile, PolicyBundle,
 };
 
@@ -372,7 +372,7 @@ pub fn parse_owner(
             records
         }
         OwnerRead::Parts(parts) => {
-            let mut by_supplier = BTreeMap::new();
+            let mut by_supplier = Suppliers::new();
             for (part, r) in parts {
                 match r {
                     PartRead::Read(r) => {
@@ -409,7 +409,7 @@ pub fn parse_part(
     read: &FileRead,
     policies: &PolicyBundle,
     known: Option<&OwnerDelegations>,
-) -> Result<(BTreeMap<OrgNumber, Arc<DelegationRecord>>, OwnerFile), LoadError> {
+) -> Result<(Suppliers, OwnerFile), LoadError> {
     let name = part_name(owner, part);
     let digest = file_digest(&name, &read.bytes);
     let file = OwnerFile {
@@ -445,13 +445,13 @@ pub fn parse_part(
 /// The records of `by_supplier` in `part`: a contiguous range, since a part is
 /// a prefix of the fixed-width org numbers.
 pub fn in_part<'a>(
-    by_supplier: &'a BTreeMap<OrgNumber, Arc<DelegationRecord>>,
+    by_supplier: &'a Suppliers,
     part: &'a str,
 ) -> impl Iterator<Item = (OrgNumber, Arc<DelegationRecord>)> + 'a {
     let mut from = [b'0'; 9];
     from[..part.len().min(9)].copy_from_slice(&part.as_bytes()[..part.len().min(9)]);
     by_supplier
-        .range::<[u8; 9], _>(from..)
+        .range::<_, [u8; 9]>(from..)
         .take_while(move |(s, _)| s.as_str().starts_with(part))
         .map(|(s, r)| (*s, r.clone()))
 }
