@@ -154,7 +154,7 @@ pub struct SourceArgs {
     /// when that does not exist, the policies built into the binary are used
     #[arg(long, env = "TILGANG_POLICIES", value_name = "DIR")]
     pub policies: Option<PathBuf>,
-    /// Data directory (`delegations/<owner>.json`, `roles.json`)
+    /// Data directory (`delegations/<owner>.json` or, for owners past 1,000 suppliers, `delegations/<owner>/<prefix>.json`; `roles.json`)
     #[arg(long, env = "TILGANG_DATA", value_name = "DIR", default_value = "data")]
     pub data: PathBuf,
 }

@@ -80,13 +80,12 @@ impl DelegationStore {
         let snap = self.snapshot();
         let known = snap.owners.get(owner).map(Arc::as_ref);
         let data = self.data_dir();
-        let entries_of =
-            |records: &Suppliers| {
-                records
-                    .iter()
-                    .map(|(k, v)| (*k, Entry::from(v.as_ref())))
-                    .collect::<Entries>()
-            };
+        let entries_of = |records: &Suppliers| {
+            records
+                .iter()
+                .map(|(k, v)| (*k, Entry::from(v.as_ref())))
+                .collect::<Entries>()
+        };
         if load::is_split(data, owner) {
             let parts = load::list_parts(data, owner).map_err(StoreError::CorruptFile)?;
             let part = load::part_for(&parts, supplier);
@@ -247,7 +246,11 @@ impl DelegationStore {
                 // map with this part's range replaced, O(part · log n).
                 let mut all = known.map(|k| k.by_supplier.clone()).unwrap_or_default();
                 let old: Vec<OrgNumber> = known
-                    .map(|k| load::in_part(&k.by_supplier, &part).map(|(s, _)| s).collect())
+                    .map(|k| {
+                        load::in_part(&k.by_supplier, &part)
+                            .map(|(s, _)| s)
+                            .collect()
+                    })
                     .unwrap_or_default();
                 for s in old {
                     all.remove(&s);

@@ -419,8 +419,11 @@ impl serde::Serialize for DelegationOut<'_> {
                 }
                 m.serialize_entry("owner", &Uid(ORG_TYPE, d.owner.as_str()))?;
                 m.serialize_entry("supplier", &Uid(ORG_TYPE, d.supplier.as_str()))?;
-                let rights: Vec<Uid<'_>> =
-                    d.rights.iter().map(|r| Uid(RIGHT_TYPE, r.as_str())).collect();
+                let rights: Vec<Uid<'_>> = d
+                    .rights
+                    .iter()
+                    .map(|r| Uid(RIGHT_TYPE, r.as_str()))
+                    .collect();
                 m.serialize_entry("rights", &rights)?;
                 m.serialize_entry("delegatedBy", d.delegated_by)?;
                 m.serialize_entry("createdAt", d.created_at)?;

@@ -29,8 +29,8 @@ use std::sync::Arc;
 #[allow(unused_imports)]
 use super::*;
 use crate::ids::OrgNumber;
-use crate::snapshot::{Suppliers, 
-    DelegationRecord, Digest, FileStamp, OwnerDelegations, OwnerFile, PolicyBundle,
+use crate::snapshot::{
+    DelegationRecord, Digest, FileStamp, OwnerDelegations, OwnerFile, PolicyBundle, Suppliers,
 };
 
 /// The shortest part name: a first split groups suppliers by their first
