@@ -13,6 +13,14 @@
 //! # or the built binary: target/release/deps/noop_server-<hash> --listen ADDR
 //! ```
 //!
+//! `--keepalive SECONDS` turns on HTTP/2 keep-alive pings (and `SECONDS / 3`,
+//! at least 1, as their timeout), as tilgang's listeners always have them
+//! (`--keepalive-interval 30 --keepalive-timeout 10` by default):
+//! `scripts/scale.sh` passes `--keepalive 30`, so both servers run the same
+//! transport. hyper's keep-alive costs about 3 µs of CPU a call (it reads the
+//! clock and takes a lock per frame); without it the no-op server is that much
+//! faster, which says nothing about tilgang's decisions.
+//!
 //! It prints `listening on ADDR` once the port is bound and stops on SIGTERM or
 //! Ctrl-C. As part of a plain `cargo bench` (which passes `--bench` and
 //! nothing else) it exits 0 at once, so the other benchmarks still run.
@@ -64,9 +72,10 @@ impl Authorizer for Noop {
 
 /// What the command line asked for: `Some(addr)` to serve, `None` to exit at
 /// once (run by `cargo bench` without `--listen`).
-fn parse_args() -> Result<Option<SocketAddr>, String> {
+fn parse_args() -> Result<Option<(SocketAddr, Option<u64>)>, String> {
     let mut args = std::env::args().skip(1);
     let mut listen = None;
+    let mut keepalive = None;
     let mut as_bench = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -75,11 +84,18 @@ fn parse_args() -> Result<Option<SocketAddr>, String> {
                 listen = Some(value);
             }
             s if s.starts_with("--listen=") => listen = Some(s["--listen=".len()..].to_string()),
+            "--keepalive" => {
+                let value = args.next().ok_or("`--keepalive` needs seconds")?;
+                let secs: u64 = value
+                    .parse()
+                    .map_err(|_| format!("`--keepalive {value}` is not whole seconds"))?;
+                keepalive = (secs > 0).then_some(secs);
+            }
             // What cargo passes to every bench target.
             "--bench" => as_bench = true,
             "-h" | "--help" => {
                 println!(
-                    "noop_server [--listen ADDR]  (default {DEFAULT_LISTEN}); \
+                    "noop_server [--listen ADDR] [--keepalive SECONDS]  (default {DEFAULT_LISTEN}, no keep-alive); \
                      a tonic Authorizer that allows everything"
                 );
                 return Ok(None);
@@ -95,7 +111,7 @@ fn parse_args() -> Result<Option<SocketAddr>, String> {
     let listen = listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
     listen
         .parse()
-        .map(Some)
+        .map(|addr| Some((addr, keepalive)))
         .map_err(|e| format!("`--listen {listen}` is not an address: {e}"))
 }
 
@@ -116,8 +132,8 @@ async fn stop_signal() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let addr = match parse_args() {
-        Ok(Some(addr)) => addr,
+    let (addr, keepalive) = match parse_args() {
+        Ok(Some(found)) => found,
         Ok(None) => return ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -135,7 +151,10 @@ async fn main() -> ExitCode {
     // tilgang sets TCP_NODELAY on every accepted connection; so does this.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     println!("listening on {bound}");
+    let keepalive = keepalive.map(std::time::Duration::from_secs);
     let served = Server::builder()
+        .http2_keepalive_interval(keepalive)
+        .http2_keepalive_timeout(keepalive.map(|k| (k / 3).max(std::time::Duration::from_secs(1))))
         .add_service(AuthorizerServer::new(Noop))
         .serve_with_incoming_shutdown(incoming, stop_signal())
         .await;

@@ -16,6 +16,8 @@
 #                       file, which the first Delegate splits (that one is slow)
 #   N=100000 C=8 M=16 T=1 ROUNDS=2 WARMUP=N/5            h2load throughput runs
 #   LAT_SECONDS=10 LAT_C=16                              latency run: length, connections (-m 1)
+#   NOOP_KEEPALIVE=30   the no-op server's HTTP/2 keep-alive interval, as tilgang's
+#                       default (0: tonic's default, none; about 3 us a call cheaper)
 #   REPEAT=5                                             Delegate / rename probes
 #   PORT=50081 ADMIN_PORT=50082 NOOP_PORT=50071          all on 127.0.0.1
 #   START_TIMEOUT=900 STEP_TIMEOUT=600                   seconds; nothing waits longer
@@ -44,6 +46,7 @@ ROUNDS=${ROUNDS:-2}
 WARMUP=${WARMUP:-$((N / 5))}
 LAT_SECONDS=${LAT_SECONDS:-10}
 LAT_C=${LAT_C:-16}
+NOOP_KEEPALIVE=${NOOP_KEEPALIVE:-30}
 REPEAT=${REPEAT:-5}
 PORT=${PORT:-50081}
 ADMIN_PORT=${ADMIN_PORT:-50082}
@@ -72,7 +75,7 @@ for tool in h2load python3 cargo timeout; do
         die "\`$tool\` is not installed"
     }
 done
-for v in OWNERS PER_OWNER POOL HUGE SEED N C M T ROUNDS WARMUP LAT_SECONDS LAT_C REPEAT \
+for v in OWNERS PER_OWNER POOL HUGE SEED N C M T ROUNDS WARMUP LAT_SECONDS LAT_C NOOP_KEEPALIVE REPEAT \
     START_TIMEOUT STEP_TIMEOUT; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v=${!v} is not a whole number"
 done
@@ -199,7 +202,7 @@ start_hwm_mb=$(hwm "$tilgang_pid")
 echo "serving after ${start_s} s, VmRSS ${start_rss_mb} MB, VmHWM ${start_hwm_mb} MB" >&2
 
 step "starting the no-op tonic server on ${NOOP_ADDR}"
-"$NOOP" --listen "$NOOP_ADDR" >"$work/noop.log" 2>&1 &
+"$NOOP" --listen "$NOOP_ADDR" --keepalive "$NOOP_KEEPALIVE" >"$work/noop.log" 2>&1 &
 noop_pid=$!
 pids+=("$noop_pid")
 for _ in $(seq 1 300); do
@@ -368,9 +371,12 @@ verdict() { # VAR CONDITION (a Python expression): VAR=met or MISSED
 }
 verdict v_ratio "$ratio >= 0.85"
 verdict v_p99 "$t_p99 < 2"
-verdict v_start "$start_s < 3 * $delegations / 1e6"
-verdict v_rss "$start_rss_mb < 1024 * $delegations / 1e6"
-verdict v_validate "$validate_s < 5 * $delegations / 1e6"
+# The issue's budgets are for 1,000,000 delegations; more data gets a
+# proportionally larger budget, less data the same one (a process has a floor).
+millions="max(1, $delegations / 1e6)"
+verdict v_start "$start_s < 3 * $millions"
+verdict v_rss "$start_rss_mb < 1024 * $millions"
+verdict v_validate "$validate_s < 5 * $millions"
 verdict v_deleg "$d_vis_max < 50"
 verdict v_rename "$r_vis_max < 1000"
 if [ -n "$huge_owner" ]; then
@@ -385,14 +391,14 @@ echo
 echo "tilgang scale run: ${delegations} delegations (${OWNERS} owners x ${PER_OWNER} from a pool of ${POOL}$(
     [ -n "$huge_owner" ] && echo ", plus ${huge_owner} with ${HUGE}"); ${data_mb} MB of owner files, generated in ${gen_s} s)"
 echo "$(nproc) cores; $(git rev-parse --short HEAD 2>/dev/null || echo '?') $(git diff --quiet 2>/dev/null || echo '(dirty)'); $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-echo "Targets scale with the data: start 3 s, RSS 1 GiB and validate 5 s per 1,000,000 delegations."
+echo "Targets: start 3 s, RSS 1 GiB and validate 5 s at up to 1,000,000 delegations, proportionally more beyond."
 sep
 printf '%-34s %-14s %-10s %-7s %s\n' figure value target result "how measured"
 sep
 printf '%-34s %-14s %-10s %-7s %s\n' "throughput tilgang / noop" "$ratio" ">= 0.85" "$v_ratio" \
     "mean req/s of ${ROUNDS} h2load rounds each (-n ${N} -c ${C} -m ${M} -t ${T}), alternated noop, tilgang; per round ${round_ratios}"
 printf '%-34s %-14s %-10s %-7s %s\n' "  tilgang req/s" "$tilgang_mean" "" "" "rounds ${tilgang_all}; one allowed pair ${supplier} -> ${owner}"
-printf '%-34s %-14s %-10s %-7s %s\n' "  noop req/s" "$noop_mean" "" "" "rounds ${noop_all}; benches/noop_server.rs, tonic transport::Server"
+printf '%-34s %-14s %-10s %-7s %s\n' "  noop req/s" "$noop_mean" "" "" "rounds ${noop_all}; benches/noop_server.rs, tonic transport::Server, keep-alive ${NOOP_KEEPALIVE} s"
 printf '%-34s %-14s %-10s %-7s %s\n' "p99 latency at half throughput" "${t_p99} ms" "< 2 ms" "$v_p99" \
     "h2load -c ${LAT_C} -m 1 --rps ${per_client} (${lat_rate}/s target, ${t_rate}/s sent), ${lat_n} requests; --log-file times"
 printf '%-34s %-14s %-10s %-7s %s\n' "  tilgang p50 / max" "${t_p50} / ${t_max} ms" "" "" "same run"

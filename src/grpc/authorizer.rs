@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use tonic::{Request, Response, Status};
 
-use super::field;
 use crate::engine::{self, AccessRequest};
+use crate::ids::IdError;
 use crate::ids::{OrgNumber, Scope};
 use crate::proto::authorizer_server::Authorizer;
 use crate::proto::{
@@ -55,14 +55,15 @@ impl AuthorizerService {
 }
 
 fn parse(req: &IsAuthorizedRequest, prefix: &str) -> Result<AccessRequest, Status> {
+    // As `super::field` words it, with the name spelled out only for an
+    // error: this runs for every call.
+    let at = |name: &'static str| {
+        move |e: IdError| Status::invalid_argument(format!("`{prefix}{name}` {e}"))
+    };
     Ok(AccessRequest {
-        supplier: field(
-            &format!("{prefix}supplier"),
-            &req.supplier,
-            OrgNumber::parse,
-        )?,
-        owner: field(&format!("{prefix}owner"), &req.owner, OrgNumber::parse)?,
-        scope: field(&format!("{prefix}scope"), &req.scope, Scope::parse)?,
+        supplier: OrgNumber::parse(&req.supplier).map_err(at("supplier"))?,
+        owner: OrgNumber::parse(&req.owner).map_err(at("owner"))?,
+        scope: Scope::parse(&req.scope).map_err(at("scope"))?,
     })
 }
 

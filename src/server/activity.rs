@@ -2,54 +2,102 @@
 //! is idle. A request counts from the call until its response body has ended
 //! or been dropped, so a long `Health/Watch` stream keeps its connection busy.
 //! This module only counts; [`super::conn`] decides what idle means.
+//!
+//! Counting wakes nobody: the connection looks at the count when its idle
+//! timer fires (a watch channel here woke the connection's task twice per
+//! request, a tenth of the cost of a call under load).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use tokio::sync::watch;
+use tokio::time::Instant;
 use tower::Service;
 
-/// The count of requests in flight; [`super::conn`] watches it.
-pub type InFlight = watch::Receiver<usize>;
+/// One connection's requests in flight, and when the last one ended.
+#[derive(Debug)]
+pub struct InFlight {
+    count: AtomicUsize,
+    /// When the count last went to zero, in nanoseconds after `since`.
+    last_end: AtomicU64,
+    since: Instant,
+}
+
+impl InFlight {
+    fn new() -> Self {
+        Self {
+            count: AtomicUsize::new(0),
+            last_end: AtomicU64::new(0),
+            since: Instant::now(),
+        }
+    }
+
+    /// How many requests are in flight.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// How long nothing has been in flight at `now`: `None` while something
+    /// is (or since the connection began, if nothing ever was).
+    pub fn idle_for(&self, now: Instant) -> Option<Duration> {
+        if self.count() > 0 {
+            return None;
+        }
+        let last = self.since + Duration::from_nanos(self.last_end.load(Ordering::Acquire));
+        Some(now.saturating_duration_since(last))
+    }
+
+    fn start(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn end(&self) {
+        let now = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        // The time first, so a reader that sees the count at zero sees it too.
+        self.last_end.fetch_max(now, Ordering::AcqRel);
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// A tower service that counts the requests passing through it.
 #[derive(Clone)]
 pub struct Track<S> {
     inner: S,
-    count: Arc<watch::Sender<usize>>,
+    count: Arc<InFlight>,
 }
 
 impl<S> Track<S> {
     /// The service and the counter it drives.
-    pub fn new(inner: S) -> (Self, InFlight) {
-        let (tx, rx) = watch::channel(0);
+    pub fn new(inner: S) -> (Self, Arc<InFlight>) {
+        let count = Arc::new(InFlight::new());
         (
             Self {
                 inner,
-                count: Arc::new(tx),
+                count: count.clone(),
             },
-            rx,
+            count,
         )
     }
 }
 
 /// One request in flight; dropping it counts the request as done.
-struct Counted(Arc<watch::Sender<usize>>);
+struct Counted(Arc<InFlight>);
 
 impl Counted {
-    fn new(count: &Arc<watch::Sender<usize>>) -> Self {
-        count.send_modify(|n| *n += 1);
+    fn new(count: &Arc<InFlight>) -> Self {
+        count.start();
         Self(count.clone())
     }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        self.0.send_modify(|n| *n = n.saturating_sub(1));
+        self.0.end();
     }
 }
 
@@ -127,18 +175,18 @@ mod tests {
         });
         let (mut svc, count) = Track::new(svc);
         let pending = svc.ready().await.unwrap().call(Request::new(()));
-        assert_eq!(*count.borrow(), 1, "counted from the call");
+        assert_eq!(count.count(), 1, "counted from the call");
         let mut first = pending.await.unwrap().into_body();
-        assert_eq!(*count.borrow(), 1, "and while the body is unread");
+        assert_eq!(count.count(), 1, "and while the body is unread");
         let second = svc.ready().await.unwrap().call(Request::new(())).await;
-        assert_eq!(*count.borrow(), 2);
+        assert_eq!(count.count(), 2);
         drop(second);
-        assert_eq!(*count.borrow(), 1, "a dropped body is done");
+        assert_eq!(count.count(), 1, "a dropped body is done");
         let mut cx = Context::from_waker(std::task::Waker::noop());
         while let Poll::Ready(Some(_)) = Pin::new(&mut first).poll_frame(&mut cx) {}
-        assert_eq!(*count.borrow(), 0, "a finished body is done");
+        assert_eq!(count.count(), 0, "a finished body is done");
         // A call dropped before it answers is done too.
         drop(svc.ready().await.unwrap().call(Request::new(())));
-        assert_eq!(*count.borrow(), 0);
+        assert_eq!(count.count(), 0);
     }
 }

@@ -81,18 +81,17 @@ pub async fn serve<S>(
         tracing::debug!(%peer, error = %e, "could not set TCP_NODELAY");
     }
     let io = H2Guard::new(stream, settings.handshake_timeout, settings.header_timeout);
-    let (service, mut in_flight) = Track::new(Deadline::new(service, settings.request_timeout));
+    let (service, in_flight) = Track::new(Deadline::new(service, settings.request_timeout));
     let http = settings
         .http
         .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
     let mut http = std::pin::pin!(http);
+    // One timer for idle and linger: when it fires, the count of requests in
+    // flight says whether the connection is idle, and for how long; a busy
+    // one looks again a full period later.
     let idle = tokio::time::sleep(settings.idle_timeout);
     let mut idle = std::pin::pin!(idle);
-    // Runs while nothing is in flight: until the idle timeout while open,
-    // then for `linger` once closing.
-    let mut idle_armed = true;
     let mut closing = false;
-    let mut counting = true;
     // Look at the drain state once at the start: a connection accepted just
     // before the drain began must drain too.
     draining.mark_changed();
@@ -104,36 +103,36 @@ pub async fn serve<S>(
                 }
                 return;
             }
-            () = idle.as_mut(), if idle_armed => {
-                if closing {
-                    tracing::debug!(%peer, "connection did not close after GOAWAY; dropping it");
-                    return;
-                }
-                tracing::debug!(%peer, "connection idle; closing it");
-                closing = true;
-                http.as_mut().graceful_shutdown();
-                idle.as_mut().reset(Instant::now() + settings.linger);
-            }
-            changed = in_flight.changed(), if counting => {
-                // The sender lives in the service `http` holds, so this
-                // does not fail while `http` runs.
-                if changed.is_err() {
-                    counting = false;
-                    continue;
-                }
-                idle_armed = *in_flight.borrow_and_update() == 0;
-                if idle_armed {
-                    let wait = if closing { settings.linger } else { settings.idle_timeout };
-                    idle.as_mut().reset(Instant::now() + wait);
+            () = idle.as_mut() => {
+                let wait = if closing { settings.linger } else { settings.idle_timeout };
+                let now = Instant::now();
+                match in_flight.idle_for(now) {
+                    Some(idle_for) if idle_for >= wait => {
+                        if closing {
+                            tracing::debug!(%peer, "connection did not close after GOAWAY; dropping it");
+                            return;
+                        }
+                        tracing::debug!(%peer, "connection idle; closing it");
+                        closing = true;
+                        http.as_mut().graceful_shutdown();
+                        idle.as_mut().reset(now + settings.linger);
+                    }
+                    // Idle, but not for long enough yet: the rest of the wait.
+                    Some(idle_for) => idle.as_mut().reset(now + (wait - idle_for)),
+                    None => idle.as_mut().reset(now + wait),
                 }
             }
             changed = draining.changed(), if !closing => {
                 if changed.is_err() || *draining.borrow_and_update() {
                     closing = true;
                     http.as_mut().graceful_shutdown();
-                    if idle_armed {
-                        idle.as_mut().reset(Instant::now() + settings.linger);
-                    }
+                    let now = Instant::now();
+                    // Idle now: linger from now on; busy: look again then.
+                    let wait = match in_flight.idle_for(now) {
+                        Some(_) => settings.linger,
+                        None => settings.linger.min(settings.idle_timeout),
+                    };
+                    idle.as_mut().reset(now + wait);
                 }
             }
         }

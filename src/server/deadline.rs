@@ -49,6 +49,20 @@ where
         let limit = grpc_timeout(req.headers()).map_or(self.limit, |t| t.min(self.limit));
         let response = self.inner.call(req);
         Box::pin(async move {
+            // Most calls answer on their first poll (a decision is in memory):
+            // those need no timer, which costs a clock read and a timer-wheel
+            // entry per call.
+            let mut response = std::pin::pin!(response);
+            let first = std::future::poll_fn(|cx| {
+                Poll::Ready(match response.as_mut().poll(cx) {
+                    Poll::Ready(r) => Some(r),
+                    Poll::Pending => None,
+                })
+            })
+            .await;
+            if let Some(answered) = first {
+                return answered;
+            }
             match tokio::time::timeout(limit, response).await {
                 Ok(answered) => answered,
                 Err(_) => Ok(Status::deadline_exceeded(format!(
