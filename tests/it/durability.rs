@@ -469,14 +469,7 @@ async fn new_links_are_made_durable_too() {
 
     // `undo/` removed by hand (it is not watched): created again, durably.
     std::fs::remove_dir_all(data.join("undo")).unwrap();
-    a.revoke(tilgang::proto::RevokeRequest {
-        owner: OWNER.into(),
-        supplier: NEW_SUPPLIER.into(),
-        rights: vec![],
-        actor: DAGL.into(),
-    })
-    .await
-    .unwrap();
+    a.revoke(revoke_all(OWNER, NEW_SUPPLIER)).await.unwrap();
     let ops = checked(&log, Write::Revoke);
     assert!(has(
         &ops,
@@ -529,14 +522,7 @@ async fn a_split_and_a_part_write_follow_the_protocol() {
     );
     assert!(!s.work.owner_file(OWNER).exists());
 
-    a.revoke(tilgang::proto::RevokeRequest {
-        owner: OWNER.into(),
-        supplier: suppliers[0].clone(),
-        rights: vec![],
-        actor: DAGL.into(),
-    })
-    .await
-    .unwrap();
+    a.revoke(revoke_all(OWNER, &suppliers[0])).await.unwrap();
     let ops = checked(&log, Write::Revoke);
     let part = format!("{}.json", &suppliers[0][..3]);
     let owner_ops: Vec<&Op> = ops

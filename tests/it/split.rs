@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use tilgang::proto::{DelegateRequest, ListDelegationsRequest, RevokeRequest, UndoRevokeRequest};
+use tilgang::proto::{DelegateRequest, ListDelegationsRequest, UndoRevokeRequest};
 use tilgang::snapshot::load::{PART_MAX, SPLIT_AT};
 
 use crate::util::*;
@@ -154,12 +154,7 @@ async fn a_write_to_a_split_owner_replaces_one_part_and_takes_effect_at_once() {
 
     let gone = &suppliers[5];
     let token = a
-        .revoke(RevokeRequest {
-            owner: OWNER.into(),
-            supplier: gone.clone(),
-            rights: vec![],
-            actor: DAGL.into(),
-        })
+        .revoke(revoke_all(OWNER, gone))
         .await
         .unwrap()
         .into_inner()
@@ -187,14 +182,7 @@ async fn a_write_to_a_split_owner_replaces_one_part_and_takes_effect_at_once() {
     );
 
     // The last supplier of a part: the part file goes.
-    a.revoke(RevokeRequest {
-        owner: OWNER.into(),
-        supplier: NEW_SUPPLIER.into(),
-        rights: vec![],
-        actor: DAGL.into(),
-    })
-    .await
-    .unwrap();
+    a.revoke(revoke_all(OWNER, NEW_SUPPLIER)).await.unwrap();
     assert!(!dir.join("889.json").exists());
     assert!(!s.decide(NEW_SUPPLIER, OWNER, READ).await.allowed);
     assert_eq!(listed(&s).await.len(), SPLIT_AT);

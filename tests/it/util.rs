@@ -384,3 +384,13 @@ pub fn write_owner(work: &Workdir, owner: &str, suppliers: &[String], right: &st
     let text = serde_json::to_string_pretty(&entities).unwrap();
     std::fs::write(work.owner_file(owner), text).unwrap();
 }
+
+/// A revocation of everything `owner` has delegated to `supplier`, by `DAGL`.
+pub fn revoke_all(owner: &str, supplier: &str) -> tilgang::proto::RevokeRequest {
+    tilgang::proto::RevokeRequest {
+        owner: owner.into(),
+        supplier: supplier.into(),
+        rights: vec![],
+        actor: DAGL.into(),
+    }
+}
