@@ -89,25 +89,20 @@ impl DelegationStore {
         if load::is_split(data, owner) {
             let parts = load::list_parts(data, owner).map_err(StoreError::CorruptFile)?;
             let part = load::part_for(&parts, supplier);
-            let supplier = *supplier;
-            let Some(read) =
-                load::read_part(data, owner, &part).map_err(StoreError::CorruptFile)?
-            else {
-                let stamp = None;
-                return Ok((
-                    Entries::new(),
-                    Read::Part {
-                        part,
-                        supplier,
-                        stamp,
-                    },
-                ));
+            let read = load::read_part(data, owner, &part).map_err(StoreError::CorruptFile)?;
+            let entries = match &read {
+                None => Entries::new(),
+                Some(r) => {
+                    let (records, _) =
+                        load::parse_part(data, owner, &part, r, &snap.policies, known)
+                            .map_err(StoreError::CorruptFile)?;
+                    entries_of(&records)
+                }
             };
-            let (records, _) = load::parse_part(data, owner, &part, &read, &snap.policies, known)
-                .map_err(StoreError::CorruptFile)?;
-            let stamp = Some(read.stamp);
+            let stamp = read.map(|r| r.stamp);
+            let supplier = *supplier;
             return Ok((
-                entries_of(&records),
+                entries,
                 Read::Part {
                     part,
                     supplier,
@@ -229,18 +224,8 @@ impl DelegationStore {
                         &mut check,
                     )?;
                 } else {
-                    let bytes = entries::render(owner, entries)?;
-                    let mut stamp = None;
-                    check(
-                        self.files
-                            .write_atomic(place, &file_name, &bytes)
-                            .map(|meta| stamp = Some(FileStamp::of(&meta))),
-                    )?;
-                    written.extend(stamp.map(|stamp| OwnerFile {
-                        digest: load::file_digest(&name, &bytes),
-                        name: name.clone(),
-                        stamp,
-                    }));
+                    let file = (place, file_name.as_str(), name.clone());
+                    written.extend(self.write_file(owner, entries, file, &mut check)?);
                 }
                 // The other parts as the snapshot holds them: the persistent
                 // map with this part's range replaced, O(part · log n).
@@ -308,20 +293,11 @@ impl DelegationStore {
                 })
             }
             Read::Whole(_) => {
-                let bytes = entries::render(owner, entries)?;
-                let mut files = Vec::new();
-                check(
-                    self.files
-                        .write_atomic(Place::Delegations, &single, &bytes)
-                        .map(|meta| {
-                            // The stamp the watcher will see, so its reload of this file is a no-op.
-                            files.push(OwnerFile {
-                                digest: load::file_digest(&single, &bytes),
-                                name: single.clone(),
-                                stamp: FileStamp::of(&meta),
-                            });
-                        }),
-                )?;
+                let file = (Place::Delegations, single.as_str(), single.clone());
+                let files: Vec<OwnerFile> = self
+                    .write_file(owner, entries, file, &mut check)?
+                    .into_iter()
+                    .collect();
                 Some(OwnerDelegations {
                     by_supplier,
                     digest: OwnerDelegations::digest_of_files(&files),
@@ -368,24 +344,38 @@ impl DelegationStore {
                 .iter()
                 .filter_map(|s| entries.get(s).map(|e| (*s, e.clone())))
                 .collect();
-            let bytes = entries::render(owner, &part_entries)?;
-            let name = load::part_name(owner, part);
-            let mut written = None;
-            check(
-                self.files
-                    .write_atomic(place, &load::part_file_name(part), &bytes)
-                    .map(|meta| written = Some(FileStamp::of(&meta))),
-            )?;
-            if let Some(stamp) = written {
-                files.push(OwnerFile {
-                    digest: load::file_digest(&name, &bytes),
-                    name,
-                    stamp,
-                });
-            }
+            let file_name = load::part_file_name(part);
+            let file = (place, file_name.as_str(), load::part_name(owner, part));
+            files.extend(self.write_file(owner, &part_entries, file, check)?);
         }
         check(self.files.remove_durable(replaced.0, &replaced.1))?;
         Ok(files)
+    }
+
+    /// Render `entries` and write them durably as `file`: (the directory, the
+    /// file's name in it, its name below `delegations/`). Returns the file as
+    /// the snapshot lists it, with the stamp the watcher will see, so its
+    /// reload of the file is a no-op; `None` when it is in place but not
+    /// durable (`check` kept the error), and then the watcher reads it.
+    fn write_file(
+        &self,
+        owner: &OrgNumber,
+        entries: &Entries,
+        (place, file_name, name): (Place, &str, String),
+        check: &mut impl FnMut(Result<(), WriteError>) -> Result<(), StoreError>,
+    ) -> Result<Option<OwnerFile>, StoreError> {
+        let bytes = entries::render(owner, entries)?;
+        let mut stamp = None;
+        check(
+            self.files
+                .write_atomic(place, file_name, &bytes)
+                .map(|meta| stamp = Some(FileStamp::of(&meta))),
+        )?;
+        Ok(stamp.map(|stamp| OwnerFile {
+            digest: load::file_digest(&name, &bytes),
+            name,
+            stamp,
+        }))
     }
 
     /// Append the audit line for a change that is already in effect.
