@@ -21,7 +21,8 @@ use crate::server::limits::{self, ConnectionLimits, Limits, LimitsError};
 use crate::server::{self, Listener, ServerError};
 use crate::snapshot::SnapshotStore;
 use crate::snapshot::load::{self, LoadErrors, PolicySource};
-use crate::snapshot::reload::{self, Reloader};
+use crate::snapshot::reload::Reloader;
+use crate::snapshot::startup;
 use crate::snapshot::watch::{self as watcher, WatchHandle};
 use crate::store::DelegationStore;
 use crate::telemetry::decision_log::{self, Writer};
@@ -237,7 +238,7 @@ impl Sidecar {
         // read again once its writer is done (see `snapshot::settle`).
         let snapshot = {
             let (policies, data, quiet) = (policies.clone(), data.clone(), cfg.debounce);
-            tokio::task::spawn_blocking(move || reload::load_settled(&policies, &data, quiet))
+            tokio::task::spawn_blocking(move || startup::load_settled(&policies, &data, quiet))
                 .await
                 .map_err(|e| StartError::Config(format!("loading failed: {e}")))??
         };

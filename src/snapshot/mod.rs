@@ -7,11 +7,12 @@
 //! so a change to one owner's file rebuilds only that owner's slice. Loading from
 //! disk lives in [`load`]; [`reload`] decides what a change on disk means (with
 //! [`settle`] deciding when its content may be trusted), and [`watch`] only turns
-//! file events into calls to it. This module does no I/O.
+//! file events into calls to it; [`startup`] is the first load. This module does no I/O.
 
 pub mod load;
 pub mod reload;
 pub mod settle;
+pub mod startup;
 pub mod watch;
 
 use std::collections::{BTreeSet, HashMap};
