@@ -1,0 +1,693 @@
+use super::*;
+use crate::auth::keys::KeySet;
+use crate::auth::testkit::{self, TestKey, now};
+use serde_json::json;
+
+const ISS: &str = "https://maskinporten.no/";
+const AUD: &str = "https://tilgang.example/";
+
+/// A verifier over a fixed key set: the RSA key as `r1`, the P-256 key
+/// as `e1`, an Ed25519 key as `o1`, with issuer and audience checked.
+fn verifier() -> Verifier {
+    verifier_with(
+        json!([
+            testkit::rsa().jwk("r1"),
+            testkit::p256().jwk("e1"),
+            testkit::ed25519().jwk("o1"),
+        ]),
+        VerifierConfig {
+            issuer: Some(ISS.into()),
+            audiences: vec![AUD.into(), "other".into()],
+            ..VerifierConfig::default()
+        },
+    )
+}
+
+fn verifier_with(keys: Value, config: VerifierConfig) -> Verifier {
+    let set = KeySet::from_json(json!({ "keys": keys }).to_string().as_bytes()).unwrap();
+    Verifier::new(Arc::new(JwksFile::fixed(set)), config).unwrap()
+}
+
+/// Maskinporten-shaped claims valid for the next two minutes.
+fn claims() -> Value {
+    json!({
+        "iss": ISS,
+        "aud": AUD,
+        "scope": "altinn:serviceowner/instances.read",
+        "consumer": {"authority": "iso6523-actorid-upis", "ID": "0192:991825827"},
+        "iat": now(),
+        "exp": now() + 120,
+    })
+}
+
+fn with(mut base: Value, key: &str, value: Value) -> Value {
+    base[key] = value;
+    base
+}
+
+fn without(mut base: Value, key: &str) -> Value {
+    base.as_object_mut().unwrap().remove(key);
+    base
+}
+
+fn signed(key: &TestKey, alg: &str, kid: Option<&str>, claims: &Value) -> String {
+    let header = match kid {
+        Some(kid) => json!({"alg": alg, "typ": "JWT", "kid": kid}),
+        None => json!({"alg": alg, "typ": "JWT"}),
+    };
+    testkit::token(key, &header, claims)
+}
+
+fn rs256(claims: &Value) -> String {
+    signed(testkit::rsa(), "RS256", Some("r1"), claims)
+}
+
+#[test]
+fn rs256_es256_and_eddsa_tokens_verify() {
+    let v = verifier();
+    let c = v.verify(&rs256(&claims())).unwrap();
+    assert_eq!(c.issuer(), Some(ISS));
+    assert_eq!(c.str("scope"), Some("altinn:serviceowner/instances.read"));
+    assert_eq!(c.get("consumer").unwrap()["ID"], "0192:991825827");
+    let sent = claims();
+    let c = v
+        .verify(&signed(testkit::p256(), "ES256", Some("e1"), &sent))
+        .unwrap();
+    assert_eq!(c.expires_at(), sent["exp"].as_i64());
+    v.verify(&signed(testkit::ed25519(), "EdDSA", Some("o1"), &claims()))
+        .unwrap();
+    for alg in ["RS384", "RS512", "PS256", "PS384", "PS512"] {
+        v.verify(&signed(testkit::rsa(), alg, Some("r1"), &claims()))
+            .unwrap_or_else(|e| panic!("{alg}: {e}"));
+    }
+}
+
+#[test]
+fn es384_verifies_with_a_p384_key() {
+    let v = verifier_with(
+        json!([testkit::p384().jwk("e3")]),
+        VerifierConfig::default(),
+    );
+    v.verify(&signed(testkit::p384(), "ES384", Some("e3"), &claims()))
+        .unwrap();
+    assert_eq!(
+        v.verify(&signed(testkit::p256(), "ES256", Some("e3"), &claims())),
+        Err(TokenError::KeyMismatch {
+            kid: "e3".into(),
+            alg: "ES256"
+        })
+    );
+}
+
+#[test]
+fn expired_and_not_yet_valid_tokens_are_refused_outside_the_leeway() {
+    let v = verifier();
+    // Well outside the leeway, so a tick of the real clock cannot matter;
+    // the boundaries are tested at fixed instants below.
+    let t = now();
+    let exp = t - 60;
+    assert_eq!(
+        v.verify(&rs256(&with(claims(), "exp", json!(exp)))),
+        Err(TokenError::Expired { at: exp })
+    );
+    let nbf = t + 60;
+    assert_eq!(
+        v.verify(&rs256(&with(claims(), "nbf", json!(nbf)))),
+        Err(TokenError::NotYetValid { from: nbf })
+    );
+}
+
+#[test]
+fn the_leeway_holds_on_both_sides_to_the_second() {
+    let v = verifier();
+    let t = 1_800_000_000;
+    let at = |c: &Value, now| v.verify_at(&rs256(c), now);
+    let base = with(claims(), "exp", json!(t));
+    // exp: valid while now < exp + 30.
+    assert!(at(&base, t + 29).is_ok());
+    assert_eq!(at(&base, t + 30), Err(TokenError::Expired { at: t }));
+    // nbf: valid from nbf - 30.
+    let early = with(with(claims(), "exp", json!(t + 600)), "nbf", json!(t + 100));
+    assert!(at(&early, t + 70).is_ok());
+    assert_eq!(
+        at(&early, t + 69),
+        Err(TokenError::NotYetValid { from: t + 100 })
+    );
+    // Fractions count against the token; absurd values saturate.
+    let fraction = with(claims(), "exp", json!(t as f64 + 0.9));
+    assert_eq!(at(&fraction, t + 30), Err(TokenError::Expired { at: t }));
+    let far = with(claims(), "exp", json!(1e300));
+    assert!(at(&far, t).is_ok());
+    let past = with(claims(), "exp", json!(-1e300));
+    assert_eq!(at(&past, t), Err(TokenError::Expired { at: i64::MIN }));
+
+    let strict = verifier_with(
+        json!([testkit::rsa().jwk("r1")]),
+        VerifierConfig {
+            leeway: Duration::ZERO,
+            ..VerifierConfig::default()
+        },
+    );
+    assert!(strict.verify_at(&rs256(&base), t - 1).is_ok());
+    assert_eq!(
+        strict.verify_at(&rs256(&base), t),
+        Err(TokenError::Expired { at: t })
+    );
+}
+
+#[test]
+fn exp_is_required_and_time_claims_must_be_numbers() {
+    let v = verifier();
+    assert_eq!(
+        v.verify(&rs256(&without(claims(), "exp"))),
+        Err(TokenError::MissingClaim { name: "exp".into() })
+    );
+    assert_eq!(
+        v.verify(&rs256(&with(claims(), "exp", json!(null)))),
+        Err(TokenError::InvalidClaim {
+            name: "exp".into(),
+            want: "a number"
+        })
+    );
+    let far = (now() + 100).to_string();
+    assert_eq!(
+        v.verify(&rs256(&with(claims(), "exp", json!(far)))),
+        Err(TokenError::InvalidClaim {
+            name: "exp".into(),
+            want: "a number"
+        })
+    );
+    assert_eq!(
+        v.verify(&rs256(&with(claims(), "nbf", json!("0")))),
+        Err(TokenError::InvalidClaim {
+            name: "nbf".into(),
+            want: "a number"
+        })
+    );
+}
+
+#[test]
+fn issuer_is_checked_exactly_when_configured() {
+    let v = verifier();
+    assert_eq!(
+        v.verify(&rs256(&with(
+            claims(),
+            "iss",
+            json!("https://maskinporten.no")
+        ))),
+        Err(TokenError::WrongIssuer {
+            got: "https://maskinporten.no".into(),
+            want: ISS.into()
+        })
+    );
+    assert_eq!(
+        v.verify(&rs256(&without(claims(), "iss"))),
+        Err(TokenError::MissingClaim { name: "iss".into() })
+    );
+    assert_eq!(
+        v.verify(&rs256(&with(claims(), "iss", json!([ISS])))),
+        Err(TokenError::InvalidClaim {
+            name: "iss".into(),
+            want: "a string"
+        })
+    );
+    // A long issuer is cut in the message.
+    let long = "i".repeat(1000);
+    let err = v
+        .verify(&rs256(&with(claims(), "iss", json!(long))))
+        .unwrap_err();
+    assert!(err.to_string().len() < 200, "{err}");
+    // Not configured: any issuer.
+    let open = verifier_with(json!([testkit::rsa().jwk("r1")]), VerifierConfig::default());
+    assert!(open.verify(&rs256(&without(claims(), "iss"))).is_ok());
+}
+
+#[test]
+fn audience_string_or_array_must_hold_an_accepted_one() {
+    let v = verifier();
+    assert!(
+        v.verify(&rs256(&with(claims(), "aud", json!(["x", "other"]))))
+            .is_ok()
+    );
+    assert_eq!(
+        v.verify(&rs256(&with(
+            claims(),
+            "aud",
+            json!("https://evil.example/")
+        ))),
+        Err(TokenError::WrongAudience {
+            got: "\"https://evil.example/\"".into()
+        })
+    );
+    assert_eq!(
+        v.verify(&rs256(&with(claims(), "aud", json!(["a", "b"])))),
+        Err(TokenError::WrongAudience {
+            got: "[\"a\",\"b\"]".into()
+        })
+    );
+    assert_eq!(
+        v.verify(&rs256(&with(claims(), "aud", json!([])))),
+        Err(TokenError::WrongAudience { got: "[]".into() })
+    );
+    assert_eq!(
+        v.verify(&rs256(&without(claims(), "aud"))),
+        Err(TokenError::MissingClaim { name: "aud".into() })
+    );
+    for bad in [json!([AUD, 1]), json!(1), json!({"aud": AUD})] {
+        assert_eq!(
+            v.verify(&rs256(&with(claims(), "aud", bad))),
+            Err(TokenError::InvalidClaim {
+                name: "aud".into(),
+                want: "a string or an array of strings"
+            })
+        );
+    }
+    // A prefix or different case is not the audience.
+    for near in ["https://tilgang.example", "HTTPS://TILGANG.EXAMPLE/"] {
+        assert!(matches!(
+            v.verify(&rs256(&with(claims(), "aud", json!(near)))),
+            Err(TokenError::WrongAudience { .. })
+        ));
+    }
+}
+
+#[test]
+fn a_key_with_the_same_kid_but_other_material_is_a_bad_signature() {
+    let v = verifier();
+    assert_eq!(
+        v.verify(&signed(testkit::rsa2(), "RS256", Some("r1"), &claims())),
+        Err(TokenError::BadSignature)
+    );
+    assert_eq!(
+        v.verify(&signed(testkit::p256_2(), "ES256", Some("e1"), &claims())),
+        Err(TokenError::BadSignature)
+    );
+    // Without a kid every fitting key is tried; none is the signer's.
+    assert_eq!(
+        v.verify(&signed(testkit::rsa2(), "RS256", None, &claims())),
+        Err(TokenError::BadSignature)
+    );
+}
+
+#[test]
+fn without_a_kid_the_keys_that_fit_the_algorithm_are_tried() {
+    let v = verifier_with(
+        json!([
+            testkit::rsa2().jwk("a"),
+            testkit::rsa().jwk("b"),
+            testkit::p256().jwk("c")
+        ]),
+        VerifierConfig::default(),
+    );
+    assert!(
+        v.verify(&signed(testkit::rsa(), "RS256", None, &claims()))
+            .is_ok()
+    );
+    assert!(
+        v.verify(&signed(testkit::p256(), "ES256", None, &claims()))
+            .is_ok()
+    );
+    assert_eq!(
+        v.verify(&signed(testkit::ed25519(), "EdDSA", None, &claims())),
+        Err(TokenError::NoKeyForAlgorithm { alg: "EdDSA" })
+    );
+    // A key without a kid serves only tokens without one.
+    let anonymous = verifier_with(
+        json!([testkit::rsa().public.clone()]),
+        VerifierConfig::default(),
+    );
+    assert!(
+        anonymous
+            .verify(&signed(testkit::rsa(), "RS256", None, &claims()))
+            .is_ok()
+    );
+    assert_eq!(
+        anonymous.verify(&rs256(&claims())),
+        Err(TokenError::UnknownKey { kid: "r1".into() })
+    );
+}
+
+#[test]
+fn unknown_kid_is_refused_and_echoed_short() {
+    let v = verifier();
+    assert_eq!(
+        v.verify(&signed(testkit::rsa(), "RS256", Some("r2"), &claims())),
+        Err(TokenError::UnknownKey { kid: "r2".into() })
+    );
+    let long = format!("{}\u{202e}", "k".repeat(100));
+    let Err(TokenError::UnknownKey { kid }) =
+        v.verify(&signed(testkit::rsa(), "RS256", Some(&long), &claims()))
+    else {
+        panic!()
+    };
+    assert_eq!(kid, format!("{}…", "k".repeat(64)));
+}
+
+#[test]
+fn alg_none_and_every_hmac_are_refused() {
+    let v = verifier();
+    let payload = URL_SAFE_NO_PAD.encode(claims().to_string());
+    for alg in ["none", "None", "NONE", "nOnE"] {
+        let header = URL_SAFE_NO_PAD.encode(json!({"alg": alg, "kid": "r1"}).to_string());
+        for sig in ["", "AAAA"] {
+            assert_eq!(
+                v.verify(&format!("{header}.{payload}.{sig}")),
+                Err(TokenError::AlgorithmNotAllowed { alg: alg.into() }),
+                "{alg} {sig:?}"
+            );
+        }
+    }
+    for alg in ["HS256", "HS384", "HS512", "ES512", "RS1", ""] {
+        let t = testkit::hmac_token(b"secret", &json!({"alg": alg, "kid": "r1"}), &claims());
+        assert_eq!(
+            v.verify(&t),
+            Err(TokenError::AlgorithmNotAllowed { alg: alg.into() })
+        );
+    }
+    let no_alg = testkit::hmac_token(b"secret", &json!({"kid": "r1"}), &claims());
+    assert_eq!(v.verify(&no_alg), Err(malformed("the header has no `alg`")));
+}
+
+#[test]
+fn hs256_with_the_public_key_as_secret_is_refused() {
+    // The classic key-confusion attack: a verifier that lets the header
+    // choose HMAC would check this MAC with the RSA public key's bytes.
+    let v = verifier();
+    let rsa = testkit::rsa();
+    let n = URL_SAFE_NO_PAD
+        .decode(rsa.public["n"].as_str().unwrap())
+        .unwrap();
+    let jwk_text = rsa.jwk("r1").to_string();
+    let secrets: [&[u8]; 5] = [
+        rsa.public_pem.as_bytes(),
+        &rsa.public_der,
+        &n,
+        rsa.public["n"].as_str().unwrap().as_bytes(),
+        jwk_text.as_bytes(),
+    ];
+    for secret in secrets {
+        for header in [
+            json!({"alg": "HS256", "kid": "r1"}),
+            json!({"alg": "HS256"}),
+            json!({"alg": "HS512", "kid": "r1", "typ": "JWT"}),
+        ] {
+            let alg = header["alg"].as_str().unwrap().to_owned();
+            assert_eq!(
+                v.verify(&testkit::hmac_token(secret, &header, &claims())),
+                Err(TokenError::AlgorithmNotAllowed { alg })
+            );
+        }
+    }
+}
+
+#[test]
+fn a_header_alg_that_does_not_fit_the_key_is_refused() {
+    let v = verifier();
+    // An ES256 signature presented for the RSA key, and the reverse.
+    assert_eq!(
+        v.verify(&signed(testkit::p256(), "ES256", Some("r1"), &claims())),
+        Err(TokenError::KeyMismatch {
+            kid: "r1".into(),
+            alg: "ES256"
+        })
+    );
+    assert_eq!(
+        v.verify(&signed(testkit::rsa(), "RS256", Some("e1"), &claims())),
+        Err(TokenError::KeyMismatch {
+            kid: "e1".into(),
+            alg: "RS256"
+        })
+    );
+    // A key pinned to PS256 refuses RS256 by the same key.
+    let mut pinned = testkit::rsa().jwk("p");
+    pinned["alg"] = json!("PS256");
+    let v = verifier_with(json!([pinned]), VerifierConfig::default());
+    assert!(
+        v.verify(&signed(testkit::rsa(), "PS256", Some("p"), &claims()))
+            .is_ok()
+    );
+    assert_eq!(
+        v.verify(&signed(testkit::rsa(), "RS256", Some("p"), &claims())),
+        Err(TokenError::KeyMismatch {
+            kid: "p".into(),
+            alg: "RS256"
+        })
+    );
+}
+
+#[test]
+fn tampering_with_any_part_breaks_the_signature() {
+    let v = verifier();
+    for token in [
+        rs256(&claims()),
+        signed(testkit::p256(), "ES256", Some("e1"), &claims()),
+    ] {
+        let parts: Vec<&str> = token.split('.').collect();
+        // A payload granting more, under the original header and signature.
+        let more = URL_SAFE_NO_PAD.encode(
+            with(
+                claims(),
+                "scope",
+                json!("altinn:serviceowner/instances.write"),
+            )
+            .to_string(),
+        );
+        assert_eq!(
+            v.verify(&format!("{}.{more}.{}", parts[0], parts[2])),
+            Err(TokenError::BadSignature)
+        );
+        // The same header with another kid or typ.
+        let header: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+        let retyped = URL_SAFE_NO_PAD.encode(with(header, "typ", json!("at+jwt")).to_string());
+        assert_eq!(
+            v.verify(&format!("{retyped}.{}.{}", parts[1], parts[2])),
+            Err(TokenError::BadSignature)
+        );
+        // One flipped bit in the signature, and a signature cut short.
+        let mut sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+        sig[10] ^= 1;
+        let flipped = URL_SAFE_NO_PAD.encode(&sig);
+        assert_eq!(
+            v.verify(&format!("{}.{}.{flipped}", parts[0], parts[1])),
+            Err(TokenError::BadSignature)
+        );
+        let short = URL_SAFE_NO_PAD.encode(&sig[..sig.len() - 1]);
+        assert_eq!(
+            v.verify(&format!("{}.{}.{short}", parts[0], parts[1])),
+            Err(TokenError::BadSignature)
+        );
+    }
+    // ECDSA "psychic signature" (r = s = 0, CVE-2022-21449).
+    let token = signed(testkit::p256(), "ES256", Some("e1"), &claims());
+    let (signed_part, _) = token.rsplit_once('.').unwrap();
+    let zeros = URL_SAFE_NO_PAD.encode([0u8; 64]);
+    assert_eq!(
+        v.verify(&format!("{signed_part}.{zeros}")),
+        Err(TokenError::BadSignature)
+    );
+}
+
+#[test]
+fn garbage_is_malformed_and_never_panics() {
+    let v = verifier();
+    let good = rs256(&claims());
+    let (h, rest) = good.split_once('.').unwrap();
+    let (p, s) = rest.split_once('.').unwrap();
+    let cases: Vec<(String, &str)> = vec![
+        (String::new(), "not three dot-separated parts"),
+        ("abc".into(), "not three dot-separated parts"),
+        ("a.b".into(), "not three dot-separated parts"),
+        (format!("{h}.{p}"), "not three dot-separated parts"),
+        (format!("{h}.{p}.{s}.x.y"), "not three dot-separated parts"),
+        (format!("{h}.{p}.{s}."), "not three dot-separated parts"),
+        (
+            "..".into(),
+            "the header is not a JSON object with string `alg` and `kid`",
+        ),
+        (
+            format!("{h}.{p}."),
+            "the signature is not unpadded base64url",
+        ),
+        (
+            format!("{h}.{p}.{s}="),
+            "the signature is not unpadded base64url",
+        ),
+        (
+            format!("{h}.{p}.a+b/"),
+            "the signature is not unpadded base64url",
+        ),
+        (
+            format!("{h}.{p}!.{s}"),
+            "the payload is not unpadded base64url",
+        ),
+        (
+            format!("{h}=.{p}.{s}"),
+            "the header is not unpadded base64url",
+        ),
+        (format!("é.{p}.{s}"), "the header is not unpadded base64url"),
+        (
+            format!("{}.{p}.{s}", URL_SAFE_NO_PAD.encode("not json")),
+            "the header is not a JSON object with string `alg` and `kid`",
+        ),
+        (
+            format!("{}.{p}.{s}", URL_SAFE_NO_PAD.encode("[\"RS256\"]")),
+            "the header is not a JSON object with string `alg` and `kid`",
+        ),
+        (
+            format!(
+                "{}.{p}.{s}",
+                URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","kid":1}"#)
+            ),
+            "the header is not a JSON object with string `alg` and `kid`",
+        ),
+        (
+            format!(
+                "{}.{p}.{s}",
+                URL_SAFE_NO_PAD.encode(r#"{"alg":"none","alg":"RS256","kid":"r1"}"#)
+            ),
+            "the header is not a JSON object with string `alg` and `kid`",
+        ),
+        (
+            format!(
+                "{}.{p}.{s}",
+                URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","kid":"r1","crit":["b64"],"b64":false}"#)
+            ),
+            "the header marks extensions critical (`crit`)",
+        ),
+    ];
+    for (token, why) in cases {
+        assert_eq!(v.verify(&token), Err(malformed(why)), "{token:?}");
+    }
+    let huge = "a".repeat(MAX_TOKEN_BYTES + 1);
+    assert_eq!(
+        v.verify(&huge),
+        Err(TokenError::TooLong {
+            len: MAX_TOKEN_BYTES + 1,
+            max: MAX_TOKEN_BYTES
+        })
+    );
+    // Signed, but the payload is not a JSON object.
+    for payload in ["not json", "[1,2]", "\"exp\"", ""] {
+        let t = testkit::token_raw(
+            testkit::rsa(),
+            &json!({"alg": "RS256", "kid": "r1"}),
+            payload.as_bytes(),
+        );
+        assert_eq!(
+            v.verify(&t),
+            Err(malformed("the payload is not a JSON object")),
+            "{payload:?}"
+        );
+    }
+    // Deep nesting stops at serde_json's recursion limit, not the stack.
+    let deep = format!("{{\"a\":{}1{}}}", "[".repeat(1000), "]".repeat(1000));
+    let t = testkit::token_raw(
+        testkit::rsa(),
+        &json!({"alg": "RS256", "kid": "r1"}),
+        deep.as_bytes(),
+    );
+    assert_eq!(
+        v.verify(&t),
+        Err(malformed("the payload is not a JSON object"))
+    );
+}
+
+#[test]
+fn header_members_that_name_keys_are_ignored() {
+    // A token that brings its own key (jwk, jku, x5u) is still checked
+    // against the file's keys only.
+    let v = verifier();
+    let attacker = testkit::rsa2();
+    let header = json!({
+        "alg": "RS256",
+        "kid": "r1",
+        "jwk": attacker.jwk("r1"),
+        "jku": "https://evil.example/jwks",
+        "x5u": "https://evil.example/cert",
+    });
+    assert_eq!(
+        v.verify(&testkit::token(attacker, &header, &claims())),
+        Err(TokenError::BadSignature)
+    );
+    let header = json!({"alg": "RS256", "jwk": attacker.jwk("x")});
+    assert_eq!(
+        v.verify(&testkit::token(attacker, &header, &claims())),
+        Err(TokenError::BadSignature)
+    );
+}
+
+#[test]
+fn require_str_names_what_is_missing() {
+    let v = verifier();
+    let c = v
+        .verify(&rs256(&with(claims(), "pid", json!("01017012345"))))
+        .unwrap();
+    assert_eq!(c.require_str("pid"), Ok("01017012345"));
+    assert_eq!(
+        c.require_str("acr"),
+        Err(TokenError::MissingClaim { name: "acr".into() })
+    );
+    assert_eq!(
+        c.require_str("consumer"),
+        Err(TokenError::InvalidClaim {
+            name: "consumer".into(),
+            want: "a string"
+        })
+    );
+    // Debug names claims but never shows their values.
+    let shown = format!("{c:?}");
+    assert!(
+        shown.contains("\"pid\"") && !shown.contains("01017012345"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn config_is_checked() {
+    let jwks = || {
+        Arc::new(JwksFile::fixed(
+            KeySet::from_json(
+                json!({"keys": [testkit::p256().jwk("e")]})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .unwrap(),
+        ))
+    };
+    let new = |c| Verifier::new(jwks(), c).map(drop);
+    assert_eq!(
+        new(VerifierConfig {
+            issuer: Some(String::new()),
+            ..VerifierConfig::default()
+        }),
+        Err(ConfigError::EmptyIssuer)
+    );
+    assert_eq!(
+        new(VerifierConfig {
+            audiences: vec!["a".into(), String::new()],
+            ..VerifierConfig::default()
+        }),
+        Err(ConfigError::EmptyAudience)
+    );
+    assert!(matches!(
+        new(VerifierConfig {
+            leeway: Duration::from_secs(301),
+            ..VerifierConfig::default()
+        }),
+        Err(ConfigError::LeewayTooLong { .. })
+    ));
+    assert_eq!(VerifierConfig::default().leeway, Duration::from_secs(30));
+}
+
+#[test]
+fn error_messages_never_carry_the_token() {
+    let v = verifier();
+    let token = rs256(&with(claims(), "exp", json!(now() - 3600)));
+    let (_, rest) = token.split_once('.').unwrap();
+    let sig = rest.split_once('.').unwrap().1;
+    let err = v.verify(&token).unwrap_err();
+    let msg = err.to_string();
+    assert!(!msg.contains(sig) && !msg.contains(&token[..20]), "{msg}");
+    assert_eq!(err.kind(), "expired");
+}

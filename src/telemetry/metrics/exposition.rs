@@ -1,0 +1,269 @@
+//! The exposition: what a scrape reads (the counters, the snapshot's revision,
+//! age and size, the process's descriptors and memory) encoded in the
+//! Prometheus text format or OpenMetrics with `prometheus-client`.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// `Content-Type` of the OpenMetrics text format.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// `Content-Type` of the Prometheus text format.
+pub const PROMETHEUS_TEXT: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// What a scrape sees: the counters and the current snapshot.
+#[derive(Debug)]
+pub struct Exposition {
+    registry: Registry,
+}
+
+impl Exposition {
+    pub fn new(metrics: Arc<Metrics>, snapshots: Arc<SnapshotStore>) -> Self {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Scrape { metrics, snapshots }));
+        Self { registry }
+    }
+
+    /// The exposition and its content type: OpenMetrics when the scraper's
+    /// `Accept` header asks for it (Prometheus does), the Prometheus text
+    /// format otherwise.
+    pub fn render(&self, accept: Option<&str>) -> Result<(&'static str, String), std::fmt::Error> {
+        let mut out = String::with_capacity(16 * 1024);
+        if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
+            prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+            Ok((OPENMETRICS, out))
+        } else {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
+            Ok((PROMETHEUS_TEXT, out))
+        }
+    }
+}
+
+/// Encodes everything on each scrape.
+#[derive(Debug)]
+struct Scrape {
+    metrics: Arc<Metrics>,
+    snapshots: Arc<SnapshotStore>,
+}
+
+type Fmt = Result<(), std::fmt::Error>;
+
+fn counter(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (Vec<(&'static str, &'static str)>, u64)>,
+) -> Fmt {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, v) in series {
+        ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauge<V: prometheus_client::encoding::EncodeGaugeValue>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    v: V,
+) -> Fmt {
+    ConstGauge::new(v).encode(enc.encode_descriptor(name, help, unit, MetricType::Gauge)?)
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Fmt {
+        let m = &*self.metrics;
+        counter(
+            &mut enc,
+            "tilgang_decisions",
+            "Calls that asked for a decision, by API and result (allow; deny; error: a deny forced by evaluation errors; invalid: a malformed request, nothing decided). Batch items count one each; a rejected batch counts once.",
+            Api::ALL.iter().flat_map(|&api| {
+                Outcome::ALL.iter().map(move |&o| {
+                    (
+                        vec![("api", api.as_str()), ("result", o.as_str())],
+                        m.decisions(api, o),
+                    )
+                })
+            }),
+        )?;
+        {
+            let unit = Unit::Seconds;
+            let mut h = enc.encode_descriptor(
+                "tilgang_decision_duration",
+                "Time to decide one request, from the decoded request to the decision (a batch item: its own decision).",
+                Some(&unit),
+                MetricType::Histogram,
+            )?;
+            for &api in Api::ALL {
+                let (sum, count, buckets) = m.latency[api.index()].read();
+                h.encode_family(&[("api", api.as_str())])?
+                    .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+            }
+        }
+        counter(
+            &mut enc,
+            "tilgang_reloads",
+            "Changes on disk looked at by the reloader, by unit and result (accepted: published; rejected: the last good snapshot keeps deciding).",
+            ReloadUnit::ALL.iter().flat_map(|&u| {
+                let (accepted, rejected) = m.reloads(u);
+                [
+                    (vec![("unit", u.as_str()), ("result", "accepted")], accepted),
+                    (vec![("unit", u.as_str()), ("result", "rejected")], rejected),
+                ]
+            }),
+        )?;
+        counter(
+            &mut enc,
+            "tilgang_admin_writes",
+            "Admin writes (delegate, revoke, undo) by kind and result.",
+            AdminKind::ALL.iter().flat_map(|&k| {
+                AdminResult::ALL.iter().map(move |&r| {
+                    (
+                        vec![("kind", k.as_str()), ("result", r.as_str())],
+                        m.admin_writes(k, r),
+                    )
+                })
+            }),
+        )?;
+        counter(
+            &mut enc,
+            "tilgang_admin_refusals",
+            "Admin writes refused, by kind and reason (forbidden by the admin policy, unknown undo token, roles.json invalid).",
+            AdminKind::ALL.iter().flat_map(|&k| {
+                Refusal::ALL.iter().map(move |&r| {
+                    (
+                        vec![("kind", k.as_str()), ("reason", r.as_str())],
+                        m.admin_refusals(k, r),
+                    )
+                })
+            }),
+        )?;
+        counter(
+            &mut enc,
+            "tilgang_decision_log_lines",
+            "Decision-log lines written.",
+            [(vec![], m.log_lines())],
+        )?;
+        counter(
+            &mut enc,
+            "tilgang_decision_log_dropped",
+            "Decision-log lines not written, by reason (queue_full: the writer could not keep up; write_error: the write failed; closed: after shutdown).",
+            Dropped::ALL
+                .iter()
+                .map(|&d| (vec![("reason", d.as_str())], m.log_drops(d))),
+        )?;
+        counter(
+            &mut enc,
+            "tilgang_decision_log_write_errors",
+            "Failed writes to the decision log.",
+            [(vec![], m.log_write_errors.load(Relaxed))],
+        )?;
+
+        let snap = self.snapshots.load();
+        let now = SystemTime::now();
+        m.published_at(snap.revision(), now);
+        let (since, delegations) = {
+            let mut p = m
+                .published
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let delegations = *p
+                .delegations
+                .get_or_insert_with(|| snap.owners.values().map(|o| o.by_supplier.len()).sum());
+            (p.at, delegations)
+        };
+        enc.encode_descriptor(
+            "tilgang_snapshot",
+            "The snapshot deciding now; its revision is a label.",
+            None,
+            MetricType::Info,
+        )?
+        .encode_info(&[("revision", snap.revision())])?;
+        let age = since
+            .and_then(|t| now.duration_since(t).ok())
+            .unwrap_or_default();
+        gauge(
+            &mut enc,
+            "tilgang_snapshot_age",
+            "Seconds since the snapshot deciding now was published.",
+            Some(&Unit::Seconds),
+            age.as_secs_f64(),
+        )?;
+        gauge(
+            &mut enc,
+            "tilgang_snapshot_owners",
+            "Owners with a delegation file loaded.",
+            None,
+            snap.owners.len() as i64,
+        )?;
+        gauge(
+            &mut enc,
+            "tilgang_snapshot_delegations",
+            "Delegations (owner, supplier pairs) loaded.",
+            None,
+            delegations as i64,
+        )?;
+        process(&mut enc, m.started)
+    }
+}
+
+/// The standard process metrics (the names every Prometheus client library
+/// uses, so existing dashboards work), read from `/proc` at scrape time.
+/// What cannot be read is left out.
+fn process(enc: &mut DescriptorEncoder, started: SystemTime) -> Fmt {
+    gauge(
+        enc,
+        "process_start_time_seconds",
+        "Start time of the process since the Unix epoch, in seconds.",
+        None,
+        unix_seconds(started).floor(),
+    )?;
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        // Includes the descriptor of the listing itself.
+        let open = dir.count().saturating_sub(1);
+        gauge(
+            enc,
+            "process_open_fds",
+            "Number of open file descriptors.",
+            None,
+            open as i64,
+        )?;
+    }
+    gauge(
+        enc,
+        "process_max_fds",
+        "Maximum number of open file descriptors (the soft limit).",
+        None,
+        max_fds(),
+    )?;
+    if let Some(rss) = resident_bytes() {
+        gauge(
+            enc,
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            None,
+            rss,
+        )?;
+    }
+    Ok(())
+}
+
+/// The soft `RLIMIT_NOFILE` (`i64::MAX` when unlimited).
+fn max_fds() -> i64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .map_or(i64::MAX, |n| i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// `VmRSS` from `/proc/self/status`, in bytes.
+fn resident_bytes() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
+}
