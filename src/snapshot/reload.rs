@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use super::load::{self, LoadError, LoadErrors, PolicySource, ROLES_FILE};
 use super::settle::{Settler, Unit, Verdict};
-use super::{Digest, OwnerMap, Snapshot, SnapshotStore};
+use super::{Digest, OwnerDelegations, OwnerFile, OwnerMap, Snapshot, SnapshotStore};
 use crate::ids::OrgNumber;
 use crate::telemetry::metrics::{Metrics, ReloadUnit};
 
@@ -269,23 +269,33 @@ impl Reloader {
         let read = load::read_owner(&self.data_dir, owner, old.map(Arc::as_ref))
             .inspect_err(|_| self.settle.forget(&unit))?;
         let finished = Instant::now();
-        let digest = read.as_ref().map_or(ABSENT, |r| r.digest(owner));
+        let listed = read.as_ref().map(|r| r.listed(owner));
+        let files: Option<Vec<OwnerFile>> = listed
+            .as_ref()
+            .map(|l| l.iter().map(|(f, _)| f.clone()).collect());
+        let digest = files
+            .as_deref()
+            .map_or(ABSENT, OwnerDelegations::digest_of_files);
         if digest == old.map_or(ABSENT, |o| o.digest) {
             self.settle.forget(&unit);
             locked(&self.broken).remove(owner);
             // Same bytes, new metadata (a save of the same content): keep the
             // stamps current so the periodic rescan can skip the files again.
-            if let (Some(old), Some(r)) = (old, &read) {
-                let fresh = load::parse_owner(&self.data_dir, owner, r, &cur.policies, Some(old));
-                if let Ok(slice) = fresh
-                    && slice.files != old.files
-                {
-                    w.publish(cur.with_owner(*owner, Some(Arc::new(slice))));
-                }
+            // The records stay as they are: nothing is parsed again.
+            if let (Some(old), Some(files)) = (old, files)
+                && files != old.files
+            {
+                let slice = OwnerDelegations {
+                    files,
+                    ..old.as_ref().clone()
+                };
+                w.publish(cur.with_owner(*owner, Some(Arc::new(slice))));
             }
             return Ok(Reloaded::Unchanged);
         }
-        let version = read.as_ref().map_or(ABSENT, |r| r.version(owner));
+        let version = listed.as_ref().map_or(ABSENT, |l| {
+            load::version_of(l.iter().map(|(f, steady)| (f.stamp, *steady)))
+        });
         let seen = observed(&digest, &version);
         if let Verdict::Unsettled { .. } = self.settle.check(unit, seen, started, finished) {
             return Ok(Reloaded::Waiting);

@@ -202,34 +202,41 @@ fn trusted(stamp: &FileStamp) -> bool {
 }
 
 impl OwnerRead {
-    /// Each file's name below `delegations/`, digest and (stamp, steady).
-    fn files(&self, owner: &OrgNumber) -> Vec<(Digest, (FileStamp, bool))> {
+    /// Each file as the snapshot lists it (name below `delegations/`, digest,
+    /// stamp), and whether nothing wrote to it while it was read. Computed
+    /// once per look: the digests hash every byte read.
+    pub fn listed(&self, owner: &OrgNumber) -> Vec<(OwnerFile, bool)> {
         match self {
-            OwnerRead::Single(r) => vec![(
-                file_digest(&format!("{owner}.json"), &r.bytes),
-                (r.stamp, r.steady),
-            )],
+            OwnerRead::Single(r) => {
+                let name = format!("{owner}.json");
+                let digest = file_digest(&name, &r.bytes);
+                let stamp = r.stamp;
+                vec![(
+                    OwnerFile {
+                        name,
+                        digest,
+                        stamp,
+                    },
+                    r.steady,
+                )]
+            }
             OwnerRead::Parts(parts) => parts
                 .iter()
-                .map(|(part, r)| (r.digest(&part_name(owner, part)), r.stamp()))
+                .map(|(part, r)| {
+                    let name = part_name(owner, part);
+                    let digest = r.digest(&name);
+                    let (stamp, steady) = r.stamp();
+                    (
+                        OwnerFile {
+                            name,
+                            digest,
+                            stamp,
+                        },
+                        steady,
+                    )
+                })
                 .collect(),
         }
-    }
-
-    /// The owner's digest: what [`OwnerDelegations::digest`] holds once loaded.
-    pub fn digest(&self, owner: &OrgNumber) -> Digest {
-        let mut d = [0u8; 32];
-        for (digest, _) in self.files(owner) {
-            for (x, y) in d.iter_mut().zip(digest) {
-                *x ^= y;
-            }
-        }
-        d
-    }
-
-    /// What identifies this version of the files beyond their bytes.
-    pub fn version(&self, owner: &OrgNumber) -> Digest {
-        version_of(self.files(owner).into_iter().map(|(_, v)| v))
     }
 }
 
