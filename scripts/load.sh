@@ -63,78 +63,24 @@ cp -r tests/fixtures/data "$work/data"
 # gRPC messages: 1 byte compressed flag (0), 4-byte big-endian length, protobuf.
 # grpc_msg.py encode SUPPLIER OWNER SCOPE > file   |   grpc_msg.py decode < file
 cat >"$work/grpc_msg.py" <<'PY'
-import struct
 import sys
 
-
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def string_field(number, value):
-    data = value.encode()
-    return varint(number << 3 | 2) + varint(len(data)) + data
-
-
-def read_varint(buf, i):
-    shift = n = 0
-    while True:
-        b = buf[i]
-        i += 1
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return n, i
-
-
-def decode(frame):
-    if len(frame) < 5:
-        return None
-    flag, length = struct.unpack(">BI", frame[:5])
-    if flag != 0 or len(frame) != 5 + length:
-        raise SystemExit(f"not one uncompressed gRPC message: flag={flag} len={length} got={len(frame)}")
-    buf, i = frame[5:], 0
-    out = {"allowed": False, "reasons": [], "errors": [], "revision": ""}
-    while i < len(buf):
-        tag, i = read_varint(buf, i)
-        number, wire = tag >> 3, tag & 7
-        if wire == 0:
-            value, i = read_varint(buf, i)
-            if number == 1:
-                out["allowed"] = bool(value)
-        elif wire == 2:
-            size, i = read_varint(buf, i)
-            value, i = buf[i:i + size].decode(), i + size
-            if number == 2:
-                out["reasons"].append(value)
-            elif number == 3:
-                out["errors"].append(value)
-            elif number == 4:
-                out["revision"] = value
-        else:
-            raise SystemExit(f"unexpected wire type {wire}")
-    return out
-
+sys.path.insert(0, "scripts")
+from grpc_wire import decode, field, frame, unframe  # noqa: E402
 
 if sys.argv[1] == "encode":
     supplier, owner, scope = sys.argv[2:5]
-    msg = string_field(1, supplier) + string_field(2, owner) + string_field(3, scope)
-    sys.stdout.buffer.write(struct.pack(">BI", 0, len(msg)) + msg)
+    sys.stdout.buffer.write(frame(field(1, supplier) + field(2, owner) + field(3, scope)))
 else:
-    d = decode(sys.stdin.buffer.read())
-    if d is None:
+    msg = unframe(sys.stdin.buffer.read())
+    if msg is None:
         print("no message (trailers-only response)")
         sys.exit(1)
-    print(f"allowed={str(d['allowed']).lower()} reasons={d['reasons']} errors={d['errors']} revision={d['revision']}")
-    sys.exit(0 if d["allowed"] else 2)
+    d = decode(msg)
+    allowed = bool(d.get(1, [0])[0])
+    reasons, errors, revision = d.get(2, []), d.get(3, []), d.get(4, [""])[0]
+    print(f"allowed={str(allowed).lower()} reasons={reasons} errors={errors} revision={revision}")
+    sys.exit(0 if allowed else 2)
 PY
 
 python3 "$work/grpc_msg.py" encode "$SUPPLIER" "$OWNER" "$SCOPE" >"$work/req.bin"

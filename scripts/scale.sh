@@ -221,11 +221,11 @@ done
 
 # ---------------------------------------------------------------- throughput
 "$PY" - "$work/req.bin" "$supplier" "$owner" "$scope" <<'PY'
-import struct, sys
+import sys
 sys.path.insert(0, "scripts")
-from scale_probe import field
+from grpc_wire import field, frame
 msg = field(1, sys.argv[2]) + field(2, sys.argv[3]) + field(3, sys.argv[4])
-open(sys.argv[1], "wb").write(struct.pack(">BI", 0, len(msg)) + msg)
+open(sys.argv[1], "wb").write(frame(msg))
 PY
 
 # h2load NAME ADDR OUT [h2load options...]: one bounded run; checks that every

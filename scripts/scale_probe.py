@@ -35,12 +35,12 @@ import json
 import os
 import socket
 import statistics
-import struct
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gen_delegations import SCOPE, SPARE_BASE, org_numbers  # noqa: E402
+from grpc_wire import decode, field  # noqa: E402
 
 try:
     import grpc
@@ -59,49 +59,6 @@ CHANNEL_OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 5),
     ("grpc.max_reconnect_backoff_ms", 50),
 ]
-
-
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | 0x80 if n else b)
-        if not n:
-            return bytes(out)
-
-
-def field(number, value):
-    data = value.encode()
-    return varint(number << 3 | 2) + varint(len(data)) + data
-
-
-def read_varint(buf, i):
-    shift = n = 0
-    while True:
-        b = buf[i]
-        i += 1
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return n, i
-
-
-def decode(buf):
-    """Field number -> list of values (ints for varints, str for length-delimited)."""
-    out, i = {}, 0
-    while i < len(buf):
-        tag, i = read_varint(buf, i)
-        number, wire = tag >> 3, tag & 7
-        if wire == 0:
-            value, i = read_varint(buf, i)
-        elif wire == 2:
-            size, i = read_varint(buf, i)
-            value, i = buf[i:i + size].decode(errors="replace"), i + size
-        else:
-            raise SystemExit(f"error: unexpected protobuf wire type {wire}")
-        out.setdefault(number, []).append(value)
-    return out
 
 
 class Client:

@@ -46,20 +46,11 @@ trap 'stop; rm -rf "$work"' EXIT
 
 # One allowed IsAuthorized request (810418672 -> 991825827, instances.read).
 python3 - "$work/req.bin" <<'PY'
-import struct, sys
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | 0x80 if n else b)
-        if not n:
-            return bytes(out)
-def field(num, s):
-    d = s.encode()
-    return varint(num << 3 | 2) + varint(len(d)) + d
+import sys
+sys.path.insert(0, "scripts")
+from grpc_wire import field, frame
 msg = field(1, "810418672") + field(2, "991825827") + field(3, "altinn:serviceowner/instances.read")
-open(sys.argv[1], "wb").write(struct.pack(">BI", 0, len(msg)) + msg)
+open(sys.argv[1], "wb").write(frame(msg))
 PY
 
 start() { # name binary args...
