@@ -20,6 +20,8 @@
 //! - [`grpc`]: tonic services; the one place errors become `tonic::Status`.
 //! - [`server`]: serves one listener: services, health, reflection, and the
 //!   connection limits, timeouts and drain ([`server::limits`] has every limit).
+//! - [`tls`]: the listeners' TLS (rustls): certificate, key and client CA
+//!   files, reloaded when they change.
 //! - [`telemetry`]: what operators see: Prometheus metrics (atomics bumped by
 //!   the services, exposed on their own HTTP/1.1 listener), the decision log
 //!   (JSON lines through a bounded queue to a writer thread), admin write and
@@ -45,6 +47,7 @@ pub mod snapshot;
 pub mod store;
 pub mod table;
 pub mod telemetry;
+pub mod tls;
 
 /// Generated from `proto/tilgang/v1/*.proto` by `build.rs`.
 pub mod proto {

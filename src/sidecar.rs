@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::auth::{ConfigError, JwksError, JwksFile, Verifier, VerifierConfig};
+use crate::auth::{AdminAuth, JwksError, JwksFile, Verifier, VerifierConfig};
 use crate::grpc::ext_authz::ClaimSource;
 use crate::server::limits::{self, ConnectionLimits, Limits, LimitsError};
 use crate::server::{self, Listener, ServerError};
@@ -29,6 +29,7 @@ use crate::telemetry::decision_log::{self, Writer};
 use crate::telemetry::http::MetricsLimits;
 use crate::telemetry::metrics::{Exposition, Metrics};
 use crate::telemetry::{self, Telemetry};
+use crate::tls::{self, ServerTls, TlsFiles};
 
 /// Everything `serve` needs, resolved and checked.
 #[derive(Debug, Clone)]
@@ -56,6 +57,23 @@ pub struct Config {
     /// `jwt_authn` passed no claims (`--jwks`); `None`: such a check is 401.
     /// [`Sidecar::start`] opens the file and sets `claims.verifier`.
     pub bearer: Option<BearerConfig>,
+    /// Who may call the admin listener (`--admin-jwks`). `None`: development
+    /// mode, `actor` trusted as written, and only on a loopback address.
+    pub admin_auth: Option<AdminAuthConfig>,
+    /// TLS on the gateway listener; `None`: plaintext.
+    pub tls: Option<TlsFiles>,
+    /// TLS on the admin listener; `None`: plaintext.
+    pub admin_tls: Option<TlsFiles>,
+    /// How often the TLS files are looked at ([`tls::RESCAN`]).
+    pub tls_rescan: Duration,
+}
+
+/// `--admin-jwks`: ID-porten tokens on the admin listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminAuthConfig {
+    pub tokens: BearerConfig,
+    /// The claim naming the person ([`crate::auth::DEFAULT_PERSON_CLAIM`]).
+    pub person_claim: String,
 }
 
 /// `--jwks` and what a token must say besides its signature.
@@ -82,26 +100,92 @@ impl Config {
             limits: Limits::DEFAULT,
             claims: ClaimSource::default(),
             bearer: None,
+            admin_auth: None,
+            tls: None,
+            admin_tls: None,
+            tls_rescan: tls::RESCAN,
         }
     }
 }
 
 /// Load the JWKS file (it waits for the content to settle, so off the
 /// runtime's threads) and watch it; the verifier reads its current keys.
-async fn open_verifier(bearer: &BearerConfig) -> Result<Verifier, StartError> {
+/// `flag` names the setting in errors.
+async fn open_verifier(bearer: &BearerConfig, flag: &str) -> Result<Verifier, StartError> {
     let path = bearer.jwks.clone();
     let jwks = tokio::task::spawn_blocking(move || JwksFile::open(path))
         .await
-        .map_err(|e| StartError::Config(format!("loading --jwks failed: {e}")))??;
-    let verifier = Verifier::new(Arc::new(jwks), bearer.verifier.clone())?;
+        .map_err(|e| StartError::Config(format!("loading {flag} failed: {e}")))??;
+    Verifier::new(Arc::new(jwks), bearer.verifier.clone())
+        .map_err(|e| StartError::Config(format!("{flag}: {e}")))
+}
+
+/// How the admin listener authenticates, checked against where it listens:
+/// development mode only on loopback.
+async fn admin_auth(cfg: &Config) -> Result<AdminAuth, StartError> {
+    let Some(admin) = &cfg.admin_auth else {
+        let addrs = tokio::net::lookup_host(&cfg.admin_listen)
+            .await
+            .map_err(io(format!(
+                "resolving `--admin-listen {}`",
+                cfg.admin_listen
+            )))?;
+        if let Some(a) = addrs.into_iter().find(|a| !a.ip().is_loopback()) {
+            return Err(StartError::Config(format!(
+                "refusing to serve the admin listener on `{}` ({a}, not a loopback address) \
+                 without --admin-jwks: without it, the `actor` of every admin call is \
+                 trusted as written, which only a loopback address keeps to this host. \
+                 Give --admin-jwks FILE (the ID-porten keys) to authenticate admin callers, \
+                 or listen on 127.0.0.1",
+                cfg.admin_listen
+            )));
+        }
+        tracing::warn!(
+            admin_listen = %cfg.admin_listen,
+            "admin listener in development mode (no --admin-jwks): the `actor` of every admin \
+             call is trusted as written, and the audit log marks it unverified"
+        );
+        return Ok(AdminAuth::Development);
+    };
+    if admin.person_claim.is_empty() {
+        return Err(StartError::Config(
+            "--admin-person-claim may not be empty".into(),
+        ));
+    }
+    let verifier = open_verifier(&admin.tokens, "--admin-jwks").await?;
     tracing::info!(
-        jwks = %bearer.jwks.display(),
-        issuer = bearer.verifier.issuer.as_deref().unwrap_or("(any)"),
-        audiences = ?bearer.verifier.audiences,
-        leeway_s = bearer.verifier.leeway.as_secs(),
-        "Check verifies bearer tokens when jwt_authn passed no claims"
+        jwks = %admin.tokens.jwks.display(),
+        issuer = admin.tokens.verifier.issuer.as_deref().unwrap_or("(any)"),
+        audiences = ?admin.tokens.verifier.audiences,
+        leeway_s = admin.tokens.verifier.leeway.as_secs(),
+        person_claim = %admin.person_claim,
+        "admin calls need a bearer token; each acts for the person it names"
     );
-    Ok(verifier)
+    if cfg.admin_tls.is_none() {
+        tracing::warn!(
+            "admin listener without TLS: bearer tokens cross the network in the clear unless \
+             something else (a mesh, a loopback address) protects them; see --admin-tls-cert"
+        );
+    }
+    Ok(AdminAuth::Tokens {
+        verifier: Arc::new(verifier),
+        person_claim: admin.person_claim.as_str().into(),
+    })
+}
+
+/// Load one listener's TLS files; `flag` names them in errors.
+fn open_tls(files: &Option<TlsFiles>, flag: &str) -> Result<Option<Arc<ServerTls>>, StartError> {
+    let Some(files) = files else {
+        return Ok(None);
+    };
+    let tls =
+        ServerTls::load(files.clone()).map_err(|e| StartError::Config(format!("{flag}: {e}")))?;
+    tracing::info!(
+        cert = %files.cert.display(),
+        client_certificates = if files.client_ca.is_some() { "required" } else { "not asked for" },
+        "{flag}: TLS"
+    );
+    Ok(Some(Arc::new(tls)))
 }
 
 /// The decision log gets at least this long to be written out on shutdown,
@@ -137,8 +221,6 @@ pub enum StartError {
     Limits(#[from] LimitsError),
     #[error(transparent)]
     Jwks(#[from] JwksError),
-    #[error("--jwt-issuer/--jwt-audience/--jwt-leeway: {0}")]
-    Verifier(#[from] ConfigError),
 }
 
 impl From<LoadErrors> for StartError {
@@ -167,6 +249,9 @@ pub struct Sidecar {
     pub reloader: Arc<Reloader>,
     /// The connection limits in effect, fitted into the open-file limit.
     pub connection_limits: ConnectionLimits,
+    /// The listeners' TLS, when configured: its `status()` tells reloads.
+    pub gateway_tls: Option<Arc<ServerTls>>,
+    pub admin_tls: Option<Arc<ServerTls>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<Result<(), ServerError>>>,
     /// The decision-log writer, drained on shutdown.
@@ -232,8 +317,18 @@ impl Sidecar {
         let connection_limits = fit_connection_limits(&cfg.limits)?;
         let mut claims = cfg.claims.clone();
         if let Some(bearer) = &cfg.bearer {
-            claims.verifier = Some(Arc::new(open_verifier(bearer).await?));
+            claims.verifier = Some(Arc::new(open_verifier(bearer, "--jwks").await?));
+            tracing::info!(
+                jwks = %bearer.jwks.display(),
+                issuer = bearer.verifier.issuer.as_deref().unwrap_or("(any)"),
+                audiences = ?bearer.verifier.audiences,
+                leeway_s = bearer.verifier.leeway.as_secs(),
+                "Check verifies bearer tokens when jwt_authn passed no claims"
+            );
         }
+        let admin_auth = admin_auth(&cfg).await?;
+        let gateway_tls = open_tls(&cfg.tls, "--tls-cert")?;
+        let admin_tls = open_tls(&cfg.admin_tls, "--admin-tls-cert")?;
         // Only content that has settled: a file caught mid-save at start-up is
         // read again once its writer is done (see `snapshot::settle`).
         let snapshot = {
@@ -304,27 +399,38 @@ impl Sidecar {
         let signal = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let listener = |tcp, max_connections| Listener {
+        let listener = |tcp, tls: &Option<Arc<ServerTls>>, max_connections| Listener {
             tcp,
+            tls: tls.clone(),
             max_connections,
             limits: cfg.limits.clone(),
         };
         let mut tasks = vec![
             tokio::spawn(server::serve_gateway(
-                listener(gateway, connection_limits.gateway),
+                listener(gateway, &gateway_tls, connection_limits.gateway),
                 snapshots.clone(),
                 claims,
                 telemetry.clone(),
                 signal(rx.clone()),
             )),
             tokio::spawn(server::serve_admin(
-                listener(admin, connection_limits.admin),
+                listener(admin, &admin_tls, connection_limits.admin),
                 store.clone(),
+                admin_auth,
                 telemetry.clone(),
                 signal(rx.clone()),
             )),
             tokio::spawn(prune_undo_records(store.clone(), signal(rx.clone()))),
         ];
+        for tls in gateway_tls.iter().chain(&admin_tls) {
+            let stop = signal(rx.clone());
+            let tls = tls.clone();
+            let every = cfg.tls_rescan;
+            tasks.push(tokio::spawn(async move {
+                tls::watch(tls, every, stop).await;
+                Ok(())
+            }));
+        }
         if let Some(tcp) = metrics_tcp {
             let exposition = Arc::new(Exposition::new(metrics, snapshots.clone()));
             let (limits, stop) = (cfg.metrics_limits, signal(rx));
@@ -344,6 +450,8 @@ impl Sidecar {
             store,
             reloader,
             connection_limits,
+            gateway_tls,
+            admin_tls,
             shutdown,
             tasks,
             log_writer,

@@ -8,12 +8,15 @@
 //! - [`verify`]: one token against the current keys and the clock
 //!   ([`Verifier`] → [`Claims`] or [`TokenError`]); no I/O.
 //! - [`bearer`]: the token out of an `Authorization` header value.
+//! - [`admin`]: who is calling the admin listener ([`AdminAuth`] →
+//!   [`Caller`]), and whether a request's `actor` may be acted for.
 //!
 //! This module says whether a token is genuine and current, and hands over
 //! its claims. It decides nothing about who may call what (that is Cedar's,
 //! through the engine), maps no error to a status (the gRPC and gateway
 //! adapters do), and never logs or returns a token.
 
+pub mod admin;
 pub mod error;
 pub mod jwks;
 pub mod keys;
@@ -22,6 +25,7 @@ pub mod verify;
 #[cfg(test)]
 mod testkit;
 
+pub use admin::{AdminAuth, AuthError, Caller, DEFAULT_PERSON_CLAIM};
 pub use error::{ConfigError, JwksError, KeySetError, TokenError};
 pub use jwks::{JwksFile, JwksOptions, JwksStatus};
 pub use keys::{Alg, Key, KeySet, KeyType};

@@ -248,4 +248,12 @@ mod tests {
         let e = out.line("x").unwrap_err();
         assert!(e.to_string().starts_with("writing to stdout: "), "{e}");
     }
+
+    /// clap's own checks of the whole command tree (unique names, valid
+    /// `requires`), which otherwise run only when a subcommand is used.
+    #[test]
+    fn the_command_tree_is_valid() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

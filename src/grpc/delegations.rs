@@ -1,4 +1,11 @@
 //! `tilgang.v1.Delegations`: the admin API, served only on the admin listener.
+//! Every call is authenticated first ([`AdminAuth`]: a verified bearer token,
+//! or development mode), before any field is parsed; a write then acts for the
+//! verified person (`actor` empty or the same), or, in development mode, for
+//! whoever `actor` names. Every refused call (not authenticated, `actor` not
+//! the caller, or refused by the store: forbidden, unknown undo token,
+//! `roles.json` invalid) is counted, logged and written to the audit log with
+//! who tried what ([`Attempt`]).
 //! File I/O and fsync run on the blocking pool, never on the async workers.
 //! Store errors become statuses in `grpc::status`, not here. Every write
 //! (delegate, revoke, undo) is reported to [`Telemetry`] with how it ended,
@@ -11,24 +18,213 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::{field, page, status};
-use crate::ids::{OrgNumber, PersonId, RightId, UndoToken};
+use crate::auth::{AdminAuth, Caller};
+use crate::ids::{OrgNumber, PersonId, RightId, UndoToken, echo};
 use crate::proto::delegations_server::Delegations;
 use crate::proto::{
     DelegateRequest, Delegation, ListDelegationsRequest, ListDelegationsResponse,
     ListRightsRequest, ListRightsResponse, RevokeRequest, RevokeResponse, Right, UndoRevokeRequest,
 };
+use crate::server::Peer;
+use crate::store::audit::{Actor, ActorAuth, RefusalRecord};
 use crate::store::{DelegationStore, DelegationView, ListFilter, Position, StoreError};
-use crate::telemetry::metrics::AdminKind;
+use crate::telemetry::metrics::{AdminKind, AdminResult, Refusal};
 use crate::telemetry::{AdminFailure, Telemetry, Who};
 
 pub struct DelegationsService {
     store: Arc<DelegationStore>,
     telemetry: Telemetry,
+    auth: AdminAuth,
+}
+
+/// At most this many requested rights are named in a refusal line.
+const RECORDED_RIGHTS: usize = 16;
+
+/// What a call tried, as the request wrote it: for the record of a refusal.
+/// Values are shown through [`echo`] (cut short, escaped): they may not have
+/// parsed.
+struct Attempt<'a> {
+    kind: AdminKind,
+    peer: Option<std::net::SocketAddr>,
+    actor: &'a str,
+    owner: &'a str,
+    supplier: &'a str,
+    rights: &'a [String],
+}
+
+impl<'a> Attempt<'a> {
+    fn new<T>(kind: AdminKind, request: &Request<T>) -> Self {
+        Self {
+            kind,
+            peer: request.extensions().get::<Peer>().map(|p| p.addr),
+            actor: "",
+            owner: "",
+            supplier: "",
+            rights: &[],
+        }
+    }
+
+    fn change(
+        mut self,
+        actor: &'a str,
+        owner: &'a str,
+        supplier: &'a str,
+        rights: &'a [String],
+    ) -> Self {
+        self.actor = actor;
+        self.owner = owner;
+        self.supplier = supplier;
+        self.rights = rights;
+        self
+    }
+}
+
+/// The person a write acts for, and how that was established.
+struct Acting {
+    person: PersonId,
+    auth: ActorAuth,
+}
+
+impl Acting {
+    fn actor(&self) -> Actor<'_> {
+        Actor {
+            person: &self.person,
+            auth: self.auth,
+        }
+    }
+}
+
+fn some(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| echo(value))
 }
 
 impl DelegationsService {
-    pub fn new(store: Arc<DelegationStore>, telemetry: Telemetry) -> Self {
-        Self { store, telemetry }
+    pub fn new(store: Arc<DelegationStore>, telemetry: Telemetry, auth: AdminAuth) -> Self {
+        Self {
+            store,
+            telemetry,
+            auth,
+        }
+    }
+
+    /// Who is calling: authenticated from the `authorization` header, or the
+    /// call is refused (`UNAUTHENTICATED`, on record).
+    async fn caller<T>(
+        &self,
+        request: &Request<T>,
+        attempt: &Attempt<'_>,
+    ) -> Result<Caller, Status> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes());
+        match self.auth.authenticate(header) {
+            Ok(caller) => Ok(caller),
+            Err(e) => {
+                self.telemetry
+                    .admin_refused(attempt.kind, Refusal::Unauthenticated, None, &e);
+                self.record(
+                    attempt,
+                    Refusal::Unauthenticated,
+                    None,
+                    ActorAuth::None,
+                    e.to_string(),
+                )
+                .await;
+                Err(status::unauthenticated(&e))
+            }
+        }
+    }
+
+    /// The person a write acts for: the verified caller (`actor` empty or the
+    /// same person; otherwise `PERMISSION_DENIED`, on record), or in
+    /// development mode whoever `actor` names (`INVALID_ARGUMENT` when it
+    /// does not parse).
+    async fn acting(&self, caller: &Caller, attempt: &Attempt<'_>) -> Result<Acting, Status> {
+        match caller.acting_for(attempt.actor) {
+            Ok(Some(person)) => Ok(Acting {
+                person,
+                auth: ActorAuth::Token,
+            }),
+            Ok(None) => {
+                let person = field("actor", attempt.actor, PersonId::parse)
+                    .map_err(|s| self.invalid(attempt.kind, s))?;
+                Ok(Acting {
+                    person,
+                    auth: ActorAuth::Unverified,
+                })
+            }
+            Err(e) => {
+                let person = caller.person();
+                self.telemetry
+                    .admin_refused(attempt.kind, Refusal::ActorMismatch, person, &e);
+                self.record(
+                    attempt,
+                    Refusal::ActorMismatch,
+                    person,
+                    ActorAuth::Token,
+                    e.to_string(),
+                )
+                .await;
+                Err(status::actor_mismatch(&e))
+            }
+        }
+    }
+
+    /// Write a refused call to the audit log, unless refusals come faster
+    /// than the store's gate lets through (then it is only counted). A
+    /// failure to write is logged; the caller is refused either way.
+    async fn record(
+        &self,
+        attempt: &Attempt<'_>,
+        reason: Refusal,
+        actor: Option<&PersonId>,
+        auth: ActorAuth,
+        detail: String,
+    ) {
+        let Some(not_recorded_before) = self.store.admit_refusal() else {
+            return;
+        };
+        let requested = some(attempt.actor);
+        let actor = match actor {
+            Some(p) => Some(p.to_string()),
+            // Unverified: the actor is who the request named.
+            None if auth == ActorAuth::Unverified => requested.clone(),
+            None => None,
+        };
+        let mut rights: Vec<String> = attempt
+            .rights
+            .iter()
+            .take(RECORDED_RIGHTS)
+            .map(|r| echo(r))
+            .collect();
+        if attempt.rights.len() > RECORDED_RIGHTS {
+            rights.push(format!("… {} more", attempt.rights.len() - RECORDED_RIGHTS));
+        }
+        let record = RefusalRecord {
+            time: DelegationStore::now_rfc3339(),
+            refused: attempt.kind.as_str().to_string(),
+            reason: reason.as_str().to_string(),
+            requested_actor: requested.filter(|r| actor.as_ref() != Some(r)),
+            actor,
+            actor_auth: auth,
+            owner: some(attempt.owner),
+            supplier: some(attempt.supplier),
+            rights,
+            peer: attempt.peer.map(|p| p.to_string()),
+            detail,
+            not_recorded_before,
+        };
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.record_refusal(&record)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "could not write a refused admin call to the audit log")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "writing a refused admin call to the audit log failed")
+            }
+        }
     }
 
     /// Report a request of `kind` whose fields did not parse.
@@ -38,23 +234,37 @@ impl DelegationsService {
         status
     }
 
-    /// Run a write on the blocking pool and report how it ended.
+    /// Run a write on the blocking pool and report how it ended; a refusal
+    /// by the store is put on record.
     async fn write<T: Send + 'static>(
         &self,
-        kind: AdminKind,
-        who: Who<'_>,
-        f: impl FnOnce(&DelegationStore) -> Result<T, StoreError> + Send + 'static,
+        attempt: &Attempt<'_>,
+        acting: Acting,
+        owner: Option<OrgNumber>,
+        f: impl FnOnce(&DelegationStore, Actor<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, Status> {
+        let kind = attempt.kind;
         let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || f(&store)).await {
+        let (person, auth) = (acting.person.clone(), acting.auth);
+        let done = tokio::task::spawn_blocking(move || f(&store, acting.actor())).await;
+        let who = Who {
+            actor: Some(&person),
+            owner: owner.as_ref(),
+        };
+        match done {
             Ok(Ok(v)) => {
                 let revision = self.store.snapshot().revision().to_string();
                 self.telemetry.admin_ok(kind, &revision);
                 Ok(v)
             }
             Ok(Err(e)) => {
-                self.telemetry
-                    .admin_failed(kind, who, AdminFailure::Store(&e));
+                let failure = AdminFailure::Store(&e);
+                self.telemetry.admin_failed(kind, who, failure);
+                if let (_, Some(reason)) = AdminResult::of(&e) {
+                    let detail = failure.to_string();
+                    self.record(attempt, reason, Some(&person), auth, detail)
+                        .await;
+                }
                 Err(status::store_error(e))
             }
             Err(e) => {
@@ -85,18 +295,13 @@ fn rights(values: &[String]) -> Result<Vec<RightId>, Status> {
         .collect()
 }
 
-/// The fields of a delegate or revoke request, parsed.
-fn change_fields(
-    owner: &str,
-    supplier: &str,
-    actor: &str,
-    rights_: &[String],
-) -> Result<(OrgNumber, OrgNumber, PersonId, Vec<RightId>), Status> {
+/// The fields of a delegate or revoke request, parsed (`actor` is the
+/// caller's business: [`DelegationsService::acting`]).
+fn change_fields(a: &Attempt<'_>) -> Result<(OrgNumber, OrgNumber, Vec<RightId>), Status> {
     Ok((
-        field("owner", owner, OrgNumber::parse)?,
-        field("supplier", supplier, OrgNumber::parse)?,
-        field("actor", actor, PersonId::parse)?,
-        rights(rights_)?,
+        field("owner", a.owner, OrgNumber::parse)?,
+        field("supplier", a.supplier, OrgNumber::parse)?,
+        rights(a.rights)?,
     ))
 }
 
@@ -112,8 +317,10 @@ fn optional_org(name: &str, value: &str) -> Result<Option<OrgNumber>, Status> {
 impl Delegations for DelegationsService {
     async fn list_rights(
         &self,
-        _request: Request<ListRightsRequest>,
+        request: Request<ListRightsRequest>,
     ) -> Result<Response<ListRightsResponse>, Status> {
+        self.caller(&request, &Attempt::new(AdminKind::ListRights, &request))
+            .await?;
         let rights = self
             .store
             .rights()
@@ -131,19 +338,16 @@ impl Delegations for DelegationsService {
         &self,
         request: Request<DelegateRequest>,
     ) -> Result<Response<Delegation>, Status> {
-        let r = request.into_inner();
-        let kind = AdminKind::Delegate;
-        let (owner, supplier, actor, rights) =
-            change_fields(&r.owner, &r.supplier, &r.actor, &r.rights)
-                .map_err(|s| self.invalid(kind, s))?;
-        let by = actor.clone();
-        let who = Who {
-            actor: Some(&by),
-            owner: Some(&owner),
-        };
+        let attempt = Attempt::new(AdminKind::Delegate, &request);
+        let r = request.get_ref();
+        let attempt = attempt.change(&r.actor, &r.owner, &r.supplier, &r.rights);
+        let caller = self.caller(&request, &attempt).await?;
+        let (owner, supplier, rights) =
+            change_fields(&attempt).map_err(|s| self.invalid(attempt.kind, s))?;
+        let acting = self.acting(&caller, &attempt).await?;
         let view = self
-            .write(kind, who, move |s| {
-                s.delegate(owner, supplier, &rights, &actor)
+            .write(&attempt, acting, Some(owner), move |s, actor| {
+                s.delegate(owner, supplier, &rights, actor)
             })
             .await?;
         Ok(Response::new(to_proto(view)))
@@ -153,19 +357,16 @@ impl Delegations for DelegationsService {
         &self,
         request: Request<RevokeRequest>,
     ) -> Result<Response<RevokeResponse>, Status> {
-        let r = request.into_inner();
-        let kind = AdminKind::Revoke;
-        let (owner, supplier, actor, rights) =
-            change_fields(&r.owner, &r.supplier, &r.actor, &r.rights)
-                .map_err(|s| self.invalid(kind, s))?;
-        let by = actor.clone();
-        let who = Who {
-            actor: Some(&by),
-            owner: Some(&owner),
-        };
+        let attempt = Attempt::new(AdminKind::Revoke, &request);
+        let r = request.get_ref();
+        let attempt = attempt.change(&r.actor, &r.owner, &r.supplier, &r.rights);
+        let caller = self.caller(&request, &attempt).await?;
+        let (owner, supplier, rights) =
+            change_fields(&attempt).map_err(|s| self.invalid(attempt.kind, s))?;
+        let acting = self.acting(&caller, &attempt).await?;
         let revoked = self
-            .write(kind, who, move |s| {
-                s.revoke(owner, supplier, &rights, &actor)
+            .write(&attempt, acting, Some(owner), move |s, actor| {
+                s.revoke(owner, supplier, &rights, actor)
             })
             .await?;
         Ok(Response::new(RevokeResponse {
@@ -179,23 +380,20 @@ impl Delegations for DelegationsService {
         &self,
         request: Request<UndoRevokeRequest>,
     ) -> Result<Response<Delegation>, Status> {
-        let r = request.into_inner();
-        let kind = AdminKind::Undo;
-        let (token, actor) = (|| {
-            Ok::<_, Status>((
-                field("undo_token", &r.undo_token, UndoToken::parse_exact)?,
-                field("actor", &r.actor, PersonId::parse)?,
-            ))
-        })()
-        .map_err(|s| self.invalid(kind, s))?;
-        let by = actor.clone();
+        let attempt = Attempt::new(AdminKind::Undo, &request);
+        let r = request.get_ref();
+        // The token is the caller's own: never on record.
+        let mut attempt = attempt;
+        attempt.actor = &r.actor;
+        let caller = self.caller(&request, &attempt).await?;
+        let token = field("undo_token", &r.undo_token, UndoToken::parse_exact)
+            .map_err(|s| self.invalid(attempt.kind, s))?;
+        let acting = self.acting(&caller, &attempt).await?;
         // The owner is the record's: not known here, and not told.
-        let who = Who {
-            actor: Some(&by),
-            owner: None,
-        };
         let view = self
-            .write(kind, who, move |s| s.undo(&token, &actor))
+            .write(&attempt, acting, None, move |s, actor| {
+                s.undo(&token, actor)
+            })
             .await?;
         Ok(Response::new(to_proto(view)))
     }
@@ -204,6 +402,10 @@ impl Delegations for DelegationsService {
         &self,
         request: Request<ListDelegationsRequest>,
     ) -> Result<Response<ListDelegationsResponse>, Status> {
+        let attempt = Attempt::new(AdminKind::ListDelegations, &request);
+        let r = request.get_ref();
+        let attempt = attempt.change("", &r.owner, &r.supplier, &[]);
+        self.caller(&request, &attempt).await?;
         let r = request.into_inner();
         let filter = ListFilter {
             owner: optional_org("owner", &r.owner)?,

@@ -5,6 +5,7 @@
 
 use tonic::{Code, Status};
 
+use crate::auth::admin::{ActorMismatch, AuthError};
 use crate::store::StoreError;
 
 /// The status for a store error.
@@ -37,6 +38,30 @@ pub fn store_error(e: StoreError) -> Status {
         }
     };
     Status::new(code, e.to_string())
+}
+
+/// The status for an admin call that is not authenticated:
+/// `UNAUTHENTICATED` with the reason, and `www-authenticate` as RFC 6750
+/// says (`error="invalid_token"` when a token was sent but refused), so a
+/// client can tell that a token is wanted.
+pub fn unauthenticated(e: &AuthError) -> Status {
+    let challenge = match e {
+        AuthError::NoToken | AuthError::NotBearer => r#"Bearer realm="tilgang-admin""#,
+        AuthError::Token(_) | AuthError::Person { .. } => {
+            r#"Bearer realm="tilgang-admin", error="invalid_token""#
+        }
+    };
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    metadata.insert(
+        "www-authenticate",
+        tonic::metadata::MetadataValue::from_static(challenge),
+    );
+    Status::with_metadata(Code::Unauthenticated, e.to_string(), metadata)
+}
+
+/// The status for a request whose `actor` is not the verified caller.
+pub fn actor_mismatch(e: &ActorMismatch) -> Status {
+    Status::permission_denied(e.to_string())
 }
 
 /// The status for a write task that did not finish (it panicked or was cancelled).

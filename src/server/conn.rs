@@ -1,24 +1,42 @@
 //! One connection's life: HTTP/2 with the stream, header and keep-alive
 //! settings, the handshake and header deadlines ([`super::h2guard`]), the
 //! request timeout ([`super::deadline`]), an idle timeout, and graceful
-//! shutdown when the listener drains. It holds its connection-limit permit
-//! until it ends. It knows nothing of which gRPC services it carries.
+//! shutdown when the listener drains; first the TLS handshake, when the
+//! listener has TLS, within the handshake timeout. Every request carries the
+//! connection's [`Peer`] (address, client certificate) as an extension. It
+//! holds its connection-limit permit until it ends. It knows nothing of which
+//! gRPC services it carries.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use rustls_pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tower::ServiceExt as _;
 
 use super::activity::Track;
 use super::deadline::Deadline;
 use super::h2guard::H2Guard;
 use super::limits::{Limits, MAX_HEADER_LIST_SIZE};
 use super::listener::Admitted;
+use crate::tls::ServerTls;
+
+/// Who is at the other end of the connection a request came on: an
+/// extension of every request (`tonic::Request::extensions`).
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The client's end-entity certificate, verified against the listener's
+    /// client CA bundle; `None` without TLS or without client certificates.
+    pub certificate: Option<Arc<CertificateDer<'static>>>,
+}
 
 /// What every connection of one listener shares.
 pub struct Settings {
@@ -30,10 +48,12 @@ pub struct Settings {
     /// How long a closing connection with nothing in flight may take to
     /// close (a peer that does not read our GOAWAY): the keep-alive timeout.
     linger: Duration,
+    /// `None`: plaintext HTTP/2.
+    tls: Option<Arc<ServerTls>>,
 }
 
 impl Settings {
-    pub fn new(limits: &Limits) -> Self {
+    pub fn new(limits: &Limits, tls: Option<Arc<ServerTls>>) -> Self {
         let mut http = http2::Builder::new(TokioExecutor::new());
         http.timer(TokioTimer::new())
             .max_concurrent_streams(limits.max_concurrent_streams)
@@ -47,6 +67,7 @@ impl Settings {
             idle_timeout: limits.idle_timeout,
             request_timeout: limits.request_timeout,
             linger: limits.keepalive_timeout,
+            tls,
         }
     }
 }
@@ -60,7 +81,7 @@ pub async fn serve<S>(
     conn: Admitted,
     service: S,
     settings: Arc<Settings>,
-    mut draining: watch::Receiver<bool>,
+    draining: watch::Receiver<bool>,
 ) where
     S: tower::Service<
             http::Request<hyper::body::Incoming>,
@@ -80,7 +101,64 @@ pub async fn serve<S>(
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(%peer, error = %e, "could not set TCP_NODELAY");
     }
-    let io = H2Guard::new(stream, settings.handshake_timeout, settings.header_timeout);
+    let Some(tls) = &settings.tls else {
+        let peer = Peer {
+            addr: peer,
+            certificate: None,
+        };
+        return run(stream, peer, service, &settings, draining).await;
+    };
+    // The handshake gets the handshake timeout of its own: a client that
+    // opens a connection and sends nothing must not hold a slot.
+    let accepted = tokio::time::timeout(settings.handshake_timeout, tls.acceptor().accept(stream));
+    let stream = match accepted.await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let certificate = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(<[_]>::first)
+        .map(|c| Arc::new(c.clone().into_owned()));
+    let peer = Peer {
+        addr: peer,
+        certificate,
+    };
+    run(stream, peer, service, &settings, draining).await;
+}
+
+/// Serve HTTP/2 on `io` (plaintext, or what the TLS handshake left).
+async fn run<IO, S>(
+    io: IO,
+    peer_info: Peer,
+    service: S,
+    settings: &Settings,
+    mut draining: watch::Receiver<bool>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let peer = peer_info.addr;
+    let io = H2Guard::new(io, settings.handshake_timeout, settings.header_timeout);
+    let service = service.map_request(move |mut request: http::Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(peer_info.clone());
+        request
+    });
     let (service, in_flight) = Track::new(Deadline::new(service, settings.request_timeout));
     let http = settings
         .http

@@ -16,6 +16,7 @@
 
 mod activity;
 mod conn;
+pub use conn::Peer;
 mod deadline;
 mod h2guard;
 pub mod limits;
@@ -32,6 +33,7 @@ use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::auth::AdminAuth;
 use crate::grpc::authorizer::AuthorizerService;
 use crate::grpc::delegations::DelegationsService;
 use crate::grpc::ext_authz::{ClaimSource, ExtAuthzService};
@@ -41,6 +43,7 @@ use crate::proto::delegations_server::DelegationsServer;
 use crate::snapshot::SnapshotStore;
 use crate::store::DelegationStore;
 use crate::telemetry::Telemetry;
+use crate::tls::ServerTls;
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use limits::{
     ADMIN_MAX_MESSAGE, ADMIN_MAX_RESPONSE, GATEWAY_MAX_MESSAGE, HEALTH_MAX_MESSAGE, Limits,
@@ -56,6 +59,8 @@ pub enum ServerError {
 /// A bound listener and the limits its connections get.
 pub struct Listener {
     pub tcp: TcpListener,
+    /// `None`: plaintext.
+    pub tls: Option<Arc<ServerTls>>,
     /// The effective connection limit ([`limits::connection_limits`]).
     pub max_connections: usize,
     pub limits: Limits,
@@ -96,11 +101,12 @@ pub async fn serve_gateway(
 pub async fn serve_admin(
     listener: Listener,
     store: Arc<DelegationStore>,
+    auth: AdminAuth,
     telemetry: Telemetry,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
     type Service = DelegationsServer<DelegationsService>;
-    let service = Service::new(DelegationsService::new(store, telemetry))
+    let service = Service::new(DelegationsService::new(store, telemetry, auth))
         .max_decoding_message_size(ADMIN_MAX_MESSAGE)
         .max_encoding_message_size(ADMIN_MAX_RESPONSE);
     let (health, routes) = routes::<Service>(service)?;
@@ -175,7 +181,7 @@ async fn serve(
             .set_service_status(*name, ServingStatus::Serving)
             .await;
     }
-    let settings = Arc::new(conn::Settings::new(&listener.limits));
+    let settings = Arc::new(conn::Settings::new(&listener.limits, listener.tls.clone()));
     let mut acceptor = listener::Acceptor::new(listener.tcp, service, listener.max_connections);
     let (drain, draining) = watch::channel(false);
     let mut conns = JoinSet::new();

@@ -1,15 +1,21 @@
 //! The append-only audit log (`audit.jsonl` in the data directory): one JSON line
-//! per change, written and fsynced before the change is acknowledged. This
-//! module decides what a line holds and when the log was rotated; the file
+//! per change, written and fsynced before the change is acknowledged, and one
+//! per refused admin call (who tried what, and why it was refused). Each line
+//! says how its actor was established ([`ActorAuth`]): a change line has
+//! `change`, a refusal line `refused`. This module decides what a line holds,
+//! how many refusals are written (a flood of refused calls must not become a
+//! flood of fsyncs: [`RefusalGate`]) and when the log was rotated; the file
 //! work itself is `files`'.
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use super::files::{DataDir, FileId, Place};
+use crate::ids::PersonId;
 
 pub const AUDIT_FILE: &str = "audit.jsonl";
 
@@ -24,10 +30,43 @@ pub enum Change {
     Undo,
 }
 
+/// How the actor of a line was established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActorAuth {
+    /// A person verified by a bearer token (`--admin-jwks`).
+    Token,
+    /// Development mode (no `--admin-jwks`): `actor` as the request wrote it.
+    Unverified,
+    /// Nobody: the call was refused before anyone was verified.
+    None,
+}
+
+/// The person a write acts for, and how that was established. A plain
+/// `&PersonId` converts to an unverified actor (the store's own callers and
+/// tests verify nobody).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor<'a> {
+    pub person: &'a PersonId,
+    pub auth: ActorAuth,
+}
+
+impl<'a> From<&'a PersonId> for Actor<'a> {
+    fn from(person: &'a PersonId) -> Self {
+        Self {
+            person,
+            auth: ActorAuth::Unverified,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
     pub time: String,
     pub actor: String,
+    /// Lines written before this field existed have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_auth: Option<ActorAuth>,
     pub owner: String,
     pub supplier: String,
     pub change: Change,
@@ -35,6 +74,99 @@ pub struct AuditRecord {
     pub rights_after: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undo_token: Option<String>,
+}
+
+/// A refused admin call: who tried what, and why it was refused. Values the
+/// caller wrote that did not parse are shown cut short and escaped
+/// (`ids::echo`); a token is never written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusalRecord {
+    pub time: String,
+    /// The call: `delegate`, `revoke`, `undo`, `list_delegations`, `list_rights`.
+    pub refused: String,
+    /// `unauthenticated`, `actor_mismatch`, `forbidden`, `unknown_token`,
+    /// `roles_invalid`.
+    pub reason: String,
+    /// The verified person, or (unverified) the actor the request named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    pub actor_auth: ActorAuth,
+    /// The `actor` the request named, when it is not `actor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_actor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supplier: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rights: Vec<String>,
+    /// The client's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// Why, as the caller was told.
+    pub detail: String,
+    /// Refusals not written since the line before this one, because they
+    /// came faster than [`RefusalGate`] lets through (all are counted in
+    /// `tilgang_admin_refusals_total`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub not_recorded_before: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// How many refusal lines may be written: a token bucket of [`Self::BURST`]
+/// lines refilled at [`Self::PER_SECOND`]. Beyond it, refusals are counted
+/// and the next line written says how many were not.
+#[derive(Debug)]
+pub struct RefusalGate {
+    state: Mutex<Gate>,
+}
+
+#[derive(Debug)]
+struct Gate {
+    tokens: f64,
+    at: Instant,
+    skipped: u64,
+}
+
+impl RefusalGate {
+    pub const BURST: f64 = 200.0;
+    pub const PER_SECOND: f64 = 50.0;
+
+    pub fn new() -> Self {
+        Self {
+            state: Mutex::new(Gate {
+                tokens: Self::BURST,
+                at: Instant::now(),
+                skipped: 0,
+            }),
+        }
+    }
+
+    /// `Some(n)`: write this refusal, and say `n` were not written before it.
+    /// `None`: over the rate; it is counted for the next line.
+    pub fn admit(&self) -> Option<u64> {
+        let mut g = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let refill = now.duration_since(g.at).as_secs_f64() * Self::PER_SECOND;
+        g.tokens = (g.tokens + refill).min(Self::BURST);
+        g.at = now;
+        if g.tokens >= 1.0 {
+            g.tokens -= 1.0;
+            Some(std::mem::take(&mut g.skipped))
+        } else {
+            g.skipped += 1;
+            None
+        }
+    }
+}
+
+impl Default for RefusalGate {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Appends records; one writer at a time so lines never interleave.
@@ -65,8 +197,17 @@ impl AuditLog {
         self.data.shown(Place::Data, AUDIT_FILE)
     }
 
-    /// Append one record and fsync it.
+    /// Append one change record and fsync it.
     pub fn append(&self, record: &AuditRecord) -> std::io::Result<()> {
+        self.append_line(record)
+    }
+
+    /// Append one refusal record and fsync it.
+    pub fn append_refusal(&self, record: &RefusalRecord) -> std::io::Result<()> {
+        self.append_line(record)
+    }
+
+    fn append_line(&self, record: &impl Serialize) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
         line.push(b'\n');
         let mut guard = self
@@ -90,6 +231,7 @@ mod tests {
         AuditRecord {
             time: "2026-11-25T00:00:00Z".into(),
             actor: actor.into(),
+            actor_auth: Some(ActorAuth::Token),
             owner: "991825827".into(),
             supplier: "983887457".into(),
             change: Change::Grant,

@@ -8,11 +8,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::audit::{AuditRecord, Change};
+use super::audit::{Actor, AuditRecord, Change};
 use super::entries::{self, Entries, Entry, ids};
 use super::files::{Place, WriteError};
 use super::{DelegationStore, StoreError};
-use crate::ids::{OrgNumber, PersonId, RightId, UndoToken};
+use crate::ids::{OrgNumber, RightId, UndoToken};
 use crate::snapshot::load;
 use crate::snapshot::{FileStamp, OwnerDelegations, OwnerFile, Suppliers};
 
@@ -383,7 +383,7 @@ impl DelegationStore {
     pub(super) fn audit_change(
         &self,
         time: String,
-        actor: &PersonId,
+        actor: Actor<'_>,
         owner: OrgNumber,
         supplier: OrgNumber,
         change: Change,
@@ -393,7 +393,8 @@ impl DelegationStore {
     ) -> std::io::Result<()> {
         self.audit.append(&AuditRecord {
             time,
-            actor: actor.to_string(),
+            actor: actor.person.to_string(),
+            actor_auth: Some(actor.auth),
             owner: owner.to_string(),
             supplier: supplier.to_string(),
             change,

@@ -45,7 +45,7 @@ use crate::catalogue::Right;
 use crate::ids::{OrgNumber, RightId, UndoToken};
 use crate::snapshot::reload::Reloader;
 use crate::snapshot::{DelegationRecord, Snapshot};
-use audit::AuditLog;
+use audit::{AuditLog, RefusalGate, RefusalRecord};
 pub use error::StoreError;
 use files::{DataDir, Place};
 pub use list::{ListFilter, Position};
@@ -106,6 +106,8 @@ pub struct DelegationStore {
     /// Every file operation goes through it (no-follow, recorded when asked).
     files: Arc<DataDir>,
     audit: AuditLog,
+    /// How many refused calls are written to the audit log.
+    refusals: RefusalGate,
     undo_window: Duration,
     /// One lock per owner ever written: serializes read-modify-write per owner.
     locks: Mutex<HashMap<OrgNumber, Arc<Mutex<()>>>>,
@@ -150,6 +152,7 @@ impl DelegationStore {
             reloader,
             files,
             audit,
+            refusals: RefusalGate::new(),
             undo_window,
             locks: Mutex::new(HashMap::new()),
         })
@@ -169,6 +172,24 @@ impl DelegationStore {
     /// Remove undo records that expired more than [`undo::RETENTION`] ago.
     pub fn prune_undo_records(&self) -> std::io::Result<undo::Pruned> {
         undo::prune(&self.files, now() - undo::RETENTION)
+    }
+
+    /// Whether a refused call may be written to the audit log now
+    /// (`Some(n)`: yes, after `n` that were not), or comes faster than
+    /// [`RefusalGate`] lets through (`None`). Cheap, so a flood of refused
+    /// calls is turned away before any file work.
+    pub fn admit_refusal(&self) -> Option<u64> {
+        self.refusals.admit()
+    }
+
+    /// Write a refused call to the audit log, durably. Blocking.
+    pub fn record_refusal(&self, record: &RefusalRecord) -> std::io::Result<()> {
+        self.audit.append_refusal(record)
+    }
+
+    /// The current time as the audit log writes it.
+    pub fn now_rfc3339() -> String {
+        rfc3339(now())
     }
 
     pub fn audit_path(&self) -> PathBuf {

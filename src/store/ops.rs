@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use super::audit::Change;
+use super::audit::{Actor, Change};
 use super::authorize::{authorize, roles_usable};
 use super::entries::{grant, ids};
 use super::files::WriteError;
@@ -41,13 +41,15 @@ impl DelegationStore {
     }
 
     /// Give `supplier` the `rights` (added to what it holds).
-    pub fn delegate(
+    pub fn delegate<'a>(
         &self,
         owner: OrgNumber,
         supplier: OrgNumber,
         rights: &[RightId],
-        actor: &PersonId,
+        by: impl Into<Actor<'a>>,
     ) -> Result<DelegationView, StoreError> {
+        let by = by.into();
+        let actor = by.person;
         Self::check_pair(&owner, &supplier)?;
         if rights.is_empty() {
             return Err(StoreError::NoRights {
@@ -66,7 +68,7 @@ impl DelegationStore {
         let (before, after) = grant(&mut entries, supplier, rights, actor, &t, &t);
         let committed = self.commit(&owner, &entries, read)?;
         let change = Change::Grant;
-        let audit = self.audit_change(t, actor, owner, supplier, change, &before, &after, None);
+        let audit = self.audit_change(t, by, owner, supplier, change, &before, &after, None);
         committed.finish(audit, None)?;
         self.files.record(|| Op::Ack { what: "delegate" });
         logged(actor, owner, supplier, change, &before, &after);
@@ -74,13 +76,15 @@ impl DelegationStore {
     }
 
     /// Take `rights` (all, when empty) from `supplier`. Returns an undo token.
-    pub fn revoke(
+    pub fn revoke<'a>(
         &self,
         owner: OrgNumber,
         supplier: OrgNumber,
         rights: &[RightId],
-        actor: &PersonId,
+        by: impl Into<Actor<'a>>,
     ) -> Result<Revoked, StoreError> {
+        let by = by.into();
+        let actor = by.person;
         Self::check_pair(&owner, &supplier)?;
         let requested = self.known_rights(rights)?;
         let lock = self.owner_lock(&owner);
@@ -147,7 +151,7 @@ impl DelegationStore {
             Change::Revoke
         };
         let (time, tok) = (rfc3339(t), Some(&token));
-        let audit = self.audit_change(time, actor, owner, supplier, change, &before, &after, tok);
+        let audit = self.audit_change(time, by, owner, supplier, change, &before, &after, tok);
         committed.finish(audit, Some(&token))?;
         self.files.record(|| Op::Ack { what: "revoke" });
         logged(actor, owner, supplier, change, &before, &after);
@@ -179,7 +183,13 @@ impl DelegationStore {
     /// [`StoreError::UnknownToken`], so nobody can probe which tokens exist;
     /// whether it was used or has expired is told only to an actor who may
     /// administer its owner.
-    pub fn undo(&self, token: &UndoToken, actor: &PersonId) -> Result<DelegationView, StoreError> {
+    pub fn undo<'a>(
+        &self,
+        token: &UndoToken,
+        by: impl Into<Actor<'a>>,
+    ) -> Result<DelegationView, StoreError> {
+        let by = by.into();
+        let actor = by.person;
         let unknown = || StoreError::UnknownToken {
             token: token.clone(),
             actor: actor.clone(),
@@ -271,7 +281,7 @@ impl DelegationStore {
         };
         let change = Change::Undo;
         let tok = Some(token);
-        let audit = self.audit_change(stamp, actor, owner, supplier, change, &before, &after, tok);
+        let audit = self.audit_change(stamp, by, owner, supplier, change, &before, &after, tok);
         committed.finish(audit, None)?;
         self.files.record(|| Op::Ack { what: "undo" });
         logged(actor, owner, supplier, change, &before, &after);

@@ -22,7 +22,7 @@ use crate::engine::Decision;
 use crate::ids::{OrgNumber, PersonId, Scope};
 use crate::store::StoreError;
 use decision_log::{DecisionLog, Entry};
-use metrics::{AdminKind, AdminResult, Api, Metrics, Outcome};
+use metrics::{AdminKind, AdminResult, Api, Metrics, Outcome, Refusal};
 
 /// The handle every service holds. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -139,6 +139,32 @@ impl Telemetry {
                 "admin write not done"
             );
         }
+    }
+}
+
+impl Telemetry {
+    /// An admin call refused before the store saw it: not authenticated, or
+    /// `actor` not the caller. Counted (a write kind also as a refused
+    /// write) and logged at `warn`; `actor` is the verified person, if any.
+    pub fn admin_refused(
+        &self,
+        kind: AdminKind,
+        reason: Refusal,
+        actor: Option<&PersonId>,
+        why: &dyn std::fmt::Display,
+    ) {
+        if kind.is_write() {
+            self.metrics.admin_write(kind, AdminResult::Refused);
+        }
+        self.metrics.admin_refused(kind, reason);
+        let actor = actor.map_or("-", PersonId::as_str);
+        tracing::warn!(
+            kind = kind.as_str(),
+            %actor,
+            reason = reason.as_str(),
+            %why,
+            "admin call refused"
+        );
     }
 }
 

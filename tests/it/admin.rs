@@ -344,7 +344,17 @@ async fn rejections_write_nothing() {
     assert_eq!(e.code(), Code::NotFound);
 
     assert_eq!(owner_text(&s, OWNER), file_before, "nothing written");
-    assert!(audit_lines(&s).is_empty(), "nothing audited");
+    // No change audited; the unknown undo token is on record as a refusal,
+    // with the (unverified) actor who tried it and never the token.
+    let lines = audit_lines(&s);
+    assert!(lines.iter().all(|l| l.get("change").is_none()), "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let l = &lines[0];
+    assert_eq!(l["refused"], "undo");
+    assert_eq!(l["reason"], "unknown_token");
+    assert_eq!(l["actor"], DAGL);
+    assert_eq!(l["actor_auth"], "unverified");
+    assert!(!l.to_string().contains(&"0".repeat(32)), "{l}");
     let undo_dir = std::fs::read_dir(s.work.data().join("undo"))
         .unwrap()
         .count();

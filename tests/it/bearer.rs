@@ -2,76 +2,16 @@
 //! `Authorization: Bearer` token itself. Keys are generated here (ES256 and
 //! RS256), written as a real JWKS file, and rotated by editing it.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use envoy_types::ext_authz::v3::pb::{CheckRequest, HttpResponse};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tilgang::auth::VerifierConfig;
 use tilgang::sidecar::BearerConfig;
 
 use crate::ext_authz::{INSTANCE, check, client, payload};
+use crate::jwt::{b64, es256, now, rs256, write_jwks};
 use crate::util::*;
 
 const ISSUER: &str = "https://maskinporten.no/";
-
-struct Key {
-    alg: Algorithm,
-    encoding: EncodingKey,
-    public: Value,
-}
-
-fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn es256() -> Key {
-    use p256::pkcs8::EncodePrivateKey;
-    let key = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
-    let point = key.verifying_key().to_encoded_point(false);
-    Key {
-        alg: Algorithm::ES256,
-        encoding: EncodingKey::from_ec_der(key.to_pkcs8_der().unwrap().as_bytes()),
-        public: json!({"kty": "EC", "crv": "P-256",
-            "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap())}),
-    }
-}
-
-fn rs256() -> Key {
-    use rsa::pkcs1::EncodeRsaPrivateKey;
-    use rsa::traits::PublicKeyParts;
-    let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).unwrap();
-    let public = key.to_public_key();
-    Key {
-        alg: Algorithm::RS256,
-        encoding: EncodingKey::from_rsa_der(key.to_pkcs1_der().unwrap().as_bytes()),
-        public: json!({"kty": "RSA", "n": b64(&public.n().to_bytes_be()),
-            "e": b64(&public.e().to_bytes_be())}),
-    }
-}
-
-impl Key {
-    fn jwk(&self, kid: &str) -> Value {
-        let mut jwk = self.public.clone();
-        jwk["kid"] = json!(kid);
-        jwk
-    }
-
-    fn sign(&self, kid: &str, claims: &Value) -> String {
-        let mut header = Header::new(self.alg);
-        header.kid = Some(kid.into());
-        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
-    }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 /// A Maskinporten-shaped token body: `exp` `lifetime` seconds from now
 /// (negative: already expired).
@@ -116,10 +56,6 @@ async fn ask(s: &TestServer, req: CheckRequest) -> (i32, i32, String) {
         }
         other => panic!("no HTTP response: {other:?}"),
     }
-}
-
-fn write_jwks(path: &std::path::Path, keys: &[Value]) {
-    save_by_rename(path, &json!({ "keys": keys }).to_string());
 }
 
 #[tokio::test(flavor = "multi_thread")]

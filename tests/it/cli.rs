@@ -7,11 +7,14 @@ use std::process::{Command, Stdio};
 
 use crate::util::*;
 
-fn tilgang() -> Command {
+pub fn tilgang() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tilgang"));
     c.current_dir(repo())
         .env_remove("RUST_LOG")
-        .env_remove("TILGANG_ADMIN_ADDR");
+        .env_remove("TILGANG_ADMIN_ADDR")
+        .env_remove("TILGANG_TOKEN")
+        .env_remove("TILGANG_TOKEN_FILE")
+        .env_remove("TILGANG_CA_FILE");
     c
 }
 
@@ -27,7 +30,7 @@ const FIXTURES: [&str; 4] = [
 /// tables (`tests/tables`) are written against.
 const SHIPPED: [&str; 4] = ["--policies", "policies", "--data", "tests/fixtures/data"];
 
-fn output(c: &mut Command) -> (i32, String, String) {
+pub fn output(c: &mut Command) -> (i32, String, String) {
     let o = c.output().unwrap();
     (
         o.status.code().unwrap_or(-1),

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod admin;
+mod admin_auth;
 mod authorizer;
 mod bearer;
 mod cli;
@@ -13,6 +14,7 @@ mod durability;
 mod ext_authz;
 mod flood;
 mod hygiene;
+mod jwt;
 mod paging;
 mod races;
 mod reload;

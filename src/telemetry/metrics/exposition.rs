@@ -121,7 +121,7 @@ impl Collector for Scrape {
             &mut enc,
             "tilgang_admin_writes",
             "Admin writes (delegate, revoke, undo) by kind and result.",
-            AdminKind::ALL.iter().flat_map(|&k| {
+            AdminKind::WRITES.iter().flat_map(|&k| {
                 AdminResult::ALL.iter().map(move |&r| {
                     (
                         vec![("kind", k.as_str()), ("result", r.as_str())],
@@ -133,7 +133,7 @@ impl Collector for Scrape {
         counter(
             &mut enc,
             "tilgang_admin_refusals",
-            "Admin writes refused, by kind and reason (forbidden by the admin policy, unknown undo token, roles.json invalid).",
+            "Admin calls refused, by kind and reason (no or a bad bearer token, actor not the token's person, forbidden by the admin policy, unknown undo token, roles.json invalid).",
             AdminKind::ALL.iter().flat_map(|&k| {
                 Refusal::ALL.iter().map(move |&r| {
                     (

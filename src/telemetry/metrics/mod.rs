@@ -102,11 +102,14 @@ label_enum! {
 }
 
 label_enum! {
-    /// Which admin write: the `kind` label.
+    /// Which admin call: the `kind` label. The writes come first
+    /// ([`AdminKind::WRITES`]); the reads are counted only when refused.
     AdminKind {
         Delegate => "delegate",
         Revoke => "revoke",
         Undo => "undo",
+        ListDelegations => "list_delegations",
+        ListRights => "list_rights",
     }
 }
 
@@ -141,6 +144,10 @@ label_enum! {
 label_enum! {
     /// Why an admin call was refused: the `reason` label.
     Refusal {
+        /// No bearer token, or one that does not verify (`--admin-jwks`).
+        Unauthenticated => "unauthenticated",
+        /// `actor` names someone other than the verified caller.
+        ActorMismatch => "actor_mismatch",
         /// The admin policy refuses the actor for the owner.
         Forbidden => "forbidden",
         /// An undo token the actor may not use (unknown, pruned, or another
@@ -148,6 +155,15 @@ label_enum! {
         UnknownToken => "unknown_token",
         /// `roles.json` does not load, so every admin write is refused.
         RolesInvalid => "roles_invalid",
+    }
+}
+
+impl AdminKind {
+    /// The kinds that change delegations (`tilgang_admin_writes_total`).
+    pub const WRITES: &'static [Self] = &[Self::Delegate, Self::Revoke, Self::Undo];
+
+    pub fn is_write(self) -> bool {
+        Self::WRITES.contains(&self)
     }
 }
 

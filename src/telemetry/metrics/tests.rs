@@ -51,5 +51,12 @@ fn label_enums_index_their_arrays_in_order() {
     for (i, r) in AdminResult::ALL.iter().enumerate() {
         assert_eq!(r.index(), i);
     }
-    assert_eq!(Refusal::COUNT, 3);
+    assert_eq!(Refusal::COUNT, 5);
+    assert_eq!(AdminKind::COUNT, 5);
+    assert!(
+        AdminKind::WRITES
+            .iter()
+            .enumerate()
+            .all(|(i, k)| k.index() == i)
+    );
 }

@@ -1,0 +1,215 @@
+//! Reaching the admin listener: the address, TLS (a CA file to trust, and a
+//! client certificate for mutual TLS) and the bearer token sent with every
+//! call (`--token`, `TILGANG_TOKEN` or `--token-file`). An error that says a
+//! token is wanted, or a connection that fails in a way TLS explains, is
+//! turned into a message that says what to give.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+use crate::proto::delegations_client::DelegationsClient;
+
+/// The admin listener to talk to, and how.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// Admin address: `host:port`, `http://host:port` or `https://host:port`
+    /// (`https` when --ca-file is given)
+    #[arg(long, env = "TILGANG_ADMIN_ADDR", default_value = "127.0.0.1:50052")]
+    pub admin_addr: String,
+    /// Bearer token (ID-porten) sent with every call, when the admin listener
+    /// wants one. A flag shows in `ps`: prefer TILGANG_TOKEN or --token-file
+    #[arg(
+        long,
+        env = "TILGANG_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        conflicts_with = "token_file"
+    )]
+    pub token: Option<String>,
+    /// Read the bearer token from FILE (surrounding whitespace ignored)
+    #[arg(long, env = "TILGANG_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Connect over TLS, trusting the CAs in this PEM file
+    #[arg(long, env = "TILGANG_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Present this PEM client certificate (mutual TLS); needs --client-key
+    #[arg(
+        long,
+        env = "TILGANG_CLIENT_CERT",
+        value_name = "FILE",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// The PEM private key of --client-cert
+    #[arg(
+        long,
+        env = "TILGANG_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
+}
+
+/// Adds `authorization: Bearer <token>` to every call, when there is a token.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A connected client, and what it sent (to explain a refusal).
+pub struct Client {
+    pub inner: DelegationsClient<InterceptedService<Channel, Bearer>>,
+    sent_token: bool,
+}
+
+/// Turns a status into the error to print.
+pub struct Explain {
+    sent_token: bool,
+}
+
+impl Explain {
+    pub fn status(&self, e: tonic::Status) -> anyhow::Error {
+        let message = e.message();
+        match e.code() {
+            tonic::Code::Unauthenticated if !self.sent_token => anyhow::anyhow!(
+                "the admin listener wants a bearer token: give --token-file FILE, set TILGANG_TOKEN, \
+                 or pass --token (server: {message})"
+            ),
+            tonic::Code::Unauthenticated => {
+                anyhow::anyhow!("the admin listener refused the bearer token: {message}")
+            }
+            code => anyhow::anyhow!("{code:?}: {message}"),
+        }
+    }
+}
+
+impl Client {
+    /// How this client's errors are printed.
+    pub fn explain(&self) -> impl Fn(tonic::Status) -> anyhow::Error + use<> {
+        let explain = Explain {
+            sent_token: self.sent_token,
+        };
+        move |e| explain.status(e)
+    }
+}
+
+fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {what} `{}`", path.display()))
+}
+
+impl Target {
+    /// The token to send, from --token, TILGANG_TOKEN or --token-file.
+    fn token(&self) -> anyhow::Result<Option<MetadataValue<Ascii>>> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(t), _) if !t.trim().is_empty() => t.trim().to_string(),
+            (_, Some(f)) if !f.as_os_str().is_empty() => {
+                let bytes = read(f, "the token file")?;
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| anyhow::anyhow!("the token file `{}` is not text", f.display()))?;
+                let t = text.trim();
+                if t.is_empty() {
+                    anyhow::bail!("the token file `{}` is empty", f.display());
+                }
+                t.to_string()
+            }
+            _ => return Ok(None),
+        };
+        let value = MetadataValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| anyhow::anyhow!("the token has characters a header cannot carry"))?;
+        Ok(Some(value))
+    }
+
+    fn url(&self) -> String {
+        if self.admin_addr.contains("://") {
+            self.admin_addr.clone()
+        } else if self.ca_file.is_some() {
+            format!("https://{}", self.admin_addr)
+        } else {
+            format!("http://{}", self.admin_addr)
+        }
+    }
+
+    fn tls(&self) -> anyhow::Result<Option<ClientTlsConfig>> {
+        let Some(ca) = self
+            .ca_file
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty())
+        else {
+            if self.client_cert.is_some() {
+                anyhow::bail!(
+                    "--client-cert needs --ca-file: a client certificate is only sent over TLS"
+                );
+            }
+            return Ok(None);
+        };
+        let mut tls =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca, "--ca-file")?));
+        if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
+            tls = tls.identity(Identity::from_pem(
+                read(cert, "--client-cert")?,
+                read(key, "--client-key")?,
+            ));
+        }
+        Ok(Some(tls))
+    }
+
+    pub async fn connect(&self) -> anyhow::Result<Client> {
+        let url = self.url();
+        let token = self.token()?;
+        let mut endpoint = Channel::from_shared(url.clone())?;
+        let tls = self.tls()?;
+        if url.starts_with("https://") && tls.is_none() {
+            anyhow::bail!("`{url}` is TLS: give --ca-file with the CA that issued its certificate");
+        }
+        if let Some(tls) = tls {
+            endpoint = endpoint
+                .tls_config(tls)
+                .with_context(|| format!("TLS settings for {url}"))?;
+        }
+        let channel = endpoint.connect().await.map_err(|e| {
+            let hint = if url.starts_with("http://") {
+                " (if the admin listener serves TLS, give --ca-file)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!(
+                "cannot connect to the admin listener at {url}: {}{hint}",
+                chain(&e)
+            )
+        })?;
+        let sent_token = token.is_some();
+        Ok(Client {
+            inner: DelegationsClient::with_interceptor(channel, Bearer(token)),
+            sent_token,
+        })
+    }
+}
+
+/// An error and its causes on one line (tonic's transport error alone says
+/// only "transport error").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

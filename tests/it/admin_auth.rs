@@ -1,0 +1,531 @@
+//! The authenticated admin plane (`--admin-jwks`): every call needs an
+//! ID-porten bearer token verified against a JWKS file, acts for the person
+//! its `pid` names, and every refusal is counted and on record in the audit
+//! log. Without `--admin-jwks`: development mode, loopback only, actors marked
+//! unverified. Keys are generated here and rotated by editing the file.
+
+use serde_json::{Value, json};
+use tilgang::auth::VerifierConfig;
+use tilgang::proto::delegations_client::DelegationsClient;
+use tilgang::proto::{
+    DelegateRequest, ListDelegationsRequest, ListRightsRequest, RevokeRequest, UndoRevokeRequest,
+};
+use tilgang::sidecar::{AdminAuthConfig, BearerConfig, Sidecar};
+use tilgang::telemetry::metrics::{AdminKind, Refusal};
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+use crate::jwt::{Key, es256, now, rs256, write_jwks};
+use crate::util::*;
+
+const ISSUER: &str = "https://idporten.no";
+const AUDIENCE: &str = "tilgang-admin";
+/// Key roles for the fixture owners (`tests/fixtures/data/roles.json`).
+const DAGL: &str = "01017012345";
+const LEDE: &str = "04048612345";
+/// APIADM for the other owner only.
+const STRANGER: &str = "02029054321";
+
+/// An ID-porten-shaped token body for `pid`, valid for `lifetime` seconds.
+fn claims(pid: &str, lifetime: i64) -> Value {
+    json!({
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "pid": pid,
+        "acr": "idporten-loa-high",
+        "iat": now(),
+        "exp": now().saturating_add_signed(lifetime),
+    })
+}
+
+fn with_token<T>(message: T, token: Option<&str>) -> Request<T> {
+    let mut r = Request::new(message);
+    if let Some(t) = token {
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    r
+}
+
+fn delegate(actor: &str) -> DelegateRequest {
+    DelegateRequest {
+        owner: OWNER.into(),
+        supplier: NEW_SUPPLIER.into(),
+        rights: vec!["instances-read".into()],
+        actor: actor.into(),
+    }
+}
+
+fn audit(s: &TestServer) -> Vec<Value> {
+    std::fs::read_to_string(s.work.data().join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn refusals(s: &TestServer) -> Vec<Value> {
+    audit(s)
+        .into_iter()
+        .filter(|l| l.get("refused").is_some())
+        .collect()
+}
+
+struct Admin {
+    server: TestServer,
+    client: DelegationsClient<Channel>,
+    jwks: std::path::PathBuf,
+}
+
+async fn start(keys: &[Value]) -> Admin {
+    let work = Workdir::new();
+    let jwks = work.dir.path().join("idporten-jwks.json");
+    write_jwks(&jwks, keys);
+    let path = jwks.clone();
+    let server = TestServer::start_in(work, |c| {
+        c.admin_auth = Some(AdminAuthConfig {
+            tokens: BearerConfig {
+                jwks: path,
+                verifier: VerifierConfig {
+                    issuer: Some(ISSUER.into()),
+                    audiences: vec![AUDIENCE.into()],
+                    ..VerifierConfig::default()
+                },
+            },
+            person_claim: "pid".into(),
+        });
+    })
+    .await;
+    let client = server.admin().await;
+    Admin {
+        server,
+        client,
+        jwks,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_call_acts_for_the_person_its_token_names() {
+    let (es, rs) = (es256(), rs256());
+    let Admin {
+        server: s,
+        mut client,
+        ..
+    } = start(&[es.jwk("es"), rs.jwk("rs")]).await;
+    let dagl = es.sign("es", &claims(DAGL, 120));
+
+    // `actor` left out: the token's person acts.
+    let d = client
+        .delegate(with_token(delegate(""), Some(&dagl)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(d.delegated_by, DAGL);
+    assert!(s.decide(NEW_SUPPLIER, OWNER, READ).await.allowed);
+    // `actor` the same person, an RS256 token: fine too.
+    let rs_dagl = rs.sign("rs", &claims(DAGL, 120));
+    let revoked = client
+        .revoke(with_token(
+            RevokeRequest {
+                owner: OWNER.into(),
+                supplier: NEW_SUPPLIER.into(),
+                rights: vec![],
+                actor: DAGL.into(),
+            },
+            Some(&rs_dagl),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!s.decide(NEW_SUPPLIER, OWNER, READ).await.allowed);
+    client
+        .undo_revoke(with_token(
+            UndoRevokeRequest {
+                undo_token: revoked.undo_token,
+                actor: String::new(),
+            },
+            Some(&dagl),
+        ))
+        .await
+        .unwrap();
+    assert!(s.decide(NEW_SUPPLIER, OWNER, READ).await.allowed);
+    // The overview and the catalogue need a token as well.
+    let listed = client
+        .list_delegations(with_token(
+            ListDelegationsRequest {
+                owner: OWNER.into(),
+                ..Default::default()
+            },
+            Some(&dagl),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        listed
+            .delegations
+            .iter()
+            .any(|d| d.supplier == NEW_SUPPLIER)
+    );
+    client
+        .list_rights(with_token(ListRightsRequest {}, Some(&dagl)))
+        .await
+        .unwrap();
+    for e in [
+        client
+            .list_rights(with_token(ListRightsRequest {}, None))
+            .await
+            .unwrap_err(),
+        client
+            .list_delegations(with_token(ListDelegationsRequest::default(), None))
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    }
+
+    // Every change line names the verified person.
+    let changes: Vec<Value> = audit(&s)
+        .into_iter()
+        .filter(|l| l.get("change").is_some())
+        .collect();
+    assert_eq!(changes.len(), 3, "{changes:?}");
+    for l in &changes {
+        assert_eq!(
+            (l["actor"].as_str(), l["actor_auth"].as_str()),
+            (Some(DAGL), Some("token")),
+            "{l}"
+        );
+    }
+
+    // Someone else's name in `actor`: PERMISSION_DENIED, nothing written, on
+    // record with both names.
+    let lede = es.sign("es", &claims(LEDE, 120));
+    let before = std::fs::read_to_string(s.work.owner_file(OWNER)).unwrap();
+    let e = client
+        .delegate(with_token(delegate(DAGL), Some(&lede)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("`actor`"), "{}", e.message());
+    // A person without a key role for the owner: forbidden by the policy.
+    let stranger = rs.sign("rs", &claims(STRANGER, 120));
+    let e = client
+        .delegate(with_token(delegate(""), Some(&stranger)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert_eq!(
+        std::fs::read_to_string(s.work.owner_file(OWNER)).unwrap(),
+        before
+    );
+    let r = refusals(&s);
+    let mismatch = r.iter().find(|l| l["reason"] == "actor_mismatch").unwrap();
+    assert_eq!(mismatch["refused"], "delegate");
+    assert_eq!(mismatch["actor"], LEDE);
+    assert_eq!(mismatch["actor_auth"], "token");
+    assert_eq!(mismatch["requested_actor"], DAGL);
+    assert_eq!(mismatch["owner"], OWNER);
+    assert_eq!(mismatch["supplier"], NEW_SUPPLIER);
+    assert!(mismatch["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    let forbidden = r.iter().find(|l| l["reason"] == "forbidden").unwrap();
+    assert_eq!(forbidden["actor"], STRANGER);
+    assert_eq!(forbidden["actor_auth"], "token");
+    let m = s.sidecar.telemetry.metrics();
+    assert_eq!(
+        m.admin_refusals(AdminKind::Delegate, Refusal::ActorMismatch),
+        1
+    );
+    assert_eq!(m.admin_refusals(AdminKind::Delegate, Refusal::Forbidden), 1);
+    assert_eq!(
+        m.admin_refusals(AdminKind::ListRights, Refusal::Unauthenticated),
+        1
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_or_bad_token_is_unauthenticated_with_its_reason_and_on_record() {
+    let (es, rs, stranger) = (es256(), rs256(), es256());
+    let Admin {
+        server: s,
+        mut client,
+        jwks,
+    } = start(&[es.jwk("es"), rs.jwk("rs")]).await;
+    let good = claims(DAGL, 120);
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut c = good.clone();
+        f(&mut c);
+        c
+    };
+    let expired = with(&|c| c["exp"] = json!(now() - 120));
+    let not_yet = with(&|c| c["nbf"] = json!(now() + 300));
+    let wrong_issuer = with(&|c| c["iss"] = json!("https://test.idporten.no"));
+    let wrong_audience = with(&|c| c["aud"] = json!("someone-else"));
+    let no_pid = with(&|c| {
+        c.as_object_mut().unwrap().remove("pid");
+    });
+    let bad_pid = with(&|c| c["pid"] = json!("../../etc"));
+    let cases: Vec<(&str, Option<String>, &str)> = vec![
+        ("no token", None, "no bearer token"),
+        ("expired", Some(es.sign("es", &expired)), "expired"),
+        (
+            "not yet valid",
+            Some(es.sign("es", &not_yet)),
+            "not valid before",
+        ),
+        ("wrong issuer", Some(es.sign("es", &wrong_issuer)), "issuer"),
+        (
+            "wrong audience",
+            Some(rs.sign("rs", &wrong_audience)),
+            "audience",
+        ),
+        (
+            "wrong key under a known kid",
+            Some(stranger.sign("es", &good)),
+            "signature",
+        ),
+        (
+            "unknown kid",
+            Some(stranger.sign("stranger", &good)),
+            "stranger",
+        ),
+        ("alg none", Some(Key::unsigned("es", &good)), "none"),
+        (
+            "HS256 with the public key as secret",
+            Some(rs.forge_hs256("rs", &good)),
+            "HS256",
+        ),
+        ("no pid", Some(es.sign("es", &no_pid)), "`pid`"),
+        (
+            "a pid that is no person id",
+            Some(es.sign("es", &bad_pid)),
+            "`pid`",
+        ),
+        (
+            "garbage",
+            Some("abc.def.ghi".into()),
+            "bearer token refused",
+        ),
+    ];
+    let before = std::fs::read_to_string(s.work.owner_file(OWNER)).unwrap();
+    for (what, token, reason) in &cases {
+        let e: Status = client
+            .delegate(with_token(delegate(DAGL), token.as_deref()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated, "{what}: {e:?}");
+        assert!(
+            e.message().contains(reason),
+            "{what}: `{}` lacks `{reason}`",
+            e.message()
+        );
+        let challenge = e
+            .metadata()
+            .get("www-authenticate")
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert!(challenge.starts_with("Bearer"), "{what}: {challenge}");
+        assert_eq!(
+            challenge.contains("invalid_token"),
+            token.is_some(),
+            "{what}: {challenge}"
+        );
+    }
+    // A scheme other than Bearer.
+    let mut basic = Request::new(delegate(DAGL));
+    basic
+        .metadata_mut()
+        .insert("authorization", "Basic dXNlcjpwYXNz".parse().unwrap());
+    let e = client.delegate(basic).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    assert!(e.message().contains("not `Bearer"), "{}", e.message());
+
+    // Nothing written; every attempt on record, none with its token.
+    assert_eq!(
+        std::fs::read_to_string(s.work.owner_file(OWNER)).unwrap(),
+        before
+    );
+    let text = std::fs::read_to_string(s.work.data().join("audit.jsonl")).unwrap();
+    for (what, token, _) in &cases {
+        if let Some(t) = token {
+            assert!(
+                !text.contains(t.as_str()),
+                "{what}: the token is in the audit log"
+            );
+        }
+    }
+    let r = refusals(&s);
+    assert_eq!(r.len(), cases.len() + 1, "{r:?}");
+    for l in &r {
+        assert_eq!(l["reason"], "unauthenticated", "{l}");
+        assert_eq!(l["actor_auth"], "none", "{l}");
+        assert!(l.get("actor").is_none(), "{l}");
+        assert_eq!(l["requested_actor"], DAGL, "{l}");
+        assert_eq!(l["rights"], json!(["instances-read"]), "{l}");
+    }
+    assert_eq!(
+        s.sidecar
+            .telemetry
+            .metrics()
+            .admin_refusals(AdminKind::Delegate, Refusal::Unauthenticated),
+        cases.len() as u64 + 1
+    );
+
+    // Key rotation through the file: the stranger's key comes in as `next`,
+    // the RS256 key goes.
+    let next = stranger.sign("next", &good);
+    write_jwks(&jwks, &[es.jwk("es"), stranger.jwk("next")]);
+    eventually("the rotated key to verify", || {
+        let mut c = client.clone();
+        let req = with_token(ListRightsRequest {}, Some(&next));
+        async move { c.list_rights(req).await.is_ok() }
+    })
+    .await;
+    let old = rs.sign("rs", &good);
+    let e = client
+        .list_rights(with_token(ListRightsRequest {}, Some(&old)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn development_mode_marks_its_actors_unverified_and_stays_on_loopback() {
+    // The default: no --admin-jwks on 127.0.0.1. Works, and says so.
+    let s = TestServer::start().await;
+    let mut a = s.admin().await;
+    a.delegate(delegate(DAGL)).await.unwrap();
+    let lines = audit(&s);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["actor"], DAGL);
+    assert_eq!(lines[0]["actor_auth"], "unverified");
+    // A token is not needed, and `actor` is: it is the only name there is.
+    let e = a.delegate(delegate("")).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().starts_with("`actor`"), "{}", e.message());
+    s.stop().await;
+
+    // Any other address is refused before a port is bound, saying why.
+    for addr in ["0.0.0.0:0", "[::]:0"] {
+        let work = Workdir::new();
+        let mut cfg = work.config();
+        cfg.admin_listen = addr.into();
+        let e = Sidecar::start(cfg).await.err().unwrap().to_string();
+        assert!(
+            e.contains("--admin-jwks") && e.contains("loopback"),
+            "{addr}: {e}"
+        );
+    }
+    // With --admin-jwks it may listen anywhere.
+    let work = Workdir::new();
+    let jwks = work.dir.path().join("jwks.json");
+    write_jwks(&jwks, &[es256().jwk("es")]);
+    let mut cfg = work.config();
+    cfg.admin_listen = "0.0.0.0:0".into();
+    cfg.admin_auth = Some(AdminAuthConfig {
+        tokens: BearerConfig {
+            jwks,
+            verifier: VerifierConfig::default(),
+        },
+        person_claim: "pid".into(),
+    });
+    let sidecar = Sidecar::start(cfg).await.unwrap();
+    assert!(sidecar.admin_addr.ip().is_unspecified());
+    sidecar.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_sends_a_token_and_says_when_one_is_wanted() {
+    use crate::cli::{output, tilgang};
+    let es = es256();
+    let Admin { server: s, .. } = start(&[es.jwk("es")]).await;
+    let addr = s.sidecar.admin_addr.to_string();
+    let token = es.sign("es", &claims(DAGL, 120));
+    let token_file = s.work.dir.path().join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let run = |args: Vec<String>, env: Vec<(&'static str, String)>| {
+        let addr = addr.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                output(
+                    tilgang()
+                        .env("TILGANG_ADMIN_ADDR", addr)
+                        .envs(env)
+                        .args(args),
+                )
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let delegate = v(&[
+        "delegate",
+        "--owner",
+        OWNER,
+        "--supplier",
+        NEW_SUPPLIER,
+        "--right",
+        "instances-read",
+    ]);
+
+    // No token: refused, and told how to give one.
+    let (code, _, err) = run(delegate.clone(), vec![]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("wants a bearer token") && err.contains("--token-file"), "{err}");
+    // A bad one: told it was refused, and why.
+    let (code, _, err) = run(delegate.clone(), vec![("TILGANG_TOKEN", "abc.def.ghi".into())]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("refused the bearer token"), "{err}");
+
+    // From a file (its newline ignored), the environment, or the flag.
+    let mut with_file = delegate.clone();
+    with_file.extend(v(&["--token-file", token_file.to_str().unwrap()]));
+    let (code, out, err) = run(with_file, vec![]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("by {DAGL}")), "{out}");
+    let (code, out, err) = run(
+        v(&["delegations", "--owner", OWNER]),
+        vec![("TILGANG_TOKEN", token.clone())],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(NEW_SUPPLIER), "{out}");
+    let (code, _, err) = run(v(&["rights", "--token", &token]), vec![]).await;
+    assert_eq!(code, 0, "{err}");
+    // The token and the file together are a mistake, said before any call.
+    let (code, _, err) = run(
+        v(&["rights", "--token", &token, "--token-file", "x"]),
+        vec![],
+    )
+    .await;
+    assert_eq!(code, 2, "{err}");
+    s.stop().await;
+}
+
+#[test]
+fn serve_refuses_a_non_loopback_admin_address_without_admin_jwks() {
+    use crate::cli::{output, tilgang};
+    let work = Workdir::new();
+    let (code, _, err) = output(tilgang().args([
+        "serve",
+        "--policies",
+        work.policies().to_str().unwrap(),
+        "--data",
+        work.data().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "off",
+        "--admin-listen",
+        "0.0.0.0:0",
+    ]));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("not a loopback address") && err.contains("--admin-jwks"),
+        "{err}"
+    );
+}
