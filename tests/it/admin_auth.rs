@@ -475,9 +475,16 @@ async fn the_cli_sends_a_token_and_says_when_one_is_wanted() {
     // No token: refused, and told how to give one.
     let (code, _, err) = run(delegate.clone(), vec![]).await;
     assert_ne!(code, 0);
-    assert!(err.contains("wants a bearer token") && err.contains("--token-file"), "{err}");
+    assert!(
+        err.contains("wants a bearer token") && err.contains("--token-file"),
+        "{err}"
+    );
     // A bad one: told it was refused, and why.
-    let (code, _, err) = run(delegate.clone(), vec![("TILGANG_TOKEN", "abc.def.ghi".into())]).await;
+    let (code, _, err) = run(
+        delegate.clone(),
+        vec![("TILGANG_TOKEN", "abc.def.ghi".into())],
+    )
+    .await;
     assert_ne!(code, 0);
     assert!(err.contains("refused the bearer token"), "{err}");
 

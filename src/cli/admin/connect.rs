@@ -76,12 +76,18 @@ impl tonic::service::Interceptor for Bearer {
 pub struct Client {
     pub inner: DelegationsClient<InterceptedService<Channel, Bearer>>,
     sent_token: bool,
+    plaintext: bool,
 }
 
 /// Turns a status into the error to print.
 pub struct Explain {
     sent_token: bool,
+    /// Over plaintext: a TLS listener answers with a transport error.
+    plaintext: bool,
 }
+
+/// Said when a plaintext connection fails as it does against TLS.
+const TLS_HINT: &str = " (if the admin listener serves TLS, give --ca-file)";
 
 impl Explain {
     pub fn status(&self, e: tonic::Status) -> anyhow::Error {
@@ -94,6 +100,14 @@ impl Explain {
             tonic::Code::Unauthenticated => {
                 anyhow::anyhow!("the admin listener refused the bearer token: {message}")
             }
+            // What the client's own transport reports when TLS answers its
+            // plaintext HTTP/2, not what a server says.
+            code @ (tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Internal)
+                if self.plaintext
+                    && (message.contains("transport error") || message.contains("h2 protocol")) =>
+            {
+                anyhow::anyhow!("{code:?}: {message}{TLS_HINT}")
+            }
             code => anyhow::anyhow!("{code:?}: {message}"),
         }
     }
@@ -104,6 +118,7 @@ impl Client {
     pub fn explain(&self) -> impl Fn(tonic::Status) -> anyhow::Error + use<> {
         let explain = Explain {
             sent_token: self.sent_token,
+            plaintext: self.plaintext,
         };
         move |e| explain.status(e)
     }
@@ -182,12 +197,9 @@ impl Target {
                 .tls_config(tls)
                 .with_context(|| format!("TLS settings for {url}"))?;
         }
+        let plaintext = url.starts_with("http://");
         let channel = endpoint.connect().await.map_err(|e| {
-            let hint = if url.starts_with("http://") {
-                " (if the admin listener serves TLS, give --ca-file)"
-            } else {
-                ""
-            };
+            let hint = if plaintext { TLS_HINT } else { "" };
             anyhow::anyhow!(
                 "cannot connect to the admin listener at {url}: {}{hint}",
                 chain(&e)
@@ -197,6 +209,7 @@ impl Target {
         Ok(Client {
             inner: DelegationsClient::with_interceptor(channel, Bearer(token)),
             sent_token,
+            plaintext,
         })
     }
 }

@@ -1,0 +1,232 @@
+//! TLS on the gateway and admin listeners: served with the configured
+//! certificate, client certificates required when a CA bundle is given, and a
+//! certificate rotated on disk served to new connections while open ones
+//! keep theirs. Certificates are generated per test (`pki`).
+
+use std::time::Duration;
+
+use tilgang::proto::ListRightsRequest;
+use tilgang::proto::authorizer_client::AuthorizerClient;
+use tilgang::proto::delegations_client::DelegationsClient;
+use tonic::transport::{Channel, ClientTlsConfig};
+
+use crate::pki::{Ca, write};
+use crate::util::*;
+
+/// A channel to `addr` over TLS with `tls`, or the error connecting.
+async fn channel(addr: std::net::SocketAddr, tls: ClientTlsConfig) -> Result<Channel, String> {
+    Channel::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| format!("{e:?}"))
+}
+
+/// Whether a gateway call over `tls` is answered.
+async fn gateway_answers(addr: std::net::SocketAddr, tls: ClientTlsConfig) -> Result<bool, String> {
+    let mut c = AuthorizerClient::new(channel(addr, tls).await?);
+    let r = c
+        .is_authorized(req(FULL_SUPPLIER, OWNER, READ))
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(r.into_inner().allowed)
+}
+
+async fn admin_answers(addr: std::net::SocketAddr, tls: ClientTlsConfig) -> Result<usize, String> {
+    let mut c = DelegationsClient::new(channel(addr, tls).await?);
+    let r = c
+        .list_rights(ListRightsRequest {})
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(r.into_inner().rights.len())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn both_listeners_serve_tls_and_plaintext_clients_get_nothing() {
+    let (ca, other) = (Ca::new("tilgang test CA"), Ca::new("someone else"));
+    let work = Workdir::new();
+    let dir = work.dir.path().to_path_buf();
+    let gateway = write(&dir, "gateway", &ca.server(), None);
+    let admin = write(&dir, "admin", &ca.server(), None);
+    let s = TestServer::start_in(work, |c| {
+        c.tls = Some(gateway);
+        c.admin_tls = Some(admin);
+    })
+    .await;
+    let (g, a) = (s.sidecar.gateway_addr, s.sidecar.admin_addr);
+
+    assert_eq!(gateway_answers(g, ca.client(None)).await, Ok(true));
+    assert_eq!(admin_answers(a, ca.client(None)).await, Ok(2));
+    // A client that does not trust the issuer refuses the server.
+    assert!(gateway_answers(g, other.client(None)).await.is_err());
+    assert!(admin_answers(a, other.client(None)).await.is_err());
+    // Plaintext HTTP/2 to a TLS listener: no answer.
+    let plain = AuthorizerClient::connect(format!("http://{g}")).await;
+    if let Ok(mut c) = plain {
+        assert!(
+            c.is_authorized(req(FULL_SUPPLIER, OWNER, READ))
+                .await
+                .is_err()
+        );
+    }
+
+    // The CLI with --ca-file; without it, told to give one.
+    use crate::cli::{output, tilgang};
+    let ca_file = s.work.dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let addr = a.to_string();
+    let ca_path = ca_file.to_str().unwrap().to_string();
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        output(tilgang().args(["rights", "--admin-addr", &addr, "--ca-file", &ca_path]))
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("instances-full"), "{out}");
+    let addr = a.to_string();
+    let (code, _, err) = tokio::task::spawn_blocking(move || {
+        output(tilgang().args(["rights", "--admin-addr", &addr]))
+    })
+    .await
+    .unwrap();
+    assert_ne!(code, 0);
+    assert!(err.contains("--ca-file"), "{err}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_client_ca_only_clients_with_its_certificates_get_in() {
+    let (ca, clients, other) = (
+        Ca::new("server CA"),
+        Ca::new("client CA"),
+        Ca::new("other CA"),
+    );
+    let work = Workdir::new();
+    let dir = work.dir.path().to_path_buf();
+    let gateway = write(&dir, "gateway", &ca.server(), Some(&clients));
+    let admin = write(&dir, "admin", &ca.server(), Some(&clients));
+    let s = TestServer::start_in(work, |c| {
+        c.tls = Some(gateway);
+        c.admin_tls = Some(admin);
+    })
+    .await;
+    let (g, a) = (s.sidecar.gateway_addr, s.sidecar.admin_addr);
+    let ours = clients.issue(&["gateway.example"]);
+    let theirs = other.issue(&["gateway.example"]);
+
+    assert_eq!(gateway_answers(g, ca.client(Some(&ours))).await, Ok(true));
+    assert_eq!(admin_answers(a, ca.client(Some(&ours))).await, Ok(2));
+    for (what, identity) in [("no certificate", None), ("another CA's", Some(&theirs))] {
+        assert!(
+            gateway_answers(g, ca.client(identity)).await.is_err(),
+            "gateway, {what}"
+        );
+        assert!(
+            admin_answers(a, ca.client(identity)).await.is_err(),
+            "admin, {what}"
+        );
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_certificate_serves_new_connections_while_open_ones_keep_theirs() {
+    let (old_ca, new_ca) = (Ca::new("old CA"), Ca::new("new CA"));
+    let work = Workdir::new();
+    let dir = work.dir.path().to_path_buf();
+    let files = write(&dir, "gateway", &old_ca.server(), None);
+    let s = TestServer::start_in(work, |c| {
+        c.tls = Some(files);
+        c.tls_rescan = Duration::from_millis(100);
+    })
+    .await;
+    let g = s.sidecar.gateway_addr;
+    // A client that trusts only the old CA, connected and calling.
+    let mut open = AuthorizerClient::new(channel(g, old_ca.client(None)).await.unwrap());
+    let ask = req(FULL_SUPPLIER, OWNER, READ);
+    assert!(
+        open.is_authorized(ask.clone())
+            .await
+            .unwrap()
+            .into_inner()
+            .allowed
+    );
+
+    // cert-manager renews with another CA: the certificate, then the key.
+    write(&dir, "gateway", &new_ca.server(), None);
+    let tls = s.sidecar.gateway_tls.clone().unwrap();
+    eventually("the new certificate to be put in force", || {
+        let tls = tls.clone();
+        async move { tls.status().reloads == 1 }
+    })
+    .await;
+    assert_eq!(tls.status().problem, None);
+
+    // The open connection keeps its session: it could not reconnect, since
+    // it trusts only the old CA.
+    for _ in 0..5 {
+        assert!(
+            open.is_authorized(ask.clone())
+                .await
+                .unwrap()
+                .into_inner()
+                .allowed
+        );
+    }
+    // New connections get the new certificate.
+    assert!(gateway_answers(g, old_ca.client(None)).await.is_err());
+    assert_eq!(gateway_answers(g, new_ca.client(None)).await, Ok(true));
+
+    // A broken change (a key that does not fit) keeps the new certificate.
+    let stray = new_ca.server();
+    crate::util::save_by_rename(&dir.join("gateway.key"), &stray.key);
+    eventually("the broken change to be reported", || {
+        let tls = tls.clone();
+        async move { tls.status().problem.is_some() }
+    })
+    .await;
+    assert_eq!(tls.status().reloads, 1);
+    assert_eq!(gateway_answers(g, new_ca.client(None)).await, Ok(true));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_never_finishes_the_tls_handshake_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca = Ca::new("tilgang test CA");
+    let work = Workdir::new();
+    let files = write(
+        &work.dir.path().to_path_buf(),
+        "gateway",
+        &ca.server(),
+        None,
+    );
+    let s = TestServer::start_in(work, |c| {
+        c.tls = Some(files);
+        c.limits.handshake_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let g = s.sidecar.gateway_addr;
+    // Silent, and a ClientHello cut off after its first bytes.
+    for first in [&b""[..], &[0x16, 0x03, 0x01, 0x02, 0x00][..]] {
+        let mut tcp = tokio::net::TcpStream::connect(g).await.unwrap();
+        tcp.write_all(first).await.unwrap();
+        let mut buf = [0u8; 64];
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "{first:?}: still open after 10 s");
+    }
+    // The listener still serves.
+    assert_eq!(gateway_answers(g, ca.client(None)).await, Ok(true));
+    s.stop().await;
+}
