@@ -27,7 +27,7 @@ use crate::proto::{
 };
 use crate::server::Peer;
 use crate::store::audit::{Actor, ActorAuth, RefusalRecord};
-use crate::store::{DelegationStore, DelegationView, ListFilter, Position, StoreError};
+use crate::store::{DelegationStore, DelegationView, ListFilter, Position, Reader, StoreError};
 use crate::telemetry::metrics::{AdminKind, AdminResult, Refusal};
 use crate::telemetry::{AdminFailure, Telemetry, Who};
 
@@ -405,8 +405,11 @@ impl Delegations for DelegationsService {
         let attempt = Attempt::new(AdminKind::ListDelegations, &request);
         let r = request.get_ref();
         let attempt = attempt.change("", &r.owner, &r.supplier, &[]);
-        self.caller(&request, &attempt).await?;
-        let r = request.into_inner();
+        let caller = self.caller(&request, &attempt).await?;
+        let reader = match caller.person() {
+            Some(p) => Reader::Person(p),
+            None => Reader::All,
+        };
         let filter = ListFilter {
             owner: optional_org("owner", &r.owner)?,
             supplier: optional_org("supplier", &r.supplier)?,
@@ -418,7 +421,7 @@ impl Delegations for DelegationsService {
         // follow, so the last page has no token. In memory only: no I/O.
         let mut delegations = Vec::new();
         let (mut bytes, mut last, mut more) = (0, None, false);
-        self.store.scan(filter, after, |view| {
+        let scanned = self.store.scan(reader, filter, after, |view| {
             if delegations.len() == size {
                 more = true;
                 return ControlFlow::Break(());
@@ -435,6 +438,18 @@ impl Delegations for DelegationsService {
             delegations.push(d);
             ControlFlow::Continue(())
         });
+        if let Err(e) = scanned {
+            let failure = AdminFailure::Store(&e);
+            if let (_, Some(reason)) = AdminResult::of(&e) {
+                let person = caller.person();
+                self.telemetry
+                    .admin_refused(attempt.kind, reason, person, &failure);
+                let detail = failure.to_string();
+                self.record(&attempt, reason, person, ActorAuth::Token, detail)
+                    .await;
+            }
+            return Err(status::store_error(e));
+        }
         let next_page_token = match last {
             Some(last) if more => page::encode(&filter, last),
             _ => String::new(),

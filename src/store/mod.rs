@@ -42,14 +42,24 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::catalogue::Right;
-use crate::ids::{OrgNumber, RightId, UndoToken};
+use crate::ids::{OrgNumber, PersonId, RightId, UndoToken};
 use crate::snapshot::reload::Reloader;
 use crate::snapshot::{DelegationRecord, Snapshot};
 use audit::{AuditLog, RefusalGate, RefusalRecord};
+use authorize::{authorize, roles_usable};
 pub use error::StoreError;
 use files::{DataDir, Place};
 pub use list::{ListFilter, Position};
 use oplog::OpLog;
+
+/// Who a listing is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader<'a> {
+    /// Everything: development mode, where nobody is verified.
+    All,
+    /// A verified person: only the owners they may administer.
+    Person(&'a PersonId),
+}
 
 /// A delegation as the admin API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,12 +233,43 @@ impl DelegationStore {
     /// The overview, a page at a time: visit the delegations `filter`
     /// selects, in (owner, supplier) order, strictly after `after`, until
     /// `visit` breaks. One snapshot per call; the cost is in `list::scan`.
+    ///
+    /// A verified person ([`Reader::Person`]) sees only what the owners they
+    /// may administer (the admin policy, as for a write) have delegated:
+    /// naming another owner is [`StoreError::Forbidden`]; without an owner,
+    /// other owners' delegations are skipped (one policy decision per owner
+    /// walked past, each owner once per call).
     pub fn scan(
         &self,
+        reader: Reader<'_>,
         filter: ListFilter,
         after: Option<Position>,
-        visit: impl FnMut(DelegationView) -> ControlFlow<()>,
-    ) {
-        list::scan(&self.snapshot(), filter, after, visit);
+        mut visit: impl FnMut(DelegationView) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        let snap = self.snapshot();
+        let Reader::Person(person) = reader else {
+            list::scan(&snap, filter, after, visit);
+            return Ok(());
+        };
+        if let Some(owner) = &filter.owner {
+            authorize(&snap, person, owner)?;
+            list::scan(&snap, filter, after, visit);
+            return Ok(());
+        }
+        roles_usable(&snap)?;
+        let mut may: HashMap<OrgNumber, bool> = HashMap::new();
+        list::scan(&snap, filter, after, |view| {
+            let allowed = *may.entry(view.owner).or_insert_with(|| {
+                crate::engine::may_administer(&snap, person, &view.owner)
+                    .decision
+                    .allowed
+            });
+            if allowed {
+                visit(view)
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        Ok(())
     }
 }

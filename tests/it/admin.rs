@@ -344,16 +344,36 @@ async fn rejections_write_nothing() {
     assert_eq!(e.code(), Code::NotFound);
 
     assert_eq!(owner_text(&s, OWNER), file_before, "nothing written");
-    // No change audited; the unknown undo token is on record as a refusal,
-    // with the (unverified) actor who tried it and never the token.
+    // No change audited. The refusals are on record (the forbidden actors,
+    // the unknown undo token), with their unverified actors, and never the
+    // token; malformed requests are not (nobody was refused, they were wrong).
     let lines = audit_lines(&s);
     assert!(lines.iter().all(|l| l.get("change").is_none()), "{lines:?}");
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    let l = &lines[0];
-    assert_eq!(l["refused"], "undo");
-    assert_eq!(l["reason"], "unknown_token");
+    let got: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["refused"].as_str().unwrap(),
+                l["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("delegate", "forbidden"),
+            ("delegate", "forbidden"),
+            ("delegate", "forbidden"),
+            ("revoke", "forbidden"),
+            ("undo", "unknown_token"),
+        ]
+    );
+    assert!(
+        lines.iter().all(|l| l["actor_auth"] == "unverified"),
+        "{lines:?}"
+    );
+    let l = &lines[4];
     assert_eq!(l["actor"], DAGL);
-    assert_eq!(l["actor_auth"], "unverified");
     assert!(!l.to_string().contains(&"0".repeat(32)), "{l}");
     let undo_dir = std::fs::read_dir(s.work.data().join("undo"))
         .unwrap()

@@ -231,7 +231,46 @@ async fn each_call_acts_for_the_person_its_token_names() {
     let forbidden = r.iter().find(|l| l["reason"] == "forbidden").unwrap();
     assert_eq!(forbidden["actor"], STRANGER);
     assert_eq!(forbidden["actor_auth"], "token");
+
+    // The overview shows a person only the owners they administer: naming
+    // another is forbidden; without an owner, others are left out.
+    let list = |token: String, owner: &str| {
+        let mut c = client.clone();
+        let req = ListDelegationsRequest {
+            owner: owner.into(),
+            ..Default::default()
+        };
+        async move {
+            c.list_delegations(with_token(req, Some(&token)))
+                .await
+                .map(|r| {
+                    let mut owners: Vec<String> = r
+                        .into_inner()
+                        .delegations
+                        .into_iter()
+                        .map(|d| d.owner)
+                        .collect();
+                    owners.dedup();
+                    owners
+                })
+        }
+    };
+    assert_eq!(list(dagl.clone(), "").await.unwrap(), [OWNER]);
+    assert_eq!(list(stranger.clone(), "").await.unwrap(), ["983887457"]);
+    let e = list(stranger.clone(), OWNER).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    let listed_forbidden = refusals(&s)
+        .into_iter()
+        .find(|l| l["refused"] == "list_delegations" && l["reason"] == "forbidden")
+        .unwrap();
+    assert_eq!(listed_forbidden["owner"], OWNER);
+    assert_eq!(listed_forbidden["actor"], STRANGER);
+
     let m = s.sidecar.telemetry.metrics();
+    assert_eq!(
+        m.admin_refusals(AdminKind::ListDelegations, Refusal::Forbidden),
+        1
+    );
     assert_eq!(
         m.admin_refusals(AdminKind::Delegate, Refusal::ActorMismatch),
         1
