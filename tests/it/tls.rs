@@ -198,12 +198,7 @@ async fn a_client_that_never_finishes_the_tls_handshake_is_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let ca = Ca::new("tilgang test CA");
     let work = Workdir::new();
-    let files = write(
-        &work.dir.path().to_path_buf(),
-        "gateway",
-        &ca.server(),
-        None,
-    );
+    let files = write(work.dir.path(), "gateway", &ca.server(), None);
     let s = TestServer::start_in(work, |c| {
         c.tls = Some(files);
         c.limits.handshake_timeout = Duration::from_millis(300);
