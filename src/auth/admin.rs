@@ -1,6 +1,9 @@
 //! Who is calling the admin listener: the person an ID-porten bearer token
-//! names (`--admin-jwks`), or, without one, nobody verified (development mode,
-//! loopback only, where the request's `actor` is taken as written).
+//! names (`--admin-jwks`), or the person or service a client certificate is
+//! mapped to (`--admin-client-identities`, see [`super::clients`]); or,
+//! without either, nobody verified (development mode, loopback only, where
+//! the request's `actor` is taken as written). A bearer token, when sent,
+//! decides; a certificate is looked at only without one.
 //!
 //! This module says who the caller is, and whether the `actor` a request names
 //! may be acted for; what that person may do for an owner is the admin
@@ -10,6 +13,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use super::clients::{ClientIdentities, ClientIdentity, UnmappedClient};
 use super::error::TokenError;
 use super::verify::Verifier;
 use crate::ids::{IdError, PersonId};
@@ -17,19 +21,23 @@ use crate::ids::{IdError, PersonId};
 /// ID-porten's claim for the logged-in person: the national identity number.
 pub const DEFAULT_PERSON_CLAIM: &str = "pid";
 
-/// How the admin listener establishes who is calling.
+/// How the admin listener establishes who is calling. Neither tokens nor
+/// clients: development mode (`actor` trusted as written; only allowed on a
+/// loopback listener, and every audit line says the actor is unverified).
+#[derive(Debug, Clone, Default)]
+pub struct AdminAuth {
+    /// `--admin-jwks`.
+    pub tokens: Option<Tokens>,
+    /// `--admin-client-identities`.
+    pub clients: Option<Arc<ClientIdentities>>,
+}
+
+/// Bearer tokens verified against `--admin-jwks`; the person is the
+/// `person_claim` claim.
 #[derive(Debug, Clone)]
-pub enum AdminAuth {
-    /// No `--admin-jwks`: the request's `actor` is trusted as written. Only
-    /// allowed on a loopback listener; every audit line says the actor is
-    /// unverified.
-    Development,
-    /// A bearer token verified against `--admin-jwks`; the person is its
-    /// `person_claim` claim.
-    Tokens {
-        verifier: Arc<Verifier>,
-        person_claim: Arc<str>,
-    },
+pub struct Tokens {
+    pub verifier: Arc<Verifier>,
+    pub person_claim: Arc<str>,
 }
 
 /// Who is calling, once authenticated.
@@ -37,8 +45,19 @@ pub enum AdminAuth {
 pub enum Caller {
     /// Development mode: nobody verified; `actor` names the person.
     Unverified,
-    /// The person a verified token names.
-    Person(PersonId),
+    /// A verified person: named by a bearer token, or a client certificate
+    /// mapped to them.
+    Person { id: PersonId, by: Proof },
+    /// A service, by its client certificate, trusted to name the person it
+    /// acts for in `actor`.
+    Service(String),
+}
+
+/// What verified a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    Token,
+    ClientCertificate,
 }
 
 /// Why a call is not authenticated: the caller is told (`UNAUTHENTICATED`),
@@ -49,6 +68,12 @@ pub enum AuthError {
         "no bearer token: this admin listener requires `authorization: Bearer <token>` (an ID-porten token)"
     )]
     NoToken,
+    #[error("no client certificate this admin listener knows: {0}")]
+    Client(#[from] UnmappedClient),
+    #[error(
+        "no credentials: this admin listener requires a bearer token (`authorization: Bearer <token>`) or a client certificate listed in its client identities"
+    )]
+    NoCredentials,
     #[error("the `authorization` header is not `Bearer <token>`")]
     NotBearer,
     #[error("bearer token refused: {0}")]
@@ -76,23 +101,41 @@ pub struct ActorMismatch;
 
 impl AdminAuth {
     pub fn is_development(&self) -> bool {
-        matches!(self, Self::Development)
+        self.tokens.is_none() && self.clients.is_none()
     }
 
     /// Who the call is from, given its `authorization` header (the raw
-    /// value, if any). No I/O: the key set is a lock-free load.
-    pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Caller, AuthError> {
-        let (verifier, claim) = match self {
-            Self::Development => return Ok(Caller::Unverified),
-            Self::Tokens {
-                verifier,
-                person_claim,
-            } => (verifier, person_claim),
-        };
-        let header = authorization.ok_or(AuthError::NoToken)?;
+    /// value, if any) and its verified client certificate (DER, if any). No
+    /// I/O: the key set is a lock-free load.
+    pub fn authenticate(
+        &self,
+        authorization: Option<&[u8]>,
+        certificate: Option<&[u8]>,
+    ) -> Result<Caller, AuthError> {
+        if self.is_development() {
+            return Ok(Caller::Unverified);
+        }
+        match (&self.tokens, authorization, &self.clients, certificate) {
+            (Some(tokens), Some(header), _, _) => tokens.person(header),
+            (_, _, Some(clients), Some(der)) => Ok(match clients.identify(der)? {
+                ClientIdentity::Person(id) => Caller::Person {
+                    id,
+                    by: Proof::ClientCertificate,
+                },
+                ClientIdentity::Service(name) => Caller::Service(name),
+            }),
+            (Some(_), None, None, _) => Err(AuthError::NoToken),
+            _ => Err(AuthError::NoCredentials),
+        }
+    }
+}
+
+impl Tokens {
+    fn person(&self, header: &[u8]) -> Result<Caller, AuthError> {
         let header = std::str::from_utf8(header).map_err(|_| AuthError::NotBearer)?;
         let token = super::bearer(header).ok_or(AuthError::NotBearer)?;
-        let claims = verifier.verify(token)?;
+        let claims = self.verifier.verify(token)?;
+        let claim = &*self.person_claim;
         let person = |source| AuthError::Person {
             claim: TokenError::claim_name(claim),
             source,
@@ -101,28 +144,41 @@ impl AdminAuth {
             .require_str(claim)
             .map_err(|e| person(PersonError::Claim(e)))?;
         let id = PersonId::parse(value).map_err(|e| person(PersonError::Id(e)))?;
-        Ok(Caller::Person(id))
+        Ok(Caller::Person {
+            id,
+            by: Proof::Token,
+        })
     }
 }
 
 impl Caller {
     /// The person a request acts for, given its `actor` field: a verified
-    /// caller acts for itself (`actor` empty or the same person); an
-    /// unverified one for whoever `actor` names (`None`: the caller must
-    /// parse `actor`, and say so naming the field).
+    /// person acts for themselves (`actor` empty or the same person); an
+    /// unverified caller or a service for whoever `actor` names (`None`: the
+    /// caller must parse `actor`, and say so naming the field).
     pub fn acting_for(&self, actor: &str) -> Result<Option<PersonId>, ActorMismatch> {
         match self {
-            Self::Unverified => Ok(None),
-            Self::Person(id) if actor.is_empty() || actor == id.as_str() => Ok(Some(id.clone())),
-            Self::Person(_) => Err(ActorMismatch),
+            Self::Unverified | Self::Service(_) => Ok(None),
+            Self::Person { id, .. } if actor.is_empty() || actor == id.as_str() => {
+                Ok(Some(id.clone()))
+            }
+            Self::Person { .. } => Err(ActorMismatch),
         }
     }
 
     /// The verified person, if any.
     pub fn person(&self) -> Option<&PersonId> {
         match self {
-            Self::Unverified => None,
-            Self::Person(id) => Some(id),
+            Self::Person { id, .. } => Some(id),
+            Self::Unverified | Self::Service(_) => None,
+        }
+    }
+
+    /// The service, if the caller is one.
+    pub fn service(&self) -> Option<&str> {
+        match self {
+            Self::Service(name) => Some(name),
+            Self::Unverified | Self::Person { .. } => None,
         }
     }
 }

@@ -9,7 +9,8 @@
 //!   ([`Verifier`] → [`Claims`] or [`TokenError`]); no I/O.
 //! - [`bearer`]: the token out of an `Authorization` header value.
 //! - [`admin`]: who is calling the admin listener ([`AdminAuth`] →
-//!   [`Caller`]), and whether a request's `actor` may be acted for.
+//!   [`Caller`]), and whether a request's `actor` may be acted for;
+//!   [`clients`]: client certificates mapped to persons or services.
 //!
 //! This module says whether a token is genuine and current, and hands over
 //! its claims. It decides nothing about who may call what (that is Cedar's,
@@ -17,6 +18,7 @@
 //! adapters do), and never logs or returns a token.
 
 pub mod admin;
+pub mod clients;
 pub mod error;
 pub mod jwks;
 pub mod keys;
@@ -25,7 +27,8 @@ pub mod verify;
 #[cfg(test)]
 mod testkit;
 
-pub use admin::{AdminAuth, AuthError, Caller, DEFAULT_PERSON_CLAIM};
+pub use admin::{AdminAuth, AuthError, Caller, DEFAULT_PERSON_CLAIM, Proof, Tokens};
+pub use clients::{ClientIdentities, ClientIdentity};
 pub use error::{ConfigError, JwksError, KeySetError, TokenError};
 pub use jwks::{JwksFile, JwksOptions, JwksStatus};
 pub use keys::{Alg, Key, KeySet, KeyType};

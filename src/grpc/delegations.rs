@@ -18,7 +18,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::{field, page, status};
-use crate::auth::{AdminAuth, Caller};
+use crate::auth::{AdminAuth, Caller, Proof};
 use crate::ids::{OrgNumber, PersonId, RightId, UndoToken, echo};
 use crate::proto::delegations_server::Delegations;
 use crate::proto::{
@@ -83,6 +83,7 @@ impl<'a> Attempt<'a> {
 struct Acting {
     person: PersonId,
     auth: ActorAuth,
+    service: Option<String>,
 }
 
 impl Acting {
@@ -90,7 +91,23 @@ impl Acting {
         Actor {
             person: &self.person,
             auth: self.auth,
+            service: self.service.as_deref(),
         }
+    }
+}
+
+/// How a caller's actor is established, for the record.
+fn actor_auth(caller: &Caller) -> ActorAuth {
+    match caller {
+        Caller::Unverified => ActorAuth::Unverified,
+        Caller::Person {
+            by: Proof::Token, ..
+        } => ActorAuth::Token,
+        Caller::Person {
+            by: Proof::ClientCertificate,
+            ..
+        } => ActorAuth::ClientCertificate,
+        Caller::Service(_) => ActorAuth::Service,
     }
 }
 
@@ -118,19 +135,18 @@ impl DelegationsService {
             .metadata()
             .get("authorization")
             .map(|v| v.as_bytes());
-        match self.auth.authenticate(header) {
+        let peer = request.extensions().get::<Peer>();
+        let certificate = peer.and_then(|p| p.certificate.as_deref());
+        match self
+            .auth
+            .authenticate(header, certificate.map(|c| c.as_ref()))
+        {
             Ok(caller) => Ok(caller),
             Err(e) => {
                 self.telemetry
                     .admin_refused(attempt.kind, Refusal::Unauthenticated, None, &e);
-                self.record(
-                    attempt,
-                    Refusal::Unauthenticated,
-                    None,
-                    ActorAuth::None,
-                    e.to_string(),
-                )
-                .await;
+                self.record(attempt, Refusal::Unauthenticated, None, e.to_string())
+                    .await;
                 Err(status::unauthenticated(&e))
             }
         }
@@ -141,31 +157,29 @@ impl DelegationsService {
     /// development mode whoever `actor` names (`INVALID_ARGUMENT` when it
     /// does not parse).
     async fn acting(&self, caller: &Caller, attempt: &Attempt<'_>) -> Result<Acting, Status> {
+        let (auth, service) = (actor_auth(caller), caller.service().map(str::to_string));
         match caller.acting_for(attempt.actor) {
             Ok(Some(person)) => Ok(Acting {
                 person,
-                auth: ActorAuth::Token,
+                auth,
+                service,
             }),
             Ok(None) => {
                 let person = field("actor", attempt.actor, PersonId::parse)
                     .map_err(|s| self.invalid(attempt.kind, s))?;
                 Ok(Acting {
                     person,
-                    auth: ActorAuth::Unverified,
+                    auth,
+                    service,
                 })
             }
             Err(e) => {
                 let person = caller.person();
                 self.telemetry
                     .admin_refused(attempt.kind, Refusal::ActorMismatch, person, &e);
-                self.record(
-                    attempt,
-                    Refusal::ActorMismatch,
-                    person,
-                    ActorAuth::Token,
-                    e.to_string(),
-                )
-                .await;
+                let detail = e.to_string();
+                self.record(attempt, Refusal::ActorMismatch, Some(caller), detail)
+                    .await;
                 Err(status::actor_mismatch(&e))
             }
         }
@@ -178,18 +192,17 @@ impl DelegationsService {
         &self,
         attempt: &Attempt<'_>,
         reason: Refusal,
-        actor: Option<&PersonId>,
-        auth: ActorAuth,
+        caller: Option<&Caller>,
         detail: String,
     ) {
         let Some(not_recorded_before) = self.store.admit_refusal() else {
             return;
         };
         let requested = some(attempt.actor);
-        let actor = match actor {
-            Some(p) => Some(p.to_string()),
-            // Unverified: the actor is who the request named.
-            None if auth == ActorAuth::Unverified => requested.clone(),
+        let actor = match caller {
+            Some(Caller::Person { id, .. }) => Some(id.to_string()),
+            // Unverified, or a service: the actor is who the request named.
+            Some(Caller::Unverified | Caller::Service(_)) => requested.clone(),
             None => None,
         };
         let mut rights: Vec<String> = attempt
@@ -207,7 +220,8 @@ impl DelegationsService {
             reason: reason.as_str().to_string(),
             requested_actor: requested.filter(|r| actor.as_ref() != Some(r)),
             actor,
-            actor_auth: auth,
+            actor_auth: caller.map_or(ActorAuth::None, actor_auth),
+            service: caller.and_then(Caller::service).map(str::to_string),
             owner: some(attempt.owner),
             supplier: some(attempt.supplier),
             rights,
@@ -239,13 +253,14 @@ impl DelegationsService {
     async fn write<T: Send + 'static>(
         &self,
         attempt: &Attempt<'_>,
+        caller: &Caller,
         acting: Acting,
         owner: Option<OrgNumber>,
         f: impl FnOnce(&DelegationStore, Actor<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, Status> {
         let kind = attempt.kind;
         let store = self.store.clone();
-        let (person, auth) = (acting.person.clone(), acting.auth);
+        let person = acting.person.clone();
         let done = tokio::task::spawn_blocking(move || f(&store, acting.actor())).await;
         let who = Who {
             actor: Some(&person),
@@ -262,8 +277,7 @@ impl DelegationsService {
                 self.telemetry.admin_failed(kind, who, failure);
                 if let (_, Some(reason)) = AdminResult::of(&e) {
                     let detail = failure.to_string();
-                    self.record(attempt, reason, Some(&person), auth, detail)
-                        .await;
+                    self.record(attempt, reason, Some(caller), detail).await;
                 }
                 Err(status::store_error(e))
             }
@@ -346,7 +360,7 @@ impl Delegations for DelegationsService {
             change_fields(&attempt).map_err(|s| self.invalid(attempt.kind, s))?;
         let acting = self.acting(&caller, &attempt).await?;
         let view = self
-            .write(&attempt, acting, Some(owner), move |s, actor| {
+            .write(&attempt, &caller, acting, Some(owner), move |s, actor| {
                 s.delegate(owner, supplier, &rights, actor)
             })
             .await?;
@@ -365,7 +379,7 @@ impl Delegations for DelegationsService {
             change_fields(&attempt).map_err(|s| self.invalid(attempt.kind, s))?;
         let acting = self.acting(&caller, &attempt).await?;
         let revoked = self
-            .write(&attempt, acting, Some(owner), move |s, actor| {
+            .write(&attempt, &caller, acting, Some(owner), move |s, actor| {
                 s.revoke(owner, supplier, &rights, actor)
             })
             .await?;
@@ -391,7 +405,7 @@ impl Delegations for DelegationsService {
         let acting = self.acting(&caller, &attempt).await?;
         // The owner is the record's: not known here, and not told.
         let view = self
-            .write(&attempt, acting, None, move |s, actor| {
+            .write(&attempt, &caller, acting, None, move |s, actor| {
                 s.undo(&token, actor)
             })
             .await?;
@@ -445,8 +459,7 @@ impl Delegations for DelegationsService {
                 self.telemetry
                     .admin_refused(attempt.kind, reason, person, &failure);
                 let detail = failure.to_string();
-                self.record(&attempt, reason, person, ActorAuth::Token, detail)
-                    .await;
+                self.record(&attempt, reason, Some(&caller), detail).await;
             }
             return Err(status::store_error(e));
         }

@@ -46,7 +46,10 @@ pub fn store_error(e: StoreError) -> Status {
 /// client can tell that a token is wanted.
 pub fn unauthenticated(e: &AuthError) -> Status {
     let challenge = match e {
-        AuthError::NoToken | AuthError::NotBearer => r#"Bearer realm="tilgang-admin""#,
+        AuthError::NoToken
+        | AuthError::NotBearer
+        | AuthError::NoCredentials
+        | AuthError::Client(_) => r#"Bearer realm="tilgang-admin""#,
         AuthError::Token(_) | AuthError::Person { .. } => {
             r#"Bearer realm="tilgang-admin", error="invalid_token""#
         }

@@ -36,6 +36,11 @@ pub enum Change {
 pub enum ActorAuth {
     /// A person verified by a bearer token (`--admin-jwks`).
     Token,
+    /// A person by their client certificate (`--admin-client-identities`).
+    ClientCertificate,
+    /// The person a service (by its client certificate) said it acts for;
+    /// the line's `service` names it.
+    Service,
     /// Development mode (no `--admin-jwks`): `actor` as the request wrote it.
     Unverified,
     /// Nobody: the call was refused before anyone was verified.
@@ -49,6 +54,8 @@ pub enum ActorAuth {
 pub struct Actor<'a> {
     pub person: &'a PersonId,
     pub auth: ActorAuth,
+    /// The service that said it acts for `person` ([`ActorAuth::Service`]).
+    pub service: Option<&'a str>,
 }
 
 impl<'a> From<&'a PersonId> for Actor<'a> {
@@ -56,6 +63,7 @@ impl<'a> From<&'a PersonId> for Actor<'a> {
         Self {
             person,
             auth: ActorAuth::Unverified,
+            service: None,
         }
     }
 }
@@ -67,6 +75,9 @@ pub struct AuditRecord {
     /// Lines written before this field existed have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor_auth: Option<ActorAuth>,
+    /// The service that acted for `actor`, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     pub owner: String,
     pub supplier: String,
     pub change: Change,
@@ -91,6 +102,9 @@ pub struct RefusalRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
     pub actor_auth: ActorAuth,
+    /// The service calling, when a client certificate named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     /// The `actor` the request named, when it is not `actor`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_actor: Option<String>,
@@ -232,6 +246,7 @@ mod tests {
             time: "2026-11-25T00:00:00Z".into(),
             actor: actor.into(),
             actor_auth: Some(ActorAuth::Token),
+            service: None,
             owner: "991825827".into(),
             supplier: "983887457".into(),
             change: Change::Grant,

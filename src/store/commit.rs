@@ -395,6 +395,7 @@ impl DelegationStore {
             time,
             actor: actor.person.to_string(),
             actor_auth: Some(actor.auth),
+            service: actor.service.map(str::to_string),
             owner: owner.to_string(),
             supplier: supplier.to_string(),
             change,

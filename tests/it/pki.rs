@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
 use tilgang::tls::TlsFiles;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
@@ -39,6 +39,18 @@ impl Ca {
         params
             .distinguished_name
             .push(DnType::CommonName, "tilgang test");
+        let cert = params.signed_by(&key, &self.0).unwrap();
+        Issued {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+
+    /// A client certificate whose only name is the URI `uri` (a SPIFFE id).
+    pub fn issue_uri(&self, uri: &str) -> Issued {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = vec![SanType::URI(uri.try_into().unwrap())];
         let cert = params.signed_by(&key, &self.0).unwrap();
         Issued {
             cert: cert.pem(),

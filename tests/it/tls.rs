@@ -225,3 +225,115 @@ async fn a_client_that_never_finishes_the_tls_handshake_is_cut_off() {
     assert_eq!(gateway_answers(g, ca.client(None)).await, Ok(true));
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_certificates_map_to_persons_and_services() {
+    use tilgang::proto::DelegateRequest;
+    use tonic::Code;
+    const DAGL: &str = "01017012345";
+    const LEDE: &str = "04048612345";
+    const STRANGER: &str = "02029054321";
+    let (ca, clients) = (Ca::new("server CA"), Ca::new("client CA"));
+    let work = Workdir::new();
+    let dir = work.dir.path().to_path_buf();
+    let admin = write(&dir, "admin", &ca.server(), Some(&clients));
+    let identities = dir.join("admin-clients.json");
+    std::fs::write(
+        &identities,
+        serde_json::json!({"clients": [
+            {"uri": "spiffe://cluster.local/ns/altinn/sa/portal", "service": "altinn-portal"},
+            {"dns": "ops.tilgang.example", "person": DAGL},
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let s = TestServer::start_in(work, |c| {
+        c.admin_tls = Some(admin);
+        c.admin_clients = Some(identities);
+        // Authenticated by certificates alone, so not bound to loopback.
+        c.admin_listen = "0.0.0.0:0".into();
+    })
+    .await;
+    let a = std::net::SocketAddr::from(([127, 0, 0, 1], s.sidecar.admin_addr.port()));
+    let portal = clients.issue_uri("spiffe://cluster.local/ns/altinn/sa/portal");
+    let ops = clients.issue(&["ops.tilgang.example"]);
+    let unknown = clients.issue(&["someone.example"]);
+    let client = |identity| {
+        let tls = ca.client(Some(identity));
+        async move { DelegationsClient::new(channel(a, tls).await.unwrap()) }
+    };
+    let delegate = |supplier: &str, actor: &str| DelegateRequest {
+        owner: OWNER.into(),
+        supplier: supplier.into(),
+        rights: vec!["instances-read".into()],
+        actor: actor.into(),
+    };
+
+    // A person's certificate acts for that person.
+    let mut c = client(&ops).await;
+    let d = c
+        .delegate(delegate(NEW_SUPPLIER, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(d.delegated_by, DAGL);
+    let e = c.delegate(delegate(NEW_SUPPLIER, LEDE)).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    // A service names the person it acts for; the policy still decides.
+    let mut c = client(&portal).await;
+    let d = c
+        .delegate(delegate(READ_SUPPLIER, LEDE))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(d.delegated_by, LEDE);
+    let e = c.delegate(delegate(READ_SUPPLIER, "")).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = c
+        .delegate(delegate(READ_SUPPLIER, STRANGER))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    // A certificate the CA issued but the file does not list: unauthenticated.
+    let mut c = client(&unknown).await;
+    let e = c.list_rights(ListRightsRequest {}).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    assert!(
+        e.message().contains("not in the admin client identities"),
+        "{}",
+        e.message()
+    );
+
+    let audit: Vec<serde_json::Value> = std::fs::read_to_string(s.work.data().join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let pick = |k: &str| -> Vec<(String, String, String)> {
+        audit
+            .iter()
+            .filter(|l| l.get(k).is_some())
+            .map(|l| {
+                let f = |n: &str| l[n].as_str().unwrap_or("-").to_string();
+                (f("actor"), f("actor_auth"), f("service"))
+            })
+            .collect()
+    };
+    let s_ = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    assert_eq!(
+        pick("change"),
+        [
+            s_(DAGL, "client-certificate", "-"),
+            s_(LEDE, "service", "altinn-portal"),
+        ]
+    );
+    assert_eq!(
+        pick("refused"),
+        [
+            s_(DAGL, "client-certificate", "-"),
+            s_(STRANGER, "service", "altinn-portal"),
+            s_("-", "none", "-"),
+        ]
+    );
+    s.stop().await;
+}

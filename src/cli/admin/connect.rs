@@ -102,9 +102,14 @@ impl Explain {
             }
             // What the client's own transport reports when TLS answers its
             // plaintext HTTP/2, not what a server says.
-            code @ (tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Internal)
+            code @ (tonic::Code::Unknown
+            | tonic::Code::Unavailable
+            | tonic::Code::Internal
+            | tonic::Code::Cancelled)
                 if self.plaintext
-                    && (message.contains("transport error") || message.contains("h2 protocol")) =>
+                    && ["transport error", "h2 protocol", "operation was canceled"]
+                        .iter()
+                        .any(|m| message.contains(m)) =>
             {
                 anyhow::anyhow!("{code:?}: {message}{TLS_HINT}")
             }

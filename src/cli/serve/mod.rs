@@ -123,6 +123,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Outcome> {
     cfg.claims.payload_key = args.tokens.jwt_payload_key.clone();
     cfg.bearer = args.tokens.bearer();
     cfg.admin_auth = args.admin.config();
+    cfg.admin_clients = args.admin.clients();
     cfg.tls = args.tls.gateway();
     cfg.admin_tls = args.tls.admin();
     let sidecar = Sidecar::start(cfg).await?;

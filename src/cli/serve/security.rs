@@ -104,9 +104,23 @@ pub struct AdminAuthArgs {
           default_value = DEFAULT_PERSON_CLAIM, requires = "admin_jwks",
           value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub admin_person_claim: String,
+    /// Admin callers may instead present a client certificate (verified
+    /// against --admin-tls-client-ca) that this JSON file maps to a person or
+    /// a service (README: "Client certificates"). Read at start-up
+    #[arg(
+        long,
+        env = "TILGANG_ADMIN_CLIENT_IDENTITIES",
+        value_name = "FILE",
+        requires = "admin_tls_client_ca"
+    )]
+    pub admin_client_identities: Option<PathBuf>,
 }
 
 impl AdminAuthArgs {
+    pub(super) fn clients(&self) -> Option<PathBuf> {
+        set(&self.admin_client_identities)
+    }
+
     pub(super) fn config(&self) -> Option<AdminAuthConfig> {
         let jwks = self
             .admin_jwks

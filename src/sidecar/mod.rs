@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::auth::{AdminAuth, JwksError, JwksFile, Verifier, VerifierConfig};
+use crate::auth::{JwksError, VerifierConfig};
 use crate::grpc::ext_authz::ClaimSource;
 use crate::server::limits::{self, ConnectionLimits, Limits, LimitsError};
 use crate::server::{self, Listener, ServerError};
@@ -30,6 +30,9 @@ use crate::telemetry::http::MetricsLimits;
 use crate::telemetry::metrics::{Exposition, Metrics};
 use crate::telemetry::{self, Telemetry};
 use crate::tls::{self, ServerTls, TlsFiles};
+use security::{admin_auth, open_tls, open_verifier};
+
+mod security;
 
 /// Everything `serve` needs, resolved and checked.
 #[derive(Debug, Clone)]
@@ -57,9 +60,13 @@ pub struct Config {
     /// `jwt_authn` passed no claims (`--jwks`); `None`: such a check is 401.
     /// [`Sidecar::start`] opens the file and sets `claims.verifier`.
     pub bearer: Option<BearerConfig>,
-    /// Who may call the admin listener (`--admin-jwks`). `None`: development
-    /// mode, `actor` trusted as written, and only on a loopback address.
+    /// Who may call the admin listener (`--admin-jwks`). With neither this
+    /// nor `admin_clients`: development mode, `actor` trusted as written, and
+    /// only on a loopback address.
     pub admin_auth: Option<AdminAuthConfig>,
+    /// `--admin-client-identities`: client certificates mapped to persons or
+    /// services (needs `admin_tls` with a client CA).
+    pub admin_clients: Option<PathBuf>,
     /// TLS on the gateway listener; `None`: plaintext.
     pub tls: Option<TlsFiles>,
     /// TLS on the admin listener; `None`: plaintext.
@@ -101,91 +108,12 @@ impl Config {
             claims: ClaimSource::default(),
             bearer: None,
             admin_auth: None,
+            admin_clients: None,
             tls: None,
             admin_tls: None,
             tls_rescan: tls::RESCAN,
         }
     }
-}
-
-/// Load the JWKS file (it waits for the content to settle, so off the
-/// runtime's threads) and watch it; the verifier reads its current keys.
-/// `flag` names the setting in errors.
-async fn open_verifier(bearer: &BearerConfig, flag: &str) -> Result<Verifier, StartError> {
-    let path = bearer.jwks.clone();
-    let jwks = tokio::task::spawn_blocking(move || JwksFile::open(path))
-        .await
-        .map_err(|e| StartError::Config(format!("loading {flag} failed: {e}")))??;
-    Verifier::new(Arc::new(jwks), bearer.verifier.clone())
-        .map_err(|e| StartError::Config(format!("{flag}: {e}")))
-}
-
-/// How the admin listener authenticates, checked against where it listens:
-/// development mode only on loopback.
-async fn admin_auth(cfg: &Config) -> Result<AdminAuth, StartError> {
-    let Some(admin) = &cfg.admin_auth else {
-        let addrs = tokio::net::lookup_host(&cfg.admin_listen)
-            .await
-            .map_err(io(format!(
-                "resolving `--admin-listen {}`",
-                cfg.admin_listen
-            )))?;
-        if let Some(a) = addrs.into_iter().find(|a| !a.ip().is_loopback()) {
-            return Err(StartError::Config(format!(
-                "refusing to serve the admin listener on `{}` ({a}, not a loopback address) \
-                 without --admin-jwks: without it, the `actor` of every admin call is \
-                 trusted as written, which only a loopback address keeps to this host. \
-                 Give --admin-jwks FILE (the ID-porten keys) to authenticate admin callers, \
-                 or listen on 127.0.0.1",
-                cfg.admin_listen
-            )));
-        }
-        tracing::warn!(
-            admin_listen = %cfg.admin_listen,
-            "admin listener in development mode (no --admin-jwks): the `actor` of every admin \
-             call is trusted as written, and the audit log marks it unverified"
-        );
-        return Ok(AdminAuth::Development);
-    };
-    if admin.person_claim.is_empty() {
-        return Err(StartError::Config(
-            "--admin-person-claim may not be empty".into(),
-        ));
-    }
-    let verifier = open_verifier(&admin.tokens, "--admin-jwks").await?;
-    tracing::info!(
-        jwks = %admin.tokens.jwks.display(),
-        issuer = admin.tokens.verifier.issuer.as_deref().unwrap_or("(any)"),
-        audiences = ?admin.tokens.verifier.audiences,
-        leeway_s = admin.tokens.verifier.leeway.as_secs(),
-        person_claim = %admin.person_claim,
-        "admin calls need a bearer token; each acts for the person it names"
-    );
-    if cfg.admin_tls.is_none() {
-        tracing::warn!(
-            "admin listener without TLS: bearer tokens cross the network in the clear unless \
-             something else (a mesh, a loopback address) protects them; see --admin-tls-cert"
-        );
-    }
-    Ok(AdminAuth::Tokens {
-        verifier: Arc::new(verifier),
-        person_claim: admin.person_claim.as_str().into(),
-    })
-}
-
-/// Load one listener's TLS files; `flag` names them in errors.
-fn open_tls(files: &Option<TlsFiles>, flag: &str) -> Result<Option<Arc<ServerTls>>, StartError> {
-    let Some(files) = files else {
-        return Ok(None);
-    };
-    let tls =
-        ServerTls::load(files.clone()).map_err(|e| StartError::Config(format!("{flag}: {e}")))?;
-    tracing::info!(
-        cert = %files.cert.display(),
-        client_certificates = if files.client_ca.is_some() { "required" } else { "not asked for" },
-        "{flag}: TLS"
-    );
-    Ok(Some(Arc::new(tls)))
 }
 
 /// The decision log gets at least this long to be written out on shutdown,
@@ -229,7 +157,7 @@ impl From<LoadErrors> for StartError {
     }
 }
 
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
+pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
     let what = what.into();
     move |source| StartError::Io { what, source }
 }
