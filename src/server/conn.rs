@@ -2,8 +2,9 @@
 //! settings, the handshake and header deadlines ([`super::h2guard`]), the
 //! request timeout ([`super::deadline`]), an idle timeout, and graceful
 //! shutdown when the listener drains; first the TLS handshake, when the
-//! listener has TLS, within the handshake timeout. Every request carries the
-//! connection's [`Peer`] (address, client certificate) as an extension. It
+//! listener has TLS, within the handshake timeout. On the admin listener every
+//! request carries the connection's [`Peer`] (address, client certificate) as
+//! an extension. It
 //! holds its connection-limit permit until it ends. It knows nothing of which
 //! gRPC services it carries.
 
@@ -50,10 +51,14 @@ pub struct Settings {
     linger: Duration,
     /// `None`: plaintext HTTP/2.
     tls: Option<Arc<ServerTls>>,
+    /// Put the [`Peer`] on every request: the admin listener, which
+    /// authenticates by client certificate and records addresses. Not the
+    /// gateway's hot path (an extension costs allocations per call).
+    peer: bool,
 }
 
 impl Settings {
-    pub fn new(limits: &Limits, tls: Option<Arc<ServerTls>>) -> Self {
+    pub fn new(limits: &Limits, tls: Option<Arc<ServerTls>>, peer: bool) -> Self {
         let mut http = http2::Builder::new(TokioExecutor::new());
         http.timer(TokioTimer::new())
             .max_concurrent_streams(limits.max_concurrent_streams)
@@ -68,6 +73,7 @@ impl Settings {
             request_timeout: limits.request_timeout,
             linger: limits.keepalive_timeout,
             tls,
+            peer,
         }
     }
 }
@@ -155,8 +161,11 @@ async fn run<IO, S>(
 {
     let peer = peer_info.addr;
     let io = H2Guard::new(io, settings.handshake_timeout, settings.header_timeout);
+    let with_peer = settings.peer;
     let service = service.map_request(move |mut request: http::Request<hyper::body::Incoming>| {
-        request.extensions_mut().insert(peer_info.clone());
+        if with_peer {
+            request.extensions_mut().insert(peer_info.clone());
+        }
         request
     });
     let (service, in_flight) = Track::new(Deadline::new(service, settings.request_timeout));

@@ -85,6 +85,7 @@ pub async fn serve_gateway(
     let routes = routes.add_service(ext_authz).prepare();
     serve(
         listener,
+        false,
         &[
             <Service as NamedService>::NAME,
             <ExtAuthz as NamedService>::NAME,
@@ -112,6 +113,7 @@ pub async fn serve_admin(
     let (health, routes) = routes::<Service>(service)?;
     serve(
         listener,
+        true,
         &[<Service as NamedService>::NAME],
         routes,
         health,
@@ -167,9 +169,11 @@ where
 /// Accept and serve connections until `shutdown`; then set health
 /// `NOT_SERVING` (for `""` and `service`), stop listening, send GOAWAY to
 /// every connection, give in-flight calls [`Limits::shutdown_grace`] to
-/// finish and close what remains.
+/// finish and close what remains. `peer`: put each connection's
+/// [`Peer`] on its requests.
 async fn serve(
     listener: Listener,
+    peer: bool,
     services: &[&'static str],
     routes: Routes,
     health: HealthReporter,
@@ -181,7 +185,11 @@ async fn serve(
             .set_service_status(*name, ServingStatus::Serving)
             .await;
     }
-    let settings = Arc::new(conn::Settings::new(&listener.limits, listener.tls.clone()));
+    let settings = Arc::new(conn::Settings::new(
+        &listener.limits,
+        listener.tls.clone(),
+        peer,
+    ));
     let mut acceptor = listener::Acceptor::new(listener.tcp, service, listener.max_connections);
     let (drain, draining) = watch::channel(false);
     let mut conns = JoinSet::new();

