@@ -337,3 +337,66 @@ async fn client_certificates_map_to_persons_and_services() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_saved_in_place_slowly_never_breaks_a_handshake() {
+    let ca = Ca::new("tilgang test CA");
+    let work = Workdir::new();
+    let dir = work.dir.path().to_path_buf();
+    let files = write(&dir, "gateway", &ca.server(), None);
+    let cert_path = files.cert.clone();
+    let s = TestServer::start_in(work, |c| {
+        c.tls = Some(files);
+        c.tls_rescan = Duration::from_millis(100);
+    })
+    .await;
+    let g = s.sidecar.gateway_addr;
+    let tls = s.sidecar.gateway_tls.clone().unwrap();
+
+    // New connections, one after another, while the certificate file is
+    // truncated, left empty, then written in two halves with pauses longer
+    // than the look period: every state on disk is seen twice.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let prober = {
+        let (stop, tls_client) = (stop.clone(), ca.client(None));
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match gateway_answers(g, tls_client.clone()).await {
+                    Ok(true) => ok += 1,
+                    other => failed.push(other),
+                }
+            }
+            (ok, failed)
+        })
+    };
+    let next = ca.server();
+    let (first, second) = next.cert.split_at(next.cert.len() / 2);
+    std::fs::write(&cert_path, "").unwrap();
+    eventually("the empty certificate file to be refused", || {
+        let tls = tls.clone();
+        async move { tls.status().problem.is_some() }
+    })
+    .await;
+    std::fs::write(&cert_path, first).unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    std::fs::write(&cert_path, format!("{first}{second}")).unwrap();
+    // The key still belongs to the old certificate: refused too. Then the key.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    std::fs::write(dir.join("gateway.key"), &next.key).unwrap();
+    eventually("the new pair to be put in force", || {
+        let tls = tls.clone();
+        async move { tls.status().reloads == 1 && tls.status().problem.is_none() }
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = prober.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} handshakes or calls failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert!(ok > 5, "only {ok} calls made");
+    s.stop().await;
+}
