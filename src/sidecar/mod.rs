@@ -360,7 +360,11 @@ impl Sidecar {
             }));
         }
         if let Some(tcp) = metrics_tcp {
-            let exposition = Arc::new(Exposition::new(metrics, snapshots.clone()));
+            let tls = [("gateway", &gateway_tls), ("admin", &admin_tls)]
+                .into_iter()
+                .filter_map(|(l, t)| t.clone().map(|t| (l, t)))
+                .collect();
+            let exposition = Arc::new(Exposition::with_tls(metrics, snapshots.clone(), tls));
             let (limits, stop) = (cfg.metrics_limits, signal(rx));
             tasks.push(tokio::spawn(async move {
                 telemetry::http::serve(tcp, exposition, limits, stop).await;

@@ -27,7 +27,7 @@
 //! CA bundle when one is configured.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -111,6 +111,10 @@ pub struct ServerTls {
     config: ArcSwap<ServerConfig>,
     look: Mutex<Look>,
     reloads: AtomicU64,
+    /// When the served certificate expires, in Unix seconds (its
+    /// `notAfter`), for the metrics: an operator must hear of a rotation that
+    /// stopped before clients do.
+    expires: AtomicI64,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -136,14 +140,15 @@ struct Look {
 /// The three files' bytes, or the error reading them.
 struct Read {
     digest: blake3::Hash,
-    result: Result<ServerConfig, TlsError>,
+    /// The configuration and its leaf certificate's `notAfter`.
+    result: Result<(ServerConfig, i64), TlsError>,
 }
 
 impl ServerTls {
     /// Load the files; any problem is an error (for start-up).
     pub fn load(files: TlsFiles) -> Result<Self, TlsError> {
         let read = read(&files);
-        let config = read.result?;
+        let (config, expires) = read.result?;
         Ok(Self {
             files,
             config: ArcSwap::from_pointee(config),
@@ -152,6 +157,7 @@ impl ServerTls {
                 ..Look::default()
             }),
             reloads: AtomicU64::new(0),
+            expires: AtomicI64::new(expires),
         })
     }
 
@@ -167,6 +173,11 @@ impl ServerTls {
     /// An acceptor for one handshake, with the configuration current now.
     pub fn acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(self.config.load_full())
+    }
+
+    /// When the certificate served now expires (`notAfter`), Unix seconds.
+    pub fn expires(&self) -> i64 {
+        self.expires.load(Ordering::Relaxed)
     }
 
     pub fn status(&self) -> TlsStatus {
@@ -194,8 +205,9 @@ impl ServerTls {
             return;
         }
         match read.result {
-            Ok(config) => {
+            Ok((config, expires)) => {
                 self.config.store(Arc::new(config));
+                self.expires.store(expires, Ordering::Relaxed);
                 look.loaded = Some(read.digest);
                 look.pending = None;
                 look.refused = None;
@@ -317,8 +329,14 @@ fn build(
     cert: &[u8],
     key: &[u8],
     client_ca: Option<&[u8]>,
-) -> Result<ServerConfig, TlsError> {
+) -> Result<(ServerConfig, i64), TlsError> {
     let chain = certificates(&files.cert, cert)?;
+    let expires = x509_parser::parse_x509_certificate(&chain[0])
+        .map(|(_, c)| c.validity().not_after.timestamp())
+        .map_err(|e| TlsError::NoCertificate {
+            path: files.cert.clone(),
+            detail: format!("the first certificate does not parse: {e}"),
+        })?;
     let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| TlsError::NoKey {
         path: files.key.clone(),
         detail: match e {
@@ -360,5 +378,5 @@ fn build(
             detail: e.to_string(),
         })?;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
-    Ok(config)
+    Ok((config, expires))
 }

@@ -190,6 +190,30 @@ async fn a_rotated_certificate_serves_new_connections_while_open_ones_keep_their
     .await;
     assert_eq!(tls.status().reloads, 1);
     assert_eq!(gateway_answers(g, new_ca.client(None)).await, Ok(true));
+
+    // Operators see it: one reload, the files refused now, and when the
+    // certificate served expires.
+    let metrics = s.sidecar.metrics_addr.unwrap().to_string();
+    let (_, _, body) = http_get(&metrics, "GET", "/metrics", &[]).await;
+    assert!(
+        body.contains("tilgang_tls_reloads_total{listener=\"gateway\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("tilgang_tls_files_refused{listener=\"gateway\"} 1"),
+        "{body}"
+    );
+    let expiry: i64 = body
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "tilgang_tls_certificate_expiry_timestamp_seconds{listener=\"gateway\"} ",
+            )
+        })
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(expiry > crate::jwt::now() as i64, "{expiry}");
     s.stop().await;
 }
 

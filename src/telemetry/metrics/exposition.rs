@@ -18,8 +18,23 @@ pub struct Exposition {
 
 impl Exposition {
     pub fn new(metrics: Arc<Metrics>, snapshots: Arc<SnapshotStore>) -> Self {
+        Self::with_tls(metrics, snapshots, Vec::new())
+    }
+
+    /// With the listeners' TLS (`listener` label, `gateway` or `admin`): its
+    /// reloads, whether the files on disk are refused, and when the served
+    /// certificate expires.
+    pub fn with_tls(
+        metrics: Arc<Metrics>,
+        snapshots: Arc<SnapshotStore>,
+        tls: Vec<(&'static str, Arc<ServerTls>)>,
+    ) -> Self {
         let mut registry = Registry::default();
-        registry.register_collector(Box::new(Scrape { metrics, snapshots }));
+        registry.register_collector(Box::new(Scrape {
+            metrics,
+            snapshots,
+            tls,
+        }));
         Self { registry }
     }
 
@@ -43,6 +58,7 @@ impl Exposition {
 struct Scrape {
     metrics: Arc<Metrics>,
     snapshots: Arc<SnapshotStore>,
+    tls: Vec<(&'static str, Arc<ServerTls>)>,
 }
 
 type Fmt = Result<(), std::fmt::Error>;
@@ -143,6 +159,9 @@ impl Collector for Scrape {
                 })
             }),
         )?;
+        if !self.tls.is_empty() {
+            self.encode_tls(&mut enc)?;
+        }
         counter(
             &mut enc,
             "tilgang_decision_log_lines",
@@ -215,6 +234,40 @@ impl Collector for Scrape {
 /// The standard process metrics (the names every Prometheus client library
 /// uses, so existing dashboards work), read from `/proc` at scrape time.
 /// What cannot be read is left out.
+impl Scrape {
+    /// The listeners' TLS: reloads, refused files, certificate expiry.
+    fn encode_tls(&self, enc: &mut DescriptorEncoder) -> Fmt {
+        counter(
+            enc,
+            "tilgang_tls_reloads",
+            "Certificate changes on disk put in force, by listener.",
+            self.tls
+                .iter()
+                .map(|(l, t)| (vec![("listener", *l)], t.status().reloads)),
+        )?;
+        let mut m = enc.encode_descriptor(
+            "tilgang_tls_files_refused",
+            "1 while a listener's certificate files on disk cannot be used (the last good certificate serves on; the log says why).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (l, t) in &self.tls {
+            let refused = i64::from(t.status().problem.is_some());
+            ConstGauge::new(refused).encode(m.encode_family(&[("listener", *l)])?)?;
+        }
+        let mut m = enc.encode_descriptor(
+            "tilgang_tls_certificate_expiry_timestamp",
+            "When the certificate a listener serves expires (notAfter), in Unix seconds.",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+        )?;
+        for (l, t) in &self.tls {
+            ConstGauge::new(t.expires()).encode(m.encode_family(&[("listener", *l)])?)?;
+        }
+        Ok(())
+    }
+}
+
 fn process(enc: &mut DescriptorEncoder, started: SystemTime) -> Fmt {
     gauge(
         enc,

@@ -25,6 +25,7 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::engine::Decision;
 use crate::snapshot::SnapshotStore;
 use crate::store::StoreError;
+use crate::tls::ServerTls;
 
 /// Declares a label enum: its variants, their label values, and `ALL` in
 /// index order, so arrays of counters can be indexed by it.
