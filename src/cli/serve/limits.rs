@@ -26,7 +26,8 @@ pub struct LimitArgs {
     #[arg(long, env = "TILGANG_MAX_CONCURRENT_STREAMS", value_name = "N", default_value_t = DEFAULT.max_concurrent_streams,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_streams: u32,
-    /// Seconds a new connection has to send the HTTP/2 preface and settings
+    /// Seconds a new connection has to finish the TLS handshake (with TLS),
+    /// and then to send the HTTP/2 preface and settings
     #[arg(long, env = "TILGANG_HANDSHAKE_TIMEOUT", value_name = "SECONDS", default_value_t = Seconds(DEFAULT.handshake_timeout),
           value_parser = Seconds::positive)]
     pub handshake_timeout: Seconds,

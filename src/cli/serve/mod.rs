@@ -30,7 +30,9 @@ pub struct Args {
         default_value = "127.0.0.1:50051"
     )]
     pub listen: String,
-    /// Admin listener (`Delegations`, health, reflection). Keep it off the gateway network
+    /// Admin listener (`Delegations`, health, reflection). Keep it off the
+    /// gateway network; without --admin-jwks or --admin-client-identities,
+    /// only a loopback address is allowed
     #[arg(
         long,
         env = "TILGANG_ADMIN_LISTEN",

@@ -70,8 +70,9 @@ impl TokenArgs {
 pub struct AdminAuthArgs {
     /// Verify every admin call's `Authorization: Bearer` token (ID-porten)
     /// against this JWKS file (hot-reloaded); a call acts for the person the
-    /// token names. Unset: development mode, `actor` trusted as written, and
-    /// the admin listener only on a loopback address
+    /// token names. Unset, and no --admin-client-identities: development
+    /// mode, `actor` trusted as written, and the admin listener only on a
+    /// loopback address
     #[arg(long, env = "TILGANG_ADMIN_JWKS", value_name = "FILE")]
     pub admin_jwks: Option<PathBuf>,
     /// With --admin-jwks: the exact `iss` a token must carry (ID-porten:
@@ -106,7 +107,7 @@ pub struct AdminAuthArgs {
     pub admin_person_claim: String,
     /// Admin callers may instead present a client certificate (verified
     /// against --admin-tls-client-ca) that this JSON file maps to a person or
-    /// a service (README: "Client certificates"). Read at start-up
+    /// a service (README: "Admin authentication"). Read at start-up
     #[arg(
         long,
         env = "TILGANG_ADMIN_CLIENT_IDENTITIES",
