@@ -7,6 +7,9 @@
 # Tunables (environment): N=200000 C=16 M=32 T=2 PORT=50051
 #   SUPPLIER=810418672 OWNER=991825827 SCOPE=altinn:serviceowner/instances.read
 #   (the default triple is delegated in tests/fixtures/data, so it is an allow)
+#   TLS=1: serve the gateway listener over TLS (a self-signed P-256 certificate
+#   made with openssl for the run) and drive it over https with ALPN h2; run once
+#   with and once without to see what TLS costs.
 #
 # Needs h2load (Debian: `apt-get install -y nghttp2-client`), curl with HTTP/2, and
 # python3. The server only listens on 127.0.0.1 and the run is bounded by N.
@@ -25,11 +28,18 @@ SUPPLIER=${SUPPLIER:-810418672}
 OWNER=${OWNER:-991825827}
 SCOPE=${SCOPE:-altinn:serviceowner/instances.read}
 ADDR="127.0.0.1:${PORT}"
-URL="http://${ADDR}/tilgang.v1.Authorizer/IsAuthorized"
+TLS=${TLS:-0}
+if [ "$TLS" = 1 ]; then
+    URL="https://${ADDR}/tilgang.v1.Authorizer/IsAuthorized"
+else
+    URL="http://${ADDR}/tilgang.v1.Authorizer/IsAuthorized"
+fi
 
 cd "$(dirname "$0")/.."
 
-for tool in h2load curl python3; do
+tools="h2load curl python3"
+[ "$TLS" = 1 ] && tools="$tools openssl"
+for tool in $tools; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         echo "error: \`$tool\` is not installed." >&2
         if [ "$tool" = h2load ]; then
@@ -85,9 +95,20 @@ PY
 
 python3 "$work/grpc_msg.py" encode "$SUPPLIER" "$OWNER" "$SCOPE" >"$work/req.bin"
 
-echo "== starting target/release/tilgang serve on ${ADDR}"
+tls_args=()
+curl_tls=(--http2-prior-knowledge)
+if [ "$TLS" = 1 ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
+    tls_args=(--tls-cert "$work/tls.crt" --tls-key "$work/tls.key")
+    curl_tls=(--http2 --cacert "$work/tls.crt")
+fi
+
+echo "== starting target/release/tilgang serve on ${ADDR}$([ "$TLS" = 1 ] && echo ' (TLS)')"
 RUST_LOG=${RUST_LOG:-warn} target/release/tilgang serve \
     --data "$work/data" --listen "$ADDR" --admin-listen 127.0.0.1:0 \
+    --metrics-listen off "${tls_args[@]}" \
     >"$work/server.log" 2>&1 &
 server_pid=$!
 
@@ -114,7 +135,7 @@ mem() {
 # One call through curl, decoded, to check the answer really is an allow (h2load
 # only sees HTTP 200, which gRPC also sends with an error status in the trailers).
 call() {
-    curl -sS --http2-prior-knowledge -X POST \
+    curl -sS "${curl_tls[@]}" -X POST \
         -H 'content-type: application/grpc' -H 'te: trailers' \
         --data-binary @"$1" -D "$work/resp.headers" -o "$work/resp.bin" "$URL"
 }
