@@ -40,12 +40,16 @@ pub struct DelegationsService {
 /// At most this many requested rights are named in a refusal line.
 const RECORDED_RIGHTS: usize = 16;
 
-/// What a call tried, as the request wrote it: for the record of a refusal.
-/// Values are shown through [`echo`] (cut short, escaped): they may not have
-/// parsed.
+/// What a call tried, as the request wrote it, and the credentials it came
+/// with. Its values are what a refusal's record shows, through [`echo`] (cut
+/// short, escaped): they may not have parsed.
 struct Attempt<'a> {
     kind: AdminKind,
     peer: Option<std::net::SocketAddr>,
+    /// The `authorization` header, raw.
+    authorization: Option<&'a [u8]>,
+    /// The verified client certificate, DER.
+    certificate: Option<&'a [u8]>,
     actor: &'a str,
     owner: &'a str,
     supplier: &'a str,
@@ -53,10 +57,18 @@ struct Attempt<'a> {
 }
 
 impl<'a> Attempt<'a> {
-    fn new<T>(kind: AdminKind, request: &Request<T>) -> Self {
+    fn new<T>(kind: AdminKind, request: &'a Request<T>) -> Self {
+        let peer = request.extensions().get::<Peer>();
         Self {
             kind,
-            peer: request.extensions().get::<Peer>().map(|p| p.addr),
+            peer: peer.map(|p| p.addr),
+            authorization: request
+                .metadata()
+                .get("authorization")
+                .map(|v| v.as_bytes()),
+            certificate: peer
+                .and_then(|p| p.certificate.as_deref())
+                .map(|c| c.as_ref()),
             actor: "",
             owner: "",
             supplier: "",
@@ -126,20 +138,10 @@ impl DelegationsService {
 
     /// Who is calling: authenticated from the `authorization` header, or the
     /// call is refused (`UNAUTHENTICATED`, on record).
-    async fn caller<T>(
-        &self,
-        request: &Request<T>,
-        attempt: &Attempt<'_>,
-    ) -> Result<Caller, Status> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .map(|v| v.as_bytes());
-        let peer = request.extensions().get::<Peer>();
-        let certificate = peer.and_then(|p| p.certificate.as_deref());
+    async fn caller(&self, attempt: &Attempt<'_>) -> Result<Caller, Status> {
         match self
             .auth
-            .authenticate(header, certificate.map(|c| c.as_ref()))
+            .authenticate(attempt.authorization, attempt.certificate)
         {
             Ok(caller) => Ok(caller),
             Err(e) => {
@@ -183,6 +185,18 @@ impl DelegationsService {
                 Err(status::actor_mismatch(&e))
             }
         }
+    }
+
+    /// The first steps of a delegate or revoke: who is calling, the fields,
+    /// and the person it acts for.
+    async fn change(
+        &self,
+        attempt: &Attempt<'_>,
+    ) -> Result<(Caller, (OrgNumber, OrgNumber, Vec<RightId>), Acting), Status> {
+        let caller = self.caller(attempt).await?;
+        let fields = change_fields(attempt).map_err(|s| self.invalid(attempt.kind, s))?;
+        let acting = self.acting(&caller, attempt).await?;
+        Ok((caller, fields, acting))
     }
 
     /// Write a refused call to the audit log, unless refusals come faster
@@ -333,7 +347,7 @@ impl Delegations for DelegationsService {
         &self,
         request: Request<ListRightsRequest>,
     ) -> Result<Response<ListRightsResponse>, Status> {
-        self.caller(&request, &Attempt::new(AdminKind::ListRights, &request))
+        self.caller(&Attempt::new(AdminKind::ListRights, &request))
             .await?;
         let rights = self
             .store
@@ -352,13 +366,14 @@ impl Delegations for DelegationsService {
         &self,
         request: Request<DelegateRequest>,
     ) -> Result<Response<Delegation>, Status> {
-        let attempt = Attempt::new(AdminKind::Delegate, &request);
         let r = request.get_ref();
-        let attempt = attempt.change(&r.actor, &r.owner, &r.supplier, &r.rights);
-        let caller = self.caller(&request, &attempt).await?;
-        let (owner, supplier, rights) =
-            change_fields(&attempt).map_err(|s| self.invalid(attempt.kind, s))?;
-        let acting = self.acting(&caller, &attempt).await?;
+        let attempt = Attempt::new(AdminKind::Delegate, &request).change(
+            &r.actor,
+            &r.owner,
+            &r.supplier,
+            &r.rights,
+        );
+        let (caller, (owner, supplier, rights), acting) = self.change(&attempt).await?;
         let view = self
             .write(&attempt, &caller, acting, Some(owner), move |s, actor| {
                 s.delegate(owner, supplier, &rights, actor)
@@ -371,13 +386,14 @@ impl Delegations for DelegationsService {
         &self,
         request: Request<RevokeRequest>,
     ) -> Result<Response<RevokeResponse>, Status> {
-        let attempt = Attempt::new(AdminKind::Revoke, &request);
         let r = request.get_ref();
-        let attempt = attempt.change(&r.actor, &r.owner, &r.supplier, &r.rights);
-        let caller = self.caller(&request, &attempt).await?;
-        let (owner, supplier, rights) =
-            change_fields(&attempt).map_err(|s| self.invalid(attempt.kind, s))?;
-        let acting = self.acting(&caller, &attempt).await?;
+        let attempt = Attempt::new(AdminKind::Revoke, &request).change(
+            &r.actor,
+            &r.owner,
+            &r.supplier,
+            &r.rights,
+        );
+        let (caller, (owner, supplier, rights), acting) = self.change(&attempt).await?;
         let revoked = self
             .write(&attempt, &caller, acting, Some(owner), move |s, actor| {
                 s.revoke(owner, supplier, &rights, actor)
@@ -394,12 +410,11 @@ impl Delegations for DelegationsService {
         &self,
         request: Request<UndoRevokeRequest>,
     ) -> Result<Response<Delegation>, Status> {
-        let attempt = Attempt::new(AdminKind::Undo, &request);
         let r = request.get_ref();
         // The token is the caller's own: never on record.
-        let mut attempt = attempt;
+        let mut attempt = Attempt::new(AdminKind::Undo, &request);
         attempt.actor = &r.actor;
-        let caller = self.caller(&request, &attempt).await?;
+        let caller = self.caller(&attempt).await?;
         let token = field("undo_token", &r.undo_token, UndoToken::parse_exact)
             .map_err(|s| self.invalid(attempt.kind, s))?;
         let acting = self.acting(&caller, &attempt).await?;
@@ -416,10 +431,14 @@ impl Delegations for DelegationsService {
         &self,
         request: Request<ListDelegationsRequest>,
     ) -> Result<Response<ListDelegationsResponse>, Status> {
-        let attempt = Attempt::new(AdminKind::ListDelegations, &request);
         let r = request.get_ref();
-        let attempt = attempt.change("", &r.owner, &r.supplier, &[]);
-        let caller = self.caller(&request, &attempt).await?;
+        let attempt = Attempt::new(AdminKind::ListDelegations, &request).change(
+            "",
+            &r.owner,
+            &r.supplier,
+            &[],
+        );
+        let caller = self.caller(&attempt).await?;
         let reader = match caller.person() {
             Some(p) => Reader::Person(p),
             None => Reader::All,

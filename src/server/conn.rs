@@ -29,6 +29,32 @@ use super::limits::{Limits, MAX_HEADER_LIST_SIZE};
 use super::listener::Admitted;
 use crate::tls::ServerTls;
 
+/// What a connection serves (tonic's routes): a cloneable HTTP service that
+/// never fails and whose futures can move between threads.
+pub trait Routes:
+    tower::Service<
+        http::Request<hyper::body::Incoming>,
+        Response = http::Response<tonic::body::Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> Routes for S where
+    S: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// Who is at the other end of the connection a request came on: an
 /// extension of every request (`tonic::Request::extensions`).
 #[derive(Debug, Clone)]
@@ -89,14 +115,7 @@ pub async fn serve<S>(
     settings: Arc<Settings>,
     draining: watch::Receiver<bool>,
 ) where
-    S: tower::Service<
-            http::Request<hyper::body::Incoming>,
-            Response = http::Response<tonic::body::Body>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: Routes,
 {
     let Admitted {
         stream,
@@ -150,14 +169,7 @@ async fn run<IO, S>(
     mut draining: watch::Receiver<bool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: tower::Service<
-            http::Request<hyper::body::Incoming>,
-            Response = http::Response<tonic::body::Body>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: Routes,
 {
     let peer = peer_info.addr;
     let io = H2Guard::new(io, settings.handshake_timeout, settings.header_timeout);
