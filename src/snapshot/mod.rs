@@ -236,6 +236,20 @@ impl Roles {
             .cloned()
             .unwrap_or_default()
     }
+
+    /// The orgs `roles.json` gives `person` any role for, in order. A walk of
+    /// every assignment (`roles.json` is small next to the delegations).
+    pub fn orgs_of(&self, person: &PersonId) -> Vec<OrgNumber> {
+        let mut orgs: Vec<OrgNumber> = self
+            .by_org_person
+            .keys()
+            .filter(|(_, p)| p == person)
+            .map(|(o, _)| *o)
+            .collect();
+        orgs.sort_unstable();
+        orgs.dedup();
+        orgs
+    }
 }
 
 /// Every owner's delegations. A persistent map: a snapshot that changes one

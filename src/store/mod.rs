@@ -236,9 +236,12 @@ impl DelegationStore {
     ///
     /// A verified person ([`Reader::Person`]) sees only what the owners they
     /// may administer (the admin policy, as for a write) have delegated:
-    /// naming another owner is [`StoreError::Forbidden`]; without an owner,
-    /// other owners' delegations are skipped (one policy decision per owner
-    /// walked past, each owner once per call).
+    /// naming another owner is [`StoreError::Forbidden`]. Without an owner,
+    /// the walk covers the owners `roles.json` gives the person a role for
+    /// and the policy lets them administer, one policy decision each, so its
+    /// cost follows the person's roles, not the number of owners (a policy
+    /// that lets someone without a role administer an owner is honoured
+    /// when that owner is named).
     pub fn scan(
         &self,
         reader: Reader<'_>,
@@ -257,19 +260,31 @@ impl DelegationStore {
             return Ok(());
         }
         roles_usable(&snap)?;
-        let mut may: HashMap<OrgNumber, bool> = HashMap::new();
-        list::scan(&snap, filter, after, |view| {
-            let allowed = *may.entry(view.owner).or_insert_with(|| {
-                crate::engine::may_administer(&snap, person, &view.owner)
-                    .decision
-                    .allowed
-            });
-            if allowed {
-                visit(view)
-            } else {
-                ControlFlow::Continue(())
+        let owners = snap.roles.orgs_of(person);
+        let mut stopped = false;
+        for owner in owners
+            .into_iter()
+            .filter(|o| after.is_none_or(|p| *o >= p.owner))
+        {
+            if !crate::engine::may_administer(&snap, person, &owner)
+                .decision
+                .allowed
+            {
+                continue;
             }
-        });
+            let one = ListFilter {
+                owner: Some(owner),
+                ..filter
+            };
+            list::scan(&snap, one, after, |view| {
+                let next = visit(view);
+                stopped = next.is_break();
+                next
+            });
+            if stopped {
+                break;
+            }
+        }
         Ok(())
     }
 }

@@ -652,3 +652,73 @@ async fn a_flood_of_refused_calls_is_counted_whole_and_recorded_within_the_gate(
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_person_pages_through_every_owner_they_administer_and_no_other() {
+    let es = es256();
+    let work = Workdir::new();
+    // DAGL of both fixture owners; LEDE of the first only.
+    std::fs::write(
+        work.data().join("roles.json"),
+        json!([
+            {"org": "991825827", "person": DAGL, "role": "DAGL"},
+            {"org": "983887457", "person": DAGL, "role": "DAGL"},
+            {"org": "991825827", "person": LEDE, "role": "LEDE"},
+            {"org": "983887457", "person": STRANGER, "role": "REGN"},
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    let jwks = work.dir.path().join("jwks.json");
+    write_jwks(&jwks, &[es.jwk("es")]);
+    let s = TestServer::start_in(work, |c| {
+        c.admin_auth = Some(AdminAuthConfig {
+            tokens: BearerConfig {
+                jwks,
+                verifier: VerifierConfig::default(),
+            },
+            person_claim: "pid".into(),
+        });
+    })
+    .await;
+    let client = s.admin().await;
+    let walk = |pid: &str| {
+        let token = es.sign("es", &claims(pid, 120));
+        let mut c = client.clone();
+        async move {
+            let (mut seen, mut page_token) = (Vec::new(), String::new());
+            loop {
+                let req = ListDelegationsRequest {
+                    page_size: 1,
+                    page_token,
+                    ..Default::default()
+                };
+                let r = c
+                    .list_delegations(with_token(req, Some(&token)))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                seen.extend(r.delegations.into_iter().map(|d| (d.owner, d.supplier)));
+                if r.next_page_token.is_empty() {
+                    return seen;
+                }
+                page_token = r.next_page_token;
+            }
+        }
+    };
+    let all = walk(DAGL).await;
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(all, sorted, "in (owner, supplier) order");
+    let owners: std::collections::BTreeSet<&str> = all.iter().map(|(o, _)| o.as_str()).collect();
+    assert_eq!(owners.into_iter().collect::<Vec<_>>(), ["983887457", OWNER]);
+    let lede = walk(LEDE).await;
+    assert!(
+        !lede.is_empty() && lede.iter().all(|(o, _)| o == OWNER),
+        "{lede:?}"
+    );
+    assert_eq!(lede.len(), all.iter().filter(|(o, _)| o == OWNER).count());
+    // A role the policy does not accept (REGN) shows nothing.
+    assert!(walk(STRANGER).await.is_empty());
+    s.stop().await;
+}
