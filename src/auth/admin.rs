@@ -96,7 +96,9 @@ pub enum PersonError {
 
 /// The request's `actor` names someone other than the verified caller.
 #[derive(Debug, thiserror::Error)]
-#[error("`actor` must be empty or the person the bearer token names")]
+#[error(
+    "`actor` must be empty or the verified caller (the person the bearer token or client certificate names)"
+)]
 pub struct ActorMismatch;
 
 impl AdminAuth {

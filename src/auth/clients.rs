@@ -225,7 +225,7 @@ fn service_name(s: &str) -> bool {
 
 fn hex32(s: &str) -> Option<[u8; 32]> {
     let s = s.trim().replace(':', "");
-    if s.len() != 64 {
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; 32];

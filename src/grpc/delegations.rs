@@ -145,10 +145,16 @@ impl DelegationsService {
         {
             Ok(caller) => Ok(caller),
             Err(e) => {
-                self.telemetry
-                    .admin_refused(attempt.kind, Refusal::Unauthenticated, None, &e);
-                self.record(attempt, Refusal::Unauthenticated, None, e.to_string())
+                let logged = self
+                    .record(attempt, Refusal::Unauthenticated, None, e.to_string())
                     .await;
+                self.telemetry.admin_refused(
+                    attempt.kind,
+                    Refusal::Unauthenticated,
+                    None,
+                    &e,
+                    logged,
+                );
                 Err(status::unauthenticated(&e))
             }
         }
@@ -176,12 +182,18 @@ impl DelegationsService {
                 })
             }
             Err(e) => {
-                let person = caller.person();
-                self.telemetry
-                    .admin_refused(attempt.kind, Refusal::ActorMismatch, person, &e);
                 let detail = e.to_string();
-                self.record(attempt, Refusal::ActorMismatch, Some(caller), detail)
+                let logged = self
+                    .record(attempt, Refusal::ActorMismatch, Some(caller), detail)
                     .await;
+                let person = caller.person();
+                self.telemetry.admin_refused(
+                    attempt.kind,
+                    Refusal::ActorMismatch,
+                    person,
+                    &e,
+                    logged,
+                );
                 Err(status::actor_mismatch(&e))
             }
         }
@@ -194,23 +206,26 @@ impl DelegationsService {
         attempt: &Attempt<'_>,
     ) -> Result<(Caller, (OrgNumber, OrgNumber, Vec<RightId>), Acting), Status> {
         let caller = self.caller(attempt).await?;
-        let fields = change_fields(attempt).map_err(|s| self.invalid(attempt.kind, s))?;
+        // The actor first: a mismatch is on record whatever else is wrong.
         let acting = self.acting(&caller, attempt).await?;
+        let fields = change_fields(attempt).map_err(|s| self.invalid(attempt.kind, s))?;
         Ok((caller, fields, acting))
     }
 
     /// Write a refused call to the audit log, unless refusals come faster
-    /// than the store's gate lets through (then it is only counted). A
-    /// failure to write is logged; the caller is refused either way.
+    /// than the store's gate lets through (then it is only counted); whether
+    /// it was written. Callers nobody verified have a gate of their own, much
+    /// narrower: anyone who reaches the port is one. A failure to write is
+    /// logged; the caller is refused either way.
     async fn record(
         &self,
         attempt: &Attempt<'_>,
         reason: Refusal,
         caller: Option<&Caller>,
         detail: String,
-    ) {
-        let Some(not_recorded_before) = self.store.admit_refusal() else {
-            return;
+    ) -> bool {
+        let Some(not_recorded_before) = self.store.admit_refusal(caller.is_none()) else {
+            return false;
         };
         let requested = some(attempt.actor);
         let actor = match caller {
@@ -247,12 +262,13 @@ impl DelegationsService {
         match tokio::task::spawn_blocking(move || store.record_refusal(&record)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                tracing::error!(error = %e, "could not write a refused admin call to the audit log")
+                tracing::error!(error = %e, "could not write a refused admin call to the audit log");
             }
             Err(e) => {
-                tracing::error!(error = %e, "writing a refused admin call to the audit log failed")
+                tracing::error!(error = %e, "writing a refused admin call to the audit log failed");
             }
         }
+        true
     }
 
     /// Report a request of `kind` whose fields did not parse.
@@ -415,9 +431,9 @@ impl Delegations for DelegationsService {
         let mut attempt = Attempt::new(AdminKind::Undo, &request);
         attempt.actor = &r.actor;
         let caller = self.caller(&attempt).await?;
+        let acting = self.acting(&caller, &attempt).await?;
         let token = field("undo_token", &r.undo_token, UndoToken::parse_exact)
             .map_err(|s| self.invalid(attempt.kind, s))?;
-        let acting = self.acting(&caller, &attempt).await?;
         // The owner is the record's: not known here, and not told.
         let view = self
             .write(&attempt, &caller, acting, None, move |s, actor| {
@@ -439,49 +455,26 @@ impl Delegations for DelegationsService {
             &[],
         );
         let caller = self.caller(&attempt).await?;
-        let reader = match caller.person() {
-            Some(p) => Reader::Person(p),
-            None => Reader::All,
-        };
         let filter = ListFilter {
             owner: optional_org("owner", &r.owner)?,
             supplier: optional_org("supplier", &r.supplier)?,
         };
         let size = page::page_size(r.page_size)?;
         let after = page::decode(&r.page_token, &filter).map_err(page::TokenError::status)?;
-        // A page of at most `size` delegations and `MAX_PAGE_BYTES` (at least
-        // one). Stopping at a delegation that does not fit is what says more
-        // follow, so the last page has no token. In memory only: no I/O.
-        let mut delegations = Vec::new();
-        let (mut bytes, mut last, mut more) = (0, None, false);
-        let scanned = self.store.scan(reader, filter, after, |view| {
-            if delegations.len() == size {
-                more = true;
-                return ControlFlow::Break(());
-            }
-            let position = Position::of(&view);
-            let d = to_proto(view);
-            let len = prost::encoding::message::encoded_len(1, &d);
-            if !delegations.is_empty() && bytes + len > page::MAX_PAGE_BYTES {
-                more = true;
-                return ControlFlow::Break(());
-            }
-            bytes += len;
-            last = Some(position);
-            delegations.push(d);
-            ControlFlow::Continue(())
-        });
-        if let Err(e) = scanned {
-            let failure = AdminFailure::Store(&e);
-            if let (_, Some(reason)) = AdminResult::of(&e) {
-                let person = caller.person();
-                self.telemetry
-                    .admin_refused(attempt.kind, reason, person, &failure);
-                let detail = failure.to_string();
-                self.record(&attempt, reason, Some(&caller), detail).await;
-            }
-            return Err(status::store_error(e));
-        }
+        // On the blocking pool: a page walks up to a page of delegations and,
+        // for a person, makes a policy decision per owner they hold a role
+        // for; none of it may hold up the async workers (and so the gateway).
+        let (store, person) = (self.store.clone(), caller.person().cloned());
+        let paged = tokio::task::spawn_blocking(move || {
+            let reader = person.as_ref().map_or(Reader::All, Reader::Person);
+            page_of(&store, reader, filter, after, size)
+        })
+        .await
+        .map_err(status::task_failed)?;
+        let (delegations, last, more) = match paged {
+            Ok(page) => page,
+            Err(e) => return Err(self.list_refused(&attempt, &caller, e).await),
+        };
         let next_page_token = match last {
             Some(last) if more => page::encode(&filter, last),
             _ => String::new(),
@@ -490,5 +483,53 @@ impl Delegations for DelegationsService {
             delegations,
             next_page_token,
         }))
+    }
+}
+
+/// One page: at most `size` delegations and `MAX_PAGE_BYTES` (at least one),
+/// the last one's position, and whether more follow. Stopping at a delegation
+/// that does not fit is what says more follow, so the last page has no token.
+/// In memory only: no I/O.
+fn page_of(
+    store: &DelegationStore,
+    reader: Reader<'_>,
+    filter: ListFilter,
+    after: Option<Position>,
+    size: usize,
+) -> Result<(Vec<Delegation>, Option<Position>, bool), StoreError> {
+    let mut delegations = Vec::new();
+    let (mut bytes, mut last, mut more) = (0, None, false);
+    store.scan(reader, filter, after, |view| {
+        if delegations.len() == size {
+            more = true;
+            return ControlFlow::Break(());
+        }
+        let position = Position::of(&view);
+        let d = to_proto(view);
+        let len = prost::encoding::message::encoded_len(1, &d);
+        if !delegations.is_empty() && bytes + len > page::MAX_PAGE_BYTES {
+            more = true;
+            return ControlFlow::Break(());
+        }
+        bytes += len;
+        last = Some(position);
+        delegations.push(d);
+        ControlFlow::Continue(())
+    })?;
+    Ok((delegations, last, more))
+}
+
+impl DelegationsService {
+    /// A listing the store refused: counted, on record when a refusal, and
+    /// the status.
+    async fn list_refused(&self, attempt: &Attempt<'_>, caller: &Caller, e: StoreError) -> Status {
+        let failure = AdminFailure::Store(&e);
+        if let (_, Some(reason)) = AdminResult::of(&e) {
+            let detail = failure.to_string();
+            let logged = self.record(attempt, reason, Some(caller), detail).await;
+            self.telemetry
+                .admin_refused(attempt.kind, reason, caller.person(), &failure, logged);
+        }
+        status::store_error(e)
     }
 }

@@ -307,6 +307,14 @@ impl Sidecar {
             .map_err(io(format!("binding `--admin-listen {}`", cfg.admin_listen)))?;
         let gateway_addr = gateway.local_addr().map_err(io("gateway address"))?;
         let admin_addr = admin.local_addr().map_err(io("admin address"))?;
+        // Bound where the check resolved: a name may resolve anew.
+        if admin_auth.is_development() && !admin_addr.ip().is_loopback() {
+            return Err(StartError::Config(format!(
+                "`--admin-listen {}` bound {admin_addr}, not a loopback address; refusing \
+                 development mode there (see --admin-jwks)",
+                cfg.admin_listen
+            )));
+        }
         let metrics_tcp = match &cfg.metrics_listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)

@@ -35,6 +35,14 @@ pub(super) async fn admin_auth(cfg: &Config) -> Result<AdminAuth, StartError> {
                 "--admin-person-claim may not be empty".into(),
             ));
         }
+        if admin.tokens.verifier.audiences.is_empty() {
+            return Err(StartError::Config(
+                "--admin-jwks needs --admin-jwt-audience: ID-porten signs every service's \
+                 tokens with the same keys, so without an audience a token issued to any \
+                 other service would act here for its person"
+                    .into(),
+            ));
+        }
         let verifier = open_verifier(&admin.tokens, "--admin-jwks").await?;
         tracing::info!(
             jwks = %admin.tokens.jwks.display(),
@@ -86,8 +94,8 @@ pub(super) async fn admin_auth(cfg: &Config) -> Result<AdminAuth, StartError> {
             "refusing to serve the admin listener on `{}` ({a}, not a loopback address) \
              without --admin-jwks: without it, the `actor` of every admin call is \
              trusted as written, which only a loopback address keeps to this host. \
-             Give --admin-jwks FILE (the ID-porten keys) to authenticate admin callers, \
-             or listen on 127.0.0.1",
+             Give --admin-jwks FILE (the ID-porten keys) or --admin-client-identities \
+             FILE to authenticate admin callers, or listen on 127.0.0.1",
             cfg.admin_listen
         )));
     }

@@ -130,12 +130,14 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-/// How many refusal lines may be written: a token bucket of [`Self::BURST`]
-/// lines refilled at [`Self::PER_SECOND`]. Beyond it, refusals are counted
-/// and the next line written says how many were not.
+/// How many refusal lines may be written: a token bucket of `burst` lines
+/// refilled at `per_second`. Beyond it, refusals are counted and the next
+/// line written says how many were not.
 #[derive(Debug)]
 pub struct RefusalGate {
     state: Mutex<Gate>,
+    burst: f64,
+    per_second: f64,
 }
 
 #[derive(Debug)]
@@ -146,16 +148,23 @@ struct Gate {
 }
 
 impl RefusalGate {
+    /// For callers who are someone: verified, or development mode.
     pub const BURST: f64 = 200.0;
     pub const PER_SECOND: f64 = 50.0;
+    /// For callers nobody verified: anyone who reaches the port. At most
+    /// about 5 lines (a few KB) a second of a sustained flood.
+    pub const ANONYMOUS_BURST: f64 = 100.0;
+    pub const ANONYMOUS_PER_SECOND: f64 = 5.0;
 
-    pub fn new() -> Self {
+    pub fn new(burst: f64, per_second: f64) -> Self {
         Self {
             state: Mutex::new(Gate {
-                tokens: Self::BURST,
+                tokens: burst,
                 at: Instant::now(),
                 skipped: 0,
             }),
+            burst,
+            per_second,
         }
     }
 
@@ -164,8 +173,8 @@ impl RefusalGate {
     pub fn admit(&self) -> Option<u64> {
         let mut g = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
-        let refill = now.duration_since(g.at).as_secs_f64() * Self::PER_SECOND;
-        g.tokens = (g.tokens + refill).min(Self::BURST);
+        let refill = now.duration_since(g.at).as_secs_f64() * self.per_second;
+        g.tokens = (g.tokens + refill).min(self.burst);
         g.at = now;
         if g.tokens >= 1.0 {
             g.tokens -= 1.0;
@@ -174,12 +183,6 @@ impl RefusalGate {
             g.skipped += 1;
             None
         }
-    }
-}
-
-impl Default for RefusalGate {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -116,8 +116,10 @@ pub struct DelegationStore {
     /// Every file operation goes through it (no-follow, recorded when asked).
     files: Arc<DataDir>,
     audit: AuditLog,
-    /// How many refused calls are written to the audit log.
+    /// How many refused calls are written to the audit log: of callers
+    /// verified (or in development mode), and of callers nobody verified.
     refusals: RefusalGate,
+    anonymous_refusals: RefusalGate,
     undo_window: Duration,
     /// One lock per owner ever written: serializes read-modify-write per owner.
     locks: Mutex<HashMap<OrgNumber, Arc<Mutex<()>>>>,
@@ -162,7 +164,11 @@ impl DelegationStore {
             reloader,
             files,
             audit,
-            refusals: RefusalGate::new(),
+            refusals: RefusalGate::new(RefusalGate::BURST, RefusalGate::PER_SECOND),
+            anonymous_refusals: RefusalGate::new(
+                RefusalGate::ANONYMOUS_BURST,
+                RefusalGate::ANONYMOUS_PER_SECOND,
+            ),
             undo_window,
             locks: Mutex::new(HashMap::new()),
         })
@@ -188,8 +194,12 @@ impl DelegationStore {
     /// (`Some(n)`: yes, after `n` that were not), or comes faster than
     /// [`RefusalGate`] lets through (`None`). Cheap, so a flood of refused
     /// calls is turned away before any file work.
-    pub fn admit_refusal(&self) -> Option<u64> {
-        self.refusals.admit()
+    pub fn admit_refusal(&self, anonymous: bool) -> Option<u64> {
+        if anonymous {
+            self.anonymous_refusals.admit()
+        } else {
+            self.refusals.admit()
+        }
     }
 
     /// Write a refused call to the audit log, durably. Blocking.

@@ -146,17 +146,23 @@ impl Telemetry {
     /// An admin call refused before the store saw it: not authenticated, or
     /// `actor` not the caller. Counted (a write kind also as a refused
     /// write) and logged at `warn`; `actor` is the verified person, if any.
+    /// `logged`: also log it (the caller says when: a flood of refusals is
+    /// counted whole but logged no more than it is recorded).
     pub fn admin_refused(
         &self,
         kind: AdminKind,
         reason: Refusal,
         actor: Option<&PersonId>,
         why: &dyn std::fmt::Display,
+        logged: bool,
     ) {
         if kind.is_write() {
             self.metrics.admin_write(kind, AdminResult::Refused);
         }
         self.metrics.admin_refused(kind, reason);
+        if !logged {
+            return;
+        }
         let actor = actor.map_or("-", PersonId::as_str);
         tracing::warn!(
             kind = kind.as_str(),

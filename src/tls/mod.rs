@@ -352,6 +352,7 @@ fn build(
             detail: e.to_string(),
         })?;
     let builder = match (&files.client_ca, client_ca) {
+        (None, _) => builder.with_no_client_auth(),
         (Some(path), Some(pem)) => {
             let mut roots = RootCertStore::empty();
             for ca in certificates(path, pem)? {
@@ -368,7 +369,13 @@ fn build(
                 })?;
             builder.with_client_cert_verifier(verifier)
         }
-        _ => builder.with_no_client_auth(),
+        // A bundle named but not read: never serve without the check.
+        (Some(path), None) => {
+            return Err(TlsError::ClientCa {
+                path: path.clone(),
+                detail: "not read".into(),
+            });
+        }
     };
     let mut config = builder
         .with_single_cert(chain, key)

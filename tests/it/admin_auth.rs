@@ -458,6 +458,20 @@ async fn development_mode_marks_its_actors_unverified_and_stays_on_loopback() {
             "{addr}: {e}"
         );
     }
+    // --admin-jwks without an audience: another service's token would do.
+    let work = Workdir::new();
+    let jwks = work.dir.path().join("jwks.json");
+    write_jwks(&jwks, &[es256().jwk("es")]);
+    let mut cfg = work.config();
+    cfg.admin_auth = Some(AdminAuthConfig {
+        tokens: BearerConfig {
+            jwks,
+            verifier: VerifierConfig::default(),
+        },
+        person_claim: "pid".into(),
+    });
+    let e = Sidecar::start(cfg).await.err().unwrap().to_string();
+    assert!(e.contains("--admin-jwt-audience"), "{e}");
     // With --admin-jwks it may listen anywhere.
     let work = Workdir::new();
     let jwks = work.dir.path().join("jwks.json");
@@ -467,7 +481,10 @@ async fn development_mode_marks_its_actors_unverified_and_stays_on_loopback() {
     cfg.admin_auth = Some(AdminAuthConfig {
         tokens: BearerConfig {
             jwks,
-            verifier: VerifierConfig::default(),
+            verifier: VerifierConfig {
+                audiences: vec![AUDIENCE.into()],
+                ..VerifierConfig::default()
+            },
         },
         person_claim: "pid".into(),
     });
@@ -635,14 +652,10 @@ async fn a_flood_of_refused_calls_is_counted_whole_and_recorded_within_the_gate(
         .telemetry
         .metrics()
         .admin_refusals(AdminKind::Delegate, Refusal::Unauthenticated);
+    // Nobody verified: the narrow gate (a burst of 100, then 5 a second).
     assert!(
-        lines.len() < 600,
-        "{} lines: the gate let the flood through",
-        lines.len()
-    );
-    assert!(
-        lines.len() >= 200,
-        "{} lines: fewer than the burst",
+        (100..200).contains(&lines.len()),
+        "{} lines: not what the anonymous gate lets through",
         lines.len()
     );
     assert!(
@@ -675,7 +688,10 @@ async fn a_person_pages_through_every_owner_they_administer_and_no_other() {
         c.admin_auth = Some(AdminAuthConfig {
             tokens: BearerConfig {
                 jwks,
-                verifier: VerifierConfig::default(),
+                verifier: VerifierConfig {
+                    audiences: vec![AUDIENCE.into()],
+                    ..VerifierConfig::default()
+                },
             },
             person_claim: "pid".into(),
         });

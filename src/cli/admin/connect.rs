@@ -52,6 +52,11 @@ pub struct Target {
         requires = "client_cert"
     )]
     pub client_key: Option<PathBuf>,
+    /// Send the bearer token over plaintext to a host that is not loopback
+    /// (only where something else, such as a service mesh, encrypts the
+    /// connection)
+    #[arg(long, env = "TILGANG_INSECURE_PLAINTEXT")]
+    pub insecure_plaintext: bool,
 }
 
 /// Adds `authorization: Bearer <token>` to every call, when there is a token.
@@ -192,6 +197,18 @@ impl Target {
     pub async fn connect(&self) -> anyhow::Result<Client> {
         let url = self.url();
         let token = self.token()?;
+        let plaintext = url.starts_with("http://");
+        if plaintext && (self.ca_file.is_some() || self.client_cert.is_some()) {
+            anyhow::bail!(
+                "`{url}` is plaintext, but --ca-file or --client-cert asks for TLS: use `https://` or `host:port`"
+            );
+        }
+        if plaintext && token.is_some() && !self.insecure_plaintext && !loopback(&url) {
+            anyhow::bail!(
+                "refusing to send the bearer token in the clear to `{url}`: give --ca-file to \
+                 connect over TLS, or --insecure-plaintext if something else encrypts the connection"
+            );
+        }
         let mut endpoint = Channel::from_shared(url.clone())?;
         let tls = self.tls()?;
         if url.starts_with("https://") && tls.is_none() {
@@ -202,7 +219,6 @@ impl Target {
                 .tls_config(tls)
                 .with_context(|| format!("TLS settings for {url}"))?;
         }
-        let plaintext = url.starts_with("http://");
         let channel = endpoint.connect().await.map_err(|e| {
             let hint = if plaintext { TLS_HINT } else { "" };
             anyhow::anyhow!(
@@ -219,6 +235,23 @@ impl Target {
     }
 }
 
+/// Whether the URL's host is this machine (`localhost` or a loopback
+/// address), where plaintext crosses no network.
+fn loopback(url: &str) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    match uri.host() {
+        Some("localhost") => true,
+        Some(h) => h
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
+}
+
 /// An error and its causes on one line (tonic's transport error alone says
 /// only "transport error").
 fn chain(e: &dyn std::error::Error) -> String {
@@ -230,4 +263,64 @@ fn chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(addr: &str, token: bool, ca: bool, insecure: bool) -> Target {
+        Target {
+            admin_addr: addr.into(),
+            token: token.then(|| "abc.def.ghi".into()),
+            token_file: None,
+            ca_file: ca.then(|| PathBuf::from("/nonexistent/ca.pem")),
+            client_cert: None,
+            client_key: None,
+            insecure_plaintext: insecure,
+        }
+    }
+
+    #[test]
+    fn loopback_hosts_are_this_machine() {
+        for (url, want) in [
+            ("http://127.0.0.1:50052", true),
+            ("http://localhost:50052", true),
+            ("http://[::1]:50052", true),
+            ("http://10.0.0.7:50052", false),
+            ("http://tilgang.example:50052", false),
+            ("http://0.0.0.0:50052", false),
+        ] {
+            assert_eq!(loopback(url), want, "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_never_goes_out_in_the_clear_unasked() {
+        let e = target("10.0.0.7:50052", true, false, false)
+            .connect()
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("in the clear") && e.contains("--ca-file"), "{e}");
+        let e = target("http://10.0.0.7:50052", false, true, false)
+            .connect()
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("reading --ca-file") || e.contains("is plaintext"),
+            "{e}"
+        );
+        // Asked for: it gets as far as connecting (nothing listens there).
+        let e = target("127.0.0.1:1", true, false, true)
+            .connect()
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("cannot connect"), "{e}");
+    }
 }

@@ -84,8 +84,8 @@ pub struct AdminAuthArgs {
         requires = "admin_jwks"
     )]
     pub admin_jwt_issuer: Option<String>,
-    /// With --admin-jwks: an accepted `aud` (repeat, or comma-separated in
-    /// the variable); a token must name one of them
+    /// With --admin-jwks, required: an accepted `aud` (repeat, or
+    /// comma-separated in the variable); a token must name one of them
     #[arg(
         long,
         env = "TILGANG_ADMIN_JWT_AUDIENCE",

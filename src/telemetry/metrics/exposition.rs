@@ -231,9 +231,6 @@ impl Collector for Scrape {
     }
 }
 
-/// The standard process metrics (the names every Prometheus client library
-/// uses, so existing dashboards work), read from `/proc` at scrape time.
-/// What cannot be read is left out.
 impl Scrape {
     /// The listeners' TLS: reloads, refused files, certificate expiry.
     fn encode_tls(&self, enc: &mut DescriptorEncoder) -> Fmt {
@@ -268,6 +265,9 @@ impl Scrape {
     }
 }
 
+/// The standard process metrics (the names every Prometheus client library
+/// uses, so existing dashboards work), read from `/proc` at scrape time.
+/// What cannot be read is left out.
 fn process(enc: &mut DescriptorEncoder, started: SystemTime) -> Fmt {
     gauge(
         enc,
