@@ -71,6 +71,26 @@ fn refusals(s: &TestServer) -> Vec<Value> {
         .collect()
 }
 
+/// `--admin-jwks jwks` with the `pid` claim, and the issuer and audience
+/// given.
+fn tokens(
+    jwks: std::path::PathBuf,
+    issuer: Option<&str>,
+    audience: Option<&str>,
+) -> AdminAuthConfig {
+    AdminAuthConfig {
+        tokens: BearerConfig {
+            jwks,
+            verifier: VerifierConfig {
+                issuer: issuer.map(str::to_string),
+                audiences: audience.iter().map(|a| a.to_string()).collect(),
+                ..VerifierConfig::default()
+            },
+        },
+        person_claim: "pid".into(),
+    }
+}
+
 struct Admin {
     server: TestServer,
     client: DelegationsClient<Channel>,
@@ -83,17 +103,7 @@ async fn start(keys: &[Value]) -> Admin {
     write_jwks(&jwks, keys);
     let path = jwks.clone();
     let server = TestServer::start_in(work, |c| {
-        c.admin_auth = Some(AdminAuthConfig {
-            tokens: BearerConfig {
-                jwks: path,
-                verifier: VerifierConfig {
-                    issuer: Some(ISSUER.into()),
-                    audiences: vec![AUDIENCE.into()],
-                    ..VerifierConfig::default()
-                },
-            },
-            person_claim: "pid".into(),
-        });
+        c.admin_auth = Some(tokens(path, Some(ISSUER), Some(AUDIENCE)));
     })
     .await;
     let client = server.admin().await;
@@ -463,13 +473,7 @@ async fn development_mode_marks_its_actors_unverified_and_stays_on_loopback() {
     let jwks = work.dir.path().join("jwks.json");
     write_jwks(&jwks, &[es256().jwk("es")]);
     let mut cfg = work.config();
-    cfg.admin_auth = Some(AdminAuthConfig {
-        tokens: BearerConfig {
-            jwks,
-            verifier: VerifierConfig::default(),
-        },
-        person_claim: "pid".into(),
-    });
+    cfg.admin_auth = Some(tokens(jwks, None, None));
     let e = Sidecar::start(cfg).await.err().unwrap().to_string();
     assert!(e.contains("--admin-jwt-audience"), "{e}");
     // With --admin-jwks it may listen anywhere.
@@ -478,16 +482,7 @@ async fn development_mode_marks_its_actors_unverified_and_stays_on_loopback() {
     write_jwks(&jwks, &[es256().jwk("es")]);
     let mut cfg = work.config();
     cfg.admin_listen = "0.0.0.0:0".into();
-    cfg.admin_auth = Some(AdminAuthConfig {
-        tokens: BearerConfig {
-            jwks,
-            verifier: VerifierConfig {
-                audiences: vec![AUDIENCE.into()],
-                ..VerifierConfig::default()
-            },
-        },
-        person_claim: "pid".into(),
-    });
+    cfg.admin_auth = Some(tokens(jwks, None, Some(AUDIENCE)));
     let sidecar = Sidecar::start(cfg).await.unwrap();
     assert!(sidecar.admin_addr.ip().is_unspecified());
     sidecar.shutdown().await.unwrap();
@@ -685,16 +680,7 @@ async fn a_person_pages_through_every_owner_they_administer_and_no_other() {
     let jwks = work.dir.path().join("jwks.json");
     write_jwks(&jwks, &[es.jwk("es")]);
     let s = TestServer::start_in(work, |c| {
-        c.admin_auth = Some(AdminAuthConfig {
-            tokens: BearerConfig {
-                jwks,
-                verifier: VerifierConfig {
-                    audiences: vec![AUDIENCE.into()],
-                    ..VerifierConfig::default()
-                },
-            },
-            person_claim: "pid".into(),
-        });
+        c.admin_auth = Some(tokens(jwks, None, Some(AUDIENCE)));
     })
     .await;
     let client = s.admin().await;

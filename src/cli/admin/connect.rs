@@ -80,8 +80,8 @@ impl tonic::service::Interceptor for Bearer {
 /// A connected client, and what it sent (to explain a refusal).
 pub struct Client {
     pub inner: DelegationsClient<InterceptedService<Channel, Bearer>>,
-    sent_token: bool,
-    plaintext: bool,
+    /// `c.inner.call(..).await.map_err(|e| c.explain.status(e))`.
+    pub explain: Explain,
 }
 
 /// Turns a status into the error to print.
@@ -120,17 +120,6 @@ impl Explain {
             }
             code => anyhow::anyhow!("{code:?}: {message}"),
         }
-    }
-}
-
-impl Client {
-    /// How this client's errors are printed.
-    pub fn explain(&self) -> impl Fn(tonic::Status) -> anyhow::Error + use<> {
-        let explain = Explain {
-            sent_token: self.sent_token,
-            plaintext: self.plaintext,
-        };
-        move |e| explain.status(e)
     }
 }
 
@@ -226,11 +215,13 @@ impl Target {
                 chain(&e)
             )
         })?;
-        let sent_token = token.is_some();
+        let explain = Explain {
+            sent_token: token.is_some(),
+            plaintext,
+        };
         Ok(Client {
             inner: DelegationsClient::with_interceptor(channel, Bearer(token)),
-            sent_token,
-            plaintext,
+            explain,
         })
     }
 }

@@ -136,12 +136,11 @@ fn describe(d: &Delegation) -> String {
 
 pub async fn rights(args: &RightsArgs, out: &mut Output) -> anyhow::Result<Outcome> {
     let mut c = args.target.connect().await?;
-    let status = c.explain();
     let r = c
         .inner
         .list_rights(ListRightsRequest {})
         .await
-        .map_err(status)?
+        .map_err(|e| c.explain.status(e))?
         .into_inner();
     if args.json {
         let v: Vec<_> = r
@@ -163,7 +162,6 @@ pub async fn rights(args: &RightsArgs, out: &mut Output) -> anyhow::Result<Outco
 
 pub async fn delegate(args: &DelegateArgs, out: &mut Output) -> anyhow::Result<Outcome> {
     let mut c = args.target.connect().await?;
-    let status = c.explain();
     let d = c
         .inner
         .delegate(DelegateRequest {
@@ -173,7 +171,7 @@ pub async fn delegate(args: &DelegateArgs, out: &mut Output) -> anyhow::Result<O
             actor: args.actor.clone(),
         })
         .await
-        .map_err(status)?
+        .map_err(|e| c.explain.status(e))?
         .into_inner();
     out.line(describe(&d))?;
     Ok(Outcome::Success)
@@ -181,7 +179,6 @@ pub async fn delegate(args: &DelegateArgs, out: &mut Output) -> anyhow::Result<O
 
 pub async fn revoke(args: &RevokeArgs, out: &mut Output) -> anyhow::Result<Outcome> {
     let mut c = args.target.connect().await?;
-    let status = c.explain();
     let r = c
         .inner
         .revoke(RevokeRequest {
@@ -191,7 +188,7 @@ pub async fn revoke(args: &RevokeArgs, out: &mut Output) -> anyhow::Result<Outco
             actor: args.actor.clone(),
         })
         .await
-        .map_err(status)?
+        .map_err(|e| c.explain.status(e))?
         .into_inner();
     if let Some(d) = &r.remaining {
         note(describe(d));
@@ -212,7 +209,6 @@ pub async fn revoke(args: &RevokeArgs, out: &mut Output) -> anyhow::Result<Outco
 
 pub async fn undo(args: &UndoArgs, out: &mut Output) -> anyhow::Result<Outcome> {
     let mut c = args.target.connect().await?;
-    let status = c.explain();
     let d = c
         .inner
         .undo_revoke(UndoRevokeRequest {
@@ -220,7 +216,7 @@ pub async fn undo(args: &UndoArgs, out: &mut Output) -> anyhow::Result<Outcome> 
             actor: args.actor.clone(),
         })
         .await
-        .map_err(status)?
+        .map_err(|e| c.explain.status(e))?
         .into_inner();
     out.line(describe(&d))?;
     Ok(Outcome::Success)
@@ -231,7 +227,6 @@ pub async fn undo(args: &UndoArgs, out: &mut Output) -> anyhow::Result<Outcome> 
 /// reader has gone.
 pub async fn delegations(args: &ListArgs, out: &mut Output) -> anyhow::Result<Outcome> {
     let mut c = args.target.connect().await?;
-    let status = c.explain();
     let mut table = Table::new(&[
         "OWNER",
         "SUPPLIER",
@@ -252,7 +247,7 @@ pub async fn delegations(args: &ListArgs, out: &mut Output) -> anyhow::Result<Ou
                 page_token,
             })
             .await
-            .map_err(&status)?
+            .map_err(|e| c.explain.status(e))?
             .into_inner();
         if args.json {
             for d in &r.delegations {
