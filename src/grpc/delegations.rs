@@ -108,6 +108,14 @@ impl Acting {
     }
 }
 
+/// The caller, for a log line: the verified person, if any.
+fn who(caller: &Caller) -> Who<'_> {
+    Who {
+        actor: caller.person(),
+        owner: None,
+    }
+}
+
 /// How a caller's actor is established, for the record.
 fn actor_auth(caller: &Caller) -> ActorAuth {
     match caller {
@@ -151,7 +159,7 @@ impl DelegationsService {
                 self.telemetry.admin_refused(
                     attempt.kind,
                     Refusal::Unauthenticated,
-                    None,
+                    Who::default(),
                     &e,
                     logged,
                 );
@@ -186,11 +194,10 @@ impl DelegationsService {
                 let logged = self
                     .record(attempt, Refusal::ActorMismatch, Some(caller), detail)
                     .await;
-                let person = caller.person();
                 self.telemetry.admin_refused(
                     attempt.kind,
                     Refusal::ActorMismatch,
-                    person,
+                    who(caller),
                     &e,
                     logged,
                 );
@@ -528,7 +535,7 @@ impl DelegationsService {
             let detail = failure.to_string();
             let logged = self.record(attempt, reason, Some(caller), detail).await;
             self.telemetry
-                .admin_refused(attempt.kind, reason, caller.person(), &failure, logged);
+                .admin_refused(attempt.kind, reason, who(caller), &failure, logged);
         }
         status::store_error(e)
     }

@@ -113,20 +113,13 @@ impl Telemetry {
             AdminFailure::Store(e) => AdminResult::of(e),
             AdminFailure::Task => (AdminResult::Failed, None),
         };
+        if let Some(reason) = refusal {
+            return self.admin_refused(kind, reason, who, &failure, true);
+        }
         self.metrics.admin_write(kind, group);
         let actor = who.actor.map_or("-", PersonId::as_str);
         let owner = who.owner.map_or("-", OrgNumber::as_str);
-        if let Some(reason) = refusal {
-            self.metrics.admin_refused(kind, reason);
-            tracing::warn!(
-                kind = kind.as_str(),
-                %actor,
-                %owner,
-                reason = reason.as_str(),
-                why = %failure,
-                "admin call refused"
-            );
-        } else if matches!(
+        if matches!(
             group,
             AdminResult::Invalid | AdminResult::NotFound | AdminResult::Conflict
         ) {
@@ -140,19 +133,17 @@ impl Telemetry {
             );
         }
     }
-}
 
-impl Telemetry {
-    /// An admin call refused before the store saw it: not authenticated, or
-    /// `actor` not the caller. Counted (a write kind also as a refused
-    /// write) and logged at `warn`; `actor` is the verified person, if any.
-    /// `logged`: also log it (the caller says when: a flood of refusals is
-    /// counted whole but logged no more than it is recorded).
+    /// An admin call refused: not authenticated, `actor` not the caller, or
+    /// by the store (forbidden, unknown undo token, `roles.json` invalid).
+    /// Counted (a write kind also as a refused write) and, when `logged`,
+    /// logged at `warn`: the caller says when, so a flood of refusals is
+    /// counted whole but logged no more than it is recorded.
     pub fn admin_refused(
         &self,
         kind: AdminKind,
         reason: Refusal,
-        actor: Option<&PersonId>,
+        who: Who<'_>,
         why: &dyn std::fmt::Display,
         logged: bool,
     ) {
@@ -163,12 +154,14 @@ impl Telemetry {
         if !logged {
             return;
         }
-        let actor = actor.map_or("-", PersonId::as_str);
+        let actor = who.actor.map_or("-", PersonId::as_str);
+        let owner = who.owner.map_or("-", OrgNumber::as_str);
         tracing::warn!(
             kind = kind.as_str(),
             %actor,
+            %owner,
             reason = reason.as_str(),
-            %why,
+            why = %why,
             "admin call refused"
         );
     }
