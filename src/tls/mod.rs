@@ -137,23 +137,39 @@ struct Look {
     refused: Option<(blake3::Hash, String)>,
 }
 
-/// The three files' bytes, or the error reading them.
+/// The files' bytes, or the error reading them, and their digest. Built into
+/// a configuration only when it is to be judged ([`Read::build`]): a look that
+/// finds what it saw before reads, hashes and stops.
 struct Read {
     digest: blake3::Hash,
-    /// The configuration and its leaf certificate's `notAfter`.
-    result: Result<(ServerConfig, i64), TlsError>,
+    pem: Result<Pem, TlsError>,
+}
+
+struct Pem {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+    client_ca: Option<Vec<u8>>,
+}
+
+impl Read {
+    /// The configuration, and its leaf certificate's `notAfter`.
+    fn build(self, files: &TlsFiles) -> Result<(ServerConfig, i64), TlsError> {
+        let pem = self.pem?;
+        build(files, &pem.cert, &pem.key, pem.client_ca.as_deref())
+    }
 }
 
 impl ServerTls {
     /// Load the files; any problem is an error (for start-up).
     pub fn load(files: TlsFiles) -> Result<Self, TlsError> {
         let read = read(&files);
-        let (config, expires) = read.result?;
+        let digest = read.digest;
+        let (config, expires) = read.build(&files)?;
         Ok(Self {
             files,
             config: ArcSwap::from_pointee(config),
             look: Mutex::new(Look {
-                loaded: Some(read.digest),
+                loaded: Some(digest),
                 ..Look::default()
             }),
             reloads: AtomicU64::new(0),
@@ -204,11 +220,16 @@ impl ServerTls {
             look.pending = Some(read.digest);
             return;
         }
-        match read.result {
+        if look.refused.as_ref().map(|(d, _)| *d) == Some(read.digest) {
+            // Judged and refused already; still the problem reported.
+            return;
+        }
+        let digest = read.digest;
+        match read.build(&self.files) {
             Ok((config, expires)) => {
                 self.config.store(Arc::new(config));
                 self.expires.store(expires, Ordering::Relaxed);
-                look.loaded = Some(read.digest);
+                look.loaded = Some(digest);
                 look.pending = None;
                 look.refused = None;
                 let reloads = self.reloads.fetch_add(1, Ordering::Relaxed) + 1;
@@ -219,14 +240,12 @@ impl ServerTls {
                 );
             }
             Err(e) => {
-                if look.refused.as_ref().map(|(d, _)| *d) != Some(read.digest) {
-                    tracing::error!(
-                        cert = %self.files.cert.display(),
-                        error = %e,
-                        "TLS files changed but cannot be used; the last good certificate keeps serving"
-                    );
-                }
-                look.refused = Some((read.digest, e.to_string()));
+                tracing::error!(
+                    cert = %self.files.cert.display(),
+                    error = %e,
+                    "TLS files changed but cannot be used; the last good certificate keeps serving"
+                );
+                look.refused = Some((digest, e.to_string()));
             }
         }
     }
@@ -255,9 +274,8 @@ pub async fn watch(
     }
 }
 
-/// Read the files and build a configuration from them. The digest covers
-/// what was read, or how reading failed, so a persisting problem is one
-/// content (logged once).
+/// Read the files. The digest covers what was read, or how reading failed,
+/// so a persisting problem is one content (judged and logged once).
 fn read(files: &TlsFiles) -> Read {
     let mut hasher = blake3::Hasher::new();
     let mut bytes = |path: &Path| -> Result<Vec<u8>, TlsError> {
@@ -277,10 +295,16 @@ fn read(files: &TlsFiles) -> Read {
     let cert = bytes(&files.cert);
     let key = bytes(&files.key);
     let ca = files.client_ca.as_deref().map(&mut bytes);
-    let result = (|| build(files, &cert?, &key?, ca.transpose()?.as_deref()))();
+    let pem = (|| {
+        Ok(Pem {
+            cert: cert?,
+            key: key?,
+            client_ca: ca.transpose()?,
+        })
+    })();
     Read {
         digest: hasher.finalize(),
-        result,
+        pem,
     }
 }
 
