@@ -490,7 +490,7 @@ async fn development_mode_marks_its_actors_unverified_and_stays_on_loopback() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cli_sends_a_token_and_says_when_one_is_wanted() {
-    use crate::cli::{output, tilgang};
+    use crate::cli::{output_blocking, tilgang};
     let es = es256();
     let Admin { server: s, .. } = start(&[es.jwk("es")]).await;
     let addr = s.sidecar.admin_addr.to_string();
@@ -498,19 +498,9 @@ async fn the_cli_sends_a_token_and_says_when_one_is_wanted() {
     let token_file = s.work.dir.path().join("token");
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
     let run = |args: Vec<String>, env: Vec<(&'static str, String)>| {
-        let addr = addr.clone();
-        async move {
-            tokio::task::spawn_blocking(move || {
-                output(
-                    tilgang()
-                        .env("TILGANG_ADMIN_ADDR", addr)
-                        .envs(env)
-                        .args(args),
-                )
-            })
-            .await
-            .unwrap()
-        }
+        let mut c = tilgang();
+        c.env("TILGANG_ADMIN_ADDR", &addr).envs(env).args(args);
+        output_blocking(c)
     };
     let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let delegate = v(&[

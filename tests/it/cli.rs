@@ -30,6 +30,13 @@ const FIXTURES: [&str; 4] = [
 /// tables (`tests/tables`) are written against.
 const SHIPPED: [&str; 4] = ["--policies", "policies", "--data", "tests/fixtures/data"];
 
+/// [`output`] off the async workers, for tests that also serve.
+pub async fn output_blocking(mut c: Command) -> (i32, String, String) {
+    tokio::task::spawn_blocking(move || output(&mut c))
+        .await
+        .unwrap()
+}
+
 pub fn output(c: &mut Command) -> (i32, String, String) {
     let o = c.output().unwrap();
     (
@@ -237,14 +244,9 @@ async fn admin_client_subcommands() {
     let s = TestServer::start().await;
     let addr = s.sidecar.admin_addr.to_string();
     let run = |args: Vec<String>| {
-        let addr = addr.clone();
-        async move {
-            tokio::task::spawn_blocking(move || {
-                output(tilgang().env("TILGANG_ADMIN_ADDR", addr).args(args))
-            })
-            .await
-            .unwrap()
-        }
+        let mut c = tilgang();
+        c.env("TILGANG_ADMIN_ADDR", &addr).args(args);
+        output_blocking(c)
     };
     let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
 

@@ -74,24 +74,18 @@ async fn both_listeners_serve_tls_and_plaintext_clients_get_nothing() {
     }
 
     // The CLI with --ca-file; without it, told to give one.
-    use crate::cli::{output, tilgang};
+    use crate::cli::{output_blocking, tilgang};
     let ca_file = s.work.dir.path().join("ca.pem");
     std::fs::write(&ca_file, ca.pem()).unwrap();
-    let addr = a.to_string();
-    let ca_path = ca_file.to_str().unwrap().to_string();
-    let (code, out, err) = tokio::task::spawn_blocking(move || {
-        output(tilgang().args(["rights", "--admin-addr", &addr, "--ca-file", &ca_path]))
-    })
-    .await
-    .unwrap();
+    let (addr, ca_path) = (a.to_string(), ca_file.to_str().unwrap().to_string());
+    let mut c = tilgang();
+    c.args(["rights", "--admin-addr", &addr, "--ca-file", &ca_path]);
+    let (code, out, err) = output_blocking(c).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("instances-full"), "{out}");
-    let addr = a.to_string();
-    let (code, _, err) = tokio::task::spawn_blocking(move || {
-        output(tilgang().args(["rights", "--admin-addr", &addr]))
-    })
-    .await
-    .unwrap();
+    let mut c = tilgang();
+    c.args(["rights", "--admin-addr", &addr]);
+    let (code, _, err) = output_blocking(c).await;
     assert_ne!(code, 0);
     assert!(err.contains("--ca-file"), "{err}");
     s.stop().await;
