@@ -10,8 +10,10 @@ Starts, on loopback and on ports the kernel picks:
     address becomes one of this run's.
 
 Then it signs Maskinporten-shaped tokens with the key it generated and checks
-what Envoy answers and what reached the upstream. One line per check; the first
-failure stops the run, prints tilgang's and Envoy's logs and exits 1.
+what Envoy answers, what reached the upstream, and what tilgang wrote to its
+decision log (`--decision-log`), joined to Envoy's access log by x-request-id.
+One line per check; the first failure stops the run, prints tilgang's and
+Envoy's logs and exits 1.
 
     target/e2e-venv/bin/python tests/e2e/envoy_test.py [--tilgang BIN] [--envoy-only] [--tls] [--keep] [--hold]
 
@@ -20,6 +22,11 @@ over mutual TLS: a CA generated for the run issues tilgang's certificate
 (`--tls-cert`, for `localhost`) and Envoy's client certificate, and tilgang
 requires it (`--tls-client-ca`). It also checks that a plaintext client gets
 nothing from that listener.
+
+`--hold` keeps everything running after the checks and prints tokens, curl
+lines and the `tilgang revoke` / `tilgang undo` commands to try, until Ctrl-C
+(`scripts/try-envoy` runs this with the release binary). Every port is one the
+kernel picks, so several runs can hold at once.
 
 `--envoy-only` runs only what does not need tilgang's ext_authz `Check`: the
 example validates, Envoy boots, jwt_authn answers 401 for a missing, expired,
@@ -40,6 +47,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -88,6 +96,14 @@ class CheckFailed(Exception):
     pass
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, handled like Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 # --- processes -----------------------------------------------------------------
 
 
@@ -113,6 +129,9 @@ class Proc:
             stdout=self._out,
             stderr=subprocess.STDOUT,
             env=env,
+            # A session of its own: Ctrl-C in a terminal reaches this process
+            # only, which then stops the children in order (Envoy first).
+            start_new_session=True,
             preexec_fn=_die_with_parent,
         )
 
@@ -290,6 +309,8 @@ class Upstream:
                     "tilgang": {k.lower(): v for k, v in self.headers.items()
                                 if k.lower().startswith("x-tilgang-")},
                     "authorization": "authorization" in (k.lower() for k in self.headers.keys()),
+                    "request_id": self.headers.get("x-request-id"),
+                    "underscored": sorted(k.lower() for k in self.headers.keys() if "_" in k),
                 }
                 with lock:
                     seen.append(record)
@@ -334,6 +355,9 @@ class Harness:
         self.envoy: Proc | None = None
         self.upstream: Upstream | None = None
         self.passed = 0
+        self.skipped: list[str] = []
+        self.decision_log = self.tmp / "decisions.jsonl"
+        self._request_id_logged: bool | None = None
         self.issuer = ""
         self.signer: Signer | None = None
         self.pki = write_pki(self.tmp) if args.tls else None
@@ -345,7 +369,8 @@ class Harness:
         shutil.copytree(REPO / "policies", policies)
         shutil.copytree(REPO / "tests" / "fixtures" / "data", data)
         argv = [self.tilgang_bin, "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-                "--policies", str(policies), "--data", str(data)]
+                "--policies", str(policies), "--data", str(data),
+                "--decision-log", str(self.decision_log)]
         help_text = subprocess.run([self.tilgang_bin, "serve", "--help"], capture_output=True,
                                    text=True, env=child_env()).stdout
         if "--metrics-listen" in help_text:  # keep off the default metrics port
@@ -426,6 +451,9 @@ class Harness:
                 "--concurrency", "1",
                 "--admin-address-path", str(admin_path),
                 "--log-level", "info",
+                # The access log within 0.1 s, not 10 s: the checks join it
+                # with tilgang's decision log while the run goes on.
+                "--file-flush-interval-msec", "100",
                 "--component-log-level", "ext_authz:trace"]
         self.envoy = Proc("envoy", argv, self.tmp / "envoy.log", child_env())
         self.procs.append(self.envoy)
@@ -455,6 +483,49 @@ class Harness:
         _, text = self.admin_get(f"/stats?filter=^{re.escape(name)}$")
         m = re.search(rf"^{re.escape(name)}: (\d+)$", text, re.M)
         return int(m.group(1)) if m else 0
+
+    # -- the two logs
+
+    def decisions(self) -> list[dict[str, Any]]:
+        """tilgang's decision log so far, one JSON object a line (a line still
+        being written is left for the next look)."""
+        if not self.decision_log.exists():
+            return []
+        lines = []
+        for raw in self.decision_log.read_text(errors="replace").splitlines():
+            try:
+                lines.append(json.loads(raw))
+            except ValueError:
+                pass
+        return lines
+
+    def decision_for(self, request_id: str) -> dict[str, Any]:
+        """The decision-log line carrying `request_id` (tilgang writes within a second)."""
+        def probe() -> list[dict[str, Any]]:
+            return [d for d in self.decisions() if d.get("request_id") == request_id]
+        try:
+            found = eventually(f"a decision-log line with request_id {request_id}", probe, self.procs, timeout=5)
+        except CheckFailed as e:
+            tail = "\n".join(json.dumps(d) for d in self.decisions()[-3:])
+            raise CheckFailed(f"{e}; the log's last lines:\n{tail}")
+        if len(found) != 1:
+            raise CheckFailed(f"{len(found)} decision-log lines carry request_id {request_id}: {found}")
+        return found[0]
+
+    def access_log_line(self, marker: str) -> str:
+        """Envoy's access-log line for the request whose path holds `marker`."""
+        def probe() -> str | None:
+            return next((line for line in self.envoy.text().splitlines()
+                         if marker in line and "request_id=" in line), None)
+        return eventually(f"Envoy's access-log line for {marker}", probe, self.procs, timeout=5)
+
+    def request_id_logged(self) -> bool:
+        """Whether this tilgang's decision log has a `request_id` field at all.
+        Decided once, from the lines the checks before have made."""
+        if self._request_id_logged is None:
+            lines = eventually("tilgang's first decision-log lines", self.decisions, self.procs, timeout=5)
+            self._request_id_logged = any("request_id" in d for d in lines)
+        return self._request_id_logged
 
     # -- requests
 
@@ -508,6 +579,10 @@ class Harness:
             raise CheckFailed(repr(e)) from e
         self.passed += 1
         print(f"ok   {name}" + (f"  ({detail})" if detail else ""), flush=True)
+
+    def skip(self, name: str, why: str) -> None:
+        self.skipped.append(name)
+        print(f"skip {name}: {why}", flush=True)
 
     def dump_logs(self) -> None:
         for p in self.procs:
@@ -597,6 +672,23 @@ def run(h: Harness) -> None:
         return "Envoy refuses the path before anyone decides on it"
 
     h.check("escaped slash in the path → 400", escaped_slash)
+
+    def underscored_headers() -> str:
+        # A CGI-style upstream reads x_tilgang_supplier as x-tilgang-supplier
+        # (both HTTP_X_TILGANG_SUPPLIER); Envoy's removal of x-tilgang-* does
+        # not see it. The example refuses `_` in header names outright.
+        calls = h.stat("cluster.tilgang.upstream_rq_total")
+        spoof = {"x_tilgang_supplier": SUPPLIER_NONE, "x_tilgang_owner": "983887457"}
+        status, body, reached = h.send("GET", INSTANCE, s.token(OWNER, [READ], SUPPLIER_FULL), headers=spoof)
+        if reached:
+            raise CheckFailed(f"Envoy answered {status}, and the upstream received {reached[0]['underscored']}")
+        if status != 400:
+            raise CheckFailed(f"expected 400, got {status}: {body[:300]!r}")
+        if h.stat("cluster.tilgang.upstream_rq_total") != calls:
+            raise CheckFailed("tilgang was asked about a request Envoy should have refused")
+        return "Envoy refuses x_tilgang_supplier and x_tilgang_owner; neither tilgang nor the upstream sees the request"
+
+    h.check("x_tilgang_* headers (underscores) with a valid token → 400", underscored_headers)
 
     if h.args.envoy_only:
         def reaches_tilgang() -> str:
@@ -689,6 +781,55 @@ def full_checks(h: Harness, s: Signer) -> None:
 
     h.check("owner acting for itself (no supplier claim) → 200", owner_itself)
 
+    # Envoy's access log and tilgang's decision log, joined by x-request-id.
+    def by_request_id(name: str, fn: Callable[[], str | None]) -> None:
+        if h.request_id_logged():
+            h.check(name, fn)
+        else:
+            h.skip(name, "this tilgang's decision log has no `request_id` field yet (the lead's change "
+                         "adds Envoy's x-request-id to a Check's line); the check runs once it has")
+
+    def envoy_request_id() -> str:
+        marker = f"e2e={uuid.uuid4().hex}"
+        h.expect("GET", f"{INSTANCE}?{marker}", s.token(OWNER, [READ], SUPPLIER_NONE), 403, json_body=True)
+        line = h.access_log_line(marker)
+        m = re.search(r"\brequest_id=(\S+)", line)
+        if not m or m.group(1) == "-":
+            raise CheckFailed(f"Envoy's access log gives no request id: {line}")
+        rid = m.group(1)
+        d = h.decision_for(rid)
+        if d.get("result") != "deny" or d.get("supplier") != SUPPLIER_NONE or d.get("owner") != OWNER:
+            raise CheckFailed(f"the decision-log line for {rid} is not this 403's: {d}")
+        return f"Envoy's request_id={rid} → result={d['result']} scope={d.get('scope')}"
+
+    by_request_id("403: Envoy's access-log request_id finds tilgang's decision-log line", envoy_request_id)
+
+    def client_request_id() -> str:
+        allowed, denied = str(uuid.uuid4()), str(uuid.uuid4())
+        _, seen = h.expect("GET", INSTANCE, full, 200, headers={"x-request-id": allowed})
+        if seen["request_id"] != allowed:
+            raise CheckFailed(f"sent x-request-id {allowed}, the upstream saw {seen['request_id']}")
+        if (d := h.decision_for(allowed)).get("result") != "allow":
+            raise CheckFailed(f"the decision-log line for the 200 is not an allow: {d}")
+        h.expect("DELETE", INSTANCE, read_only, 403, headers={"x-request-id": denied}, json_body=True)
+        if (d := h.decision_for(denied)).get("result") != "deny":
+            raise CheckFailed(f"the decision-log line for the 403 is not a deny: {d}")
+        h.access_log_line(denied)
+        return "Envoy keeps it (upstream, access log and decision log all carry it)"
+
+    by_request_id("a client's own x-request-id → the same id upstream and in both logs", client_request_id)
+
+    def unmapped_logged() -> str:
+        rid = str(uuid.uuid4())
+        h.expect("GET", UNMAPPED, full, 403, headers={"x-request-id": rid}, json_body=True)
+        d = h.decision_for(rid)
+        reason = d.get("reason") or "; ".join(d.get("reasons") or [])
+        if not reason:
+            raise CheckFailed(f"the decision-log line for {rid} gives no reason: {d}")
+        return f"result={d.get('result')} reason={reason!r}"
+
+    by_request_id("unmapped route → 403, and its decision-log line says why", unmapped_logged)
+
     undo_token = ""
 
     def revoke() -> str:
@@ -718,28 +859,95 @@ def full_checks(h: Harness, s: Signer) -> None:
 
 
 def hold(h: Harness, s: Signer) -> None:
-    """Keep everything running for a person to try, until Ctrl-C."""
+    """Keep everything running for a person to try, until Ctrl-C: print what runs
+    where, tokens, and commands that paste as they are into bash (or zsh)."""
     url = f"http://127.0.0.1:{h.envoy_port}"
-    tokens = {
-        f"supplier {SUPPLIER_FULL} (instances-full) for owner {OWNER}":
-            s.token(OWNER, [READ, WRITE], SUPPLIER_FULL, lifetime=3600),
-        f"supplier {SUPPLIER_READ} (instances-read) for owner {OWNER}":
-            s.token(OWNER, [READ, WRITE], SUPPLIER_READ, lifetime=3600),
-        f"owner {OWNER} acting for itself": s.token(OWNER, [READ, WRITE], lifetime=3600),
-    }
-    print(f"\nholding: Envoy {url}, Envoy admin http://{h.envoy_admin}, tilgang {h.gateway_addr}, "
-          f"tilgang admin {h.admin_addr}, upstream 127.0.0.1:{h.upstream.port}; files in {h.tmp}")
-    for who, token in tokens.items():
-        print(f"\n# {who} (valid for an hour)\nTOKEN={token}")
-    print(f"\ncurl -i -H \"Authorization: Bearer $TOKEN\" {url}{INSTANCE}")
-    print(f"curl -i -X DELETE -H \"Authorization: Bearer $TOKEN\" {url}{INSTANCE}")
-    print(f"tilgang revoke --owner {OWNER} --supplier {SUPPLIER_READ} --actor {ADMIN_ACTOR} --admin-addr {h.admin_addr}")
-    print("\nCtrl-C to stop.", flush=True)
+    tilgang = shlex.quote(h.tilgang_bin)  # absolute: tilgang need not be on PATH
+    as_admin = f"--actor {ADMIN_ACTOR} --admin-addr {h.admin_addr}"
+    tokens = [
+        ("FULL", f"supplier {SUPPLIER_FULL}, to which owner {OWNER} delegated instances-full (read and write)",
+         s.token(OWNER, [READ, WRITE], SUPPLIER_FULL, lifetime=3600)),
+        ("READ", f"supplier {SUPPLIER_READ}, to which owner {OWNER} delegated instances-read (read only)",
+         s.token(OWNER, [READ, WRITE], SUPPLIER_READ, lifetime=3600)),
+        ("NONE", f"supplier {SUPPLIER_NONE}, to which owner {OWNER} delegated nothing",
+         s.token(OWNER, [READ, WRITE], SUPPLIER_NONE, lifetime=3600)),
+        ("OWNER", f"owner {OWNER} itself (no supplier claim: acting for itself)",
+         s.token(OWNER, [READ, WRITE], lifetime=3600)),
+    ]
+    env = h.tmp / "demo.env"
+    env.write_text("".join(f"{name}={token}\n" for name, _, token in tokens)
+                   + f"URL={url}\nI={INSTANCE}\n")
+
+    def get(token: str, path: str = "$I") -> str:
+        return f'curl -i -w \'\\n\' -H "Authorization: Bearer ${token}" "$URL{path}"'
+
+    def put(token: str) -> str:
+        return (f'curl -i -w \'\\n\' -X PUT -H "Authorization: Bearer ${token}" '
+                f'-H \'content-type: application/json\' -d \'{{}}\' "$URL$I/process"')
+
+    rule = "=" * 78
+    out = [
+        "", rule,
+        "tilgang behind Envoy is running. Ctrl-C here stops all of it.", "",
+        f"  Envoy          {url}   <- send requests here",
+        f"  tilgang        {h.gateway_addr} (gRPC, Envoy's ext_authz); admin {h.admin_addr}",
+        f"  upstream       127.0.0.1:{h.upstream.port} (answers 200 with the x-tilgang-* headers that reached it)",
+        f"  Envoy admin    http://{h.envoy_admin}",
+        f"  logs           {h.tmp}/ envoy.log (access log), tilgang.log, decisions.jsonl",
+        rule, "",
+        f"In another terminal, paste the lines below (or first: source {env}).",
+        "The tokens are signed with this run's key and valid for an hour. Each one",
+        "carries both scopes (instances.read and instances.write): what differs is",
+        f"what owner {OWNER} has delegated to the token's supplier.", "",
+    ]
+    for name, who, token in tokens:
+        out += [f"# {name}: {who}", f"{name}={token}"]
+    out += [
+        f"URL={url}",
+        f"I={INSTANCE}",
+        "",
+        "# 200, 200: the full supplier reads, and writes (PUT .../process)",
+        get("FULL"), put("FULL"),
+        "# 200, 403: the read-only supplier reads, but may not write",
+        get("READ"), put("READ"),
+        "# 403: a supplier without a delegation",
+        get("NONE"),
+        "# 200: the owner acting for itself (the upstream sees no x-tilgang-supplier)",
+        get("OWNER"),
+        "# 403: a route tilgang's routes.json does not map",
+        get("FULL", UNMAPPED),
+        "# 400: a header name with `_`, which a CGI-style upstream would read as",
+        "# x-tilgang-supplier (Envoy refuses it; tilgang is not asked)",
+        f'curl -i -w \'\\n\' -H "Authorization: Bearer $FULL" -H \'x_tilgang_supplier: {SUPPLIER_NONE}\' "$URL$I"',
+        "# 401: no token (Envoy's jwt_authn; tilgang is not asked)",
+        'curl -i -w \'\\n\' "$URL$I"',
+        "",
+        f"# Revoke: owner {OWNER} takes the read-only supplier's delegation away",
+        f"# ({ADMIN_ACTOR} is the person doing it: the owner's general manager in the",
+        "# fixtures). The very next request with the same token is 403:",
+        f"UNDO=$({tilgang} revoke --owner {OWNER} --supplier {SUPPLIER_READ} {as_admin})",
+        get("READ"),
+        "# Undo the revocation: 200 again (revoke's own `undo with` hint leaves out",
+        "# --admin-addr, which this run's random admin port needs)",
+        f'{tilgang} undo "$UNDO" {as_admin}',
+        get("READ"),
+        "",
+        "# What tilgang decided, one JSON line per request (request_id is Envoy's),",
+        "# and Envoy's access log:",
+        f"tail -f {h.decision_log}",
+        f"tail -f {h.tmp / 'envoy.log'}",
+        "",
+        "Ctrl-C to stop.",
+    ]
+    print("\n".join(out), flush=True)
     try:
         while h.tilgang.alive() and h.envoy.alive():
             time.sleep(0.5)
     except KeyboardInterrupt:
-        print()
+        print("\nstopping…", flush=True)
+        return
+    dead = h.tilgang if not h.tilgang.alive() else h.envoy
+    print(f"\n{dead.name} exited ({dead.popen.returncode}); stopping", flush=True)
 
 
 def main() -> int:
@@ -759,35 +967,39 @@ def main() -> int:
         return 2
 
     # Ctrl-C (even when started with SIGINT ignored), SIGTERM and SIGHUP all end
-    # the run through the cleanup below.
+    # the run through the cleanup below, as an interruption (no failure, no logs
+    # dumped): a --hold ends this way, and so does a closed terminal.
     def _exit(signum: int, _frame: Any) -> None:
-        raise SystemExit(128 + signum)
+        raise Interrupted(signum)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _exit)
     signal.signal(signal.SIGHUP, _exit)
 
     started = time.monotonic()
     h = Harness(args)
-    ok = False
+    ok, interrupted = False, 0  # interrupted: the signal that ended the run
     try:
         run(h)
         ok = True
     except CheckFailed:
         pass
-    except KeyboardInterrupt:
-        print("interrupted", flush=True)
+    except KeyboardInterrupt as e:
+        interrupted = getattr(e, "signum", signal.SIGINT.value)
+        print("\ninterrupted; stopping", flush=True)
     finally:
         h.stop()  # first, so that Envoy has flushed its access log
-        if not ok:
+        if not ok and not interrupted:
             h.dump_logs()
-        failed = 0 if ok else 1
+        failed = 0 if ok or interrupted else 1
         print(f"e2e: took {time.monotonic() - started:.1f} s", flush=True)
-        print(f"e2e: {h.passed} passed, {failed} failed", flush=True)
+        if h.skipped:
+            print(f"e2e: {len(h.skipped)} skipped (the `skip` lines above say why)", flush=True)
+        print(f"e2e: {h.passed} passed, {failed} failed" + (" (interrupted)" if interrupted else ""), flush=True)
         if ok and not args.keep:
             shutil.rmtree(h.tmp, ignore_errors=True)
         else:
             print(f"e2e: logs and configs kept in {h.tmp}", file=sys.stderr)
-    return 0 if ok else 1
+    return 0 if ok else 128 + int(interrupted) if interrupted else 1
 
 
 if __name__ == "__main__":
