@@ -30,7 +30,22 @@ fn main() -> Result<(), BoxError> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     protos(&out)?;
     embedded_policies(&out)?;
+    rustc_version();
     Ok(())
+}
+
+/// The compiler's version for `tilgang_build_info` (`rustc 1.95.0 (...)` →
+/// `1.95.0`); `unknown` if it cannot be asked.
+fn rustc_version() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let version = std::process::Command::new(rustc)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|v| v.split_whitespace().nth(1).map(str::to_string))
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=TILGANG_RUSTC_VERSION={version}");
 }
 
 fn protos(out: &Path) -> Result<(), BoxError> {

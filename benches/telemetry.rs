@@ -37,6 +37,7 @@ fn report(c: &mut Criterion) {
             route: None,
             decision: &decision,
             revision: "bcd2d8fe49c70a0c",
+            http: None,
         }))
     };
     let rt = tokio::runtime::Runtime::new().unwrap();

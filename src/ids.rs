@@ -41,9 +41,16 @@ pub const ECHO_CHARS: usize = 64;
 /// `\u{202e}`), so a value cannot break a log line, drive a terminal or show
 /// as something else.
 pub fn echo(value: &str) -> String {
-    let mut out = String::with_capacity(value.len().min(ECHO_CHARS * 4) + 3);
+    echo_within(value, ECHO_CHARS)
+}
+
+/// [`echo`] with another limit: the first `max_chars` characters, escaped,
+/// then `…` when there was more. For values a log line shows at more length
+/// than an error message, such as a request path.
+pub fn echo_within(value: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(value.len().min(max_chars * 4) + 3);
     let mut chars = value.chars();
-    for c in chars.by_ref().take(ECHO_CHARS) {
+    for c in chars.by_ref().take(max_chars) {
         if c.is_control() || is_invisible(c) {
             out.extend(c.escape_default());
         } else {
@@ -60,7 +67,15 @@ pub fn echo(value: &str) -> String {
 /// spaces and joiners, directional marks, embeddings, overrides and isolates, and
 /// the byte-order mark.
 fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    matches!(
+        c,
+        '\u{061c}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{feff}'
+    )
 }
 
 /// The ISO 6523 ICD for Norwegian organisation numbers.

@@ -58,6 +58,10 @@ pub enum TokenError {
         name: Cow<'static, str>,
         want: &'static str,
     },
+    /// An object in the payload names a member twice (`supplier`, or `ID`
+    /// inside `consumer`, ...): readers disagree on which one counts.
+    #[error("claim `{name}` appears more than once")]
+    DuplicateClaim { name: Cow<'static, str> },
     #[error("issuer `{got}` is not the expected `{want}`")]
     WrongIssuer { got: String, want: String },
     /// `got` is the token's `aud` as JSON, echoed.
@@ -81,6 +85,7 @@ impl TokenError {
             Self::NotYetValid { .. } => "not_yet_valid",
             Self::MissingClaim { .. } => "missing_claim",
             Self::InvalidClaim { .. } => "invalid_claim",
+            Self::DuplicateClaim { .. } => "duplicate_claim",
             Self::WrongIssuer { .. } => "wrong_issuer",
             Self::WrongAudience { .. } => "wrong_audience",
         }

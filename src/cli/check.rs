@@ -7,7 +7,8 @@ use crate::snapshot::load::load_snapshot;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Supplier org number (`810418672` or `0192:810418672`)
+    /// Supplier org number (`810418672` or `0192:810418672`; the token's
+    /// `supplier`)
     #[arg(long)]
     pub supplier: String,
     /// Service owner org number (the token's `consumer`)

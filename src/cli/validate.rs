@@ -9,8 +9,9 @@ pub struct Args {
     pub source: super::SourceArgs,
 }
 
-/// Exit 0 when everything is valid, 1 with one `file:line: message` per problem,
-/// 2 when a directory is missing.
+/// Exit 0 when everything is valid (warnings, such as a route scope no right
+/// gives, are printed but do not fail), 1 with one `file:line: message` per
+/// problem, 2 when a directory is missing.
 pub fn run(args: &Args, out: &mut Output) -> anyhow::Result<Outcome> {
     let source = args.source.policy_source()?;
     let data = args.source.data_dir()?;
@@ -25,6 +26,15 @@ pub fn run(args: &Args, out: &mut Output) -> anyhow::Result<Outcome> {
                 data.display(),
                 snap.revision()
             ))?;
+            for w in &snap.policies.warnings {
+                note(format_args!("warning: {w}"));
+            }
+            if !snap.policies.warnings.is_empty() {
+                note(format_args!(
+                    "{} warning(s): valid, but probably not what was meant",
+                    snap.policies.warnings.len()
+                ));
+            }
             // A million delegations take a while to free, and the process
             // is about to exit: let it.
             std::mem::forget(snap);

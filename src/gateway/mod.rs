@@ -30,7 +30,7 @@ pub fn prepare(
     };
     let call = Call {
         method: method.to_string(),
-        path: path.split(['?', '#']).next().unwrap_or("").to_string(),
+        path: path.split('?').next().unwrap_or("").to_string(),
         route: route.path.clone(),
         token: Token {
             consumer: claims.consumer,

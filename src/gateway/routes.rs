@@ -229,8 +229,20 @@ impl RouteTable {
     }
 
     /// The route a request falls under, or why it has none.
+    ///
+    /// A raw `#` anywhere is refused: a client never sends a fragment, so a
+    /// `#` in what reached the gateway is something an upstream may read
+    /// differently (as a fragment to cut, or as a character of the path), and
+    /// cutting it here first would hide `/../` after it from the dot-segment
+    /// check (`PUT …/readstatus#/../substatus`).
     pub fn lookup(&self, method: &str, path: &str) -> Result<&Route, NoRoute> {
-        let path = path.split(['?', '#']).next().unwrap_or("");
+        if path.contains('#') {
+            return Err(NoRoute::Ambiguous {
+                path: echo(path),
+                why: "a raw `#`",
+            });
+        }
+        let path = path.split('?').next().unwrap_or("");
         let segments = request_segments(path)?;
         self.routes
             .iter()
@@ -384,12 +396,29 @@ mod tests {
             "/storage/api/v1/instances/50001/%2e%2e",
             "/storage/api/v1/instances/50001\\abc",
             "storage/api/v1/instances",
+            "/storage/api/v1/instances#",
+            "/storage/api/v1/instances?x=1#y",
         ] {
             assert!(
                 matches!(t.lookup("GET", p), Err(NoRoute::Ambiguous { .. })),
                 "{p}"
             );
         }
+    }
+
+    /// A raw `#` is not a fragment to cut before the dot-segment check: an
+    /// upstream may read `#/../` as part of the path and land on a write.
+    #[test]
+    fn a_raw_hash_is_ambiguous_not_cut() {
+        let t = storage();
+        let p = "/storage/api/v1/instances/50001/abc/readstatus#/../substatus";
+        assert_eq!(
+            t.lookup("PUT", p).map(|r| r.scope.as_str().to_string()),
+            Err(NoRoute::Ambiguous {
+                path: echo(p),
+                why: "a raw `#`"
+            })
+        );
     }
 
     #[test]

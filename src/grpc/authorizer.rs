@@ -49,6 +49,7 @@ impl AuthorizerService {
             route: None,
             decision: &d,
             revision: snap.revision(),
+            http: None,
         });
         respond(d, snap.revision())
     }

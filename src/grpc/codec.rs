@@ -65,6 +65,8 @@ impl<U: Message + Name + Default> Decoder for RequestDecoder<U> {
 
 /// What prost's `Display` puts first, before the field stack.
 const PREFIX: &str = "failed to decode Protobuf message: ";
+/// How many fields of a failing field's path a message names.
+const MAX_SHOWN_FIELDS: usize = 8;
 /// prost's cause for a string field that is not UTF-8.
 const NOT_UTF8: &str = "invalid string value: data is not UTF-8 encoded";
 
@@ -89,9 +91,13 @@ pub fn describe(message: &str, e: &DecodeError) -> String {
         stack.push((msg, field));
         rest = after;
     }
+    // A message nested past prost's recursion limit has a stack of a hundred
+    // frames; the outer ones say where it was.
+    let deep = stack.len() > MAX_SHOWN_FIELDS;
     let path = stack
         .iter()
         .rev()
+        .take(MAX_SHOWN_FIELDS)
         .map(|&(msg, field)| {
             if REPEATED_FIELDS.contains(&(msg, field)) {
                 format!("{field}[]")
@@ -101,6 +107,7 @@ pub fn describe(message: &str, e: &DecodeError) -> String {
         })
         .collect::<Vec<_>>()
         .join(".");
+    let path = if deep { format!("{path}.…") } else { path };
     match (path.is_empty(), rest) {
         (false, NOT_UTF8) => format!("`{path}` is not valid UTF-8"),
         (false, cause) => format!("request is not a valid `{message}` message: `{path}`: {cause}"),

@@ -36,7 +36,7 @@ use tonic_health::server::HealthReporter;
 use crate::auth::AdminAuth;
 use crate::grpc::authorizer::AuthorizerService;
 use crate::grpc::delegations::DelegationsService;
-use crate::grpc::ext_authz::{ClaimSource, ExtAuthzService};
+use crate::grpc::ext_authz::{CheckServer, ClaimSource, ExtAuthzService};
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::authorizer_server::AuthorizerServer;
 use crate::proto::delegations_server::DelegationsServer;
@@ -44,7 +44,6 @@ use crate::snapshot::SnapshotStore;
 use crate::store::DelegationStore;
 use crate::telemetry::Telemetry;
 use crate::tls::ServerTls;
-use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use limits::{
     ADMIN_MAX_MESSAGE, ADMIN_MAX_RESPONSE, GATEWAY_MAX_MESSAGE, HEALTH_MAX_MESSAGE, Limits,
     REFLECTION_MAX_MESSAGE,
@@ -76,11 +75,13 @@ pub async fn serve_gateway(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
     type Service = AuthorizerServer<AuthorizerService>;
-    type ExtAuthz = AuthorizationServer<ExtAuthzService>;
+    type ExtAuthz = CheckServer;
     let service = Service::new(AuthorizerService::new(snapshots.clone(), telemetry.clone()))
         .max_decoding_message_size(GATEWAY_MAX_MESSAGE);
-    let ext_authz = ExtAuthz::new(ExtAuthzService::new(snapshots, claims, telemetry))
-        .max_decoding_message_size(GATEWAY_MAX_MESSAGE);
+    let ext_authz = CheckServer::new(
+        ExtAuthzService::new(snapshots, claims, telemetry),
+        GATEWAY_MAX_MESSAGE,
+    );
     let (health, routes) = routes::<Service>(service)?;
     let routes = routes.add_service(ext_authz).prepare();
     serve(

@@ -272,6 +272,9 @@ impl Sidecar {
             owners = snapshot.owners.len(),
             "loaded policies and data"
         );
+        for w in &snapshot.policies.warnings {
+            tracing::warn!(file = %w.location, warning = %w.message, "policies: probably not meant");
+        }
         let snapshots = Arc::new(SnapshotStore::new(snapshot));
         let metrics = Arc::new(Metrics::new());
         metrics.published(snapshots.load().revision());

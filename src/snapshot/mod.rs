@@ -48,6 +48,10 @@ pub struct PolicyBundle {
     /// Decisions made with these policies, memoised (see `engine`).
     pub memo: crate::engine::Memo,
     pub digest: Digest,
+    /// What is valid but probably not meant (a route's scope no right
+    /// gives, ...): reported by `validate`, at start and on reload, never
+    /// a reason to refuse the files.
+    pub warnings: Vec<crate::snapshot::load::LoadError>,
 }
 
 /// One (owner, supplier) delegation, as read from the owner's file: a compact

@@ -176,21 +176,30 @@ impl Reloader {
             return Ok(Reloaded::Unchanged);
         }
         let seen = observed(&files.digest, &files.version);
-        let empty = files.empty_files();
-        if !empty.is_empty() {
+        if !files.empty_files().is_empty() {
             // A save caught between its truncate and its write. Never loaded;
-            // if it stays empty the author meant something else: say so once.
-            let errors = empty
-                .iter()
-                .map(|path| {
-                    LoadError::new(
-                        path,
-                        "the file is empty; treated as a save in progress, so the last good \
-                         policies stay (to remove a file's policies, delete the file)",
-                    )
-                })
-                .collect();
+            // if it stays empty the author meant something else: say so once,
+            // with every other problem the files have.
             if let Verdict::Settled = self.settle.check(Unit::Policies, seen, started, finished) {
+                let errors = match load::build_policies(&self.policies, files) {
+                    Err(LoadErrors(errors)) => errors,
+                    Ok(_) => Vec::new(),
+                };
+                let errors = errors
+                    .into_iter()
+                    .map(|e| {
+                        if e.message == load::EMPTY_FILE {
+                            LoadError::new(
+                                e.location,
+                                "the file is empty; treated as a save in progress, so the \
+                                 last good policies stay (to remove a file's policies, \
+                                 delete the file)",
+                            )
+                        } else {
+                            e
+                        }
+                    })
+                    .collect();
                 return Err(LoadErrors(errors));
             }
             return Ok(Reloaded::Waiting);
@@ -527,6 +536,14 @@ impl Reloader {
                     m.reload_accepted(unit, &revision);
                 }
                 tracing::info!(%revision, "reloaded {what}");
+                if key == Key::Unit(Unit::Policies) {
+                    for w in &self.store.load().policies.warnings {
+                        tracing::warn!(
+                            file = %w.location, warning = %w.message,
+                            "policies: probably not meant"
+                        );
+                    }
+                }
             }
             Ok(Reloaded::Unchanged) => {
                 if problems.remove(&key).is_some() {

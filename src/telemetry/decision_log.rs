@@ -78,17 +78,63 @@ pub const DEFAULT_QUEUE: usize = 16_384;
 pub struct Entry {
     pub time: SystemTime,
     pub api: Api,
-    /// `None` when the owner acts for itself.
+    /// `None` when the owner acts for itself, or when a check was answered
+    /// before its claims could be read.
     pub supplier: Option<OrgNumber>,
-    pub owner: OrgNumber,
-    pub scope: String,
+    /// `None` only for a check answered before its claims could be read.
+    pub owner: Option<OrgNumber>,
+    /// `None` only for a check answered before a route gave it a scope.
+    pub scope: Option<String>,
     /// The route the scope came from, when the API has one (`Check`).
     pub route: Option<String>,
+    /// For `Check`: the HTTP request as the gateway saw it and what it was
+    /// answered.
+    pub http: Option<Box<HttpSeen>>,
     pub outcome: Outcome,
     pub reasons: Vec<String>,
     pub errors: Vec<String>,
     pub revision: String,
     pub latency: Duration,
+}
+
+/// How long a logged request path may be, in characters, before it is cut.
+pub const PATH_CHARS: usize = 256;
+
+/// What a gateway's HTTP request looked like, for `Check` lines. Every value
+/// that came from outside is escaped and cut when this is built
+/// ([`HttpSeen::new`]), so no raw request byte reaches a log line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpSeen {
+    pub method: String,
+    /// At most [`PATH_CHARS`] characters, then `…`.
+    pub path: String,
+    /// The HTTP status the gateway is told to answer: 200, 401 or 403.
+    pub status: u16,
+    /// Why a request was not allowed, as the response body says it.
+    pub reason: Option<String>,
+    /// Envoy's `x-request-id`, which its access log can show too.
+    pub request_id: Option<String>,
+    /// A W3C `traceparent`, when the request carried one.
+    pub traceparent: Option<String>,
+}
+
+impl HttpSeen {
+    /// From raw request values; escapes and cuts each one.
+    pub fn new(
+        method: &str,
+        path: &str,
+        request_id: Option<&str>,
+        traceparent: Option<&str>,
+    ) -> Self {
+        Self {
+            method: crate::ids::echo(method),
+            path: crate::ids::echo_within(path, PATH_CHARS),
+            status: 0,
+            reason: None,
+            request_id: request_id.map(crate::ids::echo),
+            traceparent: traceparent.map(crate::ids::echo),
+        }
+    }
 }
 
 /// The JSON line: the field names and their order are the log's format.
@@ -97,12 +143,26 @@ struct Line<'a> {
     time: String,
     api: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceparent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     supplier: Option<&'a str>,
-    owner: &'a str,
-    scope: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     route: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
     result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
     reasons: &'a [String],
     errors: &'a [String],
     revision: &'a str,
@@ -127,14 +187,21 @@ pub fn rfc3339_millis(t: SystemTime) -> String {
 
 impl Entry {
     fn write_line(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        let http = self.http.as_ref();
         let line = Line {
             time: rfc3339_millis(self.time),
             api: self.api.as_str(),
+            request_id: http.and_then(|h| h.request_id.as_deref()),
+            traceparent: http.and_then(|h| h.traceparent.as_deref()),
             supplier: self.supplier.as_ref().map(OrgNumber::as_str),
-            owner: self.owner.as_str(),
-            scope: &self.scope,
+            owner: self.owner.as_ref().map(OrgNumber::as_str),
+            scope: self.scope.as_deref(),
+            method: http.map(|h| h.method.as_str()),
+            path: http.map(|h| h.path.as_str()),
             route: self.route.as_deref(),
+            status: http.map(|h| h.status),
             result: self.outcome.as_str(),
+            reason: http.and_then(|h| h.reason.as_deref()),
             reasons: &self.reasons,
             errors: &self.errors,
             revision: &self.revision,
@@ -377,9 +444,10 @@ mod tests {
             time: SystemTime::UNIX_EPOCH + Duration::from_millis(1_767_603_600_120),
             api: Api::Batch,
             supplier: OrgNumber::parse("810418672").ok(),
-            owner: OrgNumber::parse("991825827").unwrap(),
-            scope: format!("scope-{i}"),
+            owner: OrgNumber::parse("991825827").ok(),
+            scope: Some(format!("scope-{i}")),
             route: None,
+            http: None,
             outcome: Outcome::Allow,
             reasons: vec!["delegated-scope".into()],
             errors: vec![],

@@ -21,7 +21,7 @@ use std::time::{Instant, SystemTime};
 use crate::engine::Decision;
 use crate::ids::{OrgNumber, PersonId, Scope};
 use crate::store::StoreError;
-use decision_log::{DecisionLog, Entry};
+use decision_log::{DecisionLog, Entry, HttpSeen};
 use metrics::{AdminKind, AdminResult, Api, Metrics, Outcome, Refusal};
 
 /// The handle every service holds. Cheap to clone.
@@ -51,6 +51,20 @@ pub struct Decided<'a> {
     pub decision: &'a Decision,
     /// The revision of the snapshot that decided.
     pub revision: &'a str,
+    /// For `Check`: the HTTP request and its answer, escaped.
+    pub http: Option<&'a HttpSeen>,
+}
+
+/// A `Check` that was answered without a decision.
+#[derive(Debug)]
+pub struct Unanswered<'a> {
+    pub started: Instant,
+    pub supplier: Option<OrgNumber>,
+    pub owner: Option<OrgNumber>,
+    pub scope: Option<&'a str>,
+    pub revision: &'a str,
+    /// The request and its answer (status, reason), escaped.
+    pub http: HttpSeen,
 }
 
 impl Telemetry {
@@ -77,9 +91,10 @@ impl Telemetry {
                 time: SystemTime::now(),
                 api: d.api,
                 supplier: d.supplier.copied(),
-                owner: *d.owner,
-                scope: d.scope.to_string(),
+                owner: Some(*d.owner),
+                scope: Some(d.scope.to_string()),
                 route: d.route.map(str::to_string),
+                http: d.http.map(|h| Box::new(h.clone())),
                 outcome,
                 reasons: d.decision.reasons.clone(),
                 errors: d.decision.errors.clone(),
@@ -94,6 +109,32 @@ impl Telemetry {
     pub fn invalid(&self, api: Api) {
         self.metrics
             .decision(api, Outcome::Invalid, std::time::Duration::ZERO);
+    }
+
+    /// A `Check` answered without a decision (no usable token, unreadable
+    /// claims, no route): counted as invalid like [`Self::invalid`], and,
+    /// unlike a gRPC call that did not parse, logged: the gateway turns it
+    /// into a 401 or 403 that someone will want to find. `owner`, `supplier`
+    /// and `scope` are whatever was read before the check stopped.
+    pub fn check_unanswered(&self, u: Unanswered<'_>) {
+        let took = u.started.elapsed();
+        self.metrics.decision(Api::Check, Outcome::Invalid, took);
+        if let Some(log) = &self.log {
+            log.record(Entry {
+                time: SystemTime::now(),
+                api: Api::Check,
+                supplier: u.supplier,
+                owner: u.owner,
+                scope: u.scope.map(str::to_string),
+                route: None,
+                http: Some(Box::new(u.http)),
+                outcome: Outcome::Invalid,
+                reasons: Vec::new(),
+                errors: Vec::new(),
+                revision: u.revision.to_string(),
+                latency: took,
+            });
+        }
     }
 
     /// An admin write took effect; `revision` is the snapshot's after it

@@ -424,3 +424,34 @@ async fn the_route_table_is_hot_reloaded() {
     assert_eq!(ask(&mut c, check("GET", &events, Some(p))).await.code, OK);
     s.stop().await;
 }
+
+/// Metadata nested past what protobuf decoding allows is the caller's error,
+/// `INVALID_ARGUMENT` naming where, never `INTERNAL`; a shallower request
+/// with the same claims is still decided.
+#[tokio::test(flavor = "multi_thread")]
+async fn metadata_nested_too_deep_is_invalid_argument() {
+    let s = TestServer::start().await;
+    let mut c = client(&s).await;
+    let nested = |depth: usize| {
+        let mut p = payload(Some(FULL_SUPPLIER), OWNER, &[READ]);
+        let mut deep = json!("bottom");
+        for _ in 0..depth {
+            deep = json!({ "n": deep });
+        }
+        p["deep"] = deep;
+        check("GET", INSTANCE, Some(p))
+    };
+    for depth in [31, 40, 200] {
+        let e = c.check(nested(depth)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{depth}: {e:?}");
+        assert!(
+            e.message().contains("CheckRequest") && e.message().contains("attributes"),
+            "{}",
+            e.message()
+        );
+        assert!(e.message().len() < 600, "{}", e.message());
+    }
+    let a = ask(&mut c, nested(5)).await;
+    assert_eq!(a.code, OK, "{:?}", a.body);
+    s.stop().await;
+}

@@ -6,8 +6,10 @@
 
 mod admin;
 mod admin_auth;
+mod authoring;
 mod authorizer;
 mod bearer;
+mod check_log;
 mod cli;
 mod crash;
 mod durability;

@@ -109,6 +109,10 @@ async fn metrics_count_each_decision_exactly() {
         ("tilgang_snapshot_delegations", "gauge"),
         ("process_open_fds", "gauge"),
         ("process_resident_memory_bytes", "gauge"),
+        ("process_cpu_seconds_total", "counter"),
+        ("process_start_time_seconds", "gauge"),
+        ("process_max_fds", "gauge"),
+        ("tilgang_build_info", "gauge"),
     ] {
         assert_eq!(
             before.types.get(name).map(String::as_str),
@@ -197,6 +201,19 @@ async fn metrics_count_each_decision_exactly() {
     );
     assert!(after.get("tilgang_snapshot_age_seconds") >= 0.0);
     assert!(after.get("process_open_fds") > 0.0);
+    assert!(after.get("process_cpu_seconds_total") > 0.0);
+    assert!(after.get("process_cpu_seconds_total") >= before.get("process_cpu_seconds_total"));
+    let build = after
+        .samples
+        .keys()
+        .find(|k| k.starts_with("tilgang_build_info{"))
+        .unwrap_or_else(|| panic!("no tilgang_build_info"));
+    assert!(
+        build.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION")))
+            && build.contains("rustc=\""),
+        "{build}"
+    );
+    assert_eq!(after.get(build), 1.0);
 
     // OpenMetrics for a scraper that asks for it (Prometheus does).
     let (status, headers, body) = http_get(

@@ -274,8 +274,12 @@ impl Verifier {
         }
         drop(keys);
 
-        let map: Map<String, Value> = serde_json::from_slice(&payload)
-            .map_err(|_| malformed("the payload is not a JSON object"))?;
+        let map = payload::parse(&payload).map_err(|e| match e {
+            payload::PayloadError::NotAnObject => malformed("the payload is not a JSON object"),
+            payload::PayloadError::Duplicate(name) => TokenError::DuplicateClaim {
+                name: TokenError::claim_name(&name),
+            },
+        })?;
         let claims = Claims { map };
         self.check_claims(&claims, now)?;
         Ok(claims)
@@ -380,3 +384,5 @@ fn f64_ceil(f: f64) -> i64 {
 
 #[cfg(test)]
 mod tests;
+
+mod payload;

@@ -30,8 +30,11 @@ pub struct RightsArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct DelegateArgs {
+    /// The service owner giving the rights: org number (`991825827` or
+    /// `0192:991825827`)
     #[arg(long)]
     pub owner: String,
+    /// The supplier receiving them: org number
     #[arg(long)]
     pub supplier: String,
     /// Right id from the catalogue (repeat for more)
@@ -47,8 +50,11 @@ pub struct DelegateArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct RevokeArgs {
+    /// The service owner that gave the rights: org number (`991825827` or
+    /// `0192:991825827`)
     #[arg(long)]
     pub owner: String,
+    /// The supplier losing them: org number
     #[arg(long)]
     pub supplier: String,
     /// Right id to remove (repeat for more); none removes all

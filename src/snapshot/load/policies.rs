@@ -16,7 +16,7 @@ use cedar_policy::{
 use super::*;
 use crate::catalogue::Catalogue;
 use crate::gateway::routes::RouteTable;
-use crate::ids::OrgNumber;
+use crate::ids::{OrgNumber, Scope};
 use crate::snapshot::{DelegationRecord, Digest, FileStamp, PolicyBundle};
 
 /// Where policies come from: a directory (hot-reloaded) or the copy built into the
@@ -66,7 +66,7 @@ impl PolicyFiles {
 }
 
 /// What an empty policy-directory file is told, at start-up and by `validate`.
-const EMPTY_FILE: &str =
+pub const EMPTY_FILE: &str =
     "the file is empty: a save in progress? (to remove a file's policies, delete the file)";
 
 /// Kubernetes mounts a ConfigMap as a `..data` symlink to a timestamped directory
@@ -173,18 +173,26 @@ pub fn load_policies(src: &PolicySource) -> Result<PolicyBundle, LoadErrors> {
 
 /// Parse and validate policy files read by [`read_policies`].
 pub fn build_policies(src: &PolicySource, read: PolicyFiles) -> Result<PolicyBundle, LoadErrors> {
-    let empty: Vec<LoadError> = read
+    // An empty file is an error, but not the only one reported: the author
+    // fixing it should not then meet the next problem, and the next.
+    let mut errors: Vec<LoadError> = read
         .empty_files()
         .into_iter()
         .map(|path| LoadError::new(path, EMPTY_FILE))
         .collect();
-    if !empty.is_empty() {
-        return Err(LoadErrors(empty));
-    }
-    let PolicyFiles { files, digest, .. } = read;
-    let mut errors = Vec::new();
+    let PolicyFiles {
+        mut files, digest, ..
+    } = read;
+    // Its name still counts (`rights.json` is there, if empty); its content
+    // is not parsed again to say the same thing twice.
+    let names: Vec<String> = files.iter().map(|f| f.1.clone()).collect();
+    files.retain(|(_, _, text)| !text.trim().is_empty());
 
-    // Schema: every `*.cedarschema` file is a fragment of one schema.
+    // Schema: every `*.cedarschema` file is a fragment of one schema. A
+    // fragment that did not parse, or is empty, leaves no schema to validate
+    // against (errors against part of one would mislead).
+    let before_schema = errors.len();
+    let empty_schema = errors.iter().any(|e| e.location.ends_with(".cedarschema"));
     let mut fragments = Vec::new();
     for (path, name, text) in &files {
         if name.ends_with(".cedarschema") {
@@ -194,11 +202,11 @@ pub fn build_policies(src: &PolicySource, read: PolicyFiles) -> Result<PolicyBun
             }
         }
     }
-    if fragments.is_empty() && errors.is_empty() {
+    if !names.iter().any(|n| n.ends_with(".cedarschema")) {
         errors.push(LoadError::new(src, "no `*.cedarschema` file"));
     }
     let schema = match Schema::from_schema_fragments(fragments) {
-        Ok(s) if errors.is_empty() => Some(s),
+        Ok(s) if errors.len() == before_schema && !empty_schema => Some(s),
         Ok(_) => None,
         Err(e) => {
             errors.push(LoadError::new(src, format!("schema: {e}")));
@@ -208,6 +216,7 @@ pub fn build_policies(src: &PolicySource, read: PolicyFiles) -> Result<PolicyBun
 
     // Catalogue.
     let catalogue = match files.iter().find(|f| f.1 == CATALOGUE_FILE) {
+        None if names.iter().any(|n| n == CATALOGUE_FILE) => None,
         None => {
             errors.push(LoadError::new(src, format!("no `{CATALOGUE_FILE}`")));
             None
@@ -335,7 +344,17 @@ pub fn build_policies(src: &PolicySource, read: PolicyFiles) -> Result<PolicyBun
     }
     let delegations_need_cedar = !plain_delegation_fits(&schema, &catalogue);
     let memo = crate::engine::Memo::new(&catalogue);
+    let warnings = match (
+        files.iter().find(|f| f.1 == CATALOGUE_FILE),
+        files.iter().find(|f| f.1 == ROUTES_FILE),
+    ) {
+        (Some(rights), Some(routes_file)) => {
+            scope_warnings(&catalogue, &routes, &rights.0, &routes_file.0)
+        }
+        _ => Vec::new(),
+    };
     Ok(PolicyBundle {
+        warnings,
         schema,
         policies,
         catalogue,
@@ -346,6 +365,59 @@ pub fn build_policies(src: &PolicySource, read: PolicyFiles) -> Result<PolicyBun
         delegations_need_cedar,
         memo,
     })
+}
+
+/// What is valid but probably not meant, between the rights catalogue and
+/// the route table: a route whose scope no right gives (a typo such as
+/// `events.subscribe`; only an owner acting for itself could pass it, every
+/// supplier is denied), and a right's scope that no route needs (a right no
+/// `Check` can use; `IsAuthorized` callers name scopes themselves). Warnings,
+/// not errors: both can be meant, and refusing them would hold back every
+/// other change to the files.
+pub fn scope_warnings(
+    catalogue: &Catalogue,
+    routes: &RouteTable,
+    rights_path: &str,
+    routes_path: &str,
+) -> Vec<LoadError> {
+    let given = catalogue.scopes();
+    let mut warnings = Vec::new();
+    let mut reported = std::collections::BTreeSet::new();
+    for route in routes.routes() {
+        if !given.contains_key(&route.scope) && reported.insert(route.scope.as_str()) {
+            let users: Vec<String> = routes
+                .routes()
+                .iter()
+                .filter(|r| r.scope == route.scope)
+                .map(|r| format!("`{r}`"))
+                .collect();
+            warnings.push(LoadError::new(
+                routes_path,
+                format!(
+                    "scope `{}` (needed by {}) is given by no right in `{CATALOGUE_FILE}`: \
+                     every supplier is denied there; only an owner acting for itself passes",
+                    route.scope,
+                    users.join(", ")
+                ),
+            ));
+        }
+    }
+    let needed: std::collections::BTreeSet<&Scope> =
+        routes.routes().iter().map(|r| &r.scope).collect();
+    for (scope, rights) in &given {
+        if !needed.contains(scope) {
+            let rights: Vec<String> = rights.iter().map(|r| format!("`{r}`")).collect();
+            warnings.push(LoadError::new(
+                rights_path,
+                format!(
+                    "scope `{scope}` (given by {}) is needed by no route in `{ROUTES_FILE}`: \
+                     Check never asks for it (IsAuthorized callers still can)",
+                    rights.join(", ")
+                ),
+            ));
+        }
+    }
+    warnings
 }
 
 /// Whether a delegation with tilgang's six attributes and nothing else fits

@@ -13,7 +13,8 @@ use super::{DataDir, FileId, Op, Place, SyncKind, with_path};
 impl DataDir {
     /// Open `name` in `place` for appending, creating it (durably linked in
     /// its directory) when missing. A symlink is refused; so is anything but a
-    /// regular file (`O_NONBLOCK`, so a FIFO there fails rather than blocks).
+    /// regular file (`O_NONBLOCK`, so a FIFO there fails rather than blocks),
+    /// and a file with more than one hard link.
     pub fn open_append(&self, place: Place, name: &str) -> std::io::Result<(File, FileId)> {
         let dir = self.dir(place)?;
         let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::NONBLOCK;
@@ -58,6 +59,19 @@ impl DataDir {
             return Err(with_path(
                 &self.shown(place, name),
                 std::io::Error::other("not a regular file"),
+            ));
+        }
+        // A hard link makes the log another file too, perhaps one outside the
+        // data directory that tilgang must not grow: append only to a file
+        // with a single name.
+        if st.st_nlink > 1 {
+            return Err(with_path(
+                &self.shown(place, name),
+                std::io::Error::other(format!(
+                    "has {} hard links, so it may be another file as well; tilgang appends \
+                     only to a file with one name (copy it, then rename the copy over it)",
+                    st.st_nlink
+                )),
             ));
         }
         if created {

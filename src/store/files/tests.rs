@@ -69,6 +69,23 @@ fn temp_names_are_exactly_ours() {
 }
 
 #[test]
+fn a_hard_linked_log_is_not_appended_through() {
+    let (dir, data) = data();
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("passwd");
+    std::fs::write(&target, "outside\n").unwrap();
+    std::fs::hard_link(&target, dir.path().join("audit.jsonl")).unwrap();
+    let e = data.open_append(Place::Data, "audit.jsonl").unwrap_err();
+    assert!(e.to_string().contains("2 hard links"), "{e}");
+    assert!(e.to_string().contains("audit.jsonl"), "{e}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "outside\n");
+    // With the other name gone it is the log's own file again.
+    std::fs::remove_file(&target).unwrap();
+    let (mut f, _) = data.open_append(Place::Data, "audit.jsonl").unwrap();
+    std::io::Write::write_all(&mut f, b"line\n").unwrap();
+}
+
+#[test]
 fn symlinks_are_refused_and_nothing_is_written_through_them() {
     use std::os::unix::fs::symlink;
     let (dir, data) = data();

@@ -197,6 +197,16 @@ impl Collector for Scrape {
             (p.at, delegations)
         };
         enc.encode_descriptor(
+            "tilgang_build",
+            "The running build: tilgang's version and the compiler that built it.",
+            None,
+            MetricType::Info,
+        )?
+        .encode_info(&[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("rustc", env!("TILGANG_RUSTC_VERSION")),
+        ])?;
+        enc.encode_descriptor(
             "tilgang_snapshot",
             "The snapshot deciding now; its revision is a label.",
             None,
@@ -269,6 +279,15 @@ impl Scrape {
 /// uses, so existing dashboards work), read from `/proc` at scrape time.
 /// What cannot be read is left out.
 fn process(enc: &mut DescriptorEncoder, started: SystemTime) -> Fmt {
+    if let Some(cpu) = cpu_seconds() {
+        let m = enc.encode_descriptor(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds.",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(cpu).encode(m)?;
+    }
     gauge(
         enc,
         "process_start_time_seconds",
@@ -313,10 +332,42 @@ fn max_fds() -> i64 {
         .map_or(i64::MAX, |n| i64::try_from(n).unwrap_or(i64::MAX))
 }
 
+/// User plus system CPU time, from `/proc/self/stat` (in clock ticks).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_seconds_of(&stat, rustix::param::clock_ticks_per_second())
+}
+
+/// `utime` + `stime` of a `/proc/<pid>/stat` line, in seconds. The command
+/// name (field 2) may hold spaces and parentheses, so fields are counted
+/// after its last `)`: `utime` and `stime` are the 12th and 13th there.
+fn cpu_seconds_of(stat: &str, ticks_per_second: u64) -> Option<f64> {
+    let (_, after) = stat.rsplit_once(')')?;
+    let mut fields = after.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    (ticks_per_second > 0).then(|| (user + system) as f64 / ticks_per_second as f64)
+}
+
 /// `VmRSS` from `/proc/self/status`, in bytes.
 fn resident_bytes() -> Option<i64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
     kb.checked_mul(1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpu_seconds_of;
+
+    #[test]
+    fn cpu_time_is_counted_after_the_command_name() {
+        // A command name with a space and a `)` of its own.
+        let stat = "4242 (tokio ) rt) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 50 0 0 20 0 9 0";
+        assert_eq!(cpu_seconds_of(stat, 100), Some(3.0));
+        assert_eq!(cpu_seconds_of(stat, 0), None);
+        assert_eq!(cpu_seconds_of("4242 (x) S 1", 100), None);
+        assert_eq!(cpu_seconds_of("garbage", 100), None);
+    }
 }

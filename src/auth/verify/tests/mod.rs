@@ -418,3 +418,49 @@ fn error_messages_never_carry_the_token() {
     assert!(!msg.contains(sig) && !msg.contains(&token[..20]), "{msg}");
     assert_eq!(err.kind(), "expired");
 }
+
+/// A claim named twice is refused, as Envoy's `jwt_authn` refuses it, at the
+/// top level and inside `consumer`/`supplier`: serde_json would keep the
+/// last, another reader the first.
+#[test]
+fn a_duplicated_claim_is_refused() {
+    let v = verifier();
+    let exp = now() + 120;
+    let consumer = r#"{"authority":"iso6523-actorid-upis","ID":"0192:991825827"}"#;
+    let base = format!(r#""iss":"{ISS}","aud":"{AUD}","exp":{exp},"consumer":{consumer}"#);
+    let sign = |payload: String| {
+        testkit::token_raw(
+            testkit::rsa(),
+            &json!({"alg": "RS256", "kid": "r1"}),
+            payload.as_bytes(),
+        )
+    };
+    // The same payload without a repeat is accepted: only the repeat refuses.
+    assert!(v.verify(&sign(format!("{{{base}}}"))).is_ok());
+    let supplier = r#"{"authority":"iso6523-actorid-upis","ID":"0192:810418672"}"#;
+    for (extra, name) in [
+        (
+            format!(r#","supplier":{supplier},"supplier":{supplier}"#),
+            "supplier",
+        ),
+        (format!(r#","consumer":{consumer}"#), "consumer"),
+        (r#","scope":"a","scope":"b""#.to_string(), "scope"),
+        (format!(r#","iss":"{ISS}""#), "iss"),
+        (format!(r#","aud":"{AUD}""#), "aud"),
+        (format!(r#","exp":{exp}"#), "exp"),
+        (
+            r#","supplier":{"ID":"0192:810418672","ID":"0192:974760673"}"#.to_string(),
+            "ID",
+        ),
+    ] {
+        let e = v.verify(&sign(format!("{{{base}{extra}}}"))).unwrap_err();
+        assert_eq!(
+            e,
+            TokenError::DuplicateClaim {
+                name: TokenError::claim_name(name)
+            },
+            "{extra}"
+        );
+        assert_eq!(e.kind(), "duplicate_claim");
+    }
+}

@@ -9,28 +9,35 @@
 //! OK with `x-tilgang-*` headers for the upstream, 403 with a small JSON body
 //! naming the reason, 401 when there are no usable claims. Every failure is a
 //! deny; the RPC itself only fails when its bytes do not decode, which Envoy
-//! (with `failure_mode_allow: false`) also turns into a deny.
+//! (with `failure_mode_allow: false`) also turns into a deny. [`server`] is
+//! the service on the wire.
+
+mod server;
+pub use server::CheckServer;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use envoy_types::ext_authz::v3::pb::{
-    Authorization, CheckRequest, CheckResponse, HeaderAppendAction, HttpStatusCode,
+    CheckRequest, CheckResponse, HeaderAppendAction, HttpStatusCode,
 };
 use envoy_types::ext_authz::v3::{
     CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder,
 };
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
 use envoy_types::pb::google::protobuf::{Struct, Value as PbValue, value::Kind};
 use serde_json::{Map, Value, json};
-use tonic::{Request, Response, Status};
+use tonic::Status;
 
 use crate::auth::{Verifier, bearer};
 use crate::engine;
 use crate::gateway::{self, claims::Claims};
 use crate::ids::OrgNumber;
+use crate::snapshot::Snapshot;
 use crate::snapshot::SnapshotStore;
+use crate::telemetry::decision_log::HttpSeen;
 use crate::telemetry::metrics::Api;
-use crate::telemetry::{Decided, Telemetry};
+use crate::telemetry::{Decided, Telemetry, Unanswered};
 
 /// The metadata namespace Envoy's `jwt_authn` filter writes.
 pub const JWT_AUTHN_NAMESPACE: &str = "envoy.filters.http.jwt_authn";
@@ -126,118 +133,205 @@ pub enum Verdict {
     Unauthenticated { reason: String },
 }
 
+/// A check the engine decided: its verdict and what the log needs.
+struct Judged {
+    verdict: Verdict,
+    request: engine::AccessRequest,
+    supplier: Option<OrgNumber>,
+    route: String,
+    decision: engine::Decision,
+}
+
+/// A check answered before a decision: its verdict (401, or a 403 that
+/// decided nothing) and whatever was read before it stopped.
+struct Undecided {
+    verdict: Box<Verdict>,
+    claims: Option<(OrgNumber, Option<OrgNumber>)>,
+}
+
+impl From<Verdict> for Undecided {
+    fn from(verdict: Verdict) -> Self {
+        Self {
+            verdict: Box::new(verdict),
+            claims: None,
+        }
+    }
+}
+
+impl Verdict {
+    /// The HTTP status Envoy answers with, and the reason it shows.
+    fn status(&self) -> (u16, Option<&str>) {
+        match self {
+            Self::Allow { .. } => (200, None),
+            Self::Deny { reason, .. } => (403, Some(reason)),
+            Self::Unauthenticated { reason } => (401, Some(reason)),
+        }
+    }
+}
+
 impl ExtAuthzService {
-    /// Decide one check over the current snapshot, and report it: a
-    /// decision to [`Telemetry::decided`], a check that could not be read
-    /// (no claims, no route, a bad org number) as invalid.
+    /// Decide one check over the current snapshot, and report it: every
+    /// answer is counted and, with a decision log, logged with the request
+    /// it answered (escaped) and Envoy's `x-request-id`, so that a 401 or
+    /// 403 in the gateway's access log can be found here too.
     pub fn verdict(&self, req: &CheckRequest) -> Verdict {
         let started = Instant::now();
-        let v = self.decide(started, req);
-        if !matches!(
-            v,
-            Verdict::Allow { .. } | Verdict::Deny { decided: true, .. }
-        ) {
-            self.telemetry.invalid(Api::Check);
-        }
-        v
-    }
-
-    fn decide(&self, started: Instant, req: &CheckRequest) -> Verdict {
         let snap = self.store.load();
-        let revision = snap.revision().to_string();
-        // `decided`: the engine answered (a decision), rather than the
-        // check being unreadable.
-        let deny = |reason: String, extra: Value, decided: bool| {
-            let mut body = json!({ "allowed": false, "reason": reason, "revision": revision });
-            if let (Some(b), Value::Object(extra)) = (body.as_object_mut(), extra) {
-                b.extend(extra);
-            }
-            Verdict::Deny {
-                reason,
-                body,
-                decided,
-            }
-        };
-        let Some(http) = req
+        let revision = snap.revision();
+        let http = req
             .attributes
             .as_ref()
             .and_then(|a| a.request.as_ref())
-            .and_then(|r| r.http.as_ref())
-        else {
-            return deny(
-                "the check carries no HTTP request".into(),
-                Value::Null,
-                false,
-            );
-        };
-        let payload = match self.payload(req, &http.headers) {
-            Ok(p) => p,
-            Err(reason) => return Verdict::Unauthenticated { reason },
-        };
-        let claims = match Claims::from_json(&payload) {
-            Ok(c) => c,
-            Err(e) => {
-                return deny(
-                    format!("the token's claims cannot be read: {e}"),
+            .and_then(|r| r.http.as_ref());
+        let mut seen = http.map_or_else(HttpSeen::default, |h| {
+            let header = |name: &str| h.headers.get(name).map(String::as_str);
+            HttpSeen::new(
+                &h.method,
+                &h.path,
+                header("x-request-id"),
+                header("traceparent"),
+            )
+        });
+        let answered = match http {
+            Some(http) => self.decide(&snap, req, http),
+            None => Err(self
+                .deny(
+                    revision,
+                    "the check carries no HTTP request".into(),
                     Value::Null,
                     false,
+                )
+                .into()),
+        };
+        match answered {
+            Ok(j) => {
+                let (status, reason) = j.verdict.status();
+                seen.status = status;
+                seen.reason = reason.map(str::to_string);
+                self.telemetry.decided(Decided {
+                    api: Api::Check,
+                    started,
+                    supplier: j.supplier.as_ref(),
+                    owner: &j.request.owner,
+                    scope: &j.request.scope,
+                    route: Some(&j.route),
+                    decision: &j.decision,
+                    revision,
+                    http: Some(&seen),
+                });
+                tracing::debug!(
+                    method = %seen.method, path = %seen.path, route = %j.route,
+                    supplier = %j.request.supplier, owner = %j.request.owner,
+                    scope = %j.request.scope, allowed = j.decision.allowed,
+                    reasons = ?j.decision.reasons, errors = ?j.decision.errors,
+                    revision = %revision, "ext_authz decision"
                 );
+                j.verdict
             }
-        };
-        let (request, call) = match gateway::prepare(&snap, &http.method, &http.path, claims) {
-            Ok(x) => x,
-            Err(e) => return deny(e.to_string(), Value::Null, false),
-        };
-        let d = engine::decide_call(&snap, &request, Some(&call));
+            Err(u) => {
+                let (status, reason) = u.verdict.status();
+                seen.status = status;
+                seen.reason = reason.map(str::to_string);
+                tracing::debug!(
+                    method = %seen.method, path = %seen.path, status,
+                    reason = %seen.reason.as_deref().unwrap_or(""),
+                    revision = %revision, "ext_authz answered without a decision"
+                );
+                let (owner, supplier) = u.claims.unzip();
+                self.telemetry.check_unanswered(Unanswered {
+                    started,
+                    supplier: supplier.flatten(),
+                    owner,
+                    scope: None,
+                    revision,
+                    http: seen,
+                });
+                *u.verdict
+            }
+        }
+    }
+
+    /// A 403: `decided` when the engine answered, rather than the check
+    /// being unreadable.
+    fn deny(&self, revision: &str, reason: String, extra: Value, decided: bool) -> Verdict {
+        let mut body = json!({ "allowed": false, "reason": reason, "revision": revision });
+        if let (Some(b), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            b.extend(extra);
+        }
+        Verdict::Deny {
+            reason,
+            body,
+            decided,
+        }
+    }
+
+    fn decide(
+        &self,
+        snap: &Snapshot,
+        req: &CheckRequest,
+        http: &HttpRequest,
+    ) -> Result<Judged, Undecided> {
+        let revision = snap.revision();
+        let payload = self
+            .payload(req, &http.headers)
+            .map_err(|reason| Verdict::Unauthenticated { reason })?;
+        let claims = Claims::from_json(&payload).map_err(|e| {
+            self.deny(
+                revision,
+                format!("the token's claims cannot be read: {e}"),
+                Value::Null,
+                false,
+            )
+        })?;
+        let read = (claims.consumer, claims.supplier);
+        let (request, call) =
+            gateway::prepare(snap, &http.method, &http.path, claims).map_err(|e| Undecided {
+                verdict: Box::new(self.deny(revision, e.to_string(), Value::Null, false)),
+                claims: Some(read),
+            })?;
+        let d = engine::decide_call(snap, &request, Some(&call));
         let route = format!("{} {}", call.method, call.route);
-        self.telemetry.decided(Decided {
-            api: Api::Check,
-            started,
-            supplier: call.token.supplier.as_ref(),
-            owner: &request.owner,
-            scope: &request.scope,
-            route: Some(&route),
-            decision: &d,
-            revision: &revision,
-        });
-        tracing::debug!(
-            method = %call.method, path = %call.path, route = %call.route,
-            supplier = %request.supplier, owner = %request.owner, scope = %request.scope,
-            allowed = d.allowed, reasons = ?d.reasons, errors = ?d.errors,
-            revision = %revision, "ext_authz decision"
-        );
-        if d.allowed {
-            return Verdict::Allow {
+        let verdict = if d.allowed {
+            Verdict::Allow {
                 supplier: call.token.supplier,
                 owner: request.owner,
-                revision,
-            };
-        }
-        let reason = if !d.errors.is_empty() {
-            "the policies could not be evaluated; denied".to_string()
-        } else if !d.reasons.is_empty() {
-            format!("forbidden by policy {}", quoted(&d.reasons))
-        } else if call.token.supplier.is_some() {
-            format!(
-                "{} has not delegated a right giving `{}` to {}",
-                request.owner, request.scope, request.supplier
-            )
+                revision: revision.to_string(),
+            }
         } else {
-            format!(
-                "no policy permits `{}` for {}",
-                request.scope, request.owner
+            let reason = if !d.errors.is_empty() {
+                "the policies could not be evaluated; denied".to_string()
+            } else if !d.reasons.is_empty() {
+                format!("forbidden by policy {}", quoted(&d.reasons))
+            } else if call.token.supplier.is_some() {
+                format!(
+                    "{} has not delegated a right giving `{}` to {}",
+                    request.owner, request.scope, request.supplier
+                )
+            } else {
+                format!(
+                    "no policy permits `{}` for {}",
+                    request.scope, request.owner
+                )
+            };
+            self.deny(
+                revision,
+                reason,
+                json!({
+                    "route": route,
+                    "scope": request.scope.as_str(),
+                    "policies": d.reasons,
+                    "errors": d.errors,
+                }),
+                true,
             )
         };
-        deny(
-            reason,
-            json!({
-                "route": route,
-                "scope": request.scope.as_str(),
-                "policies": d.reasons,
-                "errors": d.errors,
-            }),
-            true,
-        )
+        Ok(Judged {
+            verdict,
+            supplier: call.token.supplier,
+            request,
+            route,
+            decision: d,
+        })
     }
 }
 
@@ -341,14 +435,4 @@ pub fn respond(v: Verdict) -> CheckResponse {
         }
     }
     response
-}
-
-#[tonic::async_trait]
-impl Authorization for ExtAuthzService {
-    async fn check(
-        &self,
-        request: Request<CheckRequest>,
-    ) -> Result<Response<CheckResponse>, Status> {
-        Ok(Response::new(respond(self.verdict(request.get_ref()))))
-    }
 }
