@@ -85,13 +85,14 @@ class Failed(Exception):
     pass
 
 
-def run(argv, **kw):
-    """Runs argv; its output, or Failed with the output when it exits non-zero."""
+def run(argv, stdout_only=False, **kw):
+    """Runs argv; its output (stdout and stderr, or stdout only), or Failed
+    with both when it exits non-zero."""
     kw.setdefault("env", {**os.environ, "NO_COLOR": "1"})
     p = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, **kw)
     if p.returncode != 0:
         raise Failed(f"{' '.join(map(str, argv))}: exit {p.returncode}\n{p.stdout[-3000:]}{p.stderr[-3000:]}")
-    return p.stdout + p.stderr
+    return p.stdout if stdout_only else p.stdout + p.stderr
 
 
 passed, failed = 0, 0
@@ -301,8 +302,9 @@ def token_minter():
     keydir = TMP / "dev-keys"
     keydir.mkdir()
     cmd[cmd.index("--dir") + 1] = str(keydir)
-    out = run([TILGANG] + cmd)
-    token = out.strip().splitlines()[-1] if out.strip() else ""
+    # stdout is the token alone (a note about a new key goes to stderr).
+    out = run([TILGANG] + cmd, stdout_only=True)
+    token = out.strip()
     for f in ("signing-key.pem", "jwks.json"):
         if not (keydir / f).is_file():
             raise Failed(f"`tilgang {' '.join(cmd)}` wrote no {f}")
@@ -310,7 +312,7 @@ def token_minter():
     keys["jwks"] = keydir / "jwks.json"
     parts = token.split(".")
     if len(parts) != 3:
-        raise Failed(f"the last line of its output is no JWT: {token[:200]!r}")
+        raise Failed(f"its stdout is no JWT: {token[:200]!r}")
     header, claims = json.loads(b64d(parts[0])), json.loads(b64d(parts[1]))
     # Signed by a key of the JWKS Envoy reads, with the issuer Envoy requires.
     (jwk,) = [k for k in jwks["keys"] if k.get("kid") == header.get("kid")] or [None]
