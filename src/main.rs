@@ -11,6 +11,8 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let outcome = match &cli.command {
         Command::Serve(a) => cli::serve::run(a).await,
         Command::Check(a) => cli::check::run(a, out),
+        Command::Ask(a) => cli::ask::run(a, out).await,
+        Command::DevToken(a) => cli::dev_token::run(a, out),
         Command::Validate(a) => cli::validate::run(a, out),
         Command::Test(a) => cli::test::run(a, out),
         Command::Rights(a) => cli::admin::rights(a, out).await,

@@ -1,6 +1,6 @@
 //! `tilgang check`: one offline decision, printed with its reasons.
 
-use super::{Outcome, Output};
+use super::{Outcome, Output, print_decision};
 use crate::engine::{self, AccessRequest};
 use crate::ids::{OrgNumber, Scope};
 use crate::snapshot::load::load_snapshot;
@@ -31,19 +31,7 @@ pub fn run(args: &Args, out: &mut Output) -> anyhow::Result<Outcome> {
     };
     let snap = load_snapshot(&args.source.policy_source()?, args.source.data_dir()?)?;
     let d = engine::decide(&snap, &request);
-    out.line(if d.allowed { "allow" } else { "deny" })?;
-    out.line(format_args!(
-        "reasons: {}",
-        if d.reasons.is_empty() {
-            "none".into()
-        } else {
-            d.reasons.join(", ")
-        }
-    ))?;
-    for e in &d.errors {
-        out.line(format_args!("error: {e}"))?;
-    }
-    out.line(format_args!("revision: {}", snap.revision()))?;
+    print_decision(out, d.allowed, &d.reasons, &d.errors, snap.revision())?;
     Ok(if d.allowed {
         Outcome::Success
     } else {

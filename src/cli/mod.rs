@@ -7,7 +7,9 @@
 //! code.
 
 pub mod admin;
+pub mod ask;
 pub mod check;
+pub mod dev_token;
 pub mod serve;
 pub mod test;
 pub mod validate;
@@ -40,6 +42,8 @@ pub enum Command {
     Serve(Box<serve::Args>),
     /// Decide one request offline and print the decision with reasons
     Check(check::Args),
+    /// Ask a running sidecar (`IsAuthorized`) and print its decision like `check`
+    Ask(ask::Args),
     /// Validate policies and data against the schema; exit 1 on any error
     Validate(validate::Args),
     /// Run decision tables (CSV) against policies and data
@@ -54,6 +58,9 @@ pub enum Command {
     Undo(admin::UndoArgs),
     /// Show the delegations overview (admin client)
     Delegations(admin::ListArgs),
+    /// Print a Maskinporten-shaped token signed by a development key (made
+    /// in ./dev on first use) for trying the Envoy example; development only
+    DevToken(dev_token::Args),
 }
 
 /// How a subcommand ended; the process exit code.
@@ -138,6 +145,30 @@ impl<W: Write> Output<W> {
 #[derive(Debug, thiserror::Error)]
 #[error("writing to stdout: {0}")]
 pub struct OutputError(#[source] pub io::Error);
+
+/// A decision as `check` and `ask` print it: `allow` or `deny`, the
+/// deciding policies, any evaluation errors, the snapshot's revision.
+pub fn print_decision(
+    out: &mut Output,
+    allowed: bool,
+    reasons: &[String],
+    errors: &[String],
+    revision: &str,
+) -> Result<(), OutputError> {
+    out.line(if allowed { "allow" } else { "deny" })?;
+    out.line(format_args!(
+        "reasons: {}",
+        if reasons.is_empty() {
+            "none".into()
+        } else {
+            reasons.join(", ")
+        }
+    ))?;
+    for e in errors {
+        out.line(format_args!("error: {e}"))?;
+    }
+    out.line(format_args!("revision: {revision}"))
+}
 
 /// A note for the person at the terminal (stderr). Unlike `eprintln!`, it never
 /// panics: when stderr is gone there is nobody to tell.

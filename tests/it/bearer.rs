@@ -25,7 +25,7 @@ fn claims(supplier: Option<&str>, lifetime: i64) -> Value {
 
 /// A check as Envoy sends it without `jwt_authn`: no metadata, the token in
 /// the `authorization` header.
-fn bearer_check(authorization: Option<String>) -> CheckRequest {
+pub fn bearer_check(authorization: Option<String>) -> CheckRequest {
     let mut req = check("GET", INSTANCE, None);
     let http = req
         .attributes
@@ -41,7 +41,7 @@ fn bearer_check(authorization: Option<String>) -> CheckRequest {
 }
 
 /// gRPC code, HTTP status (0 when allowed) and the denial's reason.
-async fn ask(s: &TestServer, req: CheckRequest) -> (i32, i32, String) {
+pub async fn ask(s: &TestServer, req: CheckRequest) -> (i32, i32, String) {
     let r = client(s).await.check(req).await.unwrap().into_inner();
     let status = r.status.unwrap();
     match r.http_response {

@@ -27,5 +27,6 @@ mod store;
 mod tables;
 mod telemetry;
 mod tls;
+mod tryit;
 mod util;
 mod wire;

@@ -150,21 +150,65 @@ impl Target {
     }
 
     fn url(&self) -> String {
-        if self.admin_addr.contains("://") {
-            self.admin_addr.clone()
-        } else if self.ca_file.is_some() {
-            format!("https://{}", self.admin_addr)
-        } else {
-            format!("http://{}", self.admin_addr)
-        }
+        url(&self.admin_addr, self.ca_file.is_some())
     }
 
+    pub async fn connect(&self) -> anyhow::Result<Client> {
+        let url = self.url();
+        let token = self.token()?;
+        let plaintext = url.starts_with("http://");
+        if plaintext && token.is_some() && !self.insecure_plaintext && !loopback(&url) {
+            anyhow::bail!(
+                "refusing to send the bearer token in the clear to `{url}`: give --ca-file to \
+                 connect over TLS, or --insecure-plaintext if something else encrypts the connection"
+            );
+        }
+        let channel = Dial {
+            url: &url,
+            listener: "admin listener",
+            ca_file: self.ca_file.as_deref(),
+            client_cert: self.client_cert.as_deref(),
+            client_key: self.client_key.as_deref(),
+        }
+        .connect()
+        .await?;
+        let explain = Explain {
+            sent_token: token.is_some(),
+            plaintext,
+        };
+        Ok(Client {
+            inner: DelegationsClient::with_interceptor(channel, Bearer(token)),
+            explain,
+        })
+    }
+}
+
+/// `addr` as a URL: as given when it has a scheme; else `https://` when a
+/// CA file is given, `http://` without.
+pub(crate) fn url(addr: &str, tls: bool) -> String {
+    if addr.contains("://") {
+        addr.to_string()
+    } else if tls {
+        format!("https://{addr}")
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+/// How to reach one of tilgang's listeners: its URL and the TLS material
+/// to do it with. Shared by the admin subcommands and `tilgang ask`.
+pub(crate) struct Dial<'a> {
+    pub url: &'a str,
+    /// For messages: "admin listener", "gateway listener".
+    pub listener: &'static str,
+    pub ca_file: Option<&'a Path>,
+    pub client_cert: Option<&'a Path>,
+    pub client_key: Option<&'a Path>,
+}
+
+impl Dial<'_> {
     fn tls(&self) -> anyhow::Result<Option<ClientTlsConfig>> {
-        let Some(ca) = self
-            .ca_file
-            .as_deref()
-            .filter(|p| !p.as_os_str().is_empty())
-        else {
+        let Some(ca) = self.ca_file.filter(|p| !p.as_os_str().is_empty()) else {
             if self.client_cert.is_some() {
                 anyhow::bail!(
                     "--client-cert needs --ca-file: a client certificate is only sent over TLS"
@@ -174,7 +218,7 @@ impl Target {
         };
         let mut tls =
             ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca, "--ca-file")?));
-        if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
+        if let (Some(cert), Some(key)) = (self.client_cert, self.client_key) {
             tls = tls.identity(Identity::from_pem(
                 read(cert, "--client-cert")?,
                 read(key, "--client-key")?,
@@ -183,22 +227,16 @@ impl Target {
         Ok(Some(tls))
     }
 
-    pub async fn connect(&self) -> anyhow::Result<Client> {
-        let url = self.url();
-        let token = self.token()?;
+    /// Connect, or say why not (with a hint when plaintext met TLS).
+    pub async fn connect(&self) -> anyhow::Result<Channel> {
+        let url = self.url;
         let plaintext = url.starts_with("http://");
         if plaintext && (self.ca_file.is_some() || self.client_cert.is_some()) {
             anyhow::bail!(
                 "`{url}` is plaintext, but --ca-file or --client-cert asks for TLS: use `https://` or `host:port`"
             );
         }
-        if plaintext && token.is_some() && !self.insecure_plaintext && !loopback(&url) {
-            anyhow::bail!(
-                "refusing to send the bearer token in the clear to `{url}`: give --ca-file to \
-                 connect over TLS, or --insecure-plaintext if something else encrypts the connection"
-            );
-        }
-        let mut endpoint = Channel::from_shared(url.clone())?;
+        let mut endpoint = Channel::from_shared(url.to_string())?;
         let tls = self.tls()?;
         if url.starts_with("https://") && tls.is_none() {
             anyhow::bail!("`{url}` is TLS: give --ca-file with the CA that issued its certificate");
@@ -208,20 +246,17 @@ impl Target {
                 .tls_config(tls)
                 .with_context(|| format!("TLS settings for {url}"))?;
         }
-        let channel = endpoint.connect().await.map_err(|e| {
-            let hint = if plaintext { TLS_HINT } else { "" };
+        endpoint.connect().await.map_err(|e| {
+            let hint = if plaintext {
+                format!(" (if the {} serves TLS, give --ca-file)", self.listener)
+            } else {
+                String::new()
+            };
             anyhow::anyhow!(
-                "cannot connect to the admin listener at {url}: {}{hint}",
+                "cannot connect to the {} at {url}: {}{hint}",
+                self.listener,
                 chain(&e)
             )
-        })?;
-        let explain = Explain {
-            sent_token: token.is_some(),
-            plaintext,
-        };
-        Ok(Client {
-            inner: DelegationsClient::with_interceptor(channel, Bearer(token)),
-            explain,
         })
     }
 }

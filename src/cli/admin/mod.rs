@@ -4,7 +4,7 @@
 //! one. `delegations` walks every page of the overview and prints each as it
 //! arrives (`print`: the table and JSON array it prints them as).
 
-mod connect;
+pub(crate) mod connect;
 mod print;
 
 use super::{Outcome, Output, note};

@@ -1,0 +1,67 @@
+//! `tilgang ask`: one `IsAuthorized` call to a running sidecar's gateway
+//! listener, printed like `tilgang check` prints its offline decision. The
+//! server parses the request (one set of rules), so a bad org number is its
+//! `INVALID_ARGUMENT`, shown as it says it.
+
+use std::path::PathBuf;
+
+use super::admin::connect::{Dial, url};
+use super::{Outcome, Output, print_decision};
+use crate::proto::IsAuthorizedRequest;
+use crate::proto::authorizer_client::AuthorizerClient;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Supplier org number (`810418672` or `0192:810418672`; the token's
+    /// `supplier`)
+    #[arg(long)]
+    pub supplier: String,
+    /// Service owner org number (the token's `consumer`)
+    #[arg(long)]
+    pub owner: String,
+    /// Scope, e.g. `altinn:serviceowner/instances.read`
+    #[arg(long)]
+    pub scope: String,
+    /// Gateway listener: `host:port`, `http://host:port` or `https://host:port`
+    /// (`https` when --ca-file is given)
+    #[arg(long, env = "TILGANG_ADDR", default_value = "127.0.0.1:50051")]
+    pub addr: String,
+    /// Connect over TLS, trusting the CAs in this PEM file
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Present this PEM client certificate (mutual TLS); needs --client-key
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The PEM private key of --client-cert
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+}
+
+/// Exit 0 on allow, 1 on deny, 2 when the call failed (bad input, no server).
+pub async fn run(args: &Args, out: &mut Output) -> anyhow::Result<Outcome> {
+    let url = url(&args.addr, args.ca_file.is_some());
+    let channel = Dial {
+        url: &url,
+        listener: "gateway listener",
+        ca_file: args.ca_file.as_deref(),
+        client_cert: args.client_cert.as_deref(),
+        client_key: args.client_key.as_deref(),
+    }
+    .connect()
+    .await?;
+    let r = AuthorizerClient::new(channel)
+        .is_authorized(IsAuthorizedRequest {
+            supplier: args.supplier.clone(),
+            owner: args.owner.clone(),
+            scope: args.scope.clone(),
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{:?}: {}", e.code(), e.message()))?
+        .into_inner();
+    print_decision(out, r.allowed, &r.reasons, &r.errors, &r.revision)?;
+    Ok(if r.allowed {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    })
+}
