@@ -7,6 +7,8 @@
 
 use tracing_subscriber::EnvFilter;
 
+use super::log_escape::Escaping;
+
 /// The filter when `RUST_LOG` is unset or empty.
 pub const DEFAULT_FILTER: &str = "info";
 
@@ -69,15 +71,15 @@ pub fn format(value: Option<&str>) -> Result<Format, LogSetupError> {
 }
 
 /// Read `RUST_LOG` and `TILGANG_LOG_FORMAT` and install the subscriber
-/// (stderr; colours only on a terminal).
+/// (stderr, every line escaped by [`Escaping`], so no colours).
 pub fn init_from_env() -> Result<(), LogSetupError> {
     let var = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
     let filter = filter(var("RUST_LOG").as_deref())?;
     let format = format(var("TILGANG_LOG_FORMAT").as_deref())?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_writer(Escaping(std::io::stderr))
+        .with_ansi(false);
     match format {
         Format::Json => builder.json().init(),
         Format::Text => builder.init(),

@@ -12,6 +12,7 @@
 
 pub mod decision_log;
 pub mod http;
+pub mod log_escape;
 pub mod logs;
 pub mod metrics;
 

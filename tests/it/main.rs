@@ -17,6 +17,7 @@ mod ext_authz;
 mod flood;
 mod hygiene;
 mod jwt;
+mod log_injection;
 mod paging;
 mod pki;
 mod races;
