@@ -357,7 +357,6 @@ class Harness:
         self.passed = 0
         self.skipped: list[str] = []
         self.decision_log = self.tmp / "decisions.jsonl"
-        self._request_id_logged: bool | None = None
         self.issuer = ""
         self.signer: Signer | None = None
         self.pki = write_pki(self.tmp) if args.tls else None
@@ -518,14 +517,6 @@ class Harness:
             return next((line for line in self.envoy.text().splitlines()
                          if marker in line and "request_id=" in line), None)
         return eventually(f"Envoy's access-log line for {marker}", probe, self.procs, timeout=5)
-
-    def request_id_logged(self) -> bool:
-        """Whether this tilgang's decision log has a `request_id` field at all.
-        Decided once, from the lines the checks before have made."""
-        if self._request_id_logged is None:
-            lines = eventually("tilgang's first decision-log lines", self.decisions, self.procs, timeout=5)
-            self._request_id_logged = any("request_id" in d for d in lines)
-        return self._request_id_logged
 
     # -- requests
 
@@ -782,13 +773,6 @@ def full_checks(h: Harness, s: Signer) -> None:
     h.check("owner acting for itself (no supplier claim) → 200", owner_itself)
 
     # Envoy's access log and tilgang's decision log, joined by x-request-id.
-    def by_request_id(name: str, fn: Callable[[], str | None]) -> None:
-        if h.request_id_logged():
-            h.check(name, fn)
-        else:
-            h.skip(name, "this tilgang's decision log has no `request_id` field yet (the lead's change "
-                         "adds Envoy's x-request-id to a Check's line); the check runs once it has")
-
     def envoy_request_id() -> str:
         marker = f"e2e={uuid.uuid4().hex}"
         h.expect("GET", f"{INSTANCE}?{marker}", s.token(OWNER, [READ], SUPPLIER_NONE), 403, json_body=True)
@@ -802,7 +786,7 @@ def full_checks(h: Harness, s: Signer) -> None:
             raise CheckFailed(f"the decision-log line for {rid} is not this 403's: {d}")
         return f"Envoy's request_id={rid} → result={d['result']} scope={d.get('scope')}"
 
-    by_request_id("403: Envoy's access-log request_id finds tilgang's decision-log line", envoy_request_id)
+    h.check("403: Envoy's access-log request_id finds tilgang's decision-log line", envoy_request_id)
 
     def client_request_id() -> str:
         allowed, denied = str(uuid.uuid4()), str(uuid.uuid4())
@@ -817,7 +801,7 @@ def full_checks(h: Harness, s: Signer) -> None:
         h.access_log_line(denied)
         return "Envoy keeps it (upstream, access log and decision log all carry it)"
 
-    by_request_id("a client's own x-request-id → the same id upstream and in both logs", client_request_id)
+    h.check("a client's own x-request-id → the same id upstream and in both logs", client_request_id)
 
     def unmapped_logged() -> str:
         rid = str(uuid.uuid4())
@@ -828,7 +812,7 @@ def full_checks(h: Harness, s: Signer) -> None:
             raise CheckFailed(f"the decision-log line for {rid} gives no reason: {d}")
         return f"result={d.get('result')} reason={reason!r}"
 
-    by_request_id("unmapped route → 403, and its decision-log line says why", unmapped_logged)
+    h.check("unmapped route → 403, and its decision-log line says why", unmapped_logged)
 
     undo_token = ""
 
