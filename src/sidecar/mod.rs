@@ -404,7 +404,8 @@ impl Sidecar {
     /// Report `NOT_SERVING`, stop accepting, send GOAWAY, let in-flight calls
     /// finish for at most the shutdown grace, close what remains, write out
     /// the decision log (within what is left of the grace, and at least
-    /// [`LOG_DRAIN_MIN`]), stop watching. Returns once every listener is
+    /// [`LOG_DRAIN_MIN`]; a writer that writes nothing for a second is left
+    /// behind), stop watching. Returns once every listener is
     /// closed.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         let started = Instant::now();
@@ -421,10 +422,10 @@ impl Sidecar {
                 .grace
                 .saturating_sub(started.elapsed())
                 .max(LOG_DRAIN_MIN);
-            if !writer.close(left).await {
+            if let Err(decision_log::Unwritten(lines)) = writer.close(left).await {
                 tracing::warn!(
-                    waited_ms = left.as_millis(),
-                    "the decision log was not written out in time; its last lines may be lost"
+                    lines,
+                    "the decision log was not written out in time (a stuck disk, or a pipe nobody reads?); its last lines are lost"
                 );
             }
         }

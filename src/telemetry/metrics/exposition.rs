@@ -171,7 +171,7 @@ impl Collector for Scrape {
         counter(
             &mut enc,
             "tilgang_decision_log_dropped",
-            "Decision-log lines not written, by reason (queue_full: the writer could not keep up; write_error: the write failed; closed: after shutdown).",
+            "Decision-log lines not written, by reason (queue_full: the writer could not keep up; write_error: the write failed; closed: after shutdown; shutdown: not written when shutdown's bound passed).",
             Dropped::ALL
                 .iter()
                 .map(|&d| (vec![("reason", d.as_str())], m.log_drops(d))),

@@ -204,6 +204,9 @@ label_enum! {
         WriteError => "write_error",
         /// The writer had stopped (after shutdown).
         Closed => "closed",
+        /// Shutdown's bound passed before the writer wrote them (a stuck
+        /// disk, or a pipe nobody reads).
+        Shutdown => "shutdown",
     }
 }
 
