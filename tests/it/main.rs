@@ -15,6 +15,7 @@ mod ext_authz;
 mod flood;
 mod hygiene;
 mod jwt;
+mod log_gate;
 mod paging;
 mod pki;
 mod races;

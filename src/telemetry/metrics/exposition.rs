@@ -182,6 +182,12 @@ impl Collector for Scrape {
             "Failed writes to the decision log.",
             [(vec![], m.log_write_errors.load(Relaxed))],
         )?;
+        counter(
+            &mut enc,
+            "tilgang_log_lines_suppressed",
+            "Lines of tilgang's own log (stderr) not written because their callsite logged faster than a burst of 200 and then 50 a second; a summary line per callsite says how many.",
+            [(vec![], super::log_lines_suppressed())],
+        )?;
 
         let snap = self.snapshots.load();
         let now = SystemTime::now();
