@@ -335,22 +335,33 @@ impl Sidecar {
         let signal = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let listener = |tcp, tls: &Option<Arc<ServerTls>>, max_connections| Listener {
-            tcp,
-            tls: tls.clone(),
-            max_connections,
-            limits: cfg.limits.clone(),
-        };
+        let l = &cfg.limits;
+        let listener =
+            |tcp, tls: &Option<Arc<ServerTls>>, max_connections, (per_peer, watches)| Listener {
+                tcp,
+                tls: tls.clone(),
+                max_connections,
+                max_connections_per_peer: per_peer,
+                max_watch_streams: watches,
+                limits: l.clone(),
+            };
+        let gateway_shares = (l.max_connections_per_peer, l.max_watch_streams);
+        let admin_shares = (l.admin_max_connections_per_peer, l.admin_max_watch_streams);
         let mut tasks = vec![
             tokio::spawn(server::serve_gateway(
-                listener(gateway, &gateway_tls, connection_limits.gateway),
+                listener(
+                    gateway,
+                    &gateway_tls,
+                    connection_limits.gateway,
+                    gateway_shares,
+                ),
                 snapshots.clone(),
                 claims,
                 telemetry.clone(),
                 signal(rx.clone()),
             )),
             tokio::spawn(server::serve_admin(
-                listener(admin, &admin_tls, connection_limits.admin),
+                listener(admin, &admin_tls, connection_limits.admin, admin_shares),
                 store.clone(),
                 admin_auth,
                 telemetry.clone(),

@@ -27,4 +27,5 @@ mod tables;
 mod telemetry;
 mod tls;
 mod util;
+mod watches;
 mod wire;
