@@ -1,10 +1,10 @@
 //! One connection's life: HTTP/2 with the stream, header and keep-alive
 //! settings, the handshake and header deadlines ([`super::h2guard`]), the
 //! request timeout ([`super::deadline`]), the bounds on `Health/Watch`
-//! streams ([`super::watches`]), an idle timeout, and graceful
-//! shutdown when the listener drains; closed at once when the listener's
-//! roster picks it to make room ([`super::roster`]); first the TLS handshake, when the
-//! listener has TLS, within the handshake timeout. On the admin listener every
+//! streams ([`super::watches`]), an idle timeout, and graceful shutdown when
+//! the listener drains; closed at once when the listener's roster picks it to
+//! make room ([`super::roster`]); first the TLS handshake, when the listener
+//! has TLS, within the handshake timeout. On the admin listener every
 //! request carries the connection's [`Peer`] (address, client certificate) as
 //! an extension. It
 //! holds its connection-limit permit until it ends. It knows nothing of which

@@ -23,9 +23,10 @@ pub struct Limits {
     /// Most concurrent connections one peer (source IP) may hold on the
     /// gateway listener; more from it are closed at once. When a listener is
     /// full, a connection with no ordinary call in flight (idle, or holding
-    /// only `Health/Watch` streams) is closed to make room for a new one, from
-    /// the peer holding the most: this share keeps one peer from holding them
-    /// all.
+    /// only `Health/Watch` streams) is closed to make room for a new one
+    /// ([`crate::server`]'s roster); this share keeps one peer from holding
+    /// them all with calls in flight. Behind a proxy every client is the
+    /// proxy: raise it to the connection limit there.
     pub max_connections_per_peer: usize,
     /// The same on the admin listener.
     pub admin_max_connections_per_peer: usize,
@@ -76,7 +77,7 @@ impl Limits {
         max_connections: 4096,
         admin_max_connections: 64,
         max_connections_per_peer: 1024,
-        admin_max_connections_per_peer: 16,
+        admin_max_connections_per_peer: 32,
         max_watch_streams: 1024,
         admin_max_watch_streams: 16,
         watch_lifetime: Duration::from_secs(300),
