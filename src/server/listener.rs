@@ -185,7 +185,7 @@ impl Acceptor {
                 peer = %peer.ip(),
                 refused,
                 refused_total = self.peer_refused_total,
-                "a peer reached its share of connections (--max-connections-per-peer); closed its new connections at once"
+                "a peer reached its share of connections (--max-connections-per-peer, --admin-max-connections-per-peer); closed its new connections at once"
             );
         }
     }
