@@ -53,7 +53,7 @@ fn report(c: &mut Criterion) {
     let logged = Telemetry::new(metrics, Some(log));
     group.bench_function("decision_log", |b| b.iter(|| decided(&logged)));
     drop(logged);
-    rt.block_on(writer.close(Duration::from_secs(5)));
+    let _ = rt.block_on(writer.close(Duration::from_secs(5)));
 
     // A queue of one line that is never drained: the cost of a counted drop.
     let metrics = Arc::new(Metrics::new());
@@ -73,7 +73,7 @@ fn report(c: &mut Criterion) {
     group.bench_function("queue_full", |b| b.iter(|| decided(&full)));
     group.finish();
     drop((tx, full));
-    rt.block_on(writer.close(Duration::from_secs(5)));
+    let _ = rt.block_on(writer.close(Duration::from_secs(5)));
 }
 
 criterion_group!(benches, report);

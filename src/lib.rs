@@ -19,13 +19,16 @@
 //!   undo; and the overview, an ordered walk that `ListDelegations` pages.
 //! - [`grpc`]: tonic services; the one place errors become `tonic::Status`.
 //! - [`server`]: serves one listener: services, health, reflection, and the
-//!   connection limits, timeouts and drain ([`server::limits`] has every limit).
+//!   connection limits (per listener and per peer, making room when full),
+//!   `Health/Watch` bounds, timeouts and drain ([`server::limits`] has every
+//!   limit).
 //! - [`tls`]: the listeners' TLS (rustls): certificate, key and client CA
 //!   files, reloaded when they change.
 //! - [`telemetry`]: what operators see: Prometheus metrics (atomics bumped by
 //!   the services, exposed on their own HTTP/1.1 listener), the decision log
 //!   (JSON lines through a bounded queue to a writer thread), admin write and
-//!   refusal log lines, and the log filter and format from the environment.
+//!   refusal log lines, the log filter and format from the environment, and
+//!   the log gate that keeps any one callsite from flooding the log.
 //! - [`sidecar`]: the composition root: `Config`, start-up (everything is loaded
 //!   and validated, and the decision log opened, before a port is bound) and
 //!   shutdown.

@@ -30,15 +30,21 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr; `RUST_LOG` (default `info`) and `TILGANG_LOG_FORMAT`
     // (`text` or `json`) that do not parse refuse to run.
-    if let Err(e) = tilgang::telemetry::logs::init_from_env() {
-        cli::note(format_args!("error: {e}"));
-        return Outcome::Error.into();
-    }
-    match run(cli).await {
+    let logs = match tilgang::telemetry::logs::init_from_env() {
+        Ok(logs) => logs,
+        Err(e) => {
+            cli::note(format_args!("error: {e}"));
+            return Outcome::Error.into();
+        }
+    };
+    let code = match run(cli).await {
         Ok(outcome) => outcome.into(),
         Err(e) => {
             cli::note(format_args!("error: {e:#}"));
             Outcome::Error.into()
         }
-    }
+    };
+    // What the log gate dropped and has not said yet.
+    logs.finish();
+    code
 }

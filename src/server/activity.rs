@@ -1,7 +1,11 @@
 //! Counts one connection's requests in flight, so the connection knows when it
 //! is idle. A request counts from the call until its response body has ended
-//! or been dropped, so a long `Health/Watch` stream keeps its connection busy.
-//! This module only counts; [`super::conn`] decides what idle means.
+//! or been dropped, so a long `Health/Watch` stream keeps its connection busy
+//! (until its lifetime, [`super::watches`]). `Health/Watch` streams are also
+//! counted apart: a connection holding nothing else has no ordinary call in
+//! flight ([`InFlight::busy`]), and may be closed to make room
+//! ([`super::roster`]). This module only counts; [`super::conn`] decides what
+//! idle means.
 //!
 //! Counting wakes nobody: the connection looks at the count when its idle
 //! timer fires (a watch channel here woke the connection's task twice per
@@ -23,15 +27,21 @@ use tower::Service;
 #[derive(Debug)]
 pub struct InFlight {
     count: AtomicUsize,
+    /// Of `count`, the `Health/Watch` streams.
+    watches: AtomicUsize,
+    /// Ordinary calls (not watches) ever started.
+    calls: AtomicU64,
     /// When the count last went to zero, in nanoseconds after `since`.
     last_end: AtomicU64,
     since: Instant,
 }
 
 impl InFlight {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             count: AtomicUsize::new(0),
+            watches: AtomicUsize::new(0),
+            calls: AtomicU64::new(0),
             last_end: AtomicU64::new(0),
             since: Instant::now(),
         }
@@ -40,6 +50,23 @@ impl InFlight {
     /// How many requests are in flight.
     pub fn count(&self) -> usize {
         self.count.load(Ordering::Acquire)
+    }
+
+    /// How many ordinary calls (not `Health/Watch` streams) are in flight.
+    pub fn busy(&self) -> usize {
+        let watches = self.watches.load(Ordering::Acquire);
+        self.count().saturating_sub(watches)
+    }
+
+    /// Whether an ordinary call (not a watch) was ever made.
+    pub fn ever_called(&self) -> bool {
+        self.calls.load(Ordering::Acquire) > 0
+    }
+
+    /// Count a request from now until the returned guard is dropped.
+    #[cfg(test)]
+    pub fn counted(self: &Arc<Self>, watch: bool) -> Counted {
+        Counted::new(self, watch)
     }
 
     /// How long nothing has been in flight at `now`: `None` while something
@@ -52,15 +79,30 @@ impl InFlight {
         Some(now.saturating_duration_since(last))
     }
 
-    fn start(&self) {
+    fn start(&self, watch: bool) {
+        // A watch among the watches first, so `busy` never sees it as a call.
+        if watch {
+            self.watches.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.calls.fetch_add(1, Ordering::AcqRel);
+        }
         self.count.fetch_add(1, Ordering::AcqRel);
     }
 
-    fn end(&self) {
+    fn end(&self, watch: bool) {
         let now = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
         // The time first, so a reader that sees the count at zero sees it too.
         self.last_end.fetch_max(now, Ordering::AcqRel);
         self.count.fetch_sub(1, Ordering::AcqRel);
+        if watch {
+            self.watches.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Default for InFlight {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -72,32 +114,31 @@ pub struct Track<S> {
 }
 
 impl<S> Track<S> {
-    /// The service and the counter it drives.
-    pub fn new(inner: S) -> (Self, Arc<InFlight>) {
-        let count = Arc::new(InFlight::new());
-        (
-            Self {
-                inner,
-                count: count.clone(),
-            },
-            count,
-        )
+    /// The service, driving `count`.
+    pub fn new(inner: S, count: Arc<InFlight>) -> Self {
+        Self { inner, count }
     }
 }
 
 /// One request in flight; dropping it counts the request as done.
-struct Counted(Arc<InFlight>);
+pub struct Counted {
+    count: Arc<InFlight>,
+    watch: bool,
+}
 
 impl Counted {
-    fn new(count: &Arc<InFlight>) -> Self {
-        count.start();
-        Self(count.clone())
+    fn new(count: &Arc<InFlight>, watch: bool) -> Self {
+        count.start(watch);
+        Self {
+            count: count.clone(),
+            watch,
+        }
     }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        self.0.end();
+        self.count.end(self.watch);
     }
 }
 
@@ -117,7 +158,8 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let counted = Counted::new(&self.count);
+        let watch = req.uri().path() == super::watches::WATCH_PATH;
+        let counted = Counted::new(&self.count, watch);
         let response = self.inner.call(req);
         Box::pin(async move {
             let response = response.await?;
@@ -173,7 +215,8 @@ mod tests {
         let svc = tower::service_fn(|_: Request<()>| async {
             Ok::<_, Infallible>(Response::new(String::from("hi")))
         });
-        let (mut svc, count) = Track::new(svc);
+        let count = Arc::new(InFlight::new());
+        let mut svc = Track::new(svc, count.clone());
         let pending = svc.ready().await.unwrap().call(Request::new(()));
         assert_eq!(count.count(), 1, "counted from the call");
         let mut first = pending.await.unwrap().into_body();

@@ -1,8 +1,10 @@
 //! One connection's life: HTTP/2 with the stream, header and keep-alive
 //! settings, the handshake and header deadlines ([`super::h2guard`]), the
-//! request timeout ([`super::deadline`]), an idle timeout, and graceful
-//! shutdown when the listener drains; first the TLS handshake, when the
-//! listener has TLS, within the handshake timeout. On the admin listener every
+//! request timeout ([`super::deadline`]), the bounds on `Health/Watch`
+//! streams ([`super::watches`]), an idle timeout, and graceful shutdown when
+//! the listener drains; closed at once when the listener's roster picks it to
+//! make room ([`super::roster`]); first the TLS handshake, when the listener
+//! has TLS, within the handshake timeout. On the admin listener every
 //! request carries the connection's [`Peer`] (address, client certificate) as
 //! an extension. It
 //! holds its connection-limit permit until it ends. It knows nothing of which
@@ -22,11 +24,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 
-use super::activity::Track;
+use super::activity::{InFlight, Track};
 use super::deadline::Deadline;
 use super::h2guard::H2Guard;
 use super::limits::{Limits, MAX_HEADER_LIST_SIZE};
 use super::listener::Admitted;
+use super::watches::{WatchLimit, Watches};
 use crate::tls::ServerTls;
 
 /// What a connection serves (tonic's routes): a cloneable HTTP service that
@@ -75,6 +78,8 @@ pub struct Settings {
     /// How long a closing connection with nothing in flight may take to
     /// close (a peer that does not read our GOAWAY): the keep-alive timeout.
     linger: Duration,
+    /// The listener's `Health/Watch` streams.
+    watches: Arc<WatchLimit>,
     /// `None`: plaintext HTTP/2.
     tls: Option<Arc<ServerTls>>,
     /// Put the [`Peer`] on every request: the admin listener, which
@@ -84,7 +89,12 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn new(limits: &Limits, tls: Option<Arc<ServerTls>>, peer: bool) -> Self {
+    pub fn new(
+        limits: &Limits,
+        watches: Arc<WatchLimit>,
+        tls: Option<Arc<ServerTls>>,
+        peer: bool,
+    ) -> Self {
         let mut http = http2::Builder::new(TokioExecutor::new());
         http.timer(TokioTimer::new())
             .max_concurrent_streams(limits.max_concurrent_streams)
@@ -98,6 +108,7 @@ impl Settings {
             idle_timeout: limits.idle_timeout,
             request_timeout: limits.request_timeout,
             linger: limits.keepalive_timeout,
+            watches,
             tls,
             peer,
         }
@@ -108,7 +119,8 @@ impl Settings {
 /// too long, or the listener drains (`draining` turns true, or its sender is
 /// dropped). Idle and drain both send GOAWAY and let the requests in flight
 /// finish; a drained connection that still has requests in flight when the
-/// grace period is over is aborted by the listener.
+/// grace period is over is aborted by the listener. Told to close to make
+/// room, it closes at once.
 pub async fn serve<S>(
     conn: Admitted,
     service: S,
@@ -121,7 +133,33 @@ pub async fn serve<S>(
         stream,
         peer,
         permit: _permit,
+        place,
     } = conn;
+    let in_flight = place
+        .as_ref()
+        .map_or_else(|| Arc::new(InFlight::new()), |p| p.in_flight().clone());
+    let evicted = async {
+        match &place {
+            Some(p) => p.evicted().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = evicted => tracing::debug!(%peer, "connection closed to make room for a new one"),
+        () = serve_stream(stream, peer, in_flight, service, &settings, draining) => {}
+    }
+}
+
+async fn serve_stream<S>(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    in_flight: Arc<InFlight>,
+    service: S,
+    settings: &Settings,
+    draining: watch::Receiver<bool>,
+) where
+    S: Routes,
+{
     // Nagle off: small gRPC replies must not wait for the peer's delayed ACK.
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(%peer, error = %e, "could not set TCP_NODELAY");
@@ -131,7 +169,7 @@ pub async fn serve<S>(
             addr: peer,
             certificate: None,
         };
-        return run(stream, peer, service, &settings, draining).await;
+        return run(stream, peer, in_flight, service, settings, draining).await;
     };
     // The handshake gets the handshake timeout of its own: a client that
     // opens a connection and sends nothing must not hold a slot.
@@ -157,13 +195,14 @@ pub async fn serve<S>(
         addr: peer,
         certificate,
     };
-    run(stream, peer, service, &settings, draining).await;
+    run(stream, peer, in_flight, service, settings, draining).await;
 }
 
 /// Serve HTTP/2 on `io` (plaintext, or what the TLS handshake left).
 async fn run<IO, S>(
     io: IO,
     peer_info: Peer,
+    in_flight: Arc<InFlight>,
     service: S,
     settings: &Settings,
     mut draining: watch::Receiver<bool>,
@@ -180,7 +219,11 @@ async fn run<IO, S>(
         }
         request
     });
-    let (service, in_flight) = Track::new(Deadline::new(service, settings.request_timeout));
+    let deadline = Deadline::new(service, settings.request_timeout);
+    let service = Track::new(
+        Watches::new(deadline, settings.watches.clone()),
+        in_flight.clone(),
+    );
     let http = settings
         .http
         .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));

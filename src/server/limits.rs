@@ -20,6 +20,24 @@ pub struct Limits {
     /// flooded gateway listener never locks an operator out, and the other
     /// way round.
     pub admin_max_connections: usize,
+    /// Most concurrent connections one peer (source IP) may hold on the
+    /// gateway listener; more from it are closed at once. When a listener is
+    /// full, a connection with no ordinary call in flight (idle, or holding
+    /// only `Health/Watch` streams) is closed to make room for a new one
+    /// ([`crate::server`]'s roster); this share keeps one peer from holding
+    /// them all with calls in flight. Behind a proxy every client is the
+    /// proxy: raise it to the connection limit there.
+    pub max_connections_per_peer: usize,
+    /// The same on the admin listener.
+    pub admin_max_connections_per_peer: usize,
+    /// Most `Health/Watch` streams open at once on the gateway listener; more
+    /// are answered `RESOURCE_EXHAUSTED`.
+    pub max_watch_streams: usize,
+    /// The same on the admin listener.
+    pub admin_max_watch_streams: usize,
+    /// A `Health/Watch` stream ends (status OK) after this long; its client
+    /// watches again. Both listeners.
+    pub watch_lifetime: Duration,
     /// `SETTINGS_MAX_CONCURRENT_STREAMS`: requests one connection may have
     /// open at once. More are refused (`REFUSED_STREAM`), so one connection
     /// cannot hold unbounded request state.
@@ -33,7 +51,8 @@ pub struct Limits {
     /// it has started, or the connection is closed (slowloris).
     pub header_timeout: Duration,
     /// A connection with no request in flight for this long is closed
-    /// gracefully (GOAWAY). A `Health/Watch` stream is a request in flight.
+    /// gracefully (GOAWAY). A `Health/Watch` stream is a request in flight
+    /// (for at most [`Limits::watch_lifetime`]).
     pub idle_timeout: Duration,
     /// The server pings a connection that has been quiet this long...
     pub keepalive_interval: Duration,
@@ -43,7 +62,8 @@ pub struct Limits {
     /// A call whose handler (including reading its request message) takes
     /// longer is answered `DEADLINE_EXCEEDED`, which frees a half-sent
     /// message's buffer. A shorter `grpc-timeout` from the client wins.
-    /// Response streams (`Health/Watch`) are not cut.
+    /// Response streams (`Health/Watch`) are not cut here (see
+    /// [`Limits::watch_lifetime`]).
     pub request_timeout: Duration,
     /// On shutdown, in-flight calls get this long to finish after GOAWAY;
     /// what remains (e.g. `Health/Watch` streams) is then closed. For the
@@ -56,6 +76,11 @@ impl Limits {
     pub const DEFAULT: Self = Self {
         max_connections: 4096,
         admin_max_connections: 64,
+        max_connections_per_peer: 1024,
+        admin_max_connections_per_peer: 32,
+        max_watch_streams: 1024,
+        admin_max_watch_streams: 16,
+        watch_lifetime: Duration::from_secs(300),
         max_concurrent_streams: 100,
         handshake_timeout: Duration::from_secs(5),
         header_timeout: Duration::from_secs(5),

@@ -1,6 +1,10 @@
-//! The accept loop of one listener and its connection limit. A connection is
-//! admitted with a permit it holds for its whole life; over the limit, a
-//! connection is accepted and closed at once, and counted. When accepting
+//! The accept loop of one listener and its connection limits. A connection is
+//! admitted with a permit it holds for its whole life, and a place on the
+//! listener's [`Roster`]. A peer (source IP) over its share is closed at
+//! once; over the listener's limit, the roster picks a connection with no
+//! ordinary call in flight to close, and the new one waits for its permit
+//! (at most [`EVICT_WAIT`]); with none to pick, the new connection is closed
+//! at once. Both are counted. When accepting
 //! fails for lack of descriptors or memory, the loop backs off instead of
 //! spinning, while the connections already open keep being served (they run
 //! on their own tasks). This module does not speak HTTP/2.
@@ -14,13 +18,30 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use super::roster::{Place, Roster};
+
 /// A connection that got a place under the limit.
 pub struct Admitted {
     pub stream: TcpStream,
     pub peer: SocketAddr,
     /// Returned when the connection ends.
     pub permit: OwnedSemaphorePermit,
+    /// Its place on the roster (with one): its calls in flight, and whether
+    /// it is told to close.
+    pub place: Option<Place>,
 }
+
+/// A connection waiting for the permit of one the roster told to close.
+struct Waiting {
+    stream: TcpStream,
+    peer: SocketAddr,
+    place: Option<Place>,
+    until: Instant,
+}
+
+/// How long a new connection waits for the place of one told to close (which
+/// closes at once: this is only for its task to run).
+pub const EVICT_WAIT: Duration = Duration::from_millis(500);
 
 pub struct Acceptor {
     tcp: TcpListener,
@@ -28,9 +49,21 @@ pub struct Acceptor {
     name: &'static str,
     limit: usize,
     permits: Arc<Semaphore>,
+    /// `None`: no per-peer share, and no connection is closed to make room
+    /// (the metrics listener).
+    roster: Option<Arc<Roster>>,
+    /// Kept here, not in `accept`'s future, so that `accept` stays
+    /// cancel-safe.
+    waiting: Option<Waiting>,
     /// Connections refused over the limit, since start-up.
     refused_total: u64,
     refused: RateLimited,
+    /// Connections refused because their peer held its share, since start-up.
+    peer_refused_total: u64,
+    peer_refused: RateLimited,
+    /// Connections closed to make room, since start-up.
+    evicted_total: u64,
+    evicted: RateLimited,
     failures: RateLimited,
     backoff: Backoff,
 }
@@ -45,27 +78,76 @@ impl Acceptor {
             name,
             limit,
             permits: Arc::new(Semaphore::new(limit)),
+            roster: None,
+            waiting: None,
             refused_total: 0,
             refused: RateLimited::new(WARN_EVERY),
+            peer_refused_total: 0,
+            peer_refused: RateLimited::new(WARN_EVERY),
+            evicted_total: 0,
+            evicted: RateLimited::new(WARN_EVERY),
             failures: RateLimited::new(WARN_EVERY),
             backoff: Backoff::default(),
         }
+    }
+
+    /// Give each peer at most its share of connections, and close idle ones
+    /// to make room when full: `roster` decides.
+    pub fn with_roster(mut self, roster: Arc<Roster>) -> Self {
+        self.roster = Some(roster);
+        self
     }
 
     /// The next connection under the limit. Cancel-safe: dropping the future
     /// loses no admitted connection.
     pub async fn accept(&mut self) -> Admitted {
         loop {
+            if let Some(until) = self.waiting.as_ref().map(|w| w.until) {
+                let permit =
+                    tokio::time::timeout_at(until, self.permits.clone().acquire_owned()).await;
+                let Some(w) = self.waiting.take() else {
+                    continue;
+                };
+                match permit {
+                    Ok(Ok(permit)) => {
+                        return Admitted {
+                            stream: w.stream,
+                            peer: w.peer,
+                            permit,
+                            place: w.place,
+                        };
+                    }
+                    _ => self.refuse(w.stream),
+                }
+            }
             match self.tcp.accept().await {
                 Ok((stream, peer)) => {
                     self.backoff.reset();
+                    let place = match self.roster.as_ref().map(|r| r.join(peer.ip())) {
+                        None => None,
+                        Some(Ok(place)) => Some(place),
+                        Some(Err(_)) => {
+                            self.refuse_peer(stream, peer);
+                            continue;
+                        }
+                    };
                     match self.permits.clone().try_acquire_owned() {
                         Ok(permit) => {
                             return Admitted {
                                 stream,
                                 peer,
                                 permit,
+                                place,
                             };
+                        }
+                        Err(_) if self.roster.as_ref().is_some_and(|r| r.evict_one()) => {
+                            self.note_eviction();
+                            self.waiting = Some(Waiting {
+                                stream,
+                                peer,
+                                place,
+                                until: Instant::now() + EVICT_WAIT,
+                            });
                         }
                         Err(_) => self.refuse(stream),
                     }
@@ -90,6 +172,36 @@ impl Acceptor {
                     tokio::time::sleep(pause).await;
                 }
             }
+        }
+    }
+
+    /// Close a connection whose peer holds its share at once.
+    fn refuse_peer(&mut self, stream: TcpStream, peer: SocketAddr) {
+        drop(stream);
+        self.peer_refused_total += 1;
+        if let Some(refused) = self.peer_refused.hit() {
+            tracing::warn!(
+                listener = self.name,
+                peer = %peer.ip(),
+                refused,
+                refused_total = self.peer_refused_total,
+                "a peer reached its share of connections (--max-connections-per-peer, --admin-max-connections-per-peer); closed its new connections at once"
+            );
+        }
+    }
+
+    /// The listener was full: the roster told a connection with no ordinary
+    /// call in flight to close.
+    fn note_eviction(&mut self) {
+        self.evicted_total += 1;
+        if let Some(closed) = self.evicted.hit() {
+            tracing::info!(
+                listener = self.name,
+                limit = self.limit,
+                closed,
+                closed_total = self.evicted_total,
+                "connection limit reached; closed idle or watch-only connections to make room"
+            );
         }
     }
 

@@ -8,9 +8,11 @@
 //! tilgang drives its own connections rather than tonic's `Server`, for
 //! bounded resources: `listener` accepts under a connection limit and backs
 //! off when descriptors run out (the metrics listener, `telemetry::http`,
-//! accepts with it too), `conn` runs one HTTP/2 connection with
-//! `h2guard` (handshake and header deadlines), `deadline` (request
-//! timeout) and `activity` (idle timeout). [`limits`] holds every limit and
+//! accepts with it too), `roster` keeps each peer to its share of
+//! connections and picks one to close when the listener is full, `conn` runs
+//! one HTTP/2 connection with `h2guard` (handshake and header deadlines),
+//! `deadline` (request timeout), `watches` (how many `Health/Watch` streams,
+//! for how long) and `activity` (idle timeout). [`limits`] holds every limit and
 //! its default. On shutdown, `serve` reports `NOT_SERVING`, stops
 //! accepting, sends GOAWAY, waits out the grace period and closes the rest.
 
@@ -21,6 +23,8 @@ mod deadline;
 mod h2guard;
 pub mod limits;
 pub(crate) mod listener;
+mod roster;
+mod watches;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -62,6 +66,10 @@ pub struct Listener {
     pub tls: Option<Arc<ServerTls>>,
     /// The effective connection limit ([`limits::connection_limits`]).
     pub max_connections: usize,
+    /// Most connections one peer (source IP) may hold.
+    pub max_connections_per_peer: usize,
+    /// Most `Health/Watch` streams open at once.
+    pub max_watch_streams: usize,
     pub limits: Limits,
 }
 
@@ -186,12 +194,17 @@ async fn serve(
             .set_service_status(*name, ServingStatus::Serving)
             .await;
     }
+    let watches =
+        watches::WatchLimit::new(listener.max_watch_streams, listener.limits.watch_lifetime);
     let settings = Arc::new(conn::Settings::new(
         &listener.limits,
+        Arc::new(watches),
         listener.tls.clone(),
         peer,
     ));
-    let mut acceptor = listener::Acceptor::new(listener.tcp, service, listener.max_connections);
+    let roster = Arc::new(roster::Roster::new(listener.max_connections_per_peer));
+    let mut acceptor = listener::Acceptor::new(listener.tcp, service, listener.max_connections)
+        .with_roster(roster);
     let (drain, draining) = watch::channel(false);
     let mut conns = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);

@@ -338,22 +338,33 @@ impl Sidecar {
         let signal = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let listener = |tcp, tls: &Option<Arc<ServerTls>>, max_connections| Listener {
-            tcp,
-            tls: tls.clone(),
-            max_connections,
-            limits: cfg.limits.clone(),
-        };
+        let l = &cfg.limits;
+        let listener =
+            |tcp, tls: &Option<Arc<ServerTls>>, max_connections, (per_peer, watches)| Listener {
+                tcp,
+                tls: tls.clone(),
+                max_connections,
+                max_connections_per_peer: per_peer,
+                max_watch_streams: watches,
+                limits: l.clone(),
+            };
+        let gateway_shares = (l.max_connections_per_peer, l.max_watch_streams);
+        let admin_shares = (l.admin_max_connections_per_peer, l.admin_max_watch_streams);
         let mut tasks = vec![
             tokio::spawn(server::serve_gateway(
-                listener(gateway, &gateway_tls, connection_limits.gateway),
+                listener(
+                    gateway,
+                    &gateway_tls,
+                    connection_limits.gateway,
+                    gateway_shares,
+                ),
                 snapshots.clone(),
                 claims,
                 telemetry.clone(),
                 signal(rx.clone()),
             )),
             tokio::spawn(server::serve_admin(
-                listener(admin, &admin_tls, connection_limits.admin),
+                listener(admin, &admin_tls, connection_limits.admin, admin_shares),
                 store.clone(),
                 admin_auth,
                 telemetry.clone(),
@@ -407,7 +418,8 @@ impl Sidecar {
     /// Report `NOT_SERVING`, stop accepting, send GOAWAY, let in-flight calls
     /// finish for at most the shutdown grace, close what remains, write out
     /// the decision log (within what is left of the grace, and at least
-    /// [`LOG_DRAIN_MIN`]), stop watching. Returns once every listener is
+    /// [`LOG_DRAIN_MIN`]; a writer that writes nothing for a second is left
+    /// behind), stop watching. Returns once every listener is
     /// closed.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         let started = Instant::now();
@@ -424,10 +436,10 @@ impl Sidecar {
                 .grace
                 .saturating_sub(started.elapsed())
                 .max(LOG_DRAIN_MIN);
-            if !writer.close(left).await {
+            if let Err(decision_log::Unwritten(lines)) = writer.close(left).await {
                 tracing::warn!(
-                    waited_ms = left.as_millis(),
-                    "the decision log was not written out in time; its last lines may be lost"
+                    lines,
+                    "the decision log was not written out in time (a stuck disk, or a pipe nobody reads?); its last lines are lost"
                 );
             }
         }

@@ -9,7 +9,11 @@
 //! few milliseconds (and always within a second). A failed write loses that
 //! batch's lines, is counted and logged at most every 10 s, and never stops
 //! the writer or the sidecar. On shutdown the writer drains the queue, writes
-//! it out and stops ([`Writer::close`], bounded by the caller).
+//! it out and stops ([`Writer::close`], bounded by the caller); a writer stuck
+//! in a write (a pipe nobody reads) is left behind, and what it had not
+//! written is counted and reported. Standard output is written through a
+//! descriptor of its own, never `std::io::stdout()`: a writer stuck holding
+//! that lock would stop the rest of the process from printing, or exiting.
 //!
 //! This module decides nothing and knows no gRPC; what a line holds is
 //! [`Entry`], filled in by `telemetry::Telemetry::decided`.
@@ -17,7 +21,7 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvError, SyncSender, TryRecvError, TrySendError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -48,7 +52,7 @@ impl Target {
 
     fn open(&self) -> io::Result<Box<dyn Write + Send>> {
         Ok(match self {
-            Self::Stdout => Box::new(io::stdout()),
+            Self::Stdout => stdout()?,
             Self::File(path) => Box::new(
                 std::fs::OpenOptions::new()
                     .append(true)
@@ -66,6 +70,20 @@ impl std::fmt::Display for Target {
             Self::File(p) => write!(f, "{}", p.display()),
         }
     }
+}
+
+/// Standard output as a file of its own (a duplicate of descriptor 1), so
+/// that a write blocked on a full pipe holds no lock of `std::io::stdout()`.
+#[cfg(unix)]
+fn stdout() -> io::Result<Box<dyn Write + Send>> {
+    use std::os::fd::AsFd;
+    let fd = io::stdout().as_fd().try_clone_to_owned()?;
+    Ok(Box::new(std::fs::File::from(fd)))
+}
+
+#[cfg(not(unix))]
+fn stdout() -> io::Result<Box<dyn Write + Send>> {
+    Ok(Box::new(io::stdout()))
 }
 
 /// The queue's length when `--decision-log-queue` is not given: about a tenth
@@ -224,6 +242,8 @@ enum Msg {
 pub struct DecisionLog {
     tx: SyncSender<Msg>,
     metrics: Arc<Metrics>,
+    /// Lines queued and not yet written (or counted as failed).
+    pending: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for DecisionLog {
@@ -235,11 +255,15 @@ impl std::fmt::Debug for DecisionLog {
 impl DecisionLog {
     /// Queue `entry`, or count it as dropped if the queue is full.
     pub fn record(&self, entry: Entry) {
+        // Counted before it is sent, so the writer never takes away more
+        // than was added.
+        self.pending.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(Msg::Entry(entry)) {
-            Ok(()) => {}
+            Ok(()) => return,
             Err(TrySendError::Full(_)) => self.metrics.log_dropped(Dropped::QueueFull, 1),
             Err(TrySendError::Disconnected(_)) => self.metrics.log_dropped(Dropped::Closed, 1),
         }
+        self.pending.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -248,7 +272,16 @@ pub struct Writer {
     stop: Arc<AtomicBool>,
     tx: SyncSender<Msg>,
     done: tokio::sync::oneshot::Receiver<()>,
+    pending: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
 }
+
+/// On shutdown, a writer that writes nothing for this long is given up on.
+pub const STALL: Duration = Duration::from_secs(1);
+
+/// Lines the writer had not written when [`Writer::close`] gave up on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unwritten(pub u64);
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -258,15 +291,39 @@ impl std::fmt::Debug for Writer {
 
 impl Writer {
     /// Ask the writer to write out what is queued and stop; wait at most
-    /// `within`. Returns whether it finished (a writer stuck in a write, on a
-    /// blocked pipe say, is left behind; the process is ending anyway).
-    pub async fn close(self, within: Duration) -> bool {
-        self.stop.store(true, Ordering::SeqCst);
+    /// `within`, and no more than [`STALL`] while it writes nothing. A writer
+    /// stuck in a write (on a pipe nobody reads, say) is left behind, as the
+    /// process is ending anyway: the lines it had not written are counted
+    /// (`reason="shutdown"`) and returned.
+    pub async fn close(self, within: Duration) -> Result<(), Unwritten> {
+        let Self {
+            stop,
+            tx,
+            mut done,
+            pending,
+            metrics,
+        } = self;
+        stop.store(true, Ordering::SeqCst);
         // When the queue is full the writer is busy and sees the flag after
         // its current batch; otherwise this wakes it.
-        let _ = self.tx.try_send(Msg::Stop);
-        drop(self.tx);
-        tokio::time::timeout(within, self.done).await.is_ok()
+        let _ = tx.try_send(Msg::Stop);
+        drop(tx);
+        let deadline = tokio::time::Instant::now() + within;
+        let mut before = pending.load(Ordering::Relaxed);
+        loop {
+            let wait = STALL.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            if tokio::time::timeout(wait, &mut done).await.is_ok() {
+                return Ok(());
+            }
+            let now = pending.load(Ordering::Relaxed);
+            if now >= before || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            before = now;
+        }
+        let unwritten = pending.load(Ordering::Relaxed);
+        metrics.log_dropped(Dropped::Shutdown, unwritten);
+        Err(Unwritten(unwritten))
     }
 }
 
@@ -288,7 +345,8 @@ pub fn start(
     let (tx, rx) = std::sync::mpsc::sync_channel(capacity.max(1));
     let stop = Arc::new(AtomicBool::new(false));
     let (done_tx, done) = tokio::sync::oneshot::channel();
-    let lines = Lines::new(out, metrics.clone());
+    let pending = Arc::new(AtomicU64::new(0));
+    let lines = Lines::new(out, metrics.clone(), pending.clone());
     let flag = stop.clone();
     std::thread::Builder::new()
         .name("decision-log".into())
@@ -299,9 +357,16 @@ pub fn start(
     Ok((
         DecisionLog {
             tx: tx.clone(),
+            metrics: metrics.clone(),
+            pending: pending.clone(),
+        },
+        Writer {
+            stop,
+            tx,
+            done,
+            pending,
             metrics,
         },
-        Writer { stop, tx, done },
     ))
 }
 
@@ -355,6 +420,8 @@ struct Lines {
     buf: Vec<u8>,
     count: u64,
     metrics: Arc<Metrics>,
+    /// Shared with [`DecisionLog`]: lines leave it once written or lost.
+    pending: Arc<AtomicU64>,
     /// A write failed, so the file may end in part of a line: the next write
     /// starts with a newline, so every later line parses on its own.
     torn: bool,
@@ -363,12 +430,13 @@ struct Lines {
 }
 
 impl Lines {
-    fn new(out: Box<dyn Write + Send>, metrics: Arc<Metrics>) -> Self {
+    fn new(out: Box<dyn Write + Send>, metrics: Arc<Metrics>, pending: Arc<AtomicU64>) -> Self {
         Self {
             out,
             buf: Vec::with_capacity(BATCH_BYTES + 4096),
             count: 0,
             metrics,
+            pending,
             torn: false,
             last_warning: None,
             failures_since_warning: 0,
@@ -382,6 +450,7 @@ impl Lines {
             Err(_) => {
                 self.buf.truncate(len);
                 self.metrics.log_dropped(Dropped::WriteError, 1);
+                self.pending.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }
@@ -410,6 +479,7 @@ impl Lines {
                 self.warn(&e);
             }
         }
+        self.pending.fetch_sub(self.count, Ordering::Relaxed);
         self.buf.clear();
         self.count = 0;
     }
@@ -541,7 +611,7 @@ mod tests {
         let queued = i as u64 - 100;
         // Let every write through.
         drop(open);
-        assert!(handle.close(Duration::from_secs(5)).await);
+        assert_eq!(handle.close(Duration::from_secs(5)).await, Ok(()));
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text.lines().count() as u64, queued, "{text}");
         assert_eq!(metrics.log_lines(), queued);
@@ -584,7 +654,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         log.record(entry(1));
-        assert!(handle.close(Duration::from_secs(5)).await);
+        assert_eq!(handle.close(Duration::from_secs(5)).await, Ok(()));
         assert_eq!(metrics.log_drops(Dropped::WriteError), 1);
         assert_eq!(metrics.log_lines(), 1);
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
@@ -594,5 +664,27 @@ mod tests {
         // Sent after the writer stopped: counted, not queued.
         log.record(entry(2));
         assert_eq!(metrics.log_drops(Dropped::Closed), 1);
+    }
+
+    /// A writer stuck in a write is left behind at close, and what it had
+    /// not written is counted.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn close_gives_up_on_a_stuck_writer_and_counts_what_it_lost() {
+        let metrics = Arc::new(Metrics::new());
+        let (open, gate) = std::sync::mpsc::channel();
+        let writer = Gated {
+            gate,
+            inner: Shared::default(),
+        };
+        let (log, handle) = start(Box::new(writer), 16, metrics.clone()).unwrap();
+        for i in 0..10 {
+            log.record(entry(i));
+        }
+        let started = Instant::now();
+        let closed = handle.close(Duration::from_millis(200)).await;
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(closed, Err(Unwritten(10)));
+        assert_eq!(metrics.log_drops(Dropped::Shutdown), 10);
+        drop(open);
     }
 }

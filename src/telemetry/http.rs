@@ -89,6 +89,7 @@ async fn connection(conn: Admitted, exposition: Arc<Exposition>, limits: Metrics
         stream,
         peer,
         permit: _permit,
+        place: _,
     } = conn;
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let response = respond(&exposition, &req);

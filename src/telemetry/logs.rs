@@ -2,10 +2,17 @@
 //! `TILGANG_LOG_FORMAT`, both checked before anything runs. A value that does
 //! not parse is an error for `main` to report (exit 2), never a silent
 //! fallback: `RUST_LOG=debgu` used to log at `info` and nobody noticed.
-//! Logs go to stderr. This module only reads the two variables and installs
-//! the subscriber.
+//! Logs go to stderr, through the [`LogGate`] (no callsite writes more than
+//! a burst of 200 lines and then 50 a second), in either format. This module
+//! only reads the two variables and installs the subscriber.
+
+use std::time::{Duration, Instant};
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+use super::log_gate::{self, LogGate};
 
 use super::log_escape::Escaping;
 
@@ -27,6 +34,8 @@ pub enum LogSetupError {
     Filter { value: String, reason: String },
     #[error("`TILGANG_LOG_FORMAT` `{0}` is not a log format: use `json` or `text`")]
     Format(String),
+    #[error("cannot start the log gate's reporter thread: {0}")]
+    Reporter(String),
 }
 
 /// The levels a bare directive may name.
@@ -70,21 +79,42 @@ pub fn format(value: Option<&str>) -> Result<Format, LogSetupError> {
     }
 }
 
+/// The installed logging, for the end of `main`.
+#[derive(Debug)]
+pub struct Logs {
+    gate: LogGate,
+}
+
+impl Logs {
+    /// Write a summary of every line the gate dropped and has not reported
+    /// yet: the process is ending.
+    pub fn finish(&self) {
+        self.gate.report(Instant::now(), Duration::ZERO);
+    }
+}
+
 /// Read `RUST_LOG` and `TILGANG_LOG_FORMAT` and install the subscriber
-/// (stderr, every line escaped by [`Escaping`], so no colours).
-pub fn init_from_env() -> Result<(), LogSetupError> {
+/// (stderr, every line escaped by [`Escaping`], so no colours) behind the
+/// [`LogGate`].
+pub fn init_from_env() -> Result<Logs, LogSetupError> {
     let var = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
     let filter = filter(var("RUST_LOG").as_deref())?;
     let format = format(var("TILGANG_LOG_FORMAT").as_deref())?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let gate = LogGate::new(log_gate::BURST, log_gate::PER_SECOND);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(Escaping(std::io::stderr))
         .with_ansi(false);
+    // The filter first, so the gate counts only lines that would be written.
+    let base = tracing_subscriber::registry()
+        .with(filter)
+        .with(gate.clone());
     match format {
-        Format::Json => builder.json().init(),
-        Format::Text => builder.init(),
+        Format::Json => base.with(fmt.json()).init(),
+        Format::Text => base.with(fmt).init(),
     }
-    Ok(())
+    gate.spawn_reporter()
+        .map_err(|e| LogSetupError::Reporter(e.to_string()))?;
+    Ok(Logs { gate })
 }
 
 #[cfg(test)]

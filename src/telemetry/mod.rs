@@ -1,6 +1,7 @@
 //! What tilgang tells its operators: Prometheus metrics ([`metrics`], served by
 //! [`http`]), the decision log ([`decision_log`]), the admin write and refusal
-//! log lines, and how the process's own logs are set up ([`logs`]).
+//! log lines, and how the process's own logs are set up ([`logs`]) and kept
+//! from flooding ([`log_gate`]).
 //!
 //! The services report through one handle, [`Telemetry`]: a decision with
 //! [`Telemetry::decided`] (or [`Telemetry::invalid`] for a request that did
@@ -13,6 +14,7 @@
 pub mod decision_log;
 pub mod http;
 pub mod log_escape;
+pub mod log_gate;
 pub mod logs;
 pub mod metrics;
 

@@ -202,7 +202,8 @@ async fn idle_connections_beyond_the_descriptor_limit() {
         });
     }
     // Those over the limit (400 - 111; `before` holds a place) are closed
-    // at once.
+    // at once, or close an older connection that never made a call to make
+    // room.
     eventually("connections over the limit to be closed at once", || {
         let closed = closed.clone();
         async move { closed.load(Ordering::SeqCst) >= 289 }

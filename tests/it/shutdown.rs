@@ -158,3 +158,53 @@ async fn sidecar_shutdown_honours_the_grace_on_both_listeners() {
         assert_eq!(end, Ok(None), "{what}");
     }
 }
+
+/// `--decision-log -` with a stdout nobody reads: once the pipe is full the
+/// log's writer is stuck in a write. SIGTERM still ends the process, within
+/// a bound, saying how many decision-log lines it could not write.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_exits_while_nobody_reads_the_decision_log() {
+    let work = Workdir::new();
+    let mut command = ServerProcess::command(
+        &work,
+        &[],
+        &["--decision-log", "-", "--decision-log-queue", "64"],
+    );
+    // A pipe whose reading end the child holds open and nobody reads.
+    command.stdout(std::process::Stdio::piped());
+    let mut server = ServerProcess::start(command);
+    let gateway = server.gateway.clone();
+    let metrics = server.metrics.clone();
+    let c =
+        tilgang::proto::authorizer_client::AuthorizerClient::connect(format!("http://{gateway}"))
+            .await
+            .unwrap();
+    // Decisions until the writer is stuck: the pipe (64 KiB) and the queue
+    // (64 lines) are full, and lines are dropped.
+    let queue_full = "tilgang_decision_log_dropped_total{reason=\"queue_full\"}";
+    eventually("the decision log's pipe and queue to fill", || {
+        let mut c = c.clone();
+        let metrics = &metrics;
+        async move {
+            for _ in 0..200 {
+                c.is_authorized(req(FULL_SUPPLIER, OWNER, WRITE))
+                    .await
+                    .unwrap();
+            }
+            metric(metrics, queue_full).await.unwrap_or(0.0) > 0.0
+        }
+    })
+    .await;
+
+    server.signal("-TERM");
+    let status = server
+        .exit_within(Duration::from_secs(15))
+        .await
+        .expect("exit within 15 s of SIGTERM with stdout full");
+    assert!(status.success(), "{status:?}");
+    let log = server.rest_of_log(Duration::from_secs(5)).join("\n");
+    assert!(
+        log.contains("the decision log was not written out in time"),
+        "{log}"
+    );
+}

@@ -160,6 +160,16 @@ pub fn req(supplier: &str, owner: &str, scope: &str) -> IsAuthorizedRequest {
     }
 }
 
+/// One sample of the metrics at `addr` (`series` as exposed, e.g.
+/// `tilgang_decisions_total{api="check",result="allow"}`); `None` if absent.
+pub async fn metric(addr: &str, series: &str) -> Option<f64> {
+    let (status, _, body) = http_get(addr, "GET", "/metrics", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+}
+
 /// Retry `check` until it returns true, for at most 10 s. Never a bare sleep.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
@@ -206,6 +216,8 @@ pub struct ServerProcess {
     pub metrics: String,
     /// The stderr lines read up to the `serving` line.
     pub startup_log: Vec<String>,
+    /// The stderr lines after it, as they come (see [`Self::rest_of_log`]).
+    pub log: std::sync::Mutex<std::sync::mpsc::Receiver<String>>,
 }
 
 impl ServerProcess {
@@ -216,6 +228,12 @@ impl ServerProcess {
     /// `wrapper` runs the binary (e.g. `prlimit --nofile=256:256 --`); `args`
     /// go after `serve`'s own.
     pub fn spawn_with(work: &Workdir, wrapper: &[&str], args: &[&str]) -> Self {
+        Self::start(Self::command(work, wrapper, args))
+    }
+
+    /// The command [`Self::spawn_with`] runs, for a caller to adjust (stdout,
+    /// environment) before [`Self::start`].
+    pub fn command(work: &Workdir, wrapper: &[&str], args: &[&str]) -> std::process::Command {
         let bin = env!("CARGO_BIN_EXE_tilgang");
         let mut command = match wrapper {
             [] => std::process::Command::new(bin),
@@ -234,16 +252,22 @@ impl ServerProcess {
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(["--metrics-listen", "127.0.0.1:0"])
             .args(args);
-        Self::start(command)
+        command
     }
 
     /// Start `command` (a `tilgang serve`, set up by the caller) and wait for
-    /// its `serving` line. `RUST_LOG` is removed so the line is logged.
+    /// its `serving` line. `RUST_LOG` is removed so the line is logged, and
+    /// `TILGANG_LOG_FORMAT` unless the command sets it.
     pub fn start(mut command: std::process::Command) -> Self {
         use std::io::{BufRead, BufReader};
+        let format_set = command
+            .get_envs()
+            .any(|(k, v)| k == "TILGANG_LOG_FORMAT" && v.is_some());
+        command.env_remove("RUST_LOG");
+        if !format_set {
+            command.env_remove("TILGANG_LOG_FORMAT");
+        }
         let mut child = command
-            .env_remove("RUST_LOG")
-            .env_remove("TILGANG_LOG_FORMAT")
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -254,6 +278,7 @@ impl ServerProcess {
             admin: String::new(),
             metrics: String::new(),
             startup_log: Vec::new(),
+            log: std::sync::Mutex::new(std::sync::mpsc::channel().1),
         };
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -263,10 +288,18 @@ impl ServerProcess {
             }
         });
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        // `name=value` (text) or `"name":"value"` (JSON).
         let field = |line: &str, name: &str| {
-            line.split(&format!("{name}="))
+            let text = line
+                .split(&format!("{name}="))
                 .nth(1)
-                .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
+                .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string());
+            text.or_else(|| {
+                line.split(&format!("\"{name}\":\""))
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .map(str::to_string)
+            })
         };
         loop {
             let line = rx
@@ -282,9 +315,50 @@ impl ServerProcess {
                 server.gateway = g;
                 server.admin = a;
                 server.metrics = field(&line, "metrics_addr").unwrap_or_default();
+                server.log = std::sync::Mutex::new(rx);
                 return server;
             }
         }
+    }
+
+    /// The stderr lines from the `serving` line on until the process
+    /// closes stderr (it exited); panics after `within`.
+    pub fn rest_of_log(&self, within: Duration) -> Vec<String> {
+        let deadline = std::time::Instant::now() + within;
+        let rx = self.log.lock().unwrap();
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => lines.push(line),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return lines,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("stderr still open after {within:?}")
+                }
+            }
+        }
+    }
+
+    /// Wait (off the async workers) for the process to exit, at most
+    /// `within`; `None` if it did not (it is then killed).
+    pub async fn exit_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take().unwrap();
+        tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + within;
+            loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    return Some(status);
+                }
+                if std::time::Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+        .await
+        .unwrap()
     }
 
     pub fn signal(&self, sig: &str) {

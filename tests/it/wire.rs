@@ -102,6 +102,16 @@ impl Raw {
         }
     }
 
+    /// A connection from the source address `from`.
+    pub async fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(from, 0)).unwrap();
+        Self {
+            tcp: socket.connect(addr).await.unwrap(),
+            buf: Vec::new(),
+        }
+    }
+
     /// Preface and an empty SETTINGS frame: a complete handshake.
     pub async fn handshake(addr: SocketAddr) -> Self {
         let mut raw = Self::connect(addr).await;
@@ -165,6 +175,23 @@ impl Raw {
             .await
             .is_ok()
     }
+}
+
+/// An `h2` client connection from the source address `from` (any
+/// `127.x.y.z` is loopback on Linux), or the error if the server closes it
+/// at once.
+pub async fn h2_connect_from(
+    addr: SocketAddr,
+    from: std::net::IpAddr,
+) -> Result<h2::client::SendRequest<Bytes>, h2::Error> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let (send, conn) = h2::client::handshake(tcp).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    send.ready().await
 }
 
 /// An `h2` client connection; the connection task runs in the background.
@@ -294,6 +321,36 @@ impl Watch {
             messages: Messages::default(),
             _send: send,
         }
+    }
+
+    /// Start a watch that the server may refuse: `Err(grpc-status)`.
+    pub async fn try_start(
+        client: &mut h2::client::SendRequest<Bytes>,
+        service: &str,
+    ) -> Result<Self, i32> {
+        let (response, mut send) = start_call(client, HEALTH_WATCH).await;
+        let req = tonic_health::pb::HealthCheckRequest {
+            service: service.into(),
+        };
+        // A refusal may come before the request is sent, and end the stream.
+        let _ = send.send_data(Bytes::from(grpc_message(&req)), true);
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), 200);
+        if let Some(status) = response.headers().get("grpc-status") {
+            return Err(status.to_str().unwrap().parse().unwrap());
+        }
+        Ok(Self {
+            body: response.into_body(),
+            messages: Messages::default(),
+            _send: send,
+        })
+    }
+
+    /// The stream's `grpc-status`, once it has ended (after [`Self::next`]
+    /// said `None`).
+    pub async fn status(&mut self) -> Option<i32> {
+        let trailers = self.body.trailers().await.ok()??;
+        trailers.get("grpc-status")?.to_str().ok()?.parse().ok()
     }
 
     /// The next status the server streams, `None` when the stream ends.

@@ -21,6 +21,33 @@ pub struct LimitArgs {
     #[arg(long, env = "TILGANG_ADMIN_MAX_CONNECTIONS", value_name = "N", default_value_t = DEFAULT.admin_max_connections,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub admin_max_connections: usize,
+    /// Most concurrent connections one client IP may hold on the gateway
+    /// listener; more from it are closed at once. (When a listener is full,
+    /// an idle or watch-only connection of the client holding the most is
+    /// closed to make room)
+    #[arg(long, env = "TILGANG_MAX_CONNECTIONS_PER_PEER", value_name = "N", default_value_t = DEFAULT.max_connections_per_peer,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections_per_peer: usize,
+    /// Most concurrent connections one client IP may hold on the admin
+    /// listener; more from it are closed at once
+    #[arg(long, env = "TILGANG_ADMIN_MAX_CONNECTIONS_PER_PEER", value_name = "N", default_value_t = DEFAULT.admin_max_connections_per_peer,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub admin_max_connections_per_peer: usize,
+    /// Most grpc.health.v1.Health/Watch streams open at once on the gateway
+    /// listener; more are answered RESOURCE_EXHAUSTED
+    #[arg(long, env = "TILGANG_MAX_WATCH_STREAMS", value_name = "N", default_value_t = DEFAULT.max_watch_streams,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_watch_streams: usize,
+    /// Most grpc.health.v1.Health/Watch streams open at once on the admin
+    /// listener; more are answered RESOURCE_EXHAUSTED
+    #[arg(long, env = "TILGANG_ADMIN_MAX_WATCH_STREAMS", value_name = "N", default_value_t = DEFAULT.admin_max_watch_streams,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub admin_max_watch_streams: usize,
+    /// Seconds a Health/Watch stream lasts; then it ends with status OK and
+    /// its client watches again
+    #[arg(long, env = "TILGANG_WATCH_LIFETIME", value_name = "SECONDS", default_value_t = Seconds(DEFAULT.watch_lifetime),
+          value_parser = Seconds::positive)]
+    pub watch_lifetime: Seconds,
     /// Streams (calls) one connection may have open at once
     /// (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused
     #[arg(long, env = "TILGANG_MAX_CONCURRENT_STREAMS", value_name = "N", default_value_t = DEFAULT.max_concurrent_streams,
@@ -63,6 +90,11 @@ impl LimitArgs {
         Limits {
             max_connections: self.max_connections,
             admin_max_connections: self.admin_max_connections,
+            max_connections_per_peer: self.max_connections_per_peer,
+            admin_max_connections_per_peer: self.admin_max_connections_per_peer,
+            max_watch_streams: self.max_watch_streams,
+            admin_max_watch_streams: self.admin_max_watch_streams,
+            watch_lifetime: self.watch_lifetime.0,
             max_concurrent_streams: self.max_concurrent_streams,
             handshake_timeout: self.handshake_timeout.0,
             header_timeout: self.header_timeout.0,

@@ -171,7 +171,7 @@ impl Collector for Scrape {
         counter(
             &mut enc,
             "tilgang_decision_log_dropped",
-            "Decision-log lines not written, by reason (queue_full: the writer could not keep up; write_error: the write failed; closed: after shutdown).",
+            "Decision-log lines not written, by reason (queue_full: the writer could not keep up; write_error: the write failed; closed: after shutdown; shutdown: not written when shutdown's bound passed).",
             Dropped::ALL
                 .iter()
                 .map(|&d| (vec![("reason", d.as_str())], m.log_drops(d))),
@@ -181,6 +181,12 @@ impl Collector for Scrape {
             "tilgang_decision_log_write_errors",
             "Failed writes to the decision log.",
             [(vec![], m.log_write_errors.load(Relaxed))],
+        )?;
+        counter(
+            &mut enc,
+            "tilgang_log_lines_suppressed",
+            "Lines of tilgang's own log (stderr) not written because their callsite logged faster than a burst of 200 and then 50 a second; a summary line per callsite says how many.",
+            [(vec![], super::log_lines_suppressed())],
         )?;
 
         let snap = self.snapshots.load();

@@ -204,6 +204,9 @@ label_enum! {
         WriteError => "write_error",
         /// The writer had stopped (after shutdown).
         Closed => "closed",
+        /// Shutdown's bound passed before the writer wrote them (a stuck
+        /// disk, or a pipe nobody reads).
+        Shutdown => "shutdown",
     }
 }
 
@@ -416,6 +419,21 @@ impl Metrics {
     pub fn log_lines(&self) -> u64 {
         self.log_lines.load(Relaxed)
     }
+}
+
+/// Lines of the process's own log dropped by `telemetry::log_gate`: one
+/// count for the process, as its log subscriber is one per process (unlike
+/// [`Metrics`], of which tests start many).
+static LOG_LINES_SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+
+/// A line of the process's own log was dropped by the log gate.
+pub fn log_line_suppressed() {
+    LOG_LINES_SUPPRESSED.fetch_add(1, Relaxed);
+}
+
+/// Lines of the process's own log the log gate dropped since start-up.
+pub fn log_lines_suppressed() -> u64 {
+    LOG_LINES_SUPPRESSED.load(Relaxed)
 }
 
 mod exposition;
