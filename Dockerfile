@@ -60,4 +60,5 @@ CMD ["serve", \
      "--data", "/var/lib/tilgang", \
      "--listen", "0.0.0.0:50051", \
      "--admin-listen", "127.0.0.1:50052", \
-     "--metrics-listen", "0.0.0.0:9464"]
+     "--metrics-listen", "0.0.0.0:9464", \
+     "--web-listen", "off"]

@@ -106,7 +106,7 @@ if [ "$TLS" = 1 ]; then
 fi
 
 echo "== starting target/release/tilgang serve on ${ADDR}$([ "$TLS" = 1 ] && echo ' (TLS)')"
-RUST_LOG=${RUST_LOG:-warn} target/release/tilgang serve \
+TILGANG_WEB_LISTEN=off RUST_LOG=${RUST_LOG:-warn} target/release/tilgang serve \
     --data "$work/data" --listen "$ADDR" --admin-listen 127.0.0.1:0 \
     --metrics-listen off "${tls_args[@]}" \
     >"$work/server.log" 2>&1 &

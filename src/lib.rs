@@ -29,6 +29,8 @@
 //!   (JSON lines through a bounded queue to a writer thread), admin write and
 //!   refusal log lines, the log filter and format from the environment, and
 //!   the log gate that keeps any one callsite from flooding the log.
+//! - [`web`]: the owner's web page (delegate, edit, undo, overview in a
+//!   browser), calling the same store operations as the admin API.
 //! - [`sidecar`]: the composition root: `Config`, start-up (everything is loaded
 //!   and validated, and the decision log opened, before a port is bound) and
 //!   shutdown.
@@ -51,6 +53,7 @@ pub mod store;
 pub mod table;
 pub mod telemetry;
 pub mod tls;
+pub mod web;
 
 /// Generated from `proto/tilgang/v1/*.proto` by `build.rs`.
 pub mod proto {

@@ -104,6 +104,7 @@ impl Acting {
             person: &self.person,
             auth: self.auth,
             service: self.service.as_deref(),
+            channel: None,
         }
     }
 }
@@ -258,6 +259,7 @@ impl DelegationsService {
             actor,
             actor_auth: caller.map_or(ActorAuth::None, actor_auth),
             service: caller.and_then(Caller::service).map(str::to_string),
+            channel: None,
             owner: some(attempt.owner),
             supplier: some(attempt.supplier),
             rights,

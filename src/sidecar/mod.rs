@@ -73,6 +73,17 @@ pub struct Config {
     pub admin_tls: Option<TlsFiles>,
     /// How often the TLS files are looked at ([`tls::RESCAN`]).
     pub tls_rescan: Duration,
+    /// The owner's web page; `None`: not served.
+    pub web: Option<WebSettings>,
+}
+
+/// `--web-listen` and what goes with it.
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    pub listen: String,
+    /// `None`: `http://` + the bound address.
+    pub public_url: Option<String>,
+    pub sessions: crate::web::session::SessionLimits,
 }
 
 /// `--admin-jwks`: ID-porten tokens on the admin listener.
@@ -112,6 +123,7 @@ impl Config {
             tls: None,
             admin_tls: None,
             tls_rescan: tls::RESCAN,
+            web: None,
         }
     }
 }
@@ -168,6 +180,8 @@ pub struct Sidecar {
     pub admin_addr: SocketAddr,
     /// Where `/metrics` is served, when it is.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where the owner's web page is served, when it is.
+    pub web_addr: Option<SocketAddr>,
     /// What the services report to: the counters and the decision log.
     pub telemetry: Telemetry,
     pub snapshots: Arc<SnapshotStore>,
@@ -331,6 +345,11 @@ impl Sidecar {
             .map(TcpListener::local_addr)
             .transpose()
             .map_err(io("metrics address"))?;
+        let web = match &cfg.web {
+            Some(w) => Some(bind_web(w).await?),
+            None => None,
+        };
+        let web_addr = web.as_ref().map(|(_, addr, _)| *addr);
 
         let watch_handle = watcher::spawn(reloader.clone(), cfg.debounce, cfg.rescan)?;
 
@@ -381,6 +400,18 @@ impl Sidecar {
                 Ok(())
             }));
         }
+        if let Some((tcp, _, config)) = web {
+            let page = crate::web::Web::new(store.clone(), telemetry.clone(), config);
+            let limits = crate::web::serve::WebLimits {
+                grace: cfg.limits.shutdown_grace,
+                ..Default::default()
+            };
+            let stop = signal(rx.clone());
+            tasks.push(tokio::spawn(async move {
+                crate::web::serve::serve_web(tcp, page, limits, stop).await;
+                Ok(())
+            }));
+        }
         if let Some(tcp) = metrics_tcp {
             let tls = [("gateway", &gateway_tls), ("admin", &admin_tls)]
                 .into_iter()
@@ -394,11 +425,13 @@ impl Sidecar {
             }));
         }
         let shown = metrics_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
-        tracing::info!(%gateway_addr, %admin_addr, metrics_addr = %shown, "serving");
+        let web_shown = web_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
+        tracing::info!(%gateway_addr, %admin_addr, metrics_addr = %shown, web_addr = %web_shown, "serving");
         Ok(Self {
             gateway_addr,
             admin_addr,
             metrics_addr,
+            web_addr,
             telemetry,
             snapshots,
             store,
@@ -445,6 +478,42 @@ impl Sidecar {
         }
         result
     }
+}
+
+/// Bind the web listener. Development mode (no OpenID provider, so no
+/// verified login) only on a loopback address, checked where it bound.
+async fn bind_web(
+    w: &WebSettings,
+) -> Result<(TcpListener, SocketAddr, crate::web::WebConfig), StartError> {
+    let tcp = TcpListener::bind(&w.listen)
+        .await
+        .map_err(io(format!("binding `--web-listen {}`", w.listen)))?;
+    let addr = tcp.local_addr().map_err(io("web address"))?;
+    if !addr.ip().is_loopback() {
+        return Err(StartError::Config(format!(
+            "`--web-listen {}` bound {addr}, not a loopback address; the web page has no \
+             verified login here, so it is served only on loopback (development mode)",
+            w.listen
+        )));
+    }
+    let public_url = w
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"))
+        .trim_end_matches('/')
+        .to_string();
+    tracing::warn!(
+        %addr, "the web page runs in development mode: a person types who they are, nobody is verified"
+    );
+    Ok((
+        tcp,
+        addr,
+        crate::web::WebConfig {
+            public_url,
+            dev_mode: true,
+            sessions: w.sessions,
+        },
+    ))
 }
 
 /// Raise the open-file limit and fit the connection limits into it.

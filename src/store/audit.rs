@@ -45,6 +45,18 @@ pub enum ActorAuth {
     Unverified,
     /// Nobody: the call was refused before anyone was verified.
     None,
+    /// A person verified by an OpenID Connect login (ID-porten) on the web
+    /// page.
+    Login,
+}
+
+/// Where a write or refusal came from, when not the gRPC admin API (whose
+/// lines have no `channel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Channel {
+    /// The owner's web page.
+    Web,
 }
 
 /// The person a write acts for, and how that was established. A plain
@@ -56,6 +68,8 @@ pub struct Actor<'a> {
     pub auth: ActorAuth,
     /// The service that said it acts for `person` ([`ActorAuth::Service`]).
     pub service: Option<&'a str>,
+    /// `None`: the gRPC admin API.
+    pub channel: Option<Channel>,
 }
 
 impl<'a> From<&'a PersonId> for Actor<'a> {
@@ -64,6 +78,7 @@ impl<'a> From<&'a PersonId> for Actor<'a> {
             person,
             auth: ActorAuth::Unverified,
             service: None,
+            channel: None,
         }
     }
 }
@@ -78,6 +93,9 @@ pub struct AuditRecord {
     /// The service that acted for `actor`, when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// `web` for the owner's page; absent for the gRPC admin API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<Channel>,
     pub owner: String,
     pub supplier: String,
     pub change: Change,
@@ -105,6 +123,9 @@ pub struct RefusalRecord {
     /// The service calling, when a client certificate named one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// `web` for the owner's page; absent for the gRPC admin API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<Channel>,
     /// The `actor` the request named, when it is not `actor`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_actor: Option<String>,
@@ -250,6 +271,7 @@ mod tests {
             actor: actor.into(),
             actor_auth: Some(ActorAuth::Token),
             service: None,
+            channel: None,
             owner: "991825827".into(),
             supplier: "983887457".into(),
             change: Change::Grant,

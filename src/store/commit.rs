@@ -396,6 +396,7 @@ impl DelegationStore {
             actor: actor.person.to_string(),
             actor_auth: Some(actor.auth),
             service: actor.service.map(str::to_string),
+            channel: actor.channel,
             owner: owner.to_string(),
             supplier: supplier.to_string(),
             change,

@@ -374,6 +374,8 @@ class Harness:
                                    text=True, env=child_env()).stdout
         if "--metrics-listen" in help_text:  # keep off the default metrics port
             argv += ["--metrics-listen", "127.0.0.1:0"]
+        if "--web-listen" in help_text:  # and off the default web port
+            argv += ["--web-listen", "127.0.0.1:0"]
         if self.pki:
             argv += ["--tls-cert", str(self.pki["server.crt"]), "--tls-key", str(self.pki["server.key"]),
                      "--tls-client-ca", str(self.pki["ca"])]

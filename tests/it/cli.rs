@@ -14,7 +14,9 @@ pub fn tilgang() -> Command {
         .env_remove("TILGANG_ADMIN_ADDR")
         .env_remove("TILGANG_TOKEN")
         .env_remove("TILGANG_TOKEN_FILE")
-        .env_remove("TILGANG_CA_FILE");
+        .env_remove("TILGANG_CA_FILE")
+        // Off the default web port, so tests that serve can run at once.
+        .env("TILGANG_WEB_LISTEN", "127.0.0.1:0");
     c
 }
 

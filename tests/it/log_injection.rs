@@ -36,7 +36,7 @@ async fn hostile_run(format: &str) {
         .arg("--data")
         .arg(work.data())
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .args(["--metrics-listen", "off"])
+        .args(["--metrics-listen", "off", "--web-listen", "off"])
         .env("RUST_LOG", "debug")
         .env("TILGANG_LOG_FORMAT", format)
         .stderr(std::fs::File::create(&log).unwrap())

@@ -32,4 +32,5 @@ mod tls;
 mod tryit;
 mod util;
 mod watches;
+mod web;
 mod wire;

@@ -584,6 +584,7 @@ fn tilgang_serve(work: &Workdir) -> std::process::Command {
         .env("TILGANG_POLICIES", work.policies())
         .env("TILGANG_DATA", work.data())
         .env("TILGANG_LISTEN", "127.0.0.1:0")
+        .env("TILGANG_WEB_LISTEN", "127.0.0.1:0")
         .env("TILGANG_ADMIN_LISTEN", "127.0.0.1:0")
         .env("TILGANG_METRICS_LISTEN", "127.0.0.1:0");
     c

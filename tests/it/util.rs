@@ -251,6 +251,7 @@ impl ServerProcess {
             .arg(work.data())
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(["--metrics-listen", "127.0.0.1:0"])
+            .args(["--web-listen", "127.0.0.1:0"])
             .args(args);
         command
     }

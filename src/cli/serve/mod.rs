@@ -6,6 +6,7 @@
 
 mod limits;
 mod security;
+mod web;
 
 use super::Outcome;
 #[cfg(test)]
@@ -78,6 +79,8 @@ pub struct Args {
     pub tls: TlsArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub web: web::WebArgs,
 }
 
 async fn terminated() {
@@ -128,6 +131,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Outcome> {
     cfg.admin_clients = args.admin.clients();
     cfg.tls = args.tls.gateway();
     cfg.admin_tls = args.tls.admin();
+    cfg.web = args.web.settings();
     let sidecar = Sidecar::start(cfg).await?;
     terminated().await;
     tracing::info!("shutting down");

@@ -1,0 +1,96 @@
+//! The owner's web page: the flow a general manager (DAGL) knows from
+//! Altinn's "Tilgang til programmeringsgrensesnitt – API": an overview of the
+//! suppliers the organisation has given API rights, adding a supplier
+//! (organisation number → rights → confirm → receipt), editing and undoing,
+//! and what the organisation has received. Served on a listener of its own.
+//!
+//! No rules live here: every write is the admin store's operation (the same
+//! `DelegationStore::delegate`/`revoke`/`undo` the gRPC admin API calls),
+//! decided by the same admin policy and `roles.json`, counted in the same
+//! metrics and written to the same audit log (with `"channel": "web"`). This
+//! module turns forms into those calls and their answers into pages.
+//!
+//! Layout: [`i18n`] (every text, three languages), [`session`] (server-side
+//! sessions, CSRF), [`views`] (the HTML), [`steps`] (one handler per URL),
+//! [`serve`] (the listener: HTTP/1.1 and HTTP/2, bounded connections).
+
+pub mod i18n;
+pub mod serve;
+pub mod session;
+pub mod steps;
+pub mod views;
+
+use std::sync::{Arc, LazyLock};
+
+use crate::store::DelegationStore;
+use crate::telemetry::Telemetry;
+use session::{SessionLimits, Sessions};
+
+/// How the page is reached and who may log in.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// The URL people use, without a trailing `/` (`https://tilgang.example`
+    /// or, in development, `http://127.0.0.1:8080`): the origin forms must
+    /// come from and the base of the login redirect.
+    pub public_url: String,
+    /// No verified login: a person types who they are. Loopback only.
+    pub dev_mode: bool,
+    pub sessions: SessionLimits,
+}
+
+impl WebConfig {
+    /// The scheme and host of [`Self::public_url`], as an `Origin` header
+    /// names it.
+    pub fn origin(&self) -> &str {
+        let url = self.public_url.as_str();
+        let after_scheme = url.find("://").map_or(0, |i| i + 3);
+        match url[after_scheme..].find('/') {
+            Some(i) => &url[..after_scheme + i],
+            None => url,
+        }
+    }
+
+    /// Whether the page is served over TLS (then the session cookie is
+    /// `__Host-` and `Secure`).
+    pub fn secure(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+}
+
+/// What every request handler shares.
+pub struct Web {
+    pub store: Arc<DelegationStore>,
+    pub telemetry: Telemetry,
+    pub config: WebConfig,
+    pub sessions: Sessions,
+}
+
+impl std::fmt::Debug for Web {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Web")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Web {
+    pub fn new(store: Arc<DelegationStore>, telemetry: Telemetry, config: WebConfig) -> Arc<Self> {
+        let sessions = Sessions::new(config.sessions);
+        Arc::new(Self {
+            store,
+            telemetry,
+            config,
+            sessions,
+        })
+    }
+}
+
+/// The stylesheet, built in.
+pub const STYLESHEET: &str = include_str!("assets/tilgang.css");
+
+/// The stylesheet's URL: named by its content's hash, so it can be cached
+/// for a year and a new build is fetched at once.
+pub static STYLESHEET_PATH: LazyLock<String> = LazyLock::new(|| {
+    let hash = blake3::hash(STYLESHEET.as_bytes()).to_hex();
+    format!("/assets/tilgang-{}.css", &hash[..16])
+});

@@ -1,0 +1,1349 @@
+//! One handler per URL of the owner's page, and what they share: the visit
+//! (session, language, who is logged in, who they act for), the CSRF check
+//! on every POST, and the one way a write is done ([`Web::write`], the admin
+//! store's operation with the same metrics and audit as the gRPC admin API).
+//! Every state change is a POST answered with a redirect (POST-redirect-GET);
+//! a GET changes nothing but the session's language.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Path, Query, RawForm, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use maud::Markup;
+use serde::Deserialize;
+
+use super::i18n::{Lang, Texts};
+use super::session::{Draft, LoggedIn, Receipt, ReceiptKind, SessionId, random_hex, same_secret};
+use super::views::{self, FieldError, Frame, Row, spaced};
+use super::{STYLESHEET, STYLESHEET_PATH, Web};
+use crate::catalogue::Right;
+use crate::ids::{IdError, OrgNumber, PersonId, RightId};
+use crate::store::audit::{Actor, ActorAuth, Channel, RefusalRecord};
+use crate::store::{DelegationStore, DelegationView, ListFilter, Position, StoreError};
+use crate::telemetry::metrics::{AdminKind, AdminResult};
+use crate::telemetry::{AdminFailure, Who};
+
+/// Suppliers per overview page.
+const PAGE: usize = 50;
+
+pub fn router(web: Arc<Web>) -> Router {
+    Router::new()
+        .route("/", get(root))
+        .route("/login", get(login_page).post(login_dev))
+        .route("/logout", post(logout))
+        .route("/org", get(choose_org_page).post(choose_org))
+        .route("/overview", get(overview))
+        .route("/add", get(add_page).post(add_submit))
+        .route("/add/rights", get(rights_page).post(rights_submit))
+        .route("/add/confirm", get(confirm_page).post(confirm_submit))
+        .route("/receipt/{key}", get(receipt))
+        .route("/edit/{supplier}", get(edit_page).post(edit_submit))
+        .route("/undo/{key}", post(undo))
+        .route("/received", get(received))
+        .route(STYLESHEET_PATH.as_str(), get(stylesheet))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(web)
+}
+
+/// Headers every answer carries: no framing, no inline script or style, no
+/// referrer beyond the site; pages are never cached (they show personal
+/// data), the content-named stylesheet is, for a year.
+async fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    let set = |h: &mut HeaderMap, name: header::HeaderName, value: &'static str| {
+        h.entry(name).or_insert(HeaderValue::from_static(value));
+    };
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'",
+    );
+    set(h, header::REFERRER_POLICY, "same-origin");
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::CACHE_CONTROL, "no-store");
+    r
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+/// A page answered before a handler got to its own (login, a refusal):
+/// boxed, since a `Response` is large next to what succeeds.
+type Early = Box<Response>;
+
+/// One request's view of its session.
+struct Visit {
+    sid: SessionId,
+    /// A `Set-Cookie` value when the session is new or its id changed.
+    set_cookie: Option<String>,
+    lang: Lang,
+    csrf: String,
+    login: Option<LoggedIn>,
+    acting_for: Option<OrgNumber>,
+    path: String,
+}
+
+impl Visit {
+    fn t(&self) -> &'static Texts {
+        self.lang.texts()
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct Common {
+    lang: Option<String>,
+}
+
+impl Web {
+    fn cookie_name(&self) -> &'static str {
+        if self.config.secure() {
+            "__Host-tilgang"
+        } else {
+            "tilgang"
+        }
+    }
+
+    fn cookie(&self, sid: &SessionId) -> String {
+        let secure = if self.config.secure() { "; Secure" } else { "" };
+        format!(
+            "{}={}; Path=/; HttpOnly; SameSite=Lax{secure}",
+            self.cookie_name(),
+            sid.as_str()
+        )
+    }
+
+    fn session_id(&self, headers: &HeaderMap) -> Option<SessionId> {
+        let name = self.cookie_name();
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .and_then(|(_, v)| SessionId::parse(v))
+    }
+
+    /// The visit of a GET: its live session, or a new one.
+    fn visit(&self, headers: &HeaderMap, path: &str, lang: Option<&str>) -> Visit {
+        let now = Instant::now();
+        let chosen = lang.and_then(Lang::parse);
+        let accepted = Lang::from_accept(
+            headers
+                .get(header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let read = |s: &mut super::session::Session| {
+            if chosen.is_some() {
+                s.lang = chosen;
+            }
+            (
+                s.lang.unwrap_or(accepted),
+                s.csrf.clone(),
+                s.login.clone(),
+                s.acting_for,
+            )
+        };
+        let existing = self
+            .session_id(headers)
+            .and_then(|sid| self.sessions.with(&sid, now, read).map(|r| (sid, r)));
+        let (sid, set_cookie, (lang, csrf, login, acting_for)) = match existing {
+            Some((sid, r)) => (sid, None, r),
+            None => {
+                let sid = self.sessions.create(now);
+                let r = self
+                    .sessions
+                    .with(&sid, now, read)
+                    .unwrap_or_else(|| (chosen.unwrap_or(accepted), String::new(), None, None));
+                let cookie = self.cookie(&sid);
+                (sid, Some(cookie), r)
+            }
+        };
+        Visit {
+            sid,
+            set_cookie,
+            lang,
+            csrf,
+            login,
+            acting_for,
+            path: path.to_string(),
+        }
+    }
+
+    /// The visit of a POST: an existing live session whose CSRF token the
+    /// form carries, from a page of this site (`Sec-Fetch-Site`, `Origin`).
+    fn posted(&self, headers: &HeaderMap, path: &str, token: Option<&str>) -> Result<Visit, Early> {
+        let live = self
+            .session_id(headers)
+            .is_some_and(|sid| self.sessions.with(&sid, Instant::now(), |_| ()).is_some());
+        let v = self.visit(headers, path, None);
+        if !live {
+            return Err(Box::new(self.to_login(
+                &v,
+                Some(v.t().err_session_expired),
+                None,
+            )));
+        }
+        let site = headers.get("sec-fetch-site").and_then(|h| h.to_str().ok());
+        let origin = headers.get(header::ORIGIN).and_then(|h| h.to_str().ok());
+        let same_site = site.is_none_or(|s| s == "same-origin" || s == "none");
+        let same_origin = origin.is_none_or(|o| o == self.config.origin());
+        let token_ok = token.is_some_and(|t| same_secret(t, &v.csrf));
+        if !(same_site && same_origin && token_ok) {
+            tracing::info!(
+                path,
+                token = token_ok,
+                same_site,
+                same_origin,
+                "web: a form was refused (CSRF token or origin)"
+            );
+            let t = v.t();
+            return Err(Box::new(self.message(
+                &v,
+                StatusCode::FORBIDDEN,
+                t.title,
+                t.err_form_expired,
+            )));
+        }
+        Ok(v)
+    }
+
+    fn frame<'a>(&'a self, v: &'a Visit, many_orgs: bool) -> Frame<'a> {
+        let t = v.t();
+        let user = v.login.as_ref().map(|l| {
+            let who = l.name.clone().unwrap_or_else(|| l.person.to_string());
+            let acting = v
+                .acting_for
+                .map(|o| super::i18n::fill(t.acting_for, &[("name", &who), ("org", &spaced(&o))]));
+            (who, acting)
+        });
+        Frame {
+            t,
+            lang: v.lang,
+            path: &v.path,
+            dev_mode: self.config.dev_mode,
+            stylesheet: STYLESHEET_PATH.as_str(),
+            user,
+            csrf: &v.csrf,
+            many_orgs,
+        }
+    }
+
+    fn html(&self, v: &Visit, status: StatusCode, markup: Markup) -> Response {
+        let mut r = (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            markup.into_string(),
+        )
+            .into_response();
+        if let Some(c) = &v.set_cookie
+            && let Ok(c) = HeaderValue::from_str(c)
+        {
+            r.headers_mut().append(header::SET_COOKIE, c);
+        }
+        r
+    }
+
+    fn message(&self, v: &Visit, status: StatusCode, title: &str, text: &str) -> Response {
+        let t = v.t();
+        let on = v.login.as_ref().map(|_| ("/overview", t.back_to_overview));
+        let page = views::message(&self.frame(v, false), title, text, on);
+        self.html(v, status, page)
+    }
+
+    fn redirect(&self, v: &Visit, to: &str) -> Response {
+        let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response();
+        if let Some(c) = &v.set_cookie
+            && let Ok(c) = HeaderValue::from_str(c)
+        {
+            r.headers_mut().append(header::SET_COOKIE, c);
+        }
+        r
+    }
+
+    /// The login page (with `notice`), remembering where to return.
+    fn to_login(&self, v: &Visit, notice: Option<&str>, return_to: Option<&str>) -> Response {
+        self.sessions.with(&v.sid, Instant::now(), |s| {
+            s.return_to = return_to.map(str::to_string);
+            s.login = None;
+        });
+        let frame = self.frame(v, false);
+        let page = if self.config.dev_mode {
+            views::login_dev(&frame, notice, &[], "")
+        } else {
+            views::login_oidc(&frame, notice)
+        };
+        self.html(v, StatusCode::UNAUTHORIZED, page)
+    }
+
+    /// The organisations `person` may act for: those `roles.json` gives a
+    /// role for and the admin policy lets them administer.
+    fn orgs_of(&self, person: &PersonId) -> Vec<OrgNumber> {
+        let snap = self.store.snapshot();
+        snap.roles
+            .orgs_of(person)
+            .into_iter()
+            .filter(|o| {
+                crate::engine::may_administer(&snap, person, o)
+                    .decision
+                    .allowed
+            })
+            .collect()
+    }
+
+    /// Who is logged in and which organisation they act for, or the page
+    /// to show instead (login, choose an organisation, no key role).
+    fn acting(&self, v: &mut Visit) -> Result<(LoggedIn, OrgNumber), Early> {
+        let Some(login) = v.login.clone() else {
+            let path = v.path.clone();
+            return Err(Box::new(self.to_login(v, None, Some(&path))));
+        };
+        let orgs = self.orgs_of(&login.person);
+        if let Some(o) = v.acting_for.filter(|o| orgs.contains(o)) {
+            return Ok((login, o));
+        }
+        match orgs.as_slice() {
+            [] => {
+                let t = v.t();
+                Err(Box::new(self.message(
+                    v,
+                    StatusCode::FORBIDDEN,
+                    t.title,
+                    t.err_no_key_role,
+                )))
+            }
+            [one] => {
+                let one = *one;
+                self.sessions
+                    .with(&v.sid, Instant::now(), |s| s.acting_for = Some(one));
+                v.acting_for = Some(one);
+                Ok((login, one))
+            }
+            _ => Err(Box::new(self.redirect(v, "/org"))),
+        }
+    }
+
+    fn many_orgs(&self, login: &LoggedIn) -> bool {
+        self.orgs_of(&login.person).len() > 1
+    }
+
+    /// Do a write as the admin API does: on the blocking pool, counted in
+    /// the metrics, and a refusal (forbidden, unknown undo token, roles
+    /// invalid) put on record in the audit log, marked `channel: web`.
+    async fn write<T: Send + 'static>(
+        &self,
+        kind: AdminKind,
+        login: &LoggedIn,
+        owner: OrgNumber,
+        supplier: Option<OrgNumber>,
+        rights: Vec<String>,
+        f: impl FnOnce(&DelegationStore, Actor<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.store.clone();
+        let person = login.person.clone();
+        let auth = if login.verified {
+            ActorAuth::Login
+        } else {
+            ActorAuth::Unverified
+        };
+        let done = tokio::task::spawn_blocking(move || {
+            f(
+                &store,
+                Actor {
+                    person: &person,
+                    auth,
+                    service: None,
+                    channel: Some(Channel::Web),
+                },
+            )
+        })
+        .await;
+        let who = Who {
+            actor: Some(&login.person),
+            owner: Some(&owner),
+        };
+        match done {
+            Ok(Ok(v)) => {
+                let revision = self.store.snapshot().revision().to_string();
+                self.telemetry.admin_ok(kind, &revision);
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                let failure = AdminFailure::Store(&e);
+                self.telemetry.admin_failed(kind, who, failure);
+                if let (_, Some(reason)) = AdminResult::of(&e)
+                    && let Some(not_recorded_before) = self.store.admit_refusal(false)
+                {
+                    let record = RefusalRecord {
+                        time: DelegationStore::now_rfc3339(),
+                        refused: kind.as_str().to_string(),
+                        reason: reason.as_str().to_string(),
+                        actor: Some(login.person.to_string()),
+                        actor_auth: auth,
+                        service: None,
+                        channel: Some(Channel::Web),
+                        requested_actor: None,
+                        owner: Some(owner.to_string()),
+                        supplier: supplier.map(|s| s.to_string()),
+                        rights,
+                        peer: None,
+                        detail: failure.to_string(),
+                        not_recorded_before,
+                    };
+                    let store = self.store.clone();
+                    let written =
+                        tokio::task::spawn_blocking(move || store.record_refusal(&record)).await;
+                    if !matches!(written, Ok(Ok(()))) {
+                        tracing::error!("web: could not write a refused call to the audit log");
+                    }
+                }
+                Err(e)
+            }
+            Err(_) => {
+                self.telemetry.admin_failed(kind, who, AdminFailure::Task);
+                Err(StoreError::Storage(std::io::Error::other(
+                    "the write task failed",
+                )))
+            }
+        }
+    }
+
+    /// The page for a store error, in the person's words.
+    fn store_error(&self, v: &Visit, e: &StoreError) -> Response {
+        let t = v.t();
+        let (status, text) = match e {
+            StoreError::Forbidden { .. } => (StatusCode::FORBIDDEN, t.err_no_key_role),
+            StoreError::UnknownToken { .. } => (StatusCode::NOT_FOUND, t.err_undo_unknown),
+            StoreError::TokenExpired { .. } | StoreError::TokenUsed { .. } => {
+                (StatusCode::CONFLICT, t.err_undo_too_late)
+            }
+            StoreError::NothingDelegated { .. } | StoreError::NotDelegated { .. } => {
+                (StatusCode::CONFLICT, t.err_changed_elsewhere)
+            }
+            StoreError::ConcurrentEdit { .. } | StoreError::NothingToRestore { .. } => {
+                (StatusCode::CONFLICT, t.err_changed_elsewhere)
+            }
+            StoreError::SameParty { .. } => (StatusCode::UNPROCESSABLE_ENTITY, t.err_org_own),
+            StoreError::NoRights { .. } | StoreError::UnknownRight { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, t.err_nothing_chosen)
+            }
+            _ => (StatusCode::SERVICE_UNAVAILABLE, t.err_unavailable),
+        };
+        self.message(v, status, t.title, text)
+    }
+
+    fn catalogue(&self) -> Vec<Right> {
+        self.store.rights()
+    }
+
+    /// The one delegation `owner` has given `supplier`, if any.
+    fn delegation(&self, owner: OrgNumber, supplier: OrgNumber) -> Option<DelegationView> {
+        let mut found = None;
+        let filter = ListFilter {
+            owner: Some(owner),
+            supplier: Some(supplier),
+        };
+        let _ = self
+            .store
+            .scan(crate::store::Reader::All, filter, None, |v| {
+                found = Some(v);
+                ControlFlow::Break(())
+            });
+        found
+    }
+}
+
+/// Rights of the catalogue, each with whether `held` has it.
+fn marked<'a>(catalogue: &'a [Right], held: &[RightId]) -> Vec<(&'a Right, bool)> {
+    catalogue
+        .iter()
+        .map(|r| (r, held.contains(&r.id)))
+        .collect()
+}
+
+fn named<'a>(catalogue: &'a [Right], ids: &[RightId]) -> Vec<&'a Right> {
+    catalogue.iter().filter(|r| ids.contains(&r.id)).collect()
+}
+
+/// A stamp of what the edit form showed: the delegation's rights and when it
+/// last changed. A different stamp at submit means someone else changed it.
+fn version_of(view: &DelegationView) -> String {
+    let rights: Vec<&str> = view.rights.iter().map(RightId::as_str).collect();
+    let text = format!("{}|{}", view.updated_at, rights.join(","));
+    blake3::hash(text.as_bytes()).to_hex()[..16].to_string()
+}
+
+/// The fields of an `application/x-www-form-urlencoded` body, in order,
+/// repeated names kept (checkboxes). A malformed escape stays as written.
+fn fields(raw: &[u8]) -> Vec<(String, String)> {
+    let decode = |s: &[u8]| -> String {
+        let plus: Vec<u8> = s
+            .iter()
+            .map(|b| if *b == b'+' { b' ' } else { *b })
+            .collect();
+        percent_encoding::percent_decode(&plus)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    raw.split(|b| *b == b'&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.iter().position(|b| *b == b'=') {
+            Some(i) => (decode(&p[..i]), decode(&p[i + 1..])),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn all<'a>(fields: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    fields
+        .iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+/// An organisation number as a person types it: spaces and dots removed.
+fn typed_org(typed: &str, t: &Texts) -> Result<OrgNumber, &'static str> {
+    let bare: String = typed
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '.')
+        .collect();
+    match OrgNumber::parse(&bare) {
+        Ok(o) => Ok(o),
+        Err(IdError::Empty) => Err(t.err_org_empty),
+        Err(IdError::OrgChecksum(_)) => Err(t.err_org_checksum),
+        Err(_) => Err(t.err_org_format),
+    }
+}
+
+async fn root(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    let v = web.visit(&headers, "/", None);
+    web.redirect(&v, "/overview")
+}
+
+async fn not_found(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    let v = web.visit(&headers, "/", None);
+    let t = v.t();
+    web.message(&v, StatusCode::NOT_FOUND, t.title, t.err_not_found)
+}
+
+async fn login_page(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Query(q): Query<Common>,
+) -> Response {
+    let v = web.visit(&headers, "/login", q.lang.as_deref());
+    let frame = web.frame(&v, false);
+    let page = if web.config.dev_mode {
+        views::login_dev(&frame, None, &[], "")
+    } else {
+        views::login_oidc(&frame, None)
+    };
+    web.html(&v, StatusCode::OK, page)
+}
+
+/// Development mode only: log in as whoever is typed, on a new session id.
+async fn login_dev(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    RawForm(raw): RawForm,
+) -> Response {
+    let f = fields(&raw);
+    let v = match web.posted(&headers, "/login", field(&f, "csrf")) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let t = v.t();
+    if !web.config.dev_mode {
+        return web.message(&v, StatusCode::NOT_FOUND, t.title, t.err_not_found);
+    }
+    let typed = field(&f, "person").unwrap_or_default().trim();
+    let Ok(person) = PersonId::parse(typed) else {
+        let errors = [FieldError {
+            field: "person",
+            message: t.err_person_id,
+        }];
+        let page = views::login_dev(&web.frame(&v, false), None, &errors, typed);
+        return web.html(&v, StatusCode::UNPROCESSABLE_ENTITY, page);
+    };
+    log_in(
+        &web,
+        v,
+        LoggedIn {
+            person,
+            name: None,
+            verified: false,
+            id_token: None,
+        },
+    )
+}
+
+/// Put `login` on a new session id and go where the person was going.
+fn log_in(web: &Web, v: Visit, login: LoggedIn) -> Response {
+    let now = Instant::now();
+    let Some(sid) = web.sessions.rotate(&v.sid, now) else {
+        let t = v.t();
+        return web.to_login(&v, Some(t.err_session_expired), None);
+    };
+    let to = web
+        .sessions
+        .with(&sid, now, |s| {
+            s.login = Some(login);
+            s.acting_for = None;
+            s.draft = None;
+            s.return_to.take()
+        })
+        .flatten()
+        .filter(|p| p.starts_with('/') && !p.starts_with("//"))
+        .unwrap_or_else(|| "/overview".to_string());
+    let v = Visit {
+        set_cookie: Some(web.cookie(&sid)),
+        sid,
+        ..v
+    };
+    web.redirect(&v, &to)
+}
+
+async fn logout(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    RawForm(raw): RawForm,
+) -> Response {
+    let f = fields(&raw);
+    let v = match web.posted(&headers, "/logout", field(&f, "csrf")) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    web.sessions.remove(&v.sid);
+    let expired = format!(
+        "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{}",
+        web.cookie_name(),
+        if web.config.secure() { "; Secure" } else { "" }
+    );
+    let v = Visit {
+        set_cookie: Some(expired),
+        ..v
+    };
+    web.redirect(&v, "/login")
+}
+
+async fn choose_org_page(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Query(q): Query<Common>,
+) -> Response {
+    let v = web.visit(&headers, "/org", q.lang.as_deref());
+    let Some(login) = v.login.clone() else {
+        return web.to_login(&v, None, Some("/org"));
+    };
+    let orgs = web.orgs_of(&login.person);
+    if orgs.is_empty() {
+        let t = v.t();
+        return web.message(&v, StatusCode::FORBIDDEN, t.title, t.err_no_key_role);
+    }
+    let named: Vec<(OrgNumber, Option<String>)> = orgs.into_iter().map(|o| (o, None)).collect();
+    let page = views::choose_org(&web.frame(&v, named.len() > 1), &named);
+    web.html(&v, StatusCode::OK, page)
+}
+
+async fn choose_org(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    RawForm(raw): RawForm,
+) -> Response {
+    let f = fields(&raw);
+    let v = match web.posted(&headers, "/org", field(&f, "csrf")) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let Some(login) = v.login.clone() else {
+        return web.to_login(&v, None, Some("/org"));
+    };
+    let chosen = field(&f, "org").and_then(|o| OrgNumber::parse(o).ok());
+    match chosen.filter(|o| web.orgs_of(&login.person).contains(o)) {
+        Some(org) => {
+            web.sessions.with(&v.sid, Instant::now(), |s| {
+                s.acting_for = Some(org);
+                s.draft = None;
+            });
+            web.redirect(&v, "/overview")
+        }
+        None => {
+            let t = v.t();
+            web.message(&v, StatusCode::FORBIDDEN, t.title, t.err_no_key_role)
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct OverviewQuery {
+    lang: Option<String>,
+    #[serde(default)]
+    q: String,
+    after: Option<String>,
+}
+
+async fn overview(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Query(q): Query<OverviewQuery>,
+) -> Response {
+    let mut v = web.visit(&headers, "/overview", q.lang.as_deref());
+    let (login, owner) = match web.acting(&mut v) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let query = q.q.trim().to_string();
+    let digits: String = query
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '.')
+        .collect();
+    let by_number = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    let after = q
+        .after
+        .as_deref()
+        .and_then(|a| OrgNumber::parse(a).ok())
+        .map(|supplier| Position { owner, supplier });
+    let mut views_found: Vec<DelegationView> = Vec::with_capacity(PAGE + 1);
+    let filter = ListFilter {
+        owner: Some(owner),
+        supplier: None,
+    };
+    let scanned = web
+        .store
+        .scan(crate::store::Reader::All, filter, after, |view| {
+            let hit =
+                query.is_empty() || (by_number && view.supplier.as_str().starts_with(&digits));
+            if hit {
+                views_found.push(view);
+            }
+            if views_found.len() > PAGE {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+    if let Err(e) = scanned {
+        return web.store_error(&v, &e);
+    }
+    let next = (views_found.len() > PAGE).then(|| {
+        views_found.truncate(PAGE);
+        views_found
+            .last()
+            .map(|l| l.supplier.as_str().to_string())
+            .unwrap_or_default()
+    });
+    let catalogue = web.catalogue();
+    let rows: Vec<Row<'_>> = views_found
+        .iter()
+        .map(|view| Row {
+            view,
+            name: None,
+            rights: named(&catalogue, &view.rights)
+                .into_iter()
+                .map(|r| (r, true))
+                .collect(),
+        })
+        .collect();
+    let page = views::overview(
+        &web.frame(&v, web.many_orgs(&login)),
+        &views::Overview {
+            rows,
+            query: &query,
+            next,
+            first: after.is_none(),
+            notice: None,
+        },
+    );
+    web.html(&v, StatusCode::OK, page)
+}
+
+async fn add_page(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Query(q): Query<Common>,
+) -> Response {
+    let mut v = web.visit(&headers, "/add", q.lang.as_deref());
+    let (login, _) = match web.acting(&mut v) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let typed = web
+        .sessions
+        .with(&v.sid, Instant::now(), |s| {
+            s.draft.as_ref().map(|d| spaced(&d.supplier))
+        })
+        .flatten()
+        .unwrap_or_default();
+    let page = views::add_supplier(&web.frame(&v, web.many_orgs(&login)), &[], &typed, None);
+    web.html(&v, StatusCode::OK, page)
+}
+
+async fn add_submit(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    RawForm(raw): RawForm,
+) -> Response {
+    let f = fields(&raw);
+    let mut v = match web.posted(&headers, "/add", field(&f, "csrf")) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let (login, owner) = match web.acting(&mut v) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let t = v.t();
+    let typed = field(&f, "org").unwrap_or_default();
+    let checked = typed_org(typed, t).and_then(|o| {
+        if o == owner {
+            Err(t.err_org_own)
+        } else {
+            Ok(o)
+        }
+    });
+    let supplier = match checked {
+        Ok(s) => s,
+        Err(message) => {
+            let errors = [FieldError {
+                field: "org",
+                message,
+            }];
+            let page =
+                views::add_supplier(&web.frame(&v, web.many_orgs(&login)), &errors, typed, None);
+            return web.html(&v, StatusCode::UNPROCESSABLE_ENTITY, page);
+        }
+    };
+    web.sessions.with(&v.sid, Instant::now(), |s| {
+        s.draft = Some(Draft {
+            supplier,
+            rights: Vec::new(),
+            nonce: random_hex(16),
+        });
+    });
+    web.redirect(&v, "/add/rights")
+}
+
+/// The draft of the add flow, or the redirect back to its first step.
+fn draft(web: &Web, v: &Visit) -> Result<Draft, Early> {
+    web.sessions
+        .with(&v.sid, Instant::now(), |s| s.draft.clone())
+        .flatten()
+        .ok_or_else(|| Box::new(web.redirect(v, "/add")))
+}
+
+async fn rights_page(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Query(q): Query<Common>,
+) -> Response {
+    let mut v = web.visit(&headers, "/add/rights", q.lang.as_deref());
+    let (login, _) = match web.acting(&mut v) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let d = match draft(&web, &v) {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    let catalogue = web.catalogue();
+    let page = views::choose_rights(
+        &web.frame(&v, web.many_orgs(&login)),
+        &[],
+        &spaced(&d.supplier),
+        &marked(&catalogue, &d.rights),
+    );
+    web.html(&v, StatusCode::OK, page)
+}
+
+async fn rights_submit(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    RawForm(raw): RawForm,
+) -> Response {
+    let f = fields(&raw);
+    let mut v = match web.posted(&headers, "/add/rights", field(&f, "csrf")) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let (login, _) = match web.acting(&mut v) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let d = match draft(&web, &v) {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    let catalogue = web.catalogue();
+    let chosen: Vec<RightId> = all(&f, "right")
+        .into_iter()
+        .filter_map(|r| {
+            catalogue
+                .iter()
+                .find(|c| c.id.as_str() == r)
+                .map(|c| c.id.clone())
+        })
+        .collect();
+    if chosen.is_empty() {
+        let t = v.t();
+        let errors = [FieldError {
+            field: "rights",
+            message: t.err_nothing_chosen,
+        }];
+        let page = views::choose_rights(
+            &web.frame(&v, web.many_orgs(&login)),
+            &errors,
+            &spaced(&d.supplier),
+            &marked(&catalogue, &[]),
+        );
+        return web.html(&v, StatusCode::UNPROCESSABLE_ENTITY, page);
+    }
+    web.sessions.with(&v.sid, Instant::now(), |s| {
+        if let Some(d) = s.draft.as_mut() {
+            d.rights = chosen;
+        }
+    });
+    web.redirect(&v, "/add/confirm")
+}
+
+async fn confirm_page(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Query(q): Query<Common>,
+) -> Response {
+    let mut v = web.visit(&headers, "/add/confirm", q.lang.as_deref());
+    let (login, _) = match web.acting(&mut v) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let d = match draft(&web, &v) {
+        Ok(d) if !d.rights.is_empty() => d,
+        Ok(_) => return web.redirect(&v, "/add/rights"),
+        Err(r) => return *r,
+    };
+    let catalogue = web.catalogue();
+    let page = views::confirm(
+        &web.frame(&v, web.many_orgs(&login)),
+        &spaced(&d.supplier),
+        &named(&catalogue, &d.rights),
+        &d.nonce,
+    );
+    web.html(&v, StatusCode::OK, page)
+}
+
+/// "Bekreft": the one write of the add flow. The session's write lock and
+/// the draft's nonce make a double submit one delegation: the second finds
+/// the first one's receipt.
+async fn confirm_submit(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    RawForm(raw): RawForm,
+) -> Response {
+    let f = fields(&raw);
+    let mut v = match web.posted(&headers, "/add/confirm", field(&f, "csrf")) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let (login, owner) = match web.acting(&mut v) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let nonce = field(&f, "nonce").unwrap_or_default().to_string();
+    let Some(lock) = web
+        .sessions
+        .with(&v.sid, Instant::now(), |s| s.writing.clone())
+    else {
+        return web.redirect(&v, "/login");
+    };
+    let _writing = lock.lock().await;
+    let (done, draft) = web
+        .sessions
+        .with(&v.sid, Instant::now(), |s| {
+            (s.receipt(&nonce).is_some(), s.draft.clone())
+        })
+        .unwrap_or((false, None));
+    if done {
+        return web.redirect(&v, &format!("/receipt/{nonce}"));
+    }
+    let Some(d) = draft.filter(|d| same_secret(&d.nonce, &nonce) && !d.rights.is_empty()) else {
+        return web.redirect(&v, "/add");
+    };
+    // Rights the catalogue no longer has are not given, and said so.
+    let catalogue = web.catalogue();
+    let (known, gone): (Vec<RightId>, Vec<RightId>) = d
+        .rights
+        .iter()
+        .cloned()
+        .partition(|r| catalogue.iter().any(|c| c.id == *r));
+    if known.is_empty() {
+        return web.redirect(&v, "/add/rights");
+    }
+    let supplier = d.supplier;
+    let rights = known.clone();
+    let asked = known.iter().map(|r| r.to_string()).collect();
+    let result = web
+        .write(
+            AdminKind::Delegate,
+            &login,
+            owner,
+            Some(supplier),
+            asked,
+            move |store, by| store.delegate(owner, supplier, &rights, by),
+        )
+        .await;
+    match result {
+        Ok(view) => {
+            let receipt = Receipt {
+                owner,
+                supplier,
+                kind: ReceiptKind::Given {
+                    given: known,
+                    now_held: view.rights,
+                },
+            };
+            let gone: Vec<String> = gone.iter().map(|r| r.to_string()).collect();
+            web.sessions.with(&v.sid, Instant::now(), |s| {
+                s.keep_receipt(Some(nonce.clone()), receipt);
+                s.draft = None;
+                s.not_given = gone;
+            });
+            web.redirect(&v, &format!("/receipt/{nonce}"))
+        }
+        Err(e) => web.store_error(&v, &e),
+    }
+}
+
+async fn receipt(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    Query(q): Query<Common>,
+) -> Response {
+    let mut v = web.visit(&headers, &format!("/receipt/{key}"), q.lang.as_deref());
+    let (login, _) = match web.acting(&mut v) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let Some((r, not_given)) = web
+        .sessions
+        .with(&v.sid, Instant::now(), |s| {
+            (s.receipt(&key).cloned(), s.not_given.clone())
+        })
+        .and_then(|(r, n)| r.map(|r| (r, n)))
+    else {
+        let t = v.t();
+        return web.message(&v, StatusCode::NOT_FOUND, t.title, t.err_not_found);
+    };
+    let catalogue = web.catalogue();
+    let frame = web.frame(&v, web.many_orgs(&login));
+    let supplier = spaced(&r.supplier);
+    let page = match &r.kind {
+        ReceiptKind::Given { now_held, .. } => {
+            views::given(&frame, &supplier, &named(&catalogue, now_held), &not_given)
+        }
+        ReceiptKind::Removed {
+            removed,
+            undo_until,
+            ..
+        } => views::removed(
+            &frame,
+            &supplier,
+            &named(&catalogue, removed),
+            Some((&key, undo_until)),
+        ),
+        ReceiptKind::Undone => {
+            let t = v.t();
+            views::message(
+                &frame,
+                t.undone_title,
+                t.undone_intro,
+                Some(("/overview", t.back_to_overview)),
+            )
+        }
+    };
+    web.html(&v, StatusCode::OK, page)
+}
+
+async fn edit_page(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(supplier): Path<String>,
+    Query(q): Query<Common>,
+) -> Response {
+    let mut v = web.visit(&headers, &format!("/edit/{supplier}"), q.lang.as_deref());
+    let (login, owner) = match web.acting(&mut v) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let t = v.t();
+    let Some(view) = OrgNumber::parse(&supplier)
+        .ok()
+        .and_then(|s| web.delegation(owner, s))
+    else {
+        return web.message(&v, StatusCode::NOT_FOUND, t.title, t.err_nothing_delegated);
+    };
+    let catalogue = web.catalogue();
+    let page = views::edit(
+        &web.frame(&v, web.many_orgs(&login)),
+        &[],
+        &view.supplier,
+        &spaced(&view.supplier),
+        &marked(&catalogue, &view.rights),
+        &version_of(&view),
+    );
+    web.html(&v, StatusCode::OK, page)
+}
+
+/// "Lagre": remove the unticked rights. If the delegation changed since the
+/// form was shown, nothing is written and the current state is shown.
+async fn edit_submit(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(supplier): Path<String>,
+    RawForm(raw): RawForm,
+) -> Response {
+    let f = fields(&raw);
+    let path = format!("/edit/{supplier}");
+    let mut v = match web.posted(&headers, &path, field(&f, "csrf")) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let (login, owner) = match web.acting(&mut v) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let t = v.t();
+    let Some(lock) = web
+        .sessions
+        .with(&v.sid, Instant::now(), |s| s.writing.clone())
+    else {
+        return web.redirect(&v, "/login");
+    };
+    let _writing = lock.lock().await;
+    let Some(view) = OrgNumber::parse(&supplier)
+        .ok()
+        .and_then(|s| web.delegation(owner, s))
+    else {
+        return web.message(&v, StatusCode::CONFLICT, t.title, t.err_changed_elsewhere);
+    };
+    let catalogue = web.catalogue();
+    if field(&f, "version") != Some(version_of(&view).as_str()) {
+        let errors = [FieldError {
+            field: "rights",
+            message: t.err_changed_elsewhere,
+        }];
+        let page = views::edit(
+            &web.frame(&v, web.many_orgs(&login)),
+            &errors,
+            &view.supplier,
+            &spaced(&view.supplier),
+            &marked(&catalogue, &view.rights),
+            &version_of(&view),
+        );
+        return web.html(&v, StatusCode::CONFLICT, page);
+    }
+    let keep = all(&f, "keep");
+    let removed: Vec<RightId> = view
+        .rights
+        .iter()
+        .filter(|r| !keep.contains(&r.as_str()))
+        .cloned()
+        .collect();
+    if removed.is_empty() {
+        return web.redirect(&v, "/overview");
+    }
+    let supplier = view.supplier;
+    // All of them: revoke all, so the pair goes away (`revoke-last`).
+    let asked: Vec<RightId> = if removed.len() == view.rights.len() {
+        Vec::new()
+    } else {
+        removed.clone()
+    };
+    let recorded = removed.iter().map(|r| r.to_string()).collect();
+    let result = web
+        .write(
+            AdminKind::Revoke,
+            &login,
+            owner,
+            Some(supplier),
+            recorded,
+            move |store, by| store.revoke(owner, supplier, &asked, by),
+        )
+        .await;
+    match result {
+        Ok(revoked) => {
+            let receipt = Receipt {
+                owner,
+                supplier,
+                kind: ReceiptKind::Removed {
+                    removed,
+                    undo: revoked.undo_token,
+                    undo_until: revoked.undo_expires_at,
+                },
+            };
+            let key = web
+                .sessions
+                .with(&v.sid, Instant::now(), |s| s.keep_receipt(None, receipt))
+                .unwrap_or_default();
+            web.redirect(&v, &format!("/receipt/{key}"))
+        }
+        Err(e) => web.store_error(&v, &e),
+    }
+}
+
+/// "Angre": undo the revocation a receipt names, with its undo token (kept
+/// server-side: the form names the receipt only).
+async fn undo(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    RawForm(raw): RawForm,
+) -> Response {
+    let f = fields(&raw);
+    let mut v = match web.posted(&headers, &format!("/receipt/{key}"), field(&f, "csrf")) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let (login, owner) = match web.acting(&mut v) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let t = v.t();
+    let Some(lock) = web
+        .sessions
+        .with(&v.sid, Instant::now(), |s| s.writing.clone())
+    else {
+        return web.redirect(&v, "/login");
+    };
+    let _writing = lock.lock().await;
+    let found = web
+        .sessions
+        .with(&v.sid, Instant::now(), |s| s.receipt(&key).cloned())
+        .flatten();
+    let (token, supplier) = match found {
+        Some(Receipt {
+            kind: ReceiptKind::Removed { undo, .. },
+            supplier,
+            ..
+        }) => (undo, supplier),
+        Some(Receipt {
+            kind: ReceiptKind::Undone,
+            ..
+        }) => return web.redirect(&v, &format!("/receipt/{key}")),
+        _ => return web.message(&v, StatusCode::NOT_FOUND, t.title, t.err_undo_unknown),
+    };
+    let result = web
+        .write(
+            AdminKind::Undo,
+            &login,
+            owner,
+            Some(supplier),
+            Vec::new(),
+            move |store, by| store.undo(&token, by),
+        )
+        .await;
+    match result {
+        Ok(_) => {
+            web.sessions.with(&v.sid, Instant::now(), |s| {
+                s.keep_receipt(
+                    Some(key.clone()),
+                    Receipt {
+                        owner,
+                        supplier,
+                        kind: ReceiptKind::Undone,
+                    },
+                )
+            });
+            web.redirect(&v, &format!("/receipt/{key}"))
+        }
+        Err(e) => web.store_error(&v, &e),
+    }
+}
+
+async fn received(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Query(q): Query<Common>,
+) -> Response {
+    let mut v = web.visit(&headers, "/received", q.lang.as_deref());
+    let (login, org) = match web.acting(&mut v) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let mut found = Vec::new();
+    let filter = ListFilter {
+        owner: None,
+        supplier: Some(org),
+    };
+    let _ = web
+        .store
+        .scan(crate::store::Reader::All, filter, None, |view| {
+            found.push(view);
+            if found.len() >= 1_000 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+    let catalogue = web.catalogue();
+    let rows: Vec<(&DelegationView, Option<String>, Vec<&Right>)> = found
+        .iter()
+        .map(|view| (view, None, named(&catalogue, &view.rights)))
+        .collect();
+    let page = views::received(&web.frame(&v, web.many_orgs(&login)), &rows);
+    web.html(&v, StatusCode::OK, page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_decode_like_browsers_send_them() {
+        let f = fields(b"csrf=ab%2Fc&org=974+760+673&right=a&right=b&empty=&bad=%zz&cut=%4");
+        assert_eq!(field(&f, "csrf"), Some("ab/c"));
+        assert_eq!(field(&f, "org"), Some("974 760 673"));
+        assert_eq!(all(&f, "right"), ["a", "b"]);
+        assert_eq!(field(&f, "empty"), Some(""));
+        assert_eq!(field(&f, "bad"), Some("%zz"));
+        assert_eq!(field(&f, "cut"), Some("%4"));
+    }
+
+    #[test]
+    fn typed_org_numbers() {
+        let t = Lang::Nb.texts();
+        assert_eq!(
+            typed_org("974 760 673", t).map(|o| o.to_string()),
+            Ok("974760673".into())
+        );
+        assert_eq!(
+            typed_org("974.760.673", t).map(|o| o.to_string()),
+            Ok("974760673".into())
+        );
+        assert_eq!(typed_org("", t), Err(t.err_org_empty));
+        assert_eq!(typed_org("12345", t), Err(t.err_org_format));
+        assert_eq!(typed_org("974760674", t), Err(t.err_org_checksum));
+    }
+}

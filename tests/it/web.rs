@@ -1,0 +1,504 @@
+//! The owner's web page at the HTTP level, on the real server: every step of
+//! the add flow, edit and undo, what the store and `IsAuthorized` then say,
+//! the audit log's `channel`, and the refusals: bad input, no key role, a
+//! form without its CSRF token or from another origin, an edit that lost a
+//! race, a double-submitted confirmation. Development mode (typed-in person).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use tilgang::sidecar::WebSettings;
+use tilgang::web::session::SessionLimits;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::util::*;
+
+/// An HTTP/1.1 answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn location(&self) -> &str {
+        self.header("location")
+            .unwrap_or_else(|| panic!("no location: {self:?}"))
+    }
+
+    /// The value of the hidden input `name` in the body.
+    pub fn hidden(&self, name: &str) -> String {
+        let marker = format!("name=\"{name}\" value=\"");
+        let at = self
+            .body
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no {name} in {}", self.body));
+        let rest = &self.body[at + marker.len()..];
+        rest[..rest.find('"').unwrap()].to_string()
+    }
+}
+
+/// A browser-like client: one cookie jar, `Origin` and `Sec-Fetch-Site` on
+/// its posts.
+pub struct Browser {
+    pub addr: SocketAddr,
+    pub cookies: HashMap<String, String>,
+    pub extra: Vec<(String, String)>,
+}
+
+impl Browser {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            cookies: HashMap::new(),
+            extra: Vec::new(),
+        }
+    }
+
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut s = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        if !self.cookies.is_empty() {
+            let c: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            req.push_str(&format!("Cookie: {}\r\n", c.join("; ")));
+        }
+        for (k, v) in headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain(self.extra.clone())
+        {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if let Some(b) = body {
+            req.push_str(&format!(
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
+        }
+        req.push_str("\r\n");
+        if let Some(b) = body {
+            req.push_str(b);
+        }
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.unwrap();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.lines();
+        let status: u16 = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+            .collect();
+        for (_, v) in headers.iter().filter(|(k, _)| k == "set-cookie") {
+            let (kv, _) = v.split_once(';').unwrap_or((v, ""));
+            let (k, val) = kv.split_once('=').unwrap();
+            if v.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_string(), val.to_string());
+            }
+        }
+        // Chunked bodies: good enough to search in.
+        Answer {
+            status,
+            headers,
+            body: body.to_string(),
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Answer {
+        self.request("GET", path, None, &[]).await
+    }
+
+    /// A same-origin form post, as a browser sends it.
+    pub async fn post(&mut self, path: &str, body: &str) -> Answer {
+        let origin = format!("http://{}", self.addr);
+        self.request(
+            "POST",
+            path,
+            Some(body),
+            &[("Origin", &origin), ("Sec-Fetch-Site", "same-origin")],
+        )
+        .await
+    }
+
+    /// Log in (development mode) as `person`; the CSRF token of the session.
+    pub async fn log_in(&mut self, person: &str) -> String {
+        let page = self.get("/login").await;
+        assert_eq!(page.status, 200, "{page:?}");
+        let csrf = page.hidden("csrf");
+        let r = self
+            .post("/login", &format!("csrf={csrf}&person={person}"))
+            .await;
+        assert_eq!(r.status, 303, "{r:?}");
+        let overview = self.get("/overview").await;
+        overview.hidden("csrf")
+    }
+}
+
+pub async fn web_server() -> TestServer {
+    TestServer::start_in(Workdir::new(), |c| {
+        c.web = Some(WebSettings {
+            listen: "127.0.0.1:0".into(),
+            public_url: None,
+            sessions: SessionLimits::default(),
+        });
+    })
+    .await
+}
+
+fn audit_lines(s: &TestServer) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(s.work.data().join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_general_manager_delegates_edits_and_undoes_in_the_browser() {
+    let s = web_server().await;
+    let mut b = Browser::new(s.sidecar.web_addr.unwrap());
+    // Not logged in: the login page, nothing else.
+    let r = b.get("/overview").await;
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("Fødselsnummer"), "{}", r.body);
+    let csrf = b.log_in(DAGL).await;
+
+    let r = b.get("/overview").await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body
+            .contains("Tilgang til programmeringsgrensesnitt – API")
+    );
+    assert!(
+        r.body.contains("810 418 672"),
+        "the fixture's supplier, spaced"
+    );
+    assert!(r.body.contains("Utviklingsmodus"), "the development banner");
+
+    // Add: org number with spaces → rights → confirm (twice) → one receipt.
+    let r = b
+        .post("/add", &format!("csrf={csrf}&org=889+640+782"))
+        .await;
+    assert_eq!((r.status, r.location()), (303, "/add/rights"));
+    let r = b.get("/add/rights").await;
+    assert!(r.body.contains("Appinstanser (lesetilgang)") && r.body.contains("instances.read"));
+    let r = b
+        .post("/add/rights", &format!("csrf={csrf}&right=instances-read"))
+        .await;
+    assert_eq!((r.status, r.location()), (303, "/add/confirm"));
+    let r = b.get("/add/confirm").await;
+    assert!(r.body.contains("889 640 782"), "{}", r.body);
+    let nonce = r.hidden("nonce");
+    let form = format!("csrf={csrf}&nonce={nonce}");
+    let mut tab1 = Browser {
+        addr: b.addr,
+        cookies: b.cookies.clone(),
+        extra: vec![],
+    };
+    let mut tab2 = Browser {
+        addr: b.addr,
+        cookies: b.cookies.clone(),
+        extra: vec![],
+    };
+    let (first, second) = tokio::join!(
+        tab1.post("/add/confirm", &form),
+        tab2.post("/add/confirm", &form),
+    );
+    assert_eq!(first.status, 303, "{first:?}");
+    assert_eq!(
+        first.location(),
+        second.location(),
+        "a double submit is one confirmation"
+    );
+    let receipt = b.get(first.location()).await;
+    assert_eq!(receipt.status, 200);
+    assert!(
+        receipt.body.contains("Tilgangen er gitt"),
+        "{}",
+        receipt.body
+    );
+    assert!(s.decide(NEW_SUPPLIER, OWNER, READ).await.allowed);
+    assert!(!s.decide(NEW_SUPPLIER, OWNER, WRITE).await.allowed);
+    let grants: Vec<_> = audit_lines(&s)
+        .into_iter()
+        .filter(|l| l["supplier"] == NEW_SUPPLIER && l["change"] == "grant")
+        .collect();
+    assert_eq!(
+        grants.len(),
+        1,
+        "one delegation, one audit line: {grants:?}"
+    );
+    assert_eq!(grants[0]["channel"], "web");
+    assert_eq!(grants[0]["actor"], DAGL);
+    assert_eq!(grants[0]["actor_auth"], "unverified");
+
+    // Edit: untick everything → removed, with an undo that works.
+    let r = b.get(&format!("/edit/{NEW_SUPPLIER}")).await;
+    let version = r.hidden("version");
+    let r = b
+        .post(
+            &format!("/edit/{NEW_SUPPLIER}"),
+            &format!("csrf={csrf}&version={version}"),
+        )
+        .await;
+    assert_eq!(r.status, 303, "{r:?}");
+    let receipt_path = r.location().to_string();
+    let receipt = b.get(&receipt_path).await;
+    assert!(
+        receipt.body.contains("Tilgangene er fjernet"),
+        "{}",
+        receipt.body
+    );
+    assert!(
+        !s.decide(NEW_SUPPLIER, OWNER, READ).await.allowed,
+        "revoked: the next request is denied"
+    );
+    let key = receipt_path.trim_start_matches("/receipt/");
+    let r = b
+        .post(&format!("/undo/{key}"), &format!("csrf={csrf}"))
+        .await;
+    assert_eq!(r.status, 303, "{r:?}");
+    assert!(
+        b.get(r.location())
+            .await
+            .body
+            .contains("Endringen er angret")
+    );
+    assert!(s.decide(NEW_SUPPLIER, OWNER, READ).await.allowed, "undone");
+    // The overview shows what remains; then remove it again.
+    let r = b.get("/overview").await;
+    assert!(r.body.contains("889 640 782"));
+    let version = b
+        .get(&format!("/edit/{NEW_SUPPLIER}"))
+        .await
+        .hidden("version");
+    let r = b
+        .post(
+            &format!("/edit/{NEW_SUPPLIER}"),
+            &format!("csrf={csrf}&version={version}"),
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert!(!s.decide(NEW_SUPPLIER, OWNER, READ).await.allowed);
+    let changes: Vec<String> = audit_lines(&s)
+        .iter()
+        .filter(|l| l["supplier"] == NEW_SUPPLIER)
+        .map(|l| l["change"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(changes, ["grant", "revoke-last", "undo", "revoke-last"]);
+
+    // Log out: the session is gone.
+    let r = b.post("/logout", &format!("csrf={csrf}")).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(b.get("/overview").await.status, 401);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_is_told_on_the_page_and_nothing_is_saved() {
+    let s = web_server().await;
+    let mut b = Browser::new(s.sidecar.web_addr.unwrap());
+    let csrf = b.log_in(DAGL).await;
+    for (typed, says) in [
+        ("", "Skriv inn organisasjonsnummeret"),
+        ("12345", "må være 9 siffer"),
+        ("889640783", "ikke gyldig"),
+        ("991+825+827", "deres eget organisasjonsnummer"),
+    ] {
+        let r = b.post("/add", &format!("csrf={csrf}&org={typed}")).await;
+        assert_eq!(r.status, 422, "{typed}");
+        assert!(r.body.contains(says), "{typed}: {}", r.body);
+        assert!(r.body.contains("aria-invalid=\"true\""), "{typed}");
+        assert!(r.body.contains("class=\"error-summary\""), "{typed}");
+        assert!(
+            r.body.contains("href=\"#org\""),
+            "the summary links to the field"
+        );
+    }
+    // Nothing chosen.
+    let r = b.post("/add", &format!("csrf={csrf}&org=889640782")).await;
+    assert_eq!(r.status, 303);
+    let r = b.post("/add/rights", &format!("csrf={csrf}")).await;
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("Velg minst én tilgang"));
+    assert!(!s.decide(NEW_SUPPLIER, OWNER, READ).await.allowed);
+    assert!(
+        audit_lines(&s)
+            .iter()
+            .all(|l| l["supplier"] != NEW_SUPPLIER)
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_and_cross_site_posts_are_refused() {
+    let s = web_server().await;
+    let addr = s.sidecar.web_addr.unwrap();
+    let mut b = Browser::new(addr);
+    let csrf = b.log_in(DAGL).await;
+    b.post("/add", &format!("csrf={csrf}&org=889640782")).await;
+    b.post("/add/rights", &format!("csrf={csrf}&right=instances-full"))
+        .await;
+    let nonce = b.get("/add/confirm").await.hidden("nonce");
+    // No token, a wrong token, another origin, a cross-site fetch.
+    let forged = [
+        (format!("nonce={nonce}"), vec![]),
+        (format!("csrf={}&nonce={nonce}", "0".repeat(64)), vec![]),
+        (
+            format!("csrf={csrf}&nonce={nonce}"),
+            vec![("Origin", "http://evil.example")],
+        ),
+        (
+            format!("csrf={csrf}&nonce={nonce}"),
+            vec![("Sec-Fetch-Site", "cross-site")],
+        ),
+    ];
+    for (body, headers) in forged {
+        let r = b
+            .request("POST", "/add/confirm", Some(&body), &headers)
+            .await;
+        assert_eq!(r.status, 403, "{body} {headers:?}");
+    }
+    assert!(!s.decide(NEW_SUPPLIER, OWNER, WRITE).await.allowed);
+    // Nothing changes on GET either.
+    assert_eq!(b.get("/add/confirm").await.status, 200);
+    assert!(!s.decide(NEW_SUPPLIER, OWNER, WRITE).await.allowed);
+    // Another browser (no session) posting: the login page.
+    let mut stranger = Browser::new(addr);
+    let r = stranger
+        .post("/add/confirm", &format!("csrf={csrf}&nonce={nonce}"))
+        .await;
+    assert_eq!(r.status, 401);
+    assert!(!s.decide(NEW_SUPPLIER, OWNER, WRITE).await.allowed);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_person_without_a_key_role_is_told_who_can_help() {
+    let s = web_server().await;
+    let mut b = Browser::new(s.sidecar.web_addr.unwrap());
+    b.log_in("05057512345").await;
+    let r = b.get("/overview").await;
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("Daglig leder kan hjelpe"), "{}", r.body);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edit_that_lost_a_race_says_so_and_writes_nothing() {
+    let s = web_server().await;
+    let mut b = Browser::new(s.sidecar.web_addr.unwrap());
+    let csrf = b.log_in(DAGL).await;
+    let version = b
+        .get(&format!("/edit/{FULL_SUPPLIER}"))
+        .await
+        .hidden("version");
+    // Someone else changes the delegation meanwhile (the gRPC admin API).
+    let mut admin = s.admin().await;
+    admin
+        .revoke(tilgang::proto::RevokeRequest {
+            owner: OWNER.into(),
+            supplier: FULL_SUPPLIER.into(),
+            rights: vec!["instances-full".into()],
+            actor: DAGL.into(),
+        })
+        .await
+        .unwrap();
+    admin
+        .delegate(tilgang::proto::DelegateRequest {
+            owner: OWNER.into(),
+            supplier: FULL_SUPPLIER.into(),
+            rights: vec!["instances-read".into()],
+            actor: DAGL.into(),
+        })
+        .await
+        .unwrap();
+    let r = b
+        .post(
+            &format!("/edit/{FULL_SUPPLIER}"),
+            &format!("csrf={csrf}&version={version}"),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{r:?}");
+    assert!(r.body.contains("Noen andre har endret"), "{}", r.body);
+    assert!(
+        s.decide(FULL_SUPPLIER, OWNER, READ).await.allowed,
+        "nothing was overwritten"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn headers_cookies_languages_and_assets() {
+    let s = web_server().await;
+    let mut b = Browser::new(s.sidecar.web_addr.unwrap());
+    let r = b.get("/login").await;
+    let csp = r.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(r.header("referrer-policy"), Some("same-origin"));
+    let cookie = r.header("set-cookie").unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains("Max-Age") && !cookie.contains("Expires"),
+        "{cookie}"
+    );
+    // Loopback development mode: a plain name, not Secure.
+    assert!(cookie.starts_with("tilgang="), "{cookie}");
+    // A new session id at login.
+    let before = b.cookies.clone();
+    b.log_in(DAGL).await;
+    assert_ne!(before, b.cookies, "the session id changes at login");
+
+    let en = b.get("/overview?lang=en").await;
+    assert!(en.body.contains("lang=\"en\""));
+    assert!(en.body.contains("Add supplier"), "{}", en.body);
+    let nn = b.get("/overview?lang=nn").await;
+    assert!(nn.body.contains("Rediger tilgangar"));
+    let sheet = en.body.split("rel=\"stylesheet\" href=\"").nth(1).unwrap();
+    let sheet = &sheet[..sheet.find('"').unwrap()];
+    let css = b.get(sheet).await;
+    assert_eq!(css.status, 200);
+    assert!(css.header("cache-control").unwrap().contains("immutable"));
+    assert!(css.header("content-type").unwrap().starts_with("text/css"));
+    assert_eq!(b.get("/nope").await.status, 404);
+    s.stop().await;
+}
