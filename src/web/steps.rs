@@ -721,11 +721,23 @@ async fn overview(
         .filter(|c| !c.is_whitespace() && *c != '.')
         .collect();
     let by_number = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    // A number search starts at the first supplier with that prefix and
+    // stops at the last (suppliers are in number order): O(log n + page),
+    // not a walk of every supplier.
+    let prefix_start = if by_number {
+        before_prefix(&digits).map(|supplier| Position { owner, supplier })
+    } else {
+        None
+    };
     let after = q
         .after
         .as_deref()
         .and_then(|a| OrgNumber::parse(a).ok())
-        .map(|supplier| Position { owner, supplier });
+        .map(|supplier| Position { owner, supplier })
+        .max(prefix_start);
+    // Names come from the Entity Register; without one, a name matches
+    // nothing, and nothing is walked.
+    let by_name = !query.is_empty() && !by_number;
     let mut views_found: Vec<DelegationView> = Vec::with_capacity(PAGE + 1);
     let filter = ListFilter {
         owner: Some(owner),
@@ -734,11 +746,10 @@ async fn overview(
     let scanned = web
         .store
         .scan(crate::store::Reader::All, filter, after, |view| {
-            let hit =
-                query.is_empty() || (by_number && view.supplier.as_str().starts_with(&digits));
-            if hit {
-                views_found.push(view);
+            if by_name || (by_number && !view.supplier.as_str().starts_with(&digits)) {
+                return ControlFlow::Break(());
             }
+            views_found.push(view);
             if views_found.len() > PAGE {
                 ControlFlow::Break(())
             } else {
@@ -778,6 +789,20 @@ async fn overview(
         },
     );
     web.html(&v, StatusCode::OK, page)
+}
+
+/// The largest valid organisation number below every number that starts
+/// with `digits` (at most 9), to resume a listing strictly after; `None`
+/// when there is none (the prefix starts at the lowest numbers).
+fn before_prefix(digits: &str) -> Option<OrgNumber> {
+    if digits.is_empty() || digits.len() > 9 {
+        return None;
+    }
+    let low: u64 = format!("{digits:0<9}").parse().ok()?;
+    // One number in about every eleven has a valid check digit.
+    (low.saturating_sub(1_000)..low)
+        .rev()
+        .find_map(|n| OrgNumber::parse(&format!("{n:09}")).ok())
 }
 
 async fn add_page(
@@ -1329,6 +1354,20 @@ mod tests {
         assert_eq!(field(&f, "empty"), Some(""));
         assert_eq!(field(&f, "bad"), Some("%zz"));
         assert_eq!(field(&f, "cut"), Some("%4"));
+    }
+
+    #[test]
+    fn a_prefix_starts_after_the_last_number_below_it() {
+        let before = before_prefix("97476").unwrap();
+        assert!(before.as_str() < "974760000", "{before}");
+        // No valid number lies between it and the prefix's lowest number.
+        let low: u64 = before.as_str().parse().unwrap();
+        for n in low + 1..974_760_000 {
+            assert!(OrgNumber::parse(&format!("{n:09}")).is_err(), "{n}");
+        }
+        assert_eq!(before_prefix(""), None);
+        assert_eq!(before_prefix("0000"), None);
+        assert_eq!(before_prefix("1234567890"), None);
     }
 
     #[test]

@@ -502,3 +502,67 @@ async fn headers_cookies_languages_and_assets() {
     assert_eq!(b.get("/nope").await.status, 404);
     s.stop().await;
 }
+
+/// 120 suppliers: pages of 50 in number order, the next page resumes after
+/// the last, and a number search (with spaces) finds exactly its prefix.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_overview_pages_and_searches_by_number() {
+    let work = Workdir::new();
+    let suppliers = org_numbers(31_000_000, 120);
+    write_owner(&work, OWNER, &suppliers, "instances-read");
+    let s = TestServer::start_in(work, |c| {
+        c.web = Some(WebSettings {
+            listen: "127.0.0.1:0".into(),
+            public_url: None,
+            sessions: SessionLimits::default(),
+        });
+    })
+    .await;
+    let mut b = Browser::new(s.sidecar.web_addr.unwrap());
+    b.log_in(DAGL).await;
+    let shown = |body: &str| -> Vec<String> {
+        suppliers
+            .iter()
+            .filter(|o| body.contains(&format!("/edit/{o}\"")))
+            .cloned()
+            .collect()
+    };
+    let mut seen = Vec::new();
+    let mut path = "/overview".to_string();
+    for expected in [50, 50, 20] {
+        let r = b.get(&path).await;
+        assert_eq!(r.status, 200);
+        let page = shown(&r.body);
+        assert_eq!(page.len(), expected, "{path}");
+        seen.extend(page);
+        match r.body.split("&amp;after=").nth(1) {
+            Some(rest) => path = format!("/overview?q=&after={}", &rest[..9]),
+            None => {
+                assert_eq!(expected, 20, "no next page only at the end");
+                break;
+            }
+        }
+    }
+    let mut all = suppliers.clone();
+    all.sort();
+    assert_eq!(seen, all, "every supplier once, in order");
+
+    // A prefix: exactly the suppliers it starts.
+    let prefix = &suppliers[60][..7];
+    let typed = format!("{} {} {}", &prefix[..3], &prefix[3..6], &prefix[6..]);
+    let r = b
+        .get(&format!("/overview?q={}", typed.replace(' ', "+")))
+        .await;
+    let want: Vec<String> = all
+        .iter()
+        .filter(|o| o.starts_with(prefix))
+        .cloned()
+        .collect();
+    assert!(!want.is_empty() && want.len() < 50, "{want:?}");
+    assert_eq!(shown(&r.body), want);
+    // A name without a register matches nothing, and says so.
+    let r = b.get("/overview?q=Acme").await;
+    assert!(shown(&r.body).is_empty());
+    assert!(r.body.contains("Ingen leverandør passer"), "{}", r.body);
+    s.stop().await;
+}
