@@ -31,6 +31,8 @@
 //!   shutdown.
 //! - [`table`]: decision tables, shared by `tilgang test` and `cargo test`.
 //! - [`cli`]: one module per subcommand of the `tilgang` binary.
+//! - [`web`]: the owners' web pages; [`web::oidc`] is the OpenID Connect
+//!   relying party (ID-porten login).
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -48,6 +50,7 @@ pub mod store;
 pub mod table;
 pub mod telemetry;
 pub mod tls;
+pub mod web;
 
 /// Generated from `proto/tilgang/v1/*.proto` by `build.rs`.
 pub mod proto {
