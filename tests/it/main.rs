@@ -18,6 +18,7 @@ mod flood;
 mod hygiene;
 mod jwt;
 mod log_injection;
+mod oidc;
 mod paging;
 mod pki;
 mod races;
