@@ -331,6 +331,72 @@ mod tests {
         );
     }
 
+    /// A JWKS server whose answer the test sets (`None`: HTTP 500), counting requests.
+    async fn jwks_server(
+        answer: Arc<Mutex<Option<String>>>,
+        hits: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = answer.lock().unwrap().clone();
+                let reply = match body {
+                    Some(b) => format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{b}",
+                        b.len()
+                    ),
+                    None => "HTTP/1.1 500 Oops\r\ncontent-length: 0\r\n\r\n".to_owned(),
+                };
+                let _ = conn.write_all(reply.as_bytes()).await;
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn keys_refresh_on_an_unknown_kid_at_most_so_often_and_a_failure_keeps_them() {
+        use crate::auth::testkit::{self, jwks};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let answer = Arc::new(Mutex::new(Some(jwks(&[testkit::p256().jwk("old")]))));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let base = jwks_server(answer.clone(), hits.clone()).await;
+        let mut d = doc();
+        d["issuer"] = json!(base);
+        d["jwks_uri"] = json!(format!("{base}/jwks"));
+        let meta = match parse(d.to_string().as_bytes(), &base, Http::LoopbackOnly) {
+            Ok(m) => m,
+            Err(_) => panic!("the document parses"),
+        };
+        let client = HttpClient::new(Duration::from_secs(5)).unwrap();
+        let keys = ProviderKeys::fetch(&client, &meta).await.unwrap();
+        assert_eq!(keys.jwks.keys().kids(), ["old"]);
+
+        *answer.lock().unwrap() = Some(jwks(&[testkit::p256_2().jwk("new")]));
+        assert!(keys.refresh_for_unknown_kid(&client).await);
+        assert_eq!(keys.jwks.keys().kids(), ["new"]);
+        // A second unknown kid right after: no request.
+        let before = hits.load(Ordering::SeqCst);
+        assert!(!keys.refresh_for_unknown_kid(&client).await);
+        assert_eq!(hits.load(Ordering::SeqCst), before);
+
+        // Failures (an error status, a document that is no key set) keep the keys.
+        *answer.lock().unwrap() = None;
+        let err = keys.refresh(&client).await.unwrap_err();
+        assert!(
+            matches!(err, OidcError::Status { status: 500, .. }),
+            "{err}"
+        );
+        *answer.lock().unwrap() = Some(r#"{"keys":[]}"#.to_owned());
+        let err = keys.refresh(&client).await.unwrap_err();
+        assert!(matches!(err, OidcError::Keys { .. }), "{err}");
+        assert_eq!(keys.jwks.keys().kids(), ["new"]);
+    }
+
     #[test]
     fn the_discovery_url_appends_to_the_issuer_path() {
         assert_eq!(

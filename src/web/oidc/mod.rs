@@ -41,7 +41,7 @@ pub use flow::MAX_ID_TOKEN_AGE;
 pub use http::{HttpError, MAX_RESPONSE_BYTES};
 pub use url::UrlProblem;
 
-use crate::auth::{DEFAULT_LEEWAY, MAX_LEEWAY, TokenError, Verifier, VerifierConfig};
+use crate::auth::{ConfigError, DEFAULT_LEEWAY, MAX_LEEWAY, TokenError, Verifier, VerifierConfig};
 use crate::ids::{PersonId, echo};
 use discovery::ProviderKeys;
 use flow::{AuthorizationParams, ClientAuth, Exchange, Expected};
@@ -416,7 +416,12 @@ impl OidcClient {
                 leeway: config.leeway,
             },
         )
-        .map_err(|_| OidcError::EmptyClientId)?;
+        .map_err(|e| match e {
+            ConfigError::LeewayTooLong { leeway, max } => OidcError::LeewayTooLong { leeway, max },
+            // `validate` refused an empty client id; the issuer matched the
+            // configured one, which is a URL.
+            ConfigError::EmptyAudience | ConfigError::EmptyIssuer => OidcError::EmptyClientId,
+        })?;
         tracing::info!(
             issuer = %echo(&meta.issuer),
             kids = ?keys.jwks.keys().kids(),
