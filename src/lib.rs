@@ -30,7 +30,8 @@
 //!   refusal log lines, the log filter and format from the environment, and
 //!   the log gate that keeps any one callsite from flooding the log.
 //! - [`web`]: the owner's web page (delegate, edit, undo, overview in a
-//!   browser), calling the same store operations as the admin API.
+//!   browser), calling the same store operations as the admin API;
+//!   [`web::oidc`] is the OpenID Connect relying party (ID-porten login).
 //! - [`sidecar`]: the composition root: `Config`, start-up (everything is loaded
 //!   and validated, and the decision log opened, before a port is bound) and
 //!   shutdown.

@@ -25,7 +25,7 @@ pub mod keys;
 pub mod verify;
 
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 
 pub use admin::{AdminAuth, AuthError, Caller, DEFAULT_PERSON_CLAIM, Proof, Tokens};
 pub use clients::{ClientIdentities, ClientIdentity};

@@ -12,9 +12,11 @@
 //!
 //! Layout: [`i18n`] (every text, three languages), [`session`] (server-side
 //! sessions, CSRF), [`views`] (the HTML), [`steps`] (one handler per URL),
-//! [`serve`] (the listener: HTTP/1.1 and HTTP/2, bounded connections).
+//! [`serve`] (the listener: HTTP/1.1 and HTTP/2, bounded connections),
+//! [`oidc`] (the OpenID Connect relying party: ID-porten login).
 
 pub mod i18n;
+pub mod oidc;
 pub mod serve;
 pub mod session;
 pub mod steps;

@@ -19,6 +19,7 @@ mod hygiene;
 mod jwt;
 mod log_gate;
 mod log_injection;
+mod oidc;
 mod paging;
 mod pki;
 mod races;

@@ -182,6 +182,18 @@ impl JwksFile {
         }
     }
 
+    /// Swap in a new key set for one made with [`Self::fixed`], whose owner
+    /// keeps it current from elsewhere (the OpenID client, from the
+    /// provider's `jwks_uri`). Returns false, and changes nothing, for a
+    /// watched file: its keys are the file's.
+    pub fn replace(&self, keys: KeySet) -> bool {
+        if self.shared.path.is_some() {
+            return false;
+        }
+        self.shared.keys.store(Arc::new(keys));
+        true
+    }
+
     /// The current keys: a lock-free load, held for one verification.
     pub fn keys(&self) -> Guard<Arc<KeySet>> {
         self.shared.keys.load()

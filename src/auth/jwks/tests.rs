@@ -324,3 +324,17 @@ fn a_fixed_set_has_no_file_and_ignores_nudges() {
     assert_eq!(f.status(), JwksStatus::default());
     assert_eq!(f.keys().kids(), ["k"]);
 }
+
+#[test]
+fn a_fixed_set_is_replaced_by_its_owner_and_a_watched_one_is_not() {
+    let set = |key: &testkit::TestKey, kid: &str| {
+        KeySet::from_json(jwks(&[key.jwk(kid)]).as_bytes()).unwrap()
+    };
+    let fixed = JwksFile::fixed(set(testkit::p256(), "old"));
+    assert!(fixed.replace(set(testkit::p256_2(), "new")));
+    assert_eq!(fixed.keys().kids(), ["new"]);
+    let f = fixture(&[testkit::p256().jwk("file")], FAST);
+    let watched = f.verifier.jwks();
+    assert!(!watched.replace(set(testkit::p256_2(), "new")));
+    assert_eq!(watched.keys().kids(), ["file"]);
+}
