@@ -21,6 +21,7 @@ pub mod serve;
 pub mod session;
 pub mod steps;
 pub mod views;
+pub mod when;
 
 use std::sync::{Arc, LazyLock};
 

@@ -815,14 +815,8 @@ async fn add_page(
         Ok(x) => x,
         Err(r) => return *r,
     };
-    let typed = web
-        .sessions
-        .with(&v.sid, Instant::now(), |s| {
-            s.draft.as_ref().map(|d| spaced(&d.supplier))
-        })
-        .flatten()
-        .unwrap_or_default();
-    let page = views::add_supplier(&web.frame(&v, web.many_orgs(&login)), &[], &typed, None);
+    // Always empty: a draft left by "Avbryt" must not fill a new start.
+    let page = views::add_supplier(&web.frame(&v, web.many_orgs(&login)), &[], "", None);
     web.html(&v, StatusCode::OK, page)
 }
 

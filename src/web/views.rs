@@ -7,6 +7,7 @@
 use maud::{DOCTYPE, Markup, html};
 
 use super::i18n::{Lang, Texts, fill};
+use super::when::shown;
 use crate::catalogue::Right;
 use crate::ids::OrgNumber;
 use crate::store::DelegationView;
@@ -15,6 +16,31 @@ use crate::store::DelegationView;
 pub fn spaced(org: &OrgNumber) -> String {
     let s = org.as_str();
     format!("{} {} {}", &s[0..3], &s[3..6], &s[6..9])
+}
+
+/// [`spaced`] with no-break spaces, for running text where the number must
+/// not wrap.
+pub fn spaced_unbroken(org: &OrgNumber) -> String {
+    spaced(org).replace(' ', "\u{a0}")
+}
+
+/// Who made a change, as the overview shows it: a national identity number
+/// (11 digits) only by its birth date, the rest hidden; other ids as they are.
+pub fn who(actor: &str) -> String {
+    if actor.len() == 11 && actor.bytes().all(|b| b.is_ascii_digit()) {
+        format!("{}*****", &actor[..6])
+    } else {
+        actor.to_string()
+    }
+}
+
+/// A page's `<title>` text: `title`, after "Feil:" while its form has errors.
+pub fn titled(t: &Texts, title: &str, errors: &[FieldError<'_>]) -> String {
+    if errors.is_empty() {
+        title.to_string()
+    } else {
+        format!("{}: {title}", t.error_prefix)
+    }
 }
 
 /// What every page's frame shows.
@@ -47,7 +73,9 @@ pub fn page(frame: &Frame<'_>, title: &str, main: Markup) -> Markup {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " – " (t.title) }
+                title {
+                    @if title == t.title { (title) } @else { (title) " – " (t.title) }
+                }
                 link rel="stylesheet" href=(frame.stylesheet);
             }
             body {
@@ -136,7 +164,7 @@ pub fn login_dev(
     let err = error_for(errors, "person");
     page(
         frame,
-        t.login_title,
+        &titled(t, t.login_title, errors),
         html! {
             (summary(t, errors))
             h1 { (t.login_title) }
@@ -238,7 +266,7 @@ pub fn overview(frame: &Frame<'_>, o: &Overview<'_>) -> Markup {
                 @if o.query.is_empty() { p.empty { (t.overview_empty) } }
                 @else { p.empty { (fill(t.search_none, &[("query", o.query)])) } }
             } @else {
-                table {
+                div.table-scroll { table {
                     thead { tr {
                         th scope="col" { (t.col_supplier) }
                         th scope="col" { (t.col_rights) }
@@ -267,7 +295,7 @@ pub fn overview(frame: &Frame<'_>, o: &Overview<'_>) -> Markup {
                                         }
                                     }
                                 }
-                                td { (fill(t.given_by, &[("when", &r.view.updated_at), ("who", &r.view.delegated_by)])) }
+                                td { (fill(t.given_by, &[("when", &shown(&r.view.updated_at, frame.lang)), ("who", &who(&r.view.delegated_by))])) }
                                 td {
                                     a href={ "/edit/" (r.view.supplier.as_str()) } {
                                         (t.edit_rights)
@@ -277,7 +305,7 @@ pub fn overview(frame: &Frame<'_>, o: &Overview<'_>) -> Markup {
                             }
                         }
                     }
-                }
+                } }
             }
             nav.pages aria-label="pages" {
                 @if !o.first { a href={ "/overview?q=" (urlencode(o.query)) } { (t.page_first) } " " }
@@ -313,7 +341,7 @@ pub fn add_supplier(
     let err = error_for(errors, "org");
     page(
         frame,
-        t.add_title,
+        &titled(t, t.add_title, errors),
         html! {
             (summary(t, errors))
             h1 { (t.add_title) }
@@ -357,7 +385,7 @@ pub fn choose_rights(
     let err = error_for(errors, "rights");
     page(
         frame,
-        t.rights_title,
+        &titled(t, t.rights_title, errors),
         html! {
             (summary(t, errors))
             h1 { (t.rights_title) }
@@ -438,7 +466,7 @@ pub fn edit(
     let t = frame.t;
     page(
         frame,
-        t.edit_title,
+        &titled(t, t.edit_title, errors),
         html! {
             (summary(t, errors))
             h1 { (t.edit_title) }
@@ -484,7 +512,7 @@ pub fn removed(
             @if let Some((key, until)) = undo {
                 form method="post" action={ "/undo/" (key) } {
                     (csrf(frame.csrf))
-                    p { (fill(t.undo_until, &[("until", until)])) }
+                    p { (fill(t.undo_until, &[("until", &shown(until, frame.lang))])) }
                     button.secondary type="submit" { (t.undo) }
                 }
             }
@@ -505,18 +533,18 @@ pub fn received(
             h1 { (t.received_title) }
             p.lead { (t.received_intro) }
             @if rows.is_empty() { p.empty { (t.received_empty) } } @else {
-                table {
+                div.table-scroll { table {
                     thead { tr { th scope="col" { (t.col_owner) } th scope="col" { (t.col_rights) } th scope="col" { (t.col_given) } } }
                     tbody {
                         @for (v, name, rights) in rows {
                             tr {
                                 th scope="row" { @if let Some(n) = name { (n) br; } span.orgnr { (spaced(&v.owner)) } }
                                 td { ul.rights { @for r in rights { li { (right_label(t, r)) } } } }
-                                td { (fill(t.given_by, &[("when", &v.updated_at), ("who", &v.delegated_by)])) }
+                                td { (fill(t.given_by, &[("when", &shown(&v.updated_at, frame.lang)), ("who", &who(&v.delegated_by))])) }
                             }
                         }
                     }
-                }
+                } }
             }
             p { a href="/overview" { (t.back_to_overview) } }
         },
