@@ -84,6 +84,20 @@ pub struct WebSettings {
     /// `None`: `http://` + the bound address.
     pub public_url: Option<String>,
     pub sessions: crate::web::session::SessionLimits,
+    /// Log in with this OpenID provider; `None`: development mode.
+    pub oidc: Option<WebOidc>,
+    /// TLS ends at a proxy in front (`--web-behind-proxy`).
+    pub behind_proxy: bool,
+}
+
+/// `--web-oidc-*`.
+#[derive(Debug, Clone)]
+pub struct WebOidc {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret_file: PathBuf,
+    pub acr: String,
+    pub person_claim: String,
 }
 
 /// `--admin-jwks`: ID-porten tokens on the admin listener.
@@ -480,38 +494,83 @@ impl Sidecar {
     }
 }
 
-/// Bind the web listener. Development mode (no OpenID provider, so no
-/// verified login) only on a loopback address, checked where it bound.
+/// Bind the web listener and, with a provider, discover it. Off loopback the
+/// page needs a verified login (a provider) and TLS, which ends at a proxy
+/// in front (`--web-behind-proxy` with an `https://` public URL); development
+/// mode is loopback only. Checked where it bound.
 async fn bind_web(
     w: &WebSettings,
 ) -> Result<(TcpListener, SocketAddr, crate::web::WebConfig), StartError> {
+    use crate::web::oidc::{Acr, ClientSecret, OidcClient, OidcConfig};
     let tcp = TcpListener::bind(&w.listen)
         .await
         .map_err(io(format!("binding `--web-listen {}`", w.listen)))?;
     let addr = tcp.local_addr().map_err(io("web address"))?;
-    if !addr.ip().is_loopback() {
-        return Err(StartError::Config(format!(
-            "`--web-listen {}` bound {addr}, not a loopback address; the web page has no \
-             verified login here, so it is served only on loopback (development mode)",
-            w.listen
-        )));
-    }
     let public_url = w
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"))
         .trim_end_matches('/')
         .to_string();
-    tracing::warn!(
-        %addr, "the web page runs in development mode: a person types who they are, nobody is verified"
-    );
+    if !addr.ip().is_loopback() {
+        let why = match (&w.oidc, w.behind_proxy, public_url.starts_with("https://")) {
+            (None, _, _) => Some("without --web-oidc-issuer nobody is verified (development mode)"),
+            (Some(_), false, _) => Some(
+                "the page has no TLS of its own: put it behind a TLS proxy and say so with --web-behind-proxy",
+            ),
+            (Some(_), true, false) => {
+                Some("behind a proxy, --web-public-url must be the `https://` URL people use")
+            }
+            (Some(_), true, true) => None,
+        };
+        if let Some(why) = why {
+            return Err(StartError::Config(format!(
+                "refusing to serve the web page on `--web-listen {}` ({addr}, not a loopback address): {why}",
+                w.listen
+            )));
+        }
+    }
+    let oidc = match &w.oidc {
+        None => {
+            tracing::warn!(
+                %addr, "the web page runs in development mode: a person types who they are, nobody is verified"
+            );
+            None
+        }
+        Some(o) => {
+            let secret = std::fs::read_to_string(&o.client_secret_file).map_err(io(format!(
+                "reading `--web-oidc-client-secret-file {}`",
+                o.client_secret_file.display()
+            )))?;
+            let mut config = OidcConfig::new(
+                o.issuer.clone(),
+                o.client_id.clone(),
+                ClientSecret::new(secret.trim()),
+                format!("{public_url}/auth/callback"),
+            );
+            config.required_acr = o
+                .acr
+                .parse::<Acr>()
+                .map_err(|e| StartError::Config(format!("`--web-oidc-acr {}`: {e}", o.acr)))?;
+            config.person_claim = o.person_claim.clone();
+            // Plain http only to a provider on this machine (tests, a local
+            // provider); the client refuses it anywhere else.
+            config.allow_http = true;
+            let client = OidcClient::discover(config).await.map_err(|e| {
+                StartError::Config(format!("`--web-oidc-issuer {}`: {e}", o.issuer))
+            })?;
+            tracing::info!(issuer = %o.issuer, %addr, "the web page logs people in with the OpenID provider");
+            Some(client)
+        }
+    };
     Ok((
         tcp,
         addr,
         crate::web::WebConfig {
             public_url,
-            dev_mode: true,
+            dev_mode: oidc.is_none(),
             sessions: w.sessions,
+            oidc,
         },
     ))
 }

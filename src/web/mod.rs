@@ -39,24 +39,47 @@ pub struct WebConfig {
     /// No verified login: a person types who they are. Loopback only.
     pub dev_mode: bool,
     pub sessions: SessionLimits,
+    /// The OpenID provider people log in with (ID-porten); `None` in
+    /// development mode.
+    pub oidc: Option<oidc::OidcClient>,
 }
 
 impl WebConfig {
     /// The scheme and host of [`Self::public_url`], as an `Origin` header
     /// names it.
     pub fn origin(&self) -> &str {
-        let url = self.public_url.as_str();
-        let after_scheme = url.find("://").map_or(0, |i| i + 3);
-        match url[after_scheme..].find('/') {
-            Some(i) => &url[..after_scheme + i],
-            None => url,
-        }
+        origin_of(&self.public_url)
     }
 
     /// Whether the page is served over TLS (then the session cookie is
     /// `__Host-` and `Secure`).
     pub fn secure(&self) -> bool {
         self.public_url.starts_with("https://")
+    }
+
+    /// The page's Content-Security-Policy: nothing inline, nothing from
+    /// elsewhere; forms post to this site, whose logout redirects to the
+    /// provider (browsers hold a form's redirects to `form-action` too).
+    pub fn content_security_policy(&self) -> String {
+        let provider = self
+            .oidc
+            .as_ref()
+            .map(|c| {
+                format!(
+                    " {}",
+                    origin_of(
+                        &c.metadata()
+                            .end_session_endpoint
+                            .clone()
+                            .unwrap_or_else(|| c.metadata().issuer.clone())
+                    )
+                )
+            })
+            .unwrap_or_default();
+        format!(
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'{provider}; \
+             frame-ancestors 'none'; base-uri 'none'"
+        )
     }
 }
 
@@ -66,6 +89,8 @@ pub struct Web {
     pub telemetry: Telemetry,
     pub config: WebConfig,
     pub sessions: Sessions,
+    /// [`WebConfig::content_security_policy`], made once.
+    pub csp: http::HeaderValue,
 }
 
 impl std::fmt::Debug for Web {
@@ -79,12 +104,24 @@ impl std::fmt::Debug for Web {
 impl Web {
     pub fn new(store: Arc<DelegationStore>, telemetry: Telemetry, config: WebConfig) -> Arc<Self> {
         let sessions = Sessions::new(config.sessions);
+        let csp = http::HeaderValue::from_str(&config.content_security_policy())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("default-src 'none'"));
         Arc::new(Self {
             store,
             telemetry,
             config,
             sessions,
+            csp,
         })
+    }
+}
+
+/// The scheme and host of `url`.
+pub fn origin_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find('/') {
+        Some(i) => &url[..after_scheme + i],
+        None => url,
     }
 }
 

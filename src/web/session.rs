@@ -64,7 +64,7 @@ pub struct LoggedIn {
     /// `false` in development mode: typed in, not verified.
     pub verified: bool,
     /// For the provider's logout (`id_token_hint`).
-    pub id_token: Option<String>,
+    pub id_token: Option<super::oidc::IdToken>,
 }
 
 /// The add-supplier flow's answers so far.
@@ -119,9 +119,8 @@ pub struct Session {
     pub not_given: Vec<String>,
     /// Where to go after login (a path of ours).
     pub return_to: Option<String>,
-    /// A login under way with the OpenID provider (state, nonce, verifier),
-    /// opaque here.
-    pub pending_login: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    /// A login under way with the OpenID provider (state, nonce, verifier).
+    pub pending_login: Option<super::oidc::PendingLogin>,
     /// Held for the whole of a state-changing request.
     pub writing: Arc<tokio::sync::Mutex<()>>,
 }

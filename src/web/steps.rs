@@ -36,6 +36,8 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/", get(root))
         .route("/login", get(login_page).post(login_dev))
         .route("/logout", post(logout))
+        .route("/auth/login", get(oidc_login))
+        .route("/auth/callback", get(oidc_callback))
         .route("/org", get(choose_org_page).post(choose_org))
         .route("/overview", get(overview))
         .route("/add", get(add_page).post(add_submit))
@@ -47,24 +49,23 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/received", get(received))
         .route(STYLESHEET_PATH.as_str(), get(stylesheet))
         .fallback(not_found)
-        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::map_response_with_state(
+            web.clone(),
+            security_headers,
+        ))
         .with_state(web)
 }
 
 /// Headers every answer carries: no framing, no inline script or style, no
 /// referrer beyond the site; pages are never cached (they show personal
 /// data), the content-named stylesheet is, for a year.
-async fn security_headers(mut r: Response) -> Response {
+async fn security_headers(State(web): State<Arc<Web>>, mut r: Response) -> Response {
     let h = r.headers_mut();
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(web.csp.clone());
     let set = |h: &mut HeaderMap, name: header::HeaderName, value: &'static str| {
         h.entry(name).or_insert(HeaderValue::from_static(value));
     };
-    set(
-        h,
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-         frame-ancestors 'none'; base-uri 'none'",
-    );
     set(h, header::REFERRER_POLICY, "same-origin");
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::CACHE_CONTROL, "no-store");
@@ -636,6 +637,23 @@ async fn logout(
         Ok(v) => v,
         Err(r) => return *r,
     };
+    let provider_logout = match (
+        &web.config.oidc,
+        v.login.as_ref().and_then(|l| l.id_token.as_ref()),
+    ) {
+        (Some(client), Some(token)) => {
+            let back = format!("{}/login", web.config.public_url);
+            match client.logout_request(token, &back) {
+                Ok(Some(request)) => Some(request.url),
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "web: no logout at the OpenID provider");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     web.sessions.remove(&v.sid);
     let expired = format!(
         "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{}",
@@ -646,7 +664,92 @@ async fn logout(
         set_cookie: Some(expired),
         ..v
     };
-    web.redirect(&v, "/login")
+    web.redirect(&v, provider_logout.as_deref().unwrap_or("/login"))
+}
+
+/// "Logg inn med ID-porten": a new login under way in the session, and the
+/// browser sent to the provider.
+async fn oidc_login(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Query(q): Query<Common>,
+) -> Response {
+    let v = web.visit(&headers, "/auth/login", q.lang.as_deref());
+    let t = v.t();
+    let Some(client) = &web.config.oidc else {
+        return web.message(&v, StatusCode::NOT_FOUND, t.title, t.err_not_found);
+    };
+    let locale = super::oidc::UiLocale::parse(v.lang.code());
+    match client.authorization_request(locale) {
+        Ok(request) => {
+            web.sessions.with(&v.sid, Instant::now(), |s| {
+                s.pending_login = Some(request.pending)
+            });
+            web.redirect(&v, &request.url)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "web: cannot start a login");
+            web.message(
+                &v,
+                StatusCode::SERVICE_UNAVAILABLE,
+                t.title,
+                t.err_unavailable,
+            )
+        }
+    }
+}
+
+/// The provider's answer: the login under way is taken from the session
+/// (whatever happens next, it is used once), the code exchanged and the ID
+/// token checked, and the person logged in on a new session id.
+async fn oidc_callback(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let v = web.visit(&headers, "/auth/callback", None);
+    let t = v.t();
+    let Some(client) = &web.config.oidc else {
+        return web.message(&v, StatusCode::NOT_FOUND, t.title, t.err_not_found);
+    };
+    let pending = web
+        .sessions
+        .with(&v.sid, Instant::now(), |s| s.pending_login.take())
+        .flatten();
+    let Some(pending) = pending else {
+        // The session ended (or never was) between leaving and coming back.
+        return web.to_login(&v, Some(t.err_session_expired), None);
+    };
+    let params = match super::oidc::CallbackParams::from_query(uri.query().unwrap_or_default()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::info!(error = %e, "web: a login callback was refused");
+            return web.to_login(&v, Some(t.err_login_failed), None);
+        }
+    };
+    match client.callback(&pending, &params).await {
+        Ok(person) => log_in(
+            &web,
+            v,
+            LoggedIn {
+                person: person.pid,
+                name: person.name,
+                verified: true,
+                id_token: Some(person.id_token),
+            },
+        ),
+        Err(e) => {
+            tracing::info!(kind = e.kind(), error = %e, "web: a login was refused");
+            let status = if e.is_login_problem() {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
+            let mut r = web.to_login(&v, Some(t.err_login_failed), None);
+            *r.status_mut() = status;
+            r
+        }
+    }
 }
 
 async fn choose_org_page(

@@ -34,4 +34,5 @@ mod tryit;
 mod util;
 mod watches;
 mod web;
+mod web_oidc;
 mod wire;

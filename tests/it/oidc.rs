@@ -24,8 +24,8 @@ use tilgang::web::oidc::{
     UiLocale, UrlProblem,
 };
 
-const CLIENT_ID: &str = "tilgang-web";
-const SECRET: &str = "test-secret-for-the-it-tests";
+pub const CLIENT_ID: &str = "tilgang-web";
+pub const SECRET: &str = "test-secret-for-the-it-tests";
 /// Never served: the test reads the redirect to it instead.
 const REDIRECT_URI: &str = "http://127.0.0.1:9/auth/callback";
 const POST_LOGOUT: &str = "http://127.0.0.1:9/";
@@ -36,8 +36,8 @@ fn provider_dir() -> PathBuf {
 
 /// The provider process; killed when dropped (and it exits by itself when
 /// its standard input closes, should this process die first).
-struct Provider {
-    issuer: String,
+pub struct Provider {
+    pub issuer: String,
     _child: Child,
 }
 
@@ -49,6 +49,11 @@ impl Provider {
     }
 
     async fn start_with(extra: &[&str]) -> Option<Self> {
+        Self::start_for(REDIRECT_URI, POST_LOGOUT, extra).await
+    }
+
+    /// For a relying party whose callback and post-logout URLs are these.
+    pub async fn start_for(redirect_uri: &str, post_logout: &str, extra: &[&str]) -> Option<Self> {
         let dir = provider_dir();
         if !dir.join("node_modules").is_dir() {
             eprintln!(
@@ -66,9 +71,9 @@ impl Provider {
                 "--client-secret",
                 SECRET,
                 "--redirect-uri",
-                REDIRECT_URI,
+                redirect_uri,
                 "--post-logout-redirect-uri",
-                POST_LOGOUT,
+                post_logout,
                 "--exit-with-stdin",
             ])
             .args(extra)
@@ -122,7 +127,7 @@ struct Page {
 /// A browser without a browser: keeps cookies (all of one host's, whatever
 /// their path) and never follows a redirect by itself.
 #[derive(Default)]
-struct Browser {
+pub struct Browser {
     cookies: HashMap<String, String>,
 }
 
@@ -215,9 +220,21 @@ async fn log_in(
     request: &AuthorizationRequest,
     account: Option<&str>,
 ) -> String {
-    let mut url = request.url.clone();
+    follow_login(browser, &request.url, REDIRECT_URI, account).await
+}
+
+/// From the provider's authorization `url`, as the login page does with
+/// `account` typed in (`None` cancels), to the redirect to `callback`;
+/// that redirect's query.
+pub async fn follow_login(
+    browser: &mut Browser,
+    url: &str,
+    callback: &str,
+    account: Option<&str>,
+) -> String {
+    let mut url = url.to_string();
     for _ in 0..10 {
-        if let Some(query) = url.strip_prefix(&format!("{REDIRECT_URI}?")) {
+        if let Some(query) = url.strip_prefix(&format!("{callback}?")) {
             return query.to_owned();
         }
         let page = browser.get(&url).await;

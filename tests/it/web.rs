@@ -171,6 +171,8 @@ pub async fn web_server() -> TestServer {
             listen: "127.0.0.1:0".into(),
             public_url: None,
             sessions: SessionLimits::default(),
+            oidc: None,
+            behind_proxy: false,
         });
     })
     .await
@@ -515,6 +517,8 @@ async fn the_overview_pages_and_searches_by_number() {
             listen: "127.0.0.1:0".into(),
             public_url: None,
             sessions: SessionLimits::default(),
+            oidc: None,
+            behind_proxy: false,
         });
     })
     .await;

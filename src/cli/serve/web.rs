@@ -1,8 +1,9 @@
 //! `serve`'s flags for the owner's web page.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::sidecar::WebSettings;
+use crate::sidecar::{WebOidc, WebSettings};
 use crate::web::session::SessionLimits;
 
 #[derive(Debug, clap::Args)]
@@ -34,6 +35,50 @@ pub struct WebArgs {
     #[arg(long, env = "TILGANG_WEB_MAX_SESSIONS", value_name = "N", default_value_t = 10_000,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub web_max_sessions: usize,
+    /// The OpenID provider people log in with (ID-porten:
+    /// `https://idporten.no`); its `/.well-known/openid-configuration` is read
+    /// at start. Without it the page runs in development mode
+    #[arg(long, env = "TILGANG_WEB_OIDC_ISSUER", value_name = "URL", requires_all = ["web_oidc_client_id", "web_oidc_client_secret_file"])]
+    pub web_oidc_issuer: Option<String>,
+    /// This page's client id at the provider
+    #[arg(
+        long,
+        env = "TILGANG_WEB_OIDC_CLIENT_ID",
+        value_name = "ID",
+        requires = "web_oidc_issuer"
+    )]
+    pub web_oidc_client_id: Option<String>,
+    /// A file holding the client secret (surrounding whitespace ignored; the
+    /// secret is never logged)
+    #[arg(
+        long,
+        env = "TILGANG_WEB_OIDC_CLIENT_SECRET_FILE",
+        value_name = "FILE",
+        requires = "web_oidc_issuer"
+    )]
+    pub web_oidc_client_secret_file: Option<PathBuf>,
+    /// The lowest authentication level accepted (`acr`): `idporten-loa-substantial`
+    /// or `idporten-loa-high`
+    #[arg(
+        long,
+        env = "TILGANG_WEB_OIDC_ACR",
+        value_name = "ACR",
+        default_value = "idporten-loa-substantial"
+    )]
+    pub web_oidc_acr: String,
+    /// The ID-token claim that names the person
+    #[arg(
+        long,
+        env = "TILGANG_WEB_OIDC_PERSON_CLAIM",
+        value_name = "CLAIM",
+        default_value = "pid"
+    )]
+    pub web_oidc_person_claim: String,
+    /// TLS ends at a proxy in front, which people reach at an `https://`
+    /// --web-public-url: then the page may listen off loopback (with a
+    /// provider). The proxy's forwarded headers are not read
+    #[arg(long, env = "TILGANG_WEB_BEHIND_PROXY")]
+    pub web_behind_proxy: bool,
 }
 
 impl WebArgs {
@@ -46,6 +91,14 @@ impl WebArgs {
                 idle: Duration::from_secs(self.web_session_idle),
                 absolute: Duration::from_secs(self.web_session_lifetime),
             },
+            oidc: self.web_oidc_issuer.clone().map(|issuer| WebOidc {
+                issuer,
+                client_id: self.web_oidc_client_id.clone().unwrap_or_default(),
+                client_secret_file: self.web_oidc_client_secret_file.clone().unwrap_or_default(),
+                acr: self.web_oidc_acr.clone(),
+                person_claim: self.web_oidc_person_claim.clone(),
+            }),
+            behind_proxy: self.web_behind_proxy,
         })
     }
 }
