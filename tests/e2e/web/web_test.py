@@ -3,8 +3,11 @@
 
 Starts, on loopback and on ports the kernel picks:
 
+  * a real OpenID provider (npm `oidc-provider`, tests/web/oidc-provider/
+    server.js, run with Node.js), knowing this page as a client;
   * tilgang (the real binary) on a temp copy of `policies/` and
-    `tests/fixtures/data`, with the web page in development mode;
+    `tests/fixtures/data`, with the web page logging people in with that
+    provider (or, with --dev-login, in development mode: a typed-in person);
   * headless Chromium (Debian's `chromium` + `chromium-driver`), driven by
     Selenium, with a fresh profile and Norwegian Bokmål as its language.
 
@@ -12,7 +15,8 @@ Then a general manager (DAGL) does in the browser what the page is for, and
 every step is checked where it matters: on the page, and in tilgang's
 `IsAuthorized` answer, asked with the real binary (`tilgang ask`):
 
-  1. log in, delegate `instances-read` to 889 640 782 (add → rights →
+  1. log in (“Logg inn med ID-porten”, the provider's form, back through
+     /auth/callback), delegate `instances-read` to 889 640 782 (add → rights →
      confirm → receipt → overview), then `ask`: allowed;
   2. edit, untick, save → receipt with "Angre"; `ask`: denied; "Angre" →
      allowed; edit and remove again → denied;
@@ -22,26 +26,36 @@ every step is checked where it matters: on the page, and in tilgang's
      another origin (with the real token) are refused (403), nothing changes;
   5. keyboard only (Tab, Space, Enter): the whole delegate flow, with a
      visible focus on every stop;
-  6. a person without a key role is told that the general manager can help.
+  6. log out (at the provider too) and the overview asks for login again; a
+     login at too low a level (`lav`) is refused with "Innloggingen
+     mislyktes"; a person without a key role for 991 825 827 (02029054321,
+     APIADM for 983 887 457 only) is told that the general manager can help.
+     With --dev-login: a person with no role at all, and a malformed
+     fødselsnummer.
 
 On every page visited and every error state: axe-core (WCAG 2.1 A and AA:
 tags wcag2a, wcag2aa, wcag21a, wcag21aa) finds no violation, the browser's
 console has no error (a CSP refusal would be one), and a full-page
-screenshot is saved under target/e2e-web-screenshots/ (NN-step.png).
+screenshot is saved under target/e2e-web-screenshots/ (NN-step.png). The
+provider's own pages (its login form, its logout confirmation) are not ours:
+they get a screenshot but no axe or console check.
 
 One line per check, then `web-e2e: N passed, N failed`; exit 1 on any
 failure, 2 when the run could not start, 130 on Ctrl-C. Every process it
-started (tilgang, chromedriver, Chromium) is stopped on the way out.
+started (the provider, tilgang, chromedriver, Chromium) is stopped on the
+way out.
 
     target/e2e-venv/bin/python tests/e2e/web/web_test.py --tilgang target/debug/tilgang
+    target/e2e-venv/bin/python tests/e2e/web/web_test.py --tilgang target/debug/tilgang --dev-login
 
-Needs: `npm ci --prefix tests/e2e/web` (axe-core), the packages in
+Needs: `npm ci --prefix tests/e2e/web` (axe-core), `npm ci --prefix
+tests/web/oidc-provider` and Node.js (not with --dev-login), the packages in
 tests/e2e/web/requirements.txt, and Debian's `chromium` and
 `chromium-driver`. See tests/e2e/web/README.md.
 
-The login is one function, `log_in`: today `log_in_dev` (development mode's
-"Fødselsnummer" field). When the page logs in through an OpenID provider,
-`log_in` becomes that provider's login and nothing else changes.
+The login is one function, `log_in(driver, person)`: `log_in_oidc` (the
+provider's form, the test account named by its pid), or `log_in_dev`
+(development mode's "Fødselsnummer" field) with --dev-login.
 """
 
 from __future__ import annotations
@@ -50,7 +64,10 @@ import argparse
 import base64
 import ctypes
 import http.server
+import json
 import os
+import select
+import socket
 import re
 import shutil
 import signal
@@ -60,6 +77,7 @@ import tempfile
 import threading
 import time
 import traceback
+import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
@@ -75,13 +93,22 @@ from selenium.webdriver.support.ui import WebDriverWait
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 AXE = HERE / "node_modules" / "axe-core" / "axe.min.js"
+PROVIDER = REPO / "tests" / "web" / "oidc-provider"
+CLIENT_ID = "tilgang-web-e2e"
 
 # Fixture facts (tests/fixtures/data): 01017012345 is DAGL for 991825827,
 # which gave instances-full to 810418672; 889640782 has nothing;
-# 05057512345 has no role anywhere.
+# 05057512345 has no role anywhere; 02029054321 is APIADM for 983887457 only.
+# The provider's test accounts (tests/web/oidc-provider/README.md), logged
+# in by pid: `dagl` 01017012345 (substantial), `hoy` 02029054321 (high),
+# `lav` 03038512345 (low: refused). It has no account without any role.
 OWNER = "991825827"
+OWNER_SPACED = "991 825 827"
 DAGL = "01017012345"
 NO_ROLE = "05057512345"
+OTHER_OWNER_ADMIN = "02029054321"
+OTHER_OWNER_SPACED = "983 887 457"
+LOW_LEVEL = "03038512345"
 SUPPLIER = "889640782"
 SUPPLIER_SPACED = "889 640 782"
 FIXTURE_SUPPLIER_SPACED = "810 418 672"
@@ -130,11 +157,10 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def log_in_dev(driver: webdriver.Chrome, person: str) -> None:
-    """Development mode: type the "Fødselsnummer" and press "Logg inn".
+    """Development mode (`--dev-login`): type the "Fødselsnummer" and press "Logg inn".
 
     Leaves the browser on the page the login leads to (the overview, or the
-    step the person was on). This is the only function that knows how a
-    person logs in; the OpenID provider's login replaces it (see `log_in`).
+    step the person was on).
     """
     if "/login" not in driver.current_url:
         driver.get(driver.web_url + "/login")
@@ -144,9 +170,44 @@ def log_in_dev(driver: webdriver.Chrome, person: str) -> None:
     submit(driver, driver.find_element(By.CSS_SELECTOR, "form[action='/login'] button[type=submit]"))
 
 
-# The login every scenario uses. Swap for the OpenID provider's login
-# (a function taking the same arguments) when the page gets one.
-log_in: Callable[[webdriver.Chrome, str], None] = log_in_dev
+def log_in_oidc(driver: webdriver.Chrome, person: str) -> None:
+    """The real login: "Logg inn med ID-porten" on our login page, the
+    provider's form (the test account by its pid, or its login name), and
+    back through /auth/callback to the page the login leads to (the
+    overview, or our login page with its refusal).
+
+    The provider must ask who logs in: if it sends the browser straight back
+    (a provider session from an earlier login), that is a failure, since the
+    person logged in would not be `person`.
+    """
+    if not driver.current_url.startswith(driver.web_url + "/"):
+        driver.get(driver.web_url + "/login")
+    links = driver.find_elements(By.CSS_SELECTOR, "main a[href='/auth/login']")
+    if not links:
+        driver.get(driver.web_url + "/login")
+        links = driver.find_elements(By.CSS_SELECTOR, "main a[href='/auth/login']")
+    if not links:
+        raise CheckFailed(f"no “Logg inn med ID-porten” link (at {driver.current_url})")
+    if links[0].text.strip() != "Logg inn med ID-porten":
+        raise CheckFailed(f"the login link says {links[0].text!r}")
+    navigates(driver, links[0].click)
+    if not driver.current_url.startswith(driver.issuer + "/interaction/"):
+        raise CheckFailed(f"the provider did not ask who logs in (at {driver.current_url}): "
+                          "a provider session from an earlier login?")
+    field = wait_for(driver, "the provider's login form",
+                     lambda d: d.find_element(By.CSS_SELECTOR, "#login-form #login"))
+    driver.provider_page(f"provider-login-{person}")
+    field.send_keys(person)
+    submit(driver, driver.find_element(By.ID, "submit"))
+    if driver.find_elements(By.ID, "problem"):
+        raise CheckFailed(f"the provider has no test account {person!r}: "
+                          f"{driver.find_element(By.ID, 'problem').text}")
+    wait_for(driver, "the way back to the page", lambda d: d.current_url.startswith(d.web_url + "/"))
+
+
+# The login every scenario uses: `log_in_oidc`, or `log_in_dev` with
+# --dev-login (set in main).
+log_in: Callable[[webdriver.Chrome, str], None] = log_in_oidc
 
 
 # --- browser helpers --------------------------------------------------------------
@@ -248,6 +309,12 @@ class Harness:
         self.failed: list[str] = []
         self.tilgang: subprocess.Popen | None = None
         self.tilgang_log = self.tmp / "tilgang.log"
+        self.dev = args.dev_login
+        self.provider: subprocess.Popen | None = None
+        self.provider_log = self.tmp / "provider.log"
+        self.issuer = ""
+        self.end_session = ""
+        self.provider_notes: list[str] = []
         self.service: Service | None = None
         self.driver: webdriver.Chrome | None = None
         self.other_site: http.server.ThreadingHTTPServer | None = None
@@ -288,13 +355,94 @@ class Harness:
 
     # -- start-up and shutdown
 
+    def start_provider(self, web: str) -> None:
+        """The OpenID provider (npm oidc-provider, tests/web/oidc-provider),
+        on a port the kernel picks, knowing this page's redirect URIs."""
+        secret = os.urandom(24).hex()
+        self.secret_file = self.tmp / "client-secret"
+        self.secret_file.write_text(secret + "\n")
+        self.secret_file.chmod(0o600)
+        argv = [self.args.node, str(PROVIDER / "server.js"), "--port", "0", "--client-id", CLIENT_ID,
+                "--redirect-uri", f"{web}/auth/callback", "--post-logout-redirect-uri", f"{web}/login",
+                "--exit-with-stdin"]
+        log = open(self.provider_log, "ab")
+        # The secret by environment, not on a command line anyone can read.
+        self.provider = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+            env=child_env({"OIDC_CLIENT_SECRET": secret, "NO_COLOR": "1"}),
+            start_new_session=True, preexec_fn=_die_with_parent)
+        log.close()
+        deadline = time.monotonic() + WAIT
+        line = b""
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.provider.stdout], [], [], left)[0]:
+                raise CheckFailed(f"the OpenID provider printed no `issuer=` within {WAIT:.0f} s:\n"
+                                  + self.provider_log.read_text(errors="replace"))
+            chunk = os.read(self.provider.stdout.fileno(), 4096)
+            if not chunk:
+                raise CheckFailed(f"the OpenID provider exited ({self.provider.wait()}) before listening:\n"
+                                  + self.provider_log.read_text(errors="replace"))
+            line += chunk
+        m = re.match(r"issuer=(http://127\.0\.0\.1:\d+)\n", line.decode())
+        if not m:
+            raise CheckFailed(f"the OpenID provider said {line!r}, not `issuer=…`")
+        self.issuer = m.group(1)
+        no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, never a proxy
+        with no_proxy.open(self.issuer + "/.well-known/openid-configuration", timeout=WAIT) as r:
+            meta = json.load(r)
+        self.end_session = meta.get("end_session_endpoint") or ""
+        if not self.end_session:
+            raise CheckFailed(f"the provider offers no end_session_endpoint: {sorted(meta)}")
+
+    def stop_provider(self) -> None:
+        if self.provider is None:
+            return
+        if self.provider.poll() is None:
+            try:
+                self.provider.stdin.close()  # --exit-with-stdin
+                self.provider.wait(5)
+            except Exception:
+                pass
+        if self.provider.poll() is None:
+            try:
+                os.killpg(self.provider.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.provider.wait()
+        self.provider.stdout.close()
+        self.provider = None
+
     def start_tilgang(self) -> None:
         policies, data = self.tmp / "policies", self.tmp / "data"
         shutil.copytree(REPO / "policies", policies)
         shutil.copytree(REPO / "tests" / "fixtures" / "data", data)
         argv = [self.tilgang_bin, "serve", "--policies", str(policies), "--data", str(data),
-                "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-                "--metrics-listen", "off", "--web-listen", "127.0.0.1:0"]
+                "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", "off"]
+        if self.dev:
+            self.spawn_tilgang(argv + ["--web-listen", "127.0.0.1:0"])
+            return
+        # The provider must know the page's redirect URI before the page
+        # starts (it reads the provider's metadata at start): the page's port
+        # is picked first. Another process may take it in between: then again.
+        for attempt in range(1, 4):
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            self.start_provider(f"http://127.0.0.1:{port}")
+            try:
+                self.spawn_tilgang(argv + [
+                    "--web-listen", f"127.0.0.1:{port}", "--web-oidc-issuer", self.issuer,
+                    "--web-oidc-client-id", CLIENT_ID, "--web-oidc-client-secret-file", str(self.secret_file)])
+                return
+            except CheckFailed:
+                if attempt == 3 or "in use" not in self.tilgang_log.read_text(errors="replace").lower():
+                    raise
+                print(f"note: port {port} was taken before tilgang bound it; again", flush=True)
+                self.stop_provider()
+                self.tilgang = None
+
+    def spawn_tilgang(self, argv: list[str]) -> None:
         log = open(self.tilgang_log, "wb")
         self.tilgang = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -335,6 +483,8 @@ class Harness:
         )
         self.driver = webdriver.Chrome(options=opts, service=self.service)
         self.driver.web_url = self.web  # for log_in
+        self.driver.issuer = self.issuer
+        self.driver.provider_page = self.provider_page
         self.driver.set_page_load_timeout(WAIT)
         self.driver.set_script_timeout(WAIT)
 
@@ -393,6 +543,7 @@ class Harness:
                     self.tilgang.kill()
                     self.tilgang.wait()
             self.tilgang = None
+        self.stop_provider()
 
     # -- tilgang's own answer
 
@@ -461,6 +612,17 @@ class Harness:
             raise CheckFailed(f"{step}: axe.run failed: {result['error']}")
         return result["violations"]
 
+    def provider_page(self, step: str) -> None:
+        """A page of the OpenID provider's: not ours, so no axe and no console
+        check; a screenshot, and its console drained (so that nothing it logs
+        is blamed on our next page) and noted."""
+        self.shot(step)
+        for msg in self.console_errors():
+            self.provider_notes.append(f"{step}: {msg}")
+
+    def on_provider(self) -> bool:
+        return self.driver.current_url.startswith(self.issuer + "/")
+
     def page(self, step: str) -> None:
         """The current page: a screenshot, no console error, no axe violation."""
         out = self.shot(step)
@@ -483,10 +645,13 @@ class Harness:
     def delegate(self) -> None:
         d = self.driver
         d.get(self.web + "/overview")
-        self.require("not logged in: the login page (401)",
-                     status(d) == 401 and d.find_elements(By.ID, "person") != [],
+        self.require("not logged in: the login page (401)", status(d) == 401 and self.login_offered(),
                      f"status {status(d)} at {path(d)}")
-        self.check("the development-mode banner is shown", "Utviklingsmodus" in body(d))
+        if self.dev:
+            self.check("the development-mode banner is shown", "Utviklingsmodus" in body(d))
+        else:
+            self.check("with a provider: no development-mode banner, no Fødselsnummer field",
+                       "Utviklingsmodus" not in body(d) and not d.find_elements(By.ID, "person"), body(d)[:300])
         self.check("the page speaks Bokmål", d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "nb")
         self.page("login")
         # axe itself: a known violation (an image without a text alternative) is found.
@@ -499,7 +664,13 @@ class Harness:
                    "image-alt" in found, str(found))
         log_in(d, DAGL)
         self.require("DAGL logged in: the overview", path(d) == "/overview" and status(d) == 200,
-                     f"{path(d)} {status(d)}")
+                     f"{path(d)} {status(d)}: {body(d)[:300]}")
+        self.check("DAGL acts for 991 825 827 (the header)",
+                   OWNER_SPACED in d.find_element(By.CSS_SELECTOR, "header .user").text,
+                   d.find_element(By.CSS_SELECTOR, "header .user").text)
+        if not self.dev:
+            self.check("DAGL named as the provider's ID token names her (Dagny Daglig Leder)",
+                       "Dagny Daglig Leder" in d.find_element(By.CSS_SELECTOR, "header .user").text)
         self.check("overview: its heading and the fixture's supplier, spaced",
                    h1(d) == "Tilgang til programmeringsgrensesnitt – API" and FIXTURE_SUPPLIER_SPACED in body(d),
                    body(d)[:400])
@@ -767,27 +938,127 @@ class Harness:
         self.page("keyboard-overview-after")
         self.check_ask("delegated by keyboard", SUPPLIER, WRITE, True)
 
+    def login_offered(self) -> bool:
+        """Our login page: the Fødselsnummer field (development mode) or the
+        "Logg inn med ID-porten" link."""
+        if self.dev:
+            return self.driver.find_elements(By.ID, "person") != []
+        return self.driver.find_elements(By.CSS_SELECTOR, "main a[href='/auth/login']") != []
+
+    def log_out(self, step: str) -> None:
+        """"Logg ut" in the header; with a provider, through its end-session
+        endpoint (and its confirmation page, if it shows one) back to /login."""
+        d = self.driver
+        submit(d, d.find_element(By.CSS_SELECTOR, "header form[action='/logout'] button"))
+        if not self.dev:
+            self.check(f"{step}: “Logg ut” goes to the provider's end-session endpoint",
+                       self.on_provider(), d.current_url)
+            self.end_provider_session(step)
+        self.require(f"{step}: back on our login page", d.current_url.startswith(self.web + "/login")
+                     and self.login_offered(), f"{d.current_url}: {body(d)[:300]}")
+
+    def end_provider_session(self, step: str) -> None:
+        """On the provider's end-session page: confirm the logout, if asked."""
+        d = self.driver
+        if not self.on_provider():
+            return
+        self.provider_page(f"{step}-provider")
+        # oidc-provider's page: "Yes, sign me out" (name=logout value=yes)
+        # and "No, stay signed in".
+        yes = (d.find_elements(By.CSS_SELECTOR, "button[name=logout][value=yes]")
+               or d.find_elements(By.CSS_SELECTOR, "form button[type=submit]"))
+        if yes:
+            self.check(f"{step}: the provider asks to confirm the logout", True)
+            submit(d, yes[0])
+            if self.on_provider():
+                self.provider_page(f"{step}-provider-done")
+
     def no_key_role(self) -> None:
         d = self.driver
         d.get(self.web + "/overview")
-        submit(d, d.find_element(By.CSS_SELECTOR, "form[action='/logout'] button"))
-        self.require("logged out: the login page", d.find_elements(By.ID, "person") != [], path(d))
-        if log_in is log_in_dev:
+        if self.dev:
+            self.log_out("logged out")
             field = d.find_element(By.ID, "person")
             field.send_keys("not a number!")
             submit(d, d.find_element(By.CSS_SELECTOR, "form[action='/login'] button[type=submit]"))
             self.error_summary("error-login", "person", "Skriv inn et fødselsnummer")
-        log_in(d, NO_ROLE)
-        self.check("no key role: refused (403)", status(d) == 403, f"{status(d)} {path(d)}")
+            log_in(d, NO_ROLE)
+            self.check("no key role: refused (403)", status(d) == 403, f"{status(d)} {path(d)}")
+            self.check("no key role: told in plain words", "Daglig leder kan hjelpe" in body(d), body(d)[:400])
+            self.check("no key role: no way to add a supplier",
+                       not d.find_elements(By.CSS_SELECTOR, "a[href='/add']"))
+            self.page("no-key-role")
+            return
+
+        # Logout ends the session here and at the provider.
+        self.log_out("logout")
+        self.page("logged-out")
+        d.get(self.web + "/overview")
+        self.check("logged out: the overview asks for login again (401)",
+                   status(d) == 401 and self.login_offered() and OWNER_SPACED not in body(d),
+                   f"{status(d)} {path(d)}: {body(d)[:300]}")
+        self.page("overview-logged-out")
+
+        # A login at too low a level (`lav`, idporten-loa-low) is refused by
+        # the page. The provider asks who logs in again: its session ended.
+        log_in(d, LOW_LEVEL)
+        self.check("low level: back on our login page, refused (401)",
+                   status(d) == 401 and self.login_offered(), f"{status(d)} {d.current_url}")
+        self.check("low level: “Innloggingen mislyktes”", "Innloggingen mislyktes" in body(d), body(d)[:300])
+        self.check("low level: not logged in (no “Logg ut”)",
+                   not d.find_elements(By.CSS_SELECTOR, "form[action='/logout']"))
+        self.page("login-refused-low-level")
+        d.get(self.web + "/overview")
+        self.check("low level: the overview still asks for login (401)",
+                   status(d) == 401 and self.login_offered(), f"{status(d)} {path(d)}")
+        # The refused login is still logged in at the provider (the page
+        # never had its ID token to log it out): end it there, as a person
+        # would by logging out at ID-porten, so the next login asks again.
+        d.get(self.end_session)
+        self.end_provider_session("low-level-provider-logout")
+
+        # 02029054321 (`hoy`) has a role only for 983 887 457: none for
+        # 991 825 827. (The provider has no account without any role.)
+        log_in(d, OTHER_OWNER_ADMIN)
+        self.require("other owner's admin: logged in, the overview", path(d) == "/overview" and status(d) == 200,
+                     f"{status(d)} {path(d)}: {body(d)[:300]}")
+        header = d.find_element(By.CSS_SELECTOR, "header .user").text
+        self.check("other owner's admin: acts for 983 887 457, not 991 825 827",
+                   OTHER_OWNER_SPACED in header and OWNER_SPACED not in header, header)
+        self.check("other owner's admin: 991 825 827's supplier 810 418 672 not shown",
+                   FIXTURE_SUPPLIER_SPACED not in body(d), body(d)[:400])
+        self.check("other owner's admin: one organisation, no link to change it", not d.find_elements(
+            By.CSS_SELECTOR, "header a[href='/org']"))
+        self.page("other-owner-overview")
+        # Acting for 991 825 827 anyway: the choice of organisation, posted
+        # with this session's real CSRF token and that number.
+        csrf = d.find_element(By.CSS_SELECTOR, "header form[action='/logout'] input[name=csrf]").get_attribute("value")
+        navigates(d, lambda: d.execute_script(
+            """
+            const f = document.createElement('form');
+            f.method = 'post'; f.action = '/org';
+            for (const [k, v] of [['csrf', arguments[0]], ['org', arguments[1]]]) {
+              const i = document.createElement('input');
+              i.type = 'hidden'; i.name = k; i.value = v; f.appendChild(i);
+            }
+            document.body.appendChild(f); f.submit();
+            """, csrf, OWNER))
+        self.check("no key role for 991 825 827: refused (403)", status(d) == 403, f"{status(d)} {path(d)}")
         self.check("no key role: told in plain words", "Daglig leder kan hjelpe" in body(d), body(d)[:400])
         self.check("no key role: no way to add a supplier", not d.find_elements(By.CSS_SELECTOR, "a[href='/add']"))
         self.page("no-key-role")
+        d.get(self.web + "/add")
+        self.check("no key role: still acting for 983 887 457 (add step header)",
+                   OTHER_OWNER_SPACED in d.find_element(By.CSS_SELECTOR, "header .user").text,
+                   d.find_element(By.CSS_SELECTOR, "header .user").text)
+        self.log_out("logout-other-owner")
 
     def run(self) -> None:
         self.start_tilgang()
         self.start_browser()
         self.start_other_site()
-        print(f"tilgang web {self.web}, gateway {self.gateway_addr}; "
+        login = "development mode (--dev-login)" if self.dev else f"OpenID provider {self.issuer}"
+        print(f"tilgang web {self.web}, gateway {self.gateway_addr}; login: {login}; "
               f"Chromium {self.driver.capabilities.get('browserVersion')}; screenshots in {self.shots}", flush=True)
         self.scenario("1 delegate", self.delegate)
         self.scenario("2 edit and undo", self.edit_and_undo)
@@ -799,6 +1070,12 @@ class Harness:
 
 def preflight(args: argparse.Namespace) -> list[str]:
     problems = []
+    if not args.dev_login:
+        if not shutil.which(args.node):
+            problems.append(f"no {args.node} (Node.js 20.19 or later runs the OpenID provider)")
+        if not (PROVIDER / "node_modules" / "oidc-provider").is_dir():
+            problems.append(f"no {(PROVIDER / 'node_modules').relative_to(REPO)} "
+                            f"(npm ci --prefix {PROVIDER.relative_to(REPO)})")
     if not Path(args.tilgang).is_file():
         problems.append(f"no tilgang binary at {args.tilgang} (cargo build)")
     if not AXE.is_file():
@@ -816,7 +1093,12 @@ def main() -> int:
     ap.add_argument("--chromedriver", default="/usr/bin/chromedriver")
     ap.add_argument("--screenshots", default=str(REPO / "target" / "e2e-web-screenshots"))
     ap.add_argument("--keep", action="store_true", help="keep the temp directory (logs, data) afterwards")
+    ap.add_argument("--dev-login", action="store_true",
+                    help="development mode's typed-in login instead of the OpenID provider")
+    ap.add_argument("--node", default="node", help="Node.js, for the OpenID provider (default: node on PATH)")
     args = ap.parse_args()
+    global log_in
+    log_in = log_in_dev if args.dev_login else log_in_oidc
     # Selenium must not look for or download a driver or browser of its own.
     os.environ["SE_OFFLINE"] = "true"
 
@@ -853,6 +1135,12 @@ def main() -> int:
         if h.failed and h.tilgang_log.exists():
             print("--- tilgang's log (last 40 lines)")
             print("\n".join(h.tilgang_log.read_text(errors="replace").splitlines()[-40:]))
+        if h.failed and h.provider_log.exists() and h.provider_log.stat().st_size:
+            print("--- the OpenID provider's stderr (last 20 lines)")
+            print("\n".join(h.provider_log.read_text(errors="replace").splitlines()[-20:]))
+        if h.provider_notes:
+            print("--- console errors on the provider's pages (not ours; not checked)")
+            print("\n".join(h.provider_notes))
         if h.axe_findings:
             print("--- axe findings")
             print("\n".join(h.axe_findings))
