@@ -88,6 +88,9 @@ pub struct WebSettings {
     pub oidc: Option<WebOidc>,
     /// TLS ends at a proxy in front (`--web-behind-proxy`).
     pub behind_proxy: bool,
+    /// The page's own TLS (`--web-tls-cert`); `None`: plaintext (loopback,
+    /// or behind a proxy).
+    pub tls: Option<TlsFiles>,
 }
 
 /// `--web-oidc-*`.
@@ -363,7 +366,8 @@ impl Sidecar {
             Some(w) => Some(bind_web(w).await?),
             None => None,
         };
-        let web_addr = web.as_ref().map(|(_, addr, _)| *addr);
+        let web_addr = web.as_ref().map(|(_, addr, _, _)| *addr);
+        let web_tls = web.as_ref().and_then(|(_, _, _, tls)| tls.clone());
 
         let watch_handle = watcher::spawn(reloader.clone(), cfg.debounce, cfg.rescan)?;
 
@@ -405,7 +409,7 @@ impl Sidecar {
             )),
             tokio::spawn(prune_undo_records(store.clone(), signal(rx.clone()))),
         ];
-        for tls in gateway_tls.iter().chain(&admin_tls) {
+        for tls in gateway_tls.iter().chain(&admin_tls).chain(&web_tls) {
             let stop = signal(rx.clone());
             let tls = tls.clone();
             let every = cfg.tls_rescan;
@@ -414,23 +418,28 @@ impl Sidecar {
                 Ok(())
             }));
         }
-        if let Some((tcp, _, config)) = web {
+        if let Some((tcp, _, config, tls)) = web {
             let page = crate::web::Web::new(store.clone(), telemetry.clone(), config);
             let limits = crate::web::serve::WebLimits {
                 grace: cfg.limits.shutdown_grace,
+                handshake_timeout: cfg.limits.handshake_timeout,
                 ..Default::default()
             };
             let stop = signal(rx.clone());
             tasks.push(tokio::spawn(async move {
-                crate::web::serve::serve_web(tcp, page, limits, stop).await;
+                crate::web::serve::serve_web(tcp, tls, page, limits, stop).await;
                 Ok(())
             }));
         }
         if let Some(tcp) = metrics_tcp {
-            let tls = [("gateway", &gateway_tls), ("admin", &admin_tls)]
-                .into_iter()
-                .filter_map(|(l, t)| t.clone().map(|t| (l, t)))
-                .collect();
+            let tls = [
+                ("gateway", &gateway_tls),
+                ("admin", &admin_tls),
+                ("web", &web_tls),
+            ]
+            .into_iter()
+            .filter_map(|(l, t)| t.clone().map(|t| (l, t)))
+            .collect();
             let exposition = Arc::new(Exposition::with_tls(metrics, snapshots.clone(), tls));
             let (limits, stop) = (cfg.metrics_limits, signal(rx));
             tasks.push(tokio::spawn(async move {
@@ -500,26 +509,43 @@ impl Sidecar {
 /// mode is loopback only. Checked where it bound.
 async fn bind_web(
     w: &WebSettings,
-) -> Result<(TcpListener, SocketAddr, crate::web::WebConfig), StartError> {
+) -> Result<
+    (
+        TcpListener,
+        SocketAddr,
+        crate::web::WebConfig,
+        Option<Arc<ServerTls>>,
+    ),
+    StartError,
+> {
     use crate::web::oidc::{Acr, ClientSecret, OidcClient, OidcConfig};
+    let tls = match &w.tls {
+        Some(files) => Some(Arc::new(
+            ServerTls::load_for_browsers(files.clone())
+                .map_err(|e| StartError::Config(format!("`--web-tls-cert`: {e}")))?,
+        )),
+        None => None,
+    };
     let tcp = TcpListener::bind(&w.listen)
         .await
         .map_err(io(format!("binding `--web-listen {}`", w.listen)))?;
     let addr = tcp.local_addr().map_err(io("web address"))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let public_url = w
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{addr}"))
+        .unwrap_or_else(|| format!("{scheme}://{addr}"))
         .trim_end_matches('/')
         .to_string();
     if !addr.ip().is_loopback() {
-        let why = match (&w.oidc, w.behind_proxy, public_url.starts_with("https://")) {
+        let https = public_url.starts_with("https://");
+        let why = match (&w.oidc, tls.is_some() || w.behind_proxy, https) {
             (None, _, _) => Some("without --web-oidc-issuer nobody is verified (development mode)"),
             (Some(_), false, _) => Some(
-                "the page has no TLS of its own: put it behind a TLS proxy and say so with --web-behind-proxy",
+                "give it TLS (--web-tls-cert, --web-tls-key), or put it behind a TLS proxy and say so with --web-behind-proxy",
             ),
             (Some(_), true, false) => {
-                Some("behind a proxy, --web-public-url must be the `https://` URL people use")
+                Some("--web-public-url must be the `https://` URL people use")
             }
             (Some(_), true, true) => None,
         };
@@ -572,6 +598,7 @@ async fn bind_web(
             sessions: w.sessions,
             oidc,
         },
+        tls,
     ))
 }
 

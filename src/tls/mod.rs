@@ -107,6 +107,9 @@ pub struct TlsStatus {
 /// One listener's TLS configuration, kept current. Cheap to share.
 pub struct ServerTls {
     files: TlsFiles,
+    /// The protocols offered in ALPN: `h2` for the gRPC listeners, `h2` and
+    /// `http/1.1` for the web page.
+    alpn: Vec<Vec<u8>>,
     /// Swapped whole; a handshake loads it once.
     config: ArcSwap<ServerConfig>,
     look: Mutex<Look>,
@@ -153,19 +156,31 @@ struct Pem {
 
 impl Read {
     /// The configuration, and its leaf certificate's `notAfter`.
-    fn build(self, files: &TlsFiles) -> Result<(ServerConfig, i64), TlsError> {
+    fn build(self, files: &TlsFiles, alpn: &[Vec<u8>]) -> Result<(ServerConfig, i64), TlsError> {
         let pem = self.pem?;
-        build(files, &pem.cert, &pem.key, pem.client_ca.as_deref())
+        let (mut config, expires) = build(files, &pem.cert, &pem.key, pem.client_ca.as_deref())?;
+        config.alpn_protocols = alpn.to_vec();
+        Ok((config, expires))
     }
 }
 
 impl ServerTls {
     /// Load the files; any problem is an error (for start-up).
     pub fn load(files: TlsFiles) -> Result<Self, TlsError> {
+        Self::load_offering(files, vec![ALPN_H2.to_vec()])
+    }
+
+    /// For a listener browsers use: HTTP/2 or HTTP/1.1.
+    pub fn load_for_browsers(files: TlsFiles) -> Result<Self, TlsError> {
+        Self::load_offering(files, vec![ALPN_H2.to_vec(), b"http/1.1".to_vec()])
+    }
+
+    fn load_offering(files: TlsFiles, alpn: Vec<Vec<u8>>) -> Result<Self, TlsError> {
         let read = read(&files);
         let digest = read.digest;
-        let (config, expires) = read.build(&files)?;
+        let (config, expires) = read.build(&files, &alpn)?;
         Ok(Self {
+            alpn,
             files,
             config: ArcSwap::from_pointee(config),
             look: Mutex::new(Look {
@@ -225,7 +240,7 @@ impl ServerTls {
             return;
         }
         let digest = read.digest;
-        match read.build(&self.files) {
+        match read.build(&self.files, &self.alpn) {
             Ok((config, expires)) => {
                 self.config.store(Arc::new(config));
                 self.expires.store(expires, Ordering::Relaxed);

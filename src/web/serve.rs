@@ -16,6 +16,7 @@ use tower::ServiceExt as _;
 
 use super::Web;
 use crate::server::listener::Acceptor;
+use crate::tls::ServerTls;
 
 /// A connection's bounds on the web listener.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +29,8 @@ pub struct WebLimits {
     pub max_connection_age: Duration,
     /// How long open connections may finish once the drain begins.
     pub grace: Duration,
+    /// From accept to a finished TLS handshake.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for WebLimits {
@@ -37,6 +40,7 @@ impl Default for WebLimits {
             header_timeout: Duration::from_secs(10),
             max_connection_age: Duration::from_secs(60),
             grace: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -44,6 +48,7 @@ impl Default for WebLimits {
 /// Serve the page on `tcp` until `shutdown` completes, then drain.
 pub async fn serve_web(
     tcp: TcpListener,
+    tls: Option<Arc<ServerTls>>,
     web: Arc<Web>,
     limits: WebLimits,
     shutdown: impl Future<Output = ()> + Send,
@@ -58,40 +63,22 @@ pub async fn serve_web(
             () = &mut shutdown => break,
             conn = acceptor.accept() => {
                 let router = router.clone();
-                let mut draining = drain_rx.clone();
+                let draining = drain_rx.clone();
+                let tls = tls.clone();
                 tasks.spawn(async move {
                     let _permit = conn.permit;
                     let _ = conn.stream.set_nodelay(true);
-                    let service = router.map_request(|r: http::Request<hyper::body::Incoming>| r.map(axum::body::Body::new));
-                    let mut builder = auto::Builder::new(TokioExecutor::new());
-                    builder
-                        .http1()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(limits.header_timeout)
-                        .keep_alive(true);
-                    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(100);
-                    let conn = builder.serve_connection_with_upgrades(
-                        TokioIo::new(conn.stream),
-                        TowerToHyperService::new(service),
-                    );
-                    let mut conn = std::pin::pin!(conn);
-                    draining.mark_changed();
-                    let idle = tokio::time::sleep(limits.max_connection_age);
-                    let mut idle = std::pin::pin!(idle);
-                    loop {
-                        tokio::select! {
-                            _ = conn.as_mut() => return,
-                            changed = draining.changed() => {
-                                if changed.is_err() || *draining.borrow() {
-                                    conn.as_mut().graceful_shutdown();
-                                    let _ = conn.as_mut().await;
-                                    return;
-                                }
-                            }
-                            () = &mut idle => {
-                                conn.as_mut().graceful_shutdown();
-                                let _ = conn.as_mut().await;
-                                return;
+                    match tls {
+                        None => connection(conn.stream, router, limits, draining).await,
+                        Some(tls) => {
+                            let accepted = tokio::time::timeout(
+                                limits.handshake_timeout,
+                                tls.acceptor().accept(conn.stream),
+                            );
+                            match accepted.await {
+                                Ok(Ok(stream)) => connection(stream, router, limits, draining).await,
+                                Ok(Err(e)) => tracing::debug!(error = %e, "web: TLS handshake failed"),
+                                Err(_) => tracing::debug!("web: TLS handshake timed out"),
                             }
                         }
                     }
@@ -107,5 +94,52 @@ pub async fn serve_web(
     .await;
     if drained.is_err() {
         tasks.abort_all();
+    }
+}
+
+/// Serve one connection (plaintext, or what the TLS handshake left) until it
+/// ends, the listener drains, or it reaches its maximum age.
+async fn connection<IO>(
+    io: IO,
+    router: axum::Router,
+    limits: WebLimits,
+    mut draining: watch::Receiver<bool>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service =
+        router.map_request(|r: http::Request<hyper::body::Incoming>| r.map(axum::body::Body::new));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(100);
+    let conn =
+        builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+    let mut conn = std::pin::pin!(conn);
+    draining.mark_changed();
+    let age = tokio::time::sleep(limits.max_connection_age);
+    let mut age = std::pin::pin!(age);
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            changed = draining.changed() => {
+                if changed.is_err() || *draining.borrow() {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.as_mut().await;
+                    return;
+                }
+            }
+            () = &mut age => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.as_mut().await;
+                return;
+            }
+        }
     }
 }

@@ -173,6 +173,7 @@ pub async fn web_server() -> TestServer {
             sessions: SessionLimits::default(),
             oidc: None,
             behind_proxy: false,
+            tls: None,
         });
     })
     .await
@@ -519,6 +520,7 @@ async fn the_overview_pages_and_searches_by_number() {
             sessions: SessionLimits::default(),
             oidc: None,
             behind_proxy: false,
+            tls: None,
         });
     })
     .await;
@@ -568,5 +570,67 @@ async fn the_overview_pages_and_searches_by_number() {
     let r = b.get("/overview?q=Acme").await;
     assert!(shown(&r.body).is_empty());
     assert!(r.body.contains("Ingen leverandør passer"), "{}", r.body);
+    s.stop().await;
+}
+
+/// `--web-tls-cert`: the page over TLS (HTTP/1.1 or HTTP/2 by ALPN), its
+/// session cookie then `__Host-` and `Secure`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_over_tls_has_a_host_only_secure_cookie() {
+    use rustls_pki_types::pem::PemObject;
+    let ca = crate::pki::Ca::new("web test CA");
+    let work = Workdir::new();
+    let files = crate::pki::write(work.dir.path(), "web", &ca.server(), None);
+    let s = TestServer::start_in(work, |c| {
+        c.web = Some(WebSettings {
+            listen: "127.0.0.1:0".into(),
+            public_url: None,
+            sessions: SessionLimits::default(),
+            oidc: None,
+            behind_proxy: false,
+            tls: Some(files),
+        });
+    })
+    .await;
+    let addr = s.sidecar.web_addr.unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca.pem().as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    tls.write_all(b"GET /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let cookie = text
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap();
+    assert!(
+        cookie.contains("__Host-tilgang=") && cookie.contains("Secure"),
+        "{cookie}"
+    );
+    // Plaintext to the TLS listener gets no page.
+    let mut s2 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s2.write_all(b"GET /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut back = Vec::new();
+    let _ = s2.read_to_end(&mut back).await;
+    assert!(!String::from_utf8_lossy(&back).contains("200 OK"));
     s.stop().await;
 }

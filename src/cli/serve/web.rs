@@ -77,8 +77,29 @@ pub struct WebArgs {
     /// TLS ends at a proxy in front, which people reach at an `https://`
     /// --web-public-url: then the page may listen off loopback (with a
     /// provider). The proxy's forwarded headers are not read
-    #[arg(long, env = "TILGANG_WEB_BEHIND_PROXY")]
+    #[arg(
+        long,
+        env = "TILGANG_WEB_BEHIND_PROXY",
+        conflicts_with = "web_tls_cert"
+    )]
     pub web_behind_proxy: bool,
+    /// Serve the web page over TLS with this PEM certificate chain (reloaded
+    /// when it changes, like the other listeners'); needs --web-tls-key
+    #[arg(
+        long,
+        env = "TILGANG_WEB_TLS_CERT",
+        value_name = "FILE",
+        requires = "web_tls_key"
+    )]
+    pub web_tls_cert: Option<PathBuf>,
+    /// The PEM private key of --web-tls-cert
+    #[arg(
+        long,
+        env = "TILGANG_WEB_TLS_KEY",
+        value_name = "FILE",
+        requires = "web_tls_cert"
+    )]
+    pub web_tls_key: Option<PathBuf>,
 }
 
 impl WebArgs {
@@ -99,6 +120,14 @@ impl WebArgs {
                 person_claim: self.web_oidc_person_claim.clone(),
             }),
             behind_proxy: self.web_behind_proxy,
+            tls: match (&self.web_tls_cert, &self.web_tls_key) {
+                (Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: None,
+                }),
+                _ => None,
+            },
         })
     }
 }
