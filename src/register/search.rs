@@ -1,0 +1,270 @@
+//! Name search for a search box: every word of the query must occur in the
+//! name, case-insensitively ([`fold_into`]); the best `limit` hits come back
+//! ranked. A scan of the folded name arena with `memchr`'s SIMD substring
+//! search for the query's longest word, so its cost is one pass over the
+//! names (tens of MB for the whole register) plus a little per hit; no index
+//! is built or kept.
+//!
+//! Ranking, best first: names that begin with the query; names in which
+//! every query word begins a word; names that merely contain the words.
+//! Within each, existing organizations before deleted ones, then shorter
+//! names, then lower org numbers.
+
+use std::collections::BinaryHeap;
+
+use memchr::memmem::Finder;
+
+use super::store::{Organization, Register, fold_into};
+use crate::ids::OrgNumber;
+
+/// The most hits one search returns, whatever `limit` asks for.
+pub const MAX_HITS: usize = 1000;
+
+/// A longer query is cut here (at a character boundary); words past
+/// [`MAX_WORDS`] are ignored.
+const MAX_QUERY_BYTES: usize = 256;
+const MAX_WORDS: usize = 8;
+
+/// How good a hit is: smaller is better (the field order is the ranking).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Rank {
+    /// 0: the name begins with the query; 1: every query word begins a word
+    /// of the name; 2: the name contains the words.
+    tier: u8,
+    deleted: bool,
+    len: usize,
+    /// The entry, which is also org-number order.
+    index: usize,
+}
+
+impl Register {
+    /// Organizations whose name contains every word of `query`, ignoring
+    /// case, best first (see the module docs), at most `limit` (and at most
+    /// [`MAX_HITS`]). A query that is an org number finds that organization.
+    /// An empty query finds nothing.
+    pub fn search(&self, query: &str, limit: usize) -> Vec<Organization<'_>> {
+        let limit = limit.min(MAX_HITS);
+        if limit == 0 {
+            return Vec::new();
+        }
+        let query = cut(query, MAX_QUERY_BYTES);
+        if let Ok(n) = OrgNumber::parse(query.trim()) {
+            return self.get(&n).into_iter().collect();
+        }
+        let mut folded = String::with_capacity(query.len());
+        fold_into(&mut folded, query);
+        let words: Vec<&str> = folded.split_whitespace().take(MAX_WORDS).collect();
+        let Some((anchor_at, anchor)) = words
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, w)| (w.len(), std::cmp::Reverse(*i)))
+        else {
+            return Vec::new();
+        };
+        let phrase = words.join(" ");
+        let others: Vec<Finder<'_>> = words
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != anchor_at)
+            .map(|(_, w)| Finder::new(w.as_bytes()))
+            .collect();
+        let finder = Finder::new(anchor.as_bytes());
+        let hay = self.folded.as_bytes();
+        let mut best: BinaryHeap<Rank> = BinaryHeap::with_capacity(limit + 1);
+        let mut pos = 0;
+        let mut entry = 0;
+        while let Some(found) = hay.get(pos..).and_then(|rest| finder.find(rest)) {
+            let at = pos + found;
+            // The entry whose name holds `at`: the last that starts at or before it.
+            let ahead = self
+                .starts
+                .get(entry..)
+                .map_or(0, |s| s.partition_point(|&start| start as usize <= at));
+            entry += ahead.saturating_sub(1);
+            let Some((start, end)) = self.span(entry) else {
+                break;
+            };
+            if at + anchor.len() > end {
+                // Runs on into the next name: not a hit.
+                pos = at + 1;
+                continue;
+            }
+            pos = end;
+            let deleted = self.is_deleted(entry);
+            let at_best = Rank {
+                tier: 0,
+                deleted,
+                len: end - start,
+                index: entry,
+            };
+            if best.len() == limit && best.peek().is_some_and(|worst| at_best >= *worst) {
+                // Could not make the list even at its best tier.
+                continue;
+            }
+            let Some(name) = self.folded.get(start..end) else {
+                continue;
+            };
+            if !others.iter().all(|f| f.find(name.as_bytes()).is_some()) {
+                continue;
+            }
+            let rank = Rank {
+                tier: tier(name, &phrase, &words),
+                ..at_best
+            };
+            if best.len() < limit {
+                best.push(rank);
+            } else if best.peek().is_some_and(|worst| rank < *worst) {
+                best.pop();
+                best.push(rank);
+            }
+        }
+        best.into_sorted_vec()
+            .into_iter()
+            .filter_map(|r| self.at(r.index))
+            .collect()
+    }
+}
+
+/// How well a folded name that contains every word matches (see [`Rank`]).
+fn tier(name: &str, phrase: &str, words: &[&str]) -> u8 {
+    if name.starts_with(phrase) {
+        0
+    } else if words.iter().all(|w| begins_a_word(name, w)) {
+        1
+    } else {
+        2
+    }
+}
+
+/// Whether `word` occurs in `name` at the start of a word (after the start
+/// or a character that is not a letter or digit).
+fn begins_a_word(name: &str, word: &str) -> bool {
+    name.match_indices(word).any(|(i, _)| {
+        name[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !c.is_alphanumeric())
+    })
+}
+
+/// `s` cut to at most `max` bytes at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse::Entry;
+    use super::super::store::Builder;
+    use super::*;
+
+    fn register(entries: &[(&str, &str, bool)]) -> Register {
+        let mut b = Builder::default();
+        for (number, name, deleted) in entries {
+            assert!(b.add(Entry {
+                number: Some((*number).into()),
+                name: Some((*name).into()),
+                deleted: *deleted,
+                ..Entry::default()
+            }));
+        }
+        b.finish()
+    }
+
+    fn names(hits: &[Organization<'_>]) -> Vec<String> {
+        hits.iter().map(|o| o.name.to_string()).collect()
+    }
+
+    fn sample() -> Register {
+        register(&[
+            ("923609016", "EQUINOR ASA", false),
+            ("974760673", "REGISTERENHETEN I BRØNNØYSUND", false),
+            ("810418672", "BRØNNØYSUND KOMMUNE", false),
+            ("889640782", "GAMLE BRØNNØYSUND BAKERI AS", true),
+            ("991825827", "BRØNNØYSUNDS AVIS AS", false),
+            ("983887457", "NORSK BAKERI AS", false),
+        ])
+    }
+
+    #[test]
+    fn ranks_prefix_then_word_start_then_substring() {
+        let r = sample();
+        assert_eq!(
+            names(&r.search("brønnøysund", 10)),
+            [
+                // Begins with the query: shorter first.
+                "BRØNNØYSUND KOMMUNE",
+                "BRØNNØYSUNDS AVIS AS",
+                // A word begins with it: existing before deleted.
+                "REGISTERENHETEN I BRØNNØYSUND",
+                "GAMLE BRØNNØYSUND BAKERI AS",
+            ]
+        );
+        // Case-insensitive, also for Ø.
+        assert_eq!(r.search("Brønnøysund", 10), r.search("BRØNNØYSUND", 10));
+        // Substrings match, ranked last.
+        assert_eq!(
+            names(&r.search("nøysund", 2)),
+            ["BRØNNØYSUND KOMMUNE", "BRØNNØYSUNDS AVIS AS"]
+        );
+    }
+
+    #[test]
+    fn every_word_must_match_in_any_order() {
+        let r = sample();
+        assert_eq!(
+            names(&r.search("bakeri brønn", 10)),
+            ["GAMLE BRØNNØYSUND BAKERI AS"]
+        );
+        assert_eq!(names(&r.search("as bakeri", 10)).len(), 2);
+        assert!(r.search("equinor kommune", 10).is_empty());
+    }
+
+    #[test]
+    fn a_word_does_not_match_across_two_names() {
+        // "ASA" + "REG..." would read "asareg" if the arena were searched whole.
+        let r = sample();
+        assert!(r.search("asareg", 10).is_empty());
+        assert!(r.search("kommunebr", 10).is_empty());
+    }
+
+    #[test]
+    fn limits_and_odd_queries() {
+        let r = sample();
+        assert!(r.search("", 10).is_empty());
+        assert!(r.search("   ", 10).is_empty());
+        assert!(r.search("as", 0).is_empty());
+        assert_eq!(r.search("as", 2).len(), 2);
+        assert_eq!(names(&r.search("923609016", 10)), ["EQUINOR ASA"]);
+        assert_eq!(names(&r.search(" 0192:923609016 ", 10)), ["EQUINOR ASA"]);
+        // A long query is cut, not refused.
+        let long = format!("equinor {}", "ø".repeat(400));
+        assert!(r.search(&long, 10).is_empty());
+        assert_eq!(cut("aø", 2), "a");
+    }
+
+    #[test]
+    fn the_limit_keeps_the_best() {
+        let numbers = crate::register::tests::org_numbers(100_000, 300);
+        let entries: Vec<(String, String)> = numbers
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), format!("FIRMA {} AS", "X".repeat(300 - i))))
+            .collect();
+        let refs: Vec<(&str, &str, bool)> = entries
+            .iter()
+            .map(|(n, name)| (n.as_str(), name.as_str(), false))
+            .collect();
+        let r = register(&refs);
+        let hits = r.search("firma", 3);
+        let lens: Vec<usize> = hits.iter().map(|o| o.name.len()).collect();
+        assert_eq!(lens, [10, 11, 12]);
+    }
+}
