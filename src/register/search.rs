@@ -71,16 +71,13 @@ impl Register {
         let finder = Finder::new(anchor.as_bytes());
         let hay = self.folded.as_bytes();
         let mut best: BinaryHeap<Rank> = BinaryHeap::with_capacity(limit + 1);
+        // Where to search on from: the end of the name last judged, or just
+        // after a hit that ran across two names (one may start inside it).
         let mut pos = 0;
         let mut entry = 0;
         while let Some(found) = hay.get(pos..).and_then(|rest| finder.find(rest)) {
             let at = pos + found;
-            // The entry whose name holds `at`: the last that starts at or before it.
-            let ahead = self
-                .starts
-                .get(entry..)
-                .map_or(0, |s| s.partition_point(|&start| start as usize <= at));
-            entry += ahead.saturating_sub(1);
+            entry = self.entry_at(entry, at);
             let Some((start, end)) = self.span(entry) else {
                 break;
             };
@@ -117,11 +114,67 @@ impl Register {
                 best.pop();
                 best.push(rank);
             }
+            if best.len() == limit && best.peek().is_some_and(|worst| worst.tier == 0) {
+                // Only names that begin with the query can still make the
+                // list: no need to find every hit of a short, common query.
+                self.walk_beginnings(entry + 1, &phrase, &mut best);
+                break;
+            }
         }
         best.into_sorted_vec()
             .into_iter()
             .filter_map(|r| self.at(r.index))
             .collect()
+    }
+}
+
+impl Register {
+    /// The rest of a search whose list is full of names that begin with the
+    /// query: from entry `from` on, only a name that begins with it and
+    /// ranks better than the worst on the list can replace it, and most names
+    /// are ruled out by their length alone.
+    fn walk_beginnings(&self, from: usize, phrase: &str, best: &mut BinaryHeap<Rank>) {
+        for i in from..self.len() {
+            let (Some((start, end)), Some(worst)) = (self.span(i), best.peek()) else {
+                break;
+            };
+            let rank = Rank {
+                tier: 0,
+                deleted: self.is_deleted(i),
+                len: end - start,
+                index: i,
+            };
+            if rank < *worst
+                && self
+                    .folded
+                    .as_bytes()
+                    .get(start..end)
+                    .is_some_and(|name| name.starts_with(phrase.as_bytes()))
+            {
+                best.pop();
+                best.push(rank);
+            }
+        }
+    }
+
+    /// The entry whose name holds byte `at` of the arenas, looking from
+    /// entry `from` on (which starts at or before `at`): galloping, since
+    /// the next hit is most often a few names on.
+    fn entry_at(&self, from: usize, at: usize) -> usize {
+        let starts_after = |i: usize| self.starts.get(i).is_none_or(|&s| s as usize > at);
+        let mut step = 1;
+        let mut low = from;
+        while !starts_after(low + step) {
+            low += step;
+            step *= 2;
+        }
+        // Entry `low` starts at or before `at`; entry `low + step` after it.
+        let high = (low + step).min(self.starts.len());
+        low + self
+            .starts
+            .get(low..high)
+            .map_or(1, |s| s.partition_point(|&s| s as usize <= at))
+            .saturating_sub(1)
     }
 }
 
@@ -233,6 +286,49 @@ mod tests {
         let r = sample();
         assert!(r.search("asareg", 10).is_empty());
         assert!(r.search("kommunebr", 10).is_empty());
+        // A hit across two names does not hide one that starts inside it:
+        // the arena reads "xaaab", and "aa" is found first at 1.
+        let r = register(&[("923609016", "XA", false), ("974760673", "AAB", false)]);
+        assert_eq!(names(&r.search("aa", 10)), ["AAB"]);
+    }
+
+    #[test]
+    fn a_full_list_of_beginnings_still_takes_shorter_ones_later() {
+        let numbers = crate::register::tests::org_numbers(30_000_000, 6);
+        let r = register(&[
+            (&numbers[0], "ALFA BETA GAMMA", false),
+            (&numbers[1], "ALFA BETA", false),
+            (&numbers[2], "BETA ALFA", false),
+            (&numbers[3], "ALFA GAMMA", true),
+            (&numbers[4], "ALFA", false),
+            (&numbers[5], "XALFA", false),
+        ]);
+        assert_eq!(names(&r.search("alfa", 2)), ["ALFA", "ALFA BETA"]);
+        assert_eq!(
+            names(&r.search("alfa", 4)),
+            ["ALFA", "ALFA BETA", "ALFA BETA GAMMA", "ALFA GAMMA"]
+        );
+    }
+
+    #[test]
+    fn entry_at_finds_the_name_holding_a_byte() {
+        let numbers = crate::register::tests::org_numbers(20_000_000, 100);
+        let entries: Vec<(String, String)> = numbers
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), "N".repeat(1 + i % 7)))
+            .collect();
+        let refs: Vec<(&str, &str, bool)> = entries
+            .iter()
+            .map(|(n, name)| (n.as_str(), name.as_str(), false))
+            .collect();
+        let r = register(&refs);
+        for at in 0..r.names.len() {
+            let want = r.starts.partition_point(|&s| s as usize <= at) - 1;
+            for from in [0, want / 2, want] {
+                assert_eq!(r.entry_at(from, at), want, "at {at} from {from}");
+            }
+        }
     }
 
     #[test]
