@@ -21,6 +21,7 @@ mod log_injection;
 mod paging;
 mod pki;
 mod races;
+mod register;
 mod reload;
 mod shutdown;
 mod split;
