@@ -114,10 +114,10 @@ impl Register {
                 best.pop();
                 best.push(rank);
             }
-            if best.len() == limit && best.peek().is_some_and(|worst| worst.tier == 0) {
-                // Only names that begin with the query can still make the
-                // list: no need to find every hit of a short, common query.
-                self.walk_beginnings(entry + 1, &phrase, &mut best);
+            if best.len() == limit && best.peek().is_some_and(|worst| worst.tier <= 1) {
+                // Only names that begin with the query or its words can
+                // still make the list: no need to find every hit.
+                self.walk_by_rank(entry + 1, &phrase, &words, &mut best);
                 break;
             }
         }
@@ -129,31 +129,41 @@ impl Register {
 }
 
 impl Register {
-    /// The rest of a search whose list is full of names that begin with the
-    /// query: from entry `from` on, only a name that begins with it and
-    /// ranks better than the worst on the list can replace it, and most names
-    /// are ruled out by their length alone.
-    fn walk_beginnings(&self, from: usize, phrase: &str, best: &mut BinaryHeap<Rank>) {
+    /// The rest of a search whose list is full and whose worst hit is in
+    /// tier 0 or 1: from entry `from` on, a name can only make the list by
+    /// beginning with the query, or (when the worst is tier 1) by having
+    /// every word begin a word and ranking better, which most names fail
+    /// on their length alone. A walk over the names, not over every hit of
+    /// a common word (`as`).
+    fn walk_by_rank(&self, from: usize, phrase: &str, words: &[&str], best: &mut BinaryHeap<Rank>) {
         for i in from..self.len() {
             let (Some((start, end)), Some(worst)) = (self.span(i), best.peek()) else {
                 break;
             };
-            let rank = Rank {
+            let at_best = Rank {
                 tier: 0,
                 deleted: self.is_deleted(i),
                 len: end - start,
                 index: i,
             };
-            if rank < *worst
-                && self
-                    .folded
-                    .as_bytes()
-                    .get(start..end)
-                    .is_some_and(|name| name.starts_with(phrase.as_bytes()))
-            {
-                best.pop();
-                best.push(rank);
+            if at_best >= *worst {
+                continue;
             }
+            let Some(name) = self.folded.get(start..end) else {
+                continue;
+            };
+            let rank = if name.starts_with(phrase) {
+                at_best
+            } else {
+                let word_start = Rank { tier: 1, ..at_best };
+                if word_start < *worst && words.iter().all(|w| begins_a_word(name, w)) {
+                    word_start
+                } else {
+                    continue;
+                }
+            };
+            best.pop();
+            best.push(rank);
         }
     }
 
@@ -308,6 +318,16 @@ mod tests {
             names(&r.search("alfa", 4)),
             ["ALFA", "ALFA BETA", "ALFA BETA GAMMA", "ALFA GAMMA"]
         );
+        // Full of word beginnings (tier 1): a later, shorter one still comes in,
+        // and so does a later beginning of the name.
+        let r = register(&[
+            (&numbers[0], "X Y ALFA", false),
+            (&numbers[1], "LONGER NAME ALFA", false),
+            (&numbers[2], "Q ALFA", false),
+            (&numbers[3], "SOME XALFA", false),
+            (&numbers[4], "ALFA THE LAST", false),
+        ]);
+        assert_eq!(names(&r.search("alfa", 2)), ["ALFA THE LAST", "Q ALFA"]);
     }
 
     #[test]

@@ -379,6 +379,9 @@ struct Watcher {
     /// The settled observation judged last and refused: not judged again
     /// while the file stays so.
     refused: Option<Digest>,
+    /// The stamp of the refused file: while the file keeps it, a look reads
+    /// nothing (a bad download is not hashed again every rescan).
+    refused_stamp: Option<FileStamp>,
     rescan: Duration,
     next_rescan: Instant,
 }
@@ -428,6 +431,7 @@ fn spawn(
             content: seen.content,
         },
         refused: None,
+        refused_stamp: None,
         rescan,
         next_rescan: Instant::now() + rescan,
     };
@@ -541,8 +545,12 @@ impl Watcher {
     /// refuse it and keep the loaded register).
     fn look(&mut self) {
         let path = self.shared.path.clone();
-        if FileStamp::of_path(&path) == Some(self.loaded.stamp) {
+        let stamp = FileStamp::of_path(&path);
+        if stamp == Some(self.loaded.stamp) {
             self.back_to_loaded();
+            return;
+        }
+        if stamp.is_some() && stamp == self.refused_stamp {
             return;
         }
         let t0 = Instant::now();
@@ -572,6 +580,8 @@ impl Watcher {
         {
             return;
         }
+        // Settled, so read steady: this stamp is this content's.
+        let refused_at = seen.as_ref().ok().map(|s| s.stamp);
         let problem = match seen {
             Err(e) => e,
             Ok(_) => {
@@ -603,6 +613,7 @@ impl Watcher {
             }
         };
         self.refused = Some(digest);
+        self.refused_stamp = refused_at;
         self.refuse(&problem);
     }
 
@@ -620,6 +631,7 @@ impl Watcher {
         };
         self.settle.forget(&KEY);
         self.refused = None;
+        self.refused_stamp = None;
         let mut status = self.shared.status();
         status.generation += 1;
         status.problem = None;
@@ -643,6 +655,7 @@ impl Watcher {
     fn back_to_loaded(&mut self) {
         self.settle.forget(&KEY);
         self.refused = None;
+        self.refused_stamp = None;
         let mut status = self.shared.status();
         if status.problem.take().is_some() {
             tracing::info!(path = %self.shared.path.display(), "the organization register file holds the loaded register again");
