@@ -25,6 +25,11 @@ pub const MAX_HITS: usize = 1000;
 const MAX_QUERY_BYTES: usize = 256;
 const MAX_WORDS: usize = 8;
 
+/// An anchor in at least one name in this many is common enough (`as`,
+/// `e`) that, once the list is full, walking the names by rank is cheaper
+/// than finding its every hit.
+const DENSE: usize = 8;
+
 /// How good a hit is: smaller is better (the field order is the ranking).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Rank {
@@ -75,6 +80,8 @@ impl Register {
         // after a hit that ran across two names (one may start inside it).
         let mut pos = 0;
         let mut entry = 0;
+        // Names that held the anchor so far: how dense its hits are.
+        let mut judged = 0usize;
         while let Some(found) = hay.get(pos..).and_then(|rest| finder.find(rest)) {
             let at = pos + found;
             entry = self.entry_at(entry, at);
@@ -87,6 +94,7 @@ impl Register {
                 continue;
             }
             pos = end;
+            judged += 1;
             let deleted = self.is_deleted(entry);
             let at_best = Rank {
                 tier: 0,
@@ -114,9 +122,13 @@ impl Register {
                 best.pop();
                 best.push(rank);
             }
-            if best.len() == limit && best.peek().is_some_and(|worst| worst.tier <= 1) {
+            if best.len() == limit
+                && best.peek().is_some_and(|worst| worst.tier <= 1)
+                && judged * DENSE > entry
+            {
                 // Only names that begin with the query or its words can
-                // still make the list: no need to find every hit.
+                // still make the list, and the anchor is in so many names
+                // that walking the names beats finding every hit.
                 self.walk_by_rank(entry + 1, &phrase, &words, &mut best);
                 break;
             }
@@ -202,12 +214,19 @@ fn tier(name: &str, phrase: &str, words: &[&str]) -> u8 {
 /// Whether `word` occurs in `name` at the start of a word (after the start
 /// or a character that is not a letter or digit).
 fn begins_a_word(name: &str, word: &str) -> bool {
-    name.match_indices(word).any(|(i, _)| {
-        name[..i]
-            .chars()
-            .next_back()
-            .is_none_or(|c| !c.is_alphanumeric())
-    })
+    let mut after_letter = false;
+    for (i, c) in name.char_indices() {
+        if !after_letter
+            && name
+                .as_bytes()
+                .get(i..)
+                .is_some_and(|rest| rest.starts_with(word.as_bytes()))
+        {
+            return true;
+        }
+        after_letter = c.is_alphanumeric();
+    }
+    false
 }
 
 /// `s` cut to at most `max` bytes at a character boundary.
