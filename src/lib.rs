@@ -35,6 +35,9 @@
 //! - [`sidecar`]: the composition root: `Config`, start-up (everything is loaded
 //!   and validated, and the decision log opened, before a port is bound) and
 //!   shutdown.
+//! - [`register`]: organization names from the Entity Register's bulk
+//!   download (streamed gzip'd JSON into compact arrays), name search, and the
+//!   hot-reloaded file; for people to read, never part of a decision.
 //! - [`table`]: decision tables, shared by `tilgang test` and `cargo test`.
 //! - [`cli`]: one module per subcommand of the `tilgang` binary.
 #![forbid(unsafe_code)]
@@ -47,6 +50,7 @@ pub mod gateway;
 pub mod grpc;
 pub mod ids;
 pub mod model;
+pub mod register;
 pub mod server;
 pub mod sidecar;
 pub mod snapshot;

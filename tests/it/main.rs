@@ -23,6 +23,7 @@ mod oidc;
 mod paging;
 mod pki;
 mod races;
+mod register;
 mod reload;
 mod shutdown;
 mod split;
