@@ -88,6 +88,8 @@ pub struct WebSettings {
     pub oidc: Option<WebOidc>,
     /// TLS ends at a proxy in front (`--web-behind-proxy`).
     pub behind_proxy: bool,
+    /// The Entity Register's bulk download (`--organizations`): names.
+    pub organizations: Option<PathBuf>,
     /// The page's own TLS (`--web-tls-cert`); `None`: plaintext (loopback,
     /// or behind a proxy).
     pub tls: Option<TlsFiles>,
@@ -556,6 +558,23 @@ async fn bind_web(
             )));
         }
     }
+    let organizations = match &w.organizations {
+        Some(path) => {
+            let path = path.clone();
+            let registry =
+                tokio::task::spawn_blocking(move || crate::register::Registry::open(path))
+                    .await
+                    .map_err(|e| StartError::Config(format!("loading `--organizations`: {e}")))?
+                    .map_err(|e| StartError::Config(format!("`--organizations`: {e}")))?;
+            tracing::info!(
+                organizations = registry.current().len(),
+                skipped = registry.current().skipped(),
+                "loaded the organization register"
+            );
+            Some(registry)
+        }
+        None => None,
+    };
     let oidc = match &w.oidc {
         None => {
             tracing::warn!(
@@ -597,6 +616,7 @@ async fn bind_web(
             dev_mode: oidc.is_none(),
             sessions: w.sessions,
             oidc,
+            organizations,
         },
         tls,
     ))

@@ -42,6 +42,9 @@ pub struct WebConfig {
     /// The OpenID provider people log in with (ID-porten); `None` in
     /// development mode.
     pub oidc: Option<oidc::OidcClient>,
+    /// Organisation names (`--organizations`); `None`: numbers only, and
+    /// any valid number may be added.
+    pub organizations: Option<Arc<crate::register::Registry>>,
 }
 
 impl WebConfig {
@@ -102,6 +105,20 @@ impl std::fmt::Debug for Web {
 }
 
 impl Web {
+    /// An organisation's name from the register, when there is one.
+    pub fn name_of(&self, org: &crate::ids::OrgNumber) -> Option<String> {
+        let register = self.config.organizations.as_ref()?.current();
+        register.get(org).map(|o| o.name.to_string())
+    }
+
+    /// `Name (974 760 673)`, or the spaced number alone.
+    pub fn labelled(&self, org: &crate::ids::OrgNumber) -> String {
+        match self.name_of(org) {
+            Some(name) => format!("{name} ({})", views::spaced(org)),
+            None => views::spaced(org),
+        }
+    }
+
     pub fn new(store: Arc<DelegationStore>, telemetry: Telemetry, config: WebConfig) -> Arc<Self> {
         let sessions = Sessions::new(config.sessions);
         let csp = http::HeaderValue::from_str(&config.content_security_policy())

@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use super::i18n::{Lang, Texts};
 use super::session::{Draft, LoggedIn, Receipt, ReceiptKind, SessionId, random_hex, same_secret};
-use super::views::{self, FieldError, Frame, Row, spaced};
+use super::views::{self, FieldError, Frame, Row};
 use super::{STYLESHEET, STYLESHEET_PATH, Web};
 use crate::catalogue::Right;
 use crate::ids::{IdError, OrgNumber, PersonId, RightId};
@@ -228,9 +228,13 @@ impl Web {
         let t = v.t();
         let user = v.login.as_ref().map(|l| {
             let who = l.name.clone().unwrap_or_else(|| l.person.to_string());
-            let acting = v
-                .acting_for
-                .map(|o| super::i18n::fill(t.acting_for, &[("name", &who), ("org", &spaced(&o))]));
+            let acting = v.acting_for.map(|o| {
+                let org = match self.name_of(&o) {
+                    Some(name) => format!("{name} ({})", views::spaced_unbroken(&o)),
+                    None => views::spaced_unbroken(&o),
+                };
+                super::i18n::fill(t.acting_for, &[("name", &who), ("org", &org)])
+            });
             (who, acting)
         });
         Frame {
@@ -766,7 +770,8 @@ async fn choose_org_page(
         let t = v.t();
         return web.message(&v, StatusCode::FORBIDDEN, t.title, t.err_no_key_role);
     }
-    let named: Vec<(OrgNumber, Option<String>)> = orgs.into_iter().map(|o| (o, None)).collect();
+    let named: Vec<(OrgNumber, Option<String>)> =
+        orgs.into_iter().map(|o| (o, web.name_of(&o))).collect();
     let page = views::choose_org(&web.frame(&v, named.len() > 1), &named);
     web.html(&v, StatusCode::OK, page)
 }
@@ -862,6 +867,19 @@ async fn overview(
     if let Err(e) = scanned {
         return web.store_error(&v, &e);
     }
+    // A name search: the register's best matches that this owner has
+    // delegated to, one lookup each (no paging: the first page by rank).
+    if by_name && let Some(registry) = &web.config.organizations {
+        let register = registry.current();
+        for hit in register.search(&query, crate::register::MAX_HITS) {
+            if let Some(view) = web.delegation(owner, hit.number) {
+                views_found.push(view);
+                if views_found.len() == PAGE {
+                    break;
+                }
+            }
+        }
+    }
     let next = (views_found.len() > PAGE).then(|| {
         views_found.truncate(PAGE);
         views_found
@@ -874,7 +892,7 @@ async fn overview(
         .iter()
         .map(|view| Row {
             view,
-            name: None,
+            name: web.name_of(&view.supplier),
             rights: named(&catalogue, &view.rights)
                 .into_iter()
                 .map(|r| (r, true))
@@ -939,11 +957,19 @@ async fn add_submit(
     };
     let t = v.t();
     let typed = field(&f, "org").unwrap_or_default();
+    let register = web.config.organizations.as_ref().map(|r| r.current());
     let checked = typed_org(typed, t).and_then(|o| {
         if o == owner {
-            Err(t.err_org_own)
-        } else {
-            Ok(o)
+            return Err(t.err_org_own);
+        }
+        // With the Entity Register: only organisations it has, not deleted.
+        match register
+            .as_ref()
+            .map(|r| r.get(&o).map(|found| found.deleted))
+        {
+            Some(None) => Err(t.err_org_unknown),
+            Some(Some(true)) => Err(t.err_org_deleted),
+            _ => Ok(o),
         }
     });
     let supplier = match checked {
@@ -994,7 +1020,7 @@ async fn rights_page(
     let page = views::choose_rights(
         &web.frame(&v, web.many_orgs(&login)),
         &[],
-        &spaced(&d.supplier),
+        &web.labelled(&d.supplier),
         &marked(&catalogue, &d.rights),
     );
     web.html(&v, StatusCode::OK, page)
@@ -1037,7 +1063,7 @@ async fn rights_submit(
         let page = views::choose_rights(
             &web.frame(&v, web.many_orgs(&login)),
             &errors,
-            &spaced(&d.supplier),
+            &web.labelled(&d.supplier),
             &marked(&catalogue, &[]),
         );
         return web.html(&v, StatusCode::UNPROCESSABLE_ENTITY, page);
@@ -1068,7 +1094,7 @@ async fn confirm_page(
     let catalogue = web.catalogue();
     let page = views::confirm(
         &web.frame(&v, web.many_orgs(&login)),
-        &spaced(&d.supplier),
+        &web.labelled(&d.supplier),
         &named(&catalogue, &d.rights),
         &d.nonce,
     );
@@ -1180,7 +1206,7 @@ async fn receipt(
     };
     let catalogue = web.catalogue();
     let frame = web.frame(&v, web.many_orgs(&login));
-    let supplier = spaced(&r.supplier);
+    let supplier = web.labelled(&r.supplier);
     let page = match &r.kind {
         ReceiptKind::Given { now_held, .. } => {
             views::given(&frame, &supplier, &named(&catalogue, now_held), &not_given)
@@ -1231,7 +1257,7 @@ async fn edit_page(
         &web.frame(&v, web.many_orgs(&login)),
         &[],
         &view.supplier,
-        &spaced(&view.supplier),
+        &web.labelled(&view.supplier),
         &marked(&catalogue, &view.rights),
         &version_of(&view),
     );
@@ -1280,7 +1306,7 @@ async fn edit_submit(
             &web.frame(&v, web.many_orgs(&login)),
             &errors,
             &view.supplier,
-            &spaced(&view.supplier),
+            &web.labelled(&view.supplier),
             &marked(&catalogue, &view.rights),
             &version_of(&view),
         );
@@ -1432,7 +1458,13 @@ async fn received(
     let catalogue = web.catalogue();
     let rows: Vec<(&DelegationView, Option<String>, Vec<&Right>)> = found
         .iter()
-        .map(|view| (view, None, named(&catalogue, &view.rights)))
+        .map(|view| {
+            (
+                view,
+                web.name_of(&view.owner),
+                named(&catalogue, &view.rights),
+            )
+        })
         .collect();
     let page = views::received(&web.frame(&v, web.many_orgs(&login)), &rows);
     web.html(&v, StatusCode::OK, page)

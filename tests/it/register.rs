@@ -26,7 +26,7 @@ fn n(s: &str) -> OrgNumber {
     OrgNumber::parse(s).unwrap()
 }
 
-fn gzip(json: &str) -> Vec<u8> {
+pub fn gzip(json: &str) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     e.write_all(json.as_bytes()).unwrap();
     e.finish().unwrap()

@@ -173,6 +173,7 @@ pub async fn web_server() -> TestServer {
             sessions: SessionLimits::default(),
             oidc: None,
             behind_proxy: false,
+            organizations: None,
             tls: None,
         });
     })
@@ -520,6 +521,7 @@ async fn the_overview_pages_and_searches_by_number() {
             sessions: SessionLimits::default(),
             oidc: None,
             behind_proxy: false,
+            organizations: None,
             tls: None,
         });
     })
@@ -588,6 +590,7 @@ async fn the_page_over_tls_has_a_host_only_secure_cookie() {
             sessions: SessionLimits::default(),
             oidc: None,
             behind_proxy: false,
+            organizations: None,
             tls: Some(files),
         });
     })
@@ -632,5 +635,70 @@ async fn the_page_over_tls_has_a_host_only_secure_cookie() {
     let mut back = Vec::new();
     let _ = s2.read_to_end(&mut back).await;
     assert!(!String::from_utf8_lossy(&back).contains("200 OK"));
+    s.stop().await;
+}
+
+/// With `--organizations`: names on the pages, a number the register does
+/// not have or has deleted is refused, and a name search finds a supplier.
+#[tokio::test(flavor = "multi_thread")]
+async fn names_come_from_the_entity_register() {
+    let work = Workdir::new();
+    let register = work.dir.path().join("enheter.json.gz");
+    let entries = format!(
+        r#"[{{"organisasjonsnummer":"{OWNER}","navn":"TJENESTEEIER AS","organisasjonsform":{{"kode":"AS"}}}},
+            {{"organisasjonsnummer":"{FULL_SUPPLIER}","navn":"FULL LEVERANDØR AS"}},
+            {{"organisasjonsnummer":"{READ_SUPPLIER}","navn":"LESER OG SØNN AS"}},
+            {{"organisasjonsnummer":"{NEW_SUPPLIER}","navn":"NY PARTNER AS"}},
+            {{"organisasjonsnummer":"983887457","navn":"NEDLAGT AS","slettedato":"2020-01-01"}}]"#
+    );
+    std::fs::write(&register, crate::register::gzip(&entries)).unwrap();
+    let s = TestServer::start_in(work, |c| {
+        c.web = Some(WebSettings {
+            listen: "127.0.0.1:0".into(),
+            public_url: None,
+            sessions: SessionLimits::default(),
+            oidc: None,
+            behind_proxy: false,
+            organizations: Some(register),
+            tls: None,
+        });
+    })
+    .await;
+    let mut b = Browser::new(s.sidecar.web_addr.unwrap());
+    let csrf = b.log_in(DAGL).await;
+    let r = b.get("/overview").await;
+    assert!(r.body.contains("FULL LEVERANDØR AS") && r.body.contains("LESER OG SØNN AS"));
+    assert!(
+        r.body.contains("TJENESTEEIER AS"),
+        "the acting organisation by name"
+    );
+    // A name search.
+    let r = b.get("/overview?q=s%C3%B8nn").await;
+    assert!(
+        r.body.contains(&format!("/edit/{READ_SUPPLIER}\"")),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains(&format!("/edit/{FULL_SUPPLIER}\"")));
+    // Unknown (valid, but not in the register) and deleted numbers.
+    for (org, says) in [
+        ("889640790", "finner ingen organisasjon"),
+        ("983887457", "slettet"),
+    ] {
+        let r = b.post("/add", &format!("csrf={csrf}&org={org}")).await;
+        assert_eq!(r.status, 422, "{org}");
+        assert!(r.body.contains(says), "{org}: {}", r.body);
+    }
+    // A known one: its name on the next step.
+    let r = b
+        .post("/add", &format!("csrf={csrf}&org={NEW_SUPPLIER}"))
+        .await;
+    assert_eq!(r.status, 303);
+    assert!(
+        b.get("/add/rights")
+            .await
+            .body
+            .contains("NY PARTNER AS (889 640 782)")
+    );
     s.stop().await;
 }

@@ -52,6 +52,7 @@ async fn setup() -> Option<Setup> {
                 person_claim: "pid".into(),
             }),
             behind_proxy: false,
+            organizations: None,
             tls: None,
         });
     })

@@ -92,6 +92,11 @@ pub struct WebArgs {
         requires = "web_tls_key"
     )]
     pub web_tls_cert: Option<PathBuf>,
+    /// The Entity Register's bulk download (gzip'd JSON of `enheter` and/or
+    /// `underenheter`, from Brønnøysundregistrene): organisation names on the
+    /// page, and unknown or deleted organisations refused; hot-reloaded
+    #[arg(long, env = "TILGANG_ORGANIZATIONS", value_name = "FILE")]
+    pub organizations: Option<PathBuf>,
     /// The PEM private key of --web-tls-cert
     #[arg(
         long,
@@ -120,6 +125,7 @@ impl WebArgs {
                 person_claim: self.web_oidc_person_claim.clone(),
             }),
             behind_proxy: self.web_behind_proxy,
+            organizations: self.organizations.clone(),
             tls: match (&self.web_tls_cert, &self.web_tls_key) {
                 (Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
                     cert: cert.clone(),
