@@ -97,6 +97,8 @@ struct Visit {
     login: Option<LoggedIn>,
     acting_for: Option<OrgNumber>,
     path: String,
+    /// The browser named a session that has ended.
+    expired: bool,
 }
 
 impl Visit {
@@ -160,9 +162,14 @@ impl Web {
                 s.acting_for,
             )
         };
-        let existing = self
-            .session_id(headers)
+        let cookie = self.session_id(headers);
+        let existing = cookie
+            .clone()
             .and_then(|sid| self.sessions.with(&sid, now, read).map(|r| (sid, r)));
+        // A session id the browser still has but that ended (idle, too old,
+        // or this process restarted): the person is told, not just shown
+        // the login page.
+        let expired = cookie.is_some() && existing.is_none();
         let (sid, set_cookie, (lang, csrf, login, acting_for)) = match existing {
             Some((sid, r)) => (sid, None, r),
             None => {
@@ -183,6 +190,7 @@ impl Web {
             login,
             acting_for,
             path: path.to_string(),
+            expired,
         }
     }
 
@@ -316,7 +324,8 @@ impl Web {
     fn acting(&self, v: &mut Visit) -> Result<(LoggedIn, OrgNumber), Early> {
         let Some(login) = v.login.clone() else {
             let path = v.path.clone();
-            return Err(Box::new(self.to_login(v, None, Some(&path))));
+            let notice = v.expired.then_some(v.t().err_session_expired);
+            return Err(Box::new(self.to_login(v, notice, Some(&path))));
         };
         let orgs = self.orgs_of(&login.person);
         if let Some(o) = v.acting_for.filter(|o| orgs.contains(o)) {

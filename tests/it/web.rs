@@ -702,3 +702,92 @@ async fn names_come_from_the_entity_register() {
     );
     s.stop().await;
 }
+
+/// A session that ends mid-flow: the next step says so on the login page
+/// (and remembers the step), it does not just forget the person.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_session_mid_flow_says_so() {
+    let s = TestServer::start_in(Workdir::new(), |c| {
+        c.web = Some(WebSettings {
+            listen: "127.0.0.1:0".into(),
+            public_url: None,
+            sessions: SessionLimits {
+                max_sessions: 100,
+                idle: std::time::Duration::from_secs(1800),
+                absolute: std::time::Duration::from_secs(1),
+            },
+            oidc: None,
+            behind_proxy: false,
+            organizations: None,
+            tls: None,
+        });
+    })
+    .await;
+    let mut b = Browser::new(s.sidecar.web_addr.unwrap());
+    let csrf = b.log_in(DAGL).await;
+    let r = b.post("/add", &format!("csrf={csrf}&org=889640782")).await;
+    assert_eq!(r.status, 303);
+    let cookies = b.cookies.clone();
+    eventually("the session to end and the step to say so", || {
+        let cookies = cookies.clone();
+        let addr = b.addr;
+        async move {
+            // The same old cookie each time (a new session is not kept).
+            let mut tab = Browser {
+                addr,
+                cookies,
+                extra: vec![],
+            };
+            let r = tab.get("/add/rights").await;
+            r.status == 401 && r.body.contains("Økten din er utløpt")
+        }
+    })
+    .await;
+    // A form posted on the ended session: the same, and nothing written.
+    let r = b
+        .post("/add/rights", &format!("csrf={csrf}&right=instances-read"))
+        .await;
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("Økten din er utløpt"), "{}", r.body);
+    assert!(!s.decide(NEW_SUPPLIER, OWNER, READ).await.allowed);
+    s.stop().await;
+}
+
+/// An undo after the window: told it is too late, and nothing changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_undo_too_late_is_told_so() {
+    let s = TestServer::start_in(Workdir::new(), |c| {
+        c.undo_window = std::time::Duration::ZERO;
+        c.web = Some(WebSettings {
+            listen: "127.0.0.1:0".into(),
+            public_url: None,
+            sessions: SessionLimits::default(),
+            oidc: None,
+            behind_proxy: false,
+            organizations: None,
+            tls: None,
+        });
+    })
+    .await;
+    let mut b = Browser::new(s.sidecar.web_addr.unwrap());
+    let csrf = b.log_in(DAGL).await;
+    let version = b
+        .get(&format!("/edit/{READ_SUPPLIER}"))
+        .await
+        .hidden("version");
+    let r = b
+        .post(
+            &format!("/edit/{READ_SUPPLIER}"),
+            &format!("csrf={csrf}&version={version}"),
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let key = r.location().trim_start_matches("/receipt/").to_string();
+    let r = b
+        .post(&format!("/undo/{key}"), &format!("csrf={csrf}"))
+        .await;
+    assert_eq!(r.status, 409, "{r:?}");
+    assert!(r.body.contains("for sent å angre"), "{}", r.body);
+    assert!(!s.decide(READ_SUPPLIER, OWNER, READ).await.allowed);
+    s.stop().await;
+}
