@@ -90,6 +90,8 @@ pub struct WebSettings {
     pub behind_proxy: bool,
     /// The Entity Register's bulk download (`--organizations`): names.
     pub organizations: Option<PathBuf>,
+    /// `--web-max-connections`.
+    pub max_connections: usize,
     /// The page's own TLS (`--web-tls-cert`); `None`: plaintext (loopback,
     /// or behind a proxy).
     pub tls: Option<TlsFiles>,
@@ -420,11 +422,13 @@ impl Sidecar {
                 Ok(())
             }));
         }
+        let web_max_connections = cfg.web.as_ref().map_or(512, |w| w.max_connections);
         if let Some((tcp, _, config, tls)) = web {
             let page = crate::web::Web::new(store.clone(), telemetry.clone(), config);
             let limits = crate::web::serve::WebLimits {
                 grace: cfg.limits.shutdown_grace,
                 handshake_timeout: cfg.limits.handshake_timeout,
+                max_connections: web_max_connections,
                 ..Default::default()
             };
             let stop = signal(rx.clone());

@@ -107,6 +107,8 @@ pub struct Texts {
     pub search_none: &'static str,
     pub page_next: &'static str,
     pub page_first: &'static str,
+    /// The paging links' navigation landmark.
+    pub pages: &'static str,
     pub gives_scopes: &'static str,
     pub received_link: &'static str,
 
@@ -205,6 +207,7 @@ pub const NB: Texts = Texts {
     search: "Søk",
     search_none: "Ingen leverandør passer til «{query}».",
     page_next: "Neste side",
+    pages: "Sider",
     page_first: "Første side",
     gives_scopes: "Gir",
     received_link: "Mottatte API-tilganger",
@@ -292,6 +295,7 @@ pub const NN: Texts = Texts {
     search: "Søk",
     search_none: "Ingen leverandør passar til «{query}».",
     page_next: "Neste side",
+    pages: "Sider",
     page_first: "Første side",
     gives_scopes: "Gir",
     received_link: "Mottekne API-tilgangar",
@@ -379,6 +383,7 @@ pub const EN: Texts = Texts {
     search: "Search",
     search_none: "No supplier matches “{query}”.",
     page_next: "Next page",
+    pages: "Pages",
     page_first: "First page",
     gives_scopes: "Gives",
     received_link: "Received API access",

@@ -307,7 +307,7 @@ pub fn overview(frame: &Frame<'_>, o: &Overview<'_>) -> Markup {
                     }
                 } }
             }
-            nav.pages aria-label="pages" {
+            nav.pages aria-label=(t.pages) {
                 @if !o.first { a href={ "/overview?q=" (urlencode(o.query)) } { (t.page_first) } " " }
                 @if let Some(next) = &o.next {
                     a href={ "/overview?q=" (urlencode(o.query)) "&after=" (next) } { (t.page_next) }

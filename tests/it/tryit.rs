@@ -147,3 +147,52 @@ async fn dev_tokens_are_accepted_by_a_sidecar_trusting_the_dev_jwks() {
     assert!(reason.contains("signature"), "{reason}");
     s.stop().await;
 }
+
+/// `tilgang delegations --organizations`: the overview with names.
+#[tokio::test(flavor = "multi_thread")]
+async fn delegations_show_names_from_the_entity_register() {
+    let s = TestServer::start().await;
+    let register = s.work.dir.path().join("enheter.json.gz");
+    let entries = format!(
+        r#"[{{"organisasjonsnummer":"{OWNER}","navn":"TJENESTEEIER AS"}},
+            {{"organisasjonsnummer":"{FULL_SUPPLIER}","navn":"FULL LEVERANDØR AS"}}]"#
+    );
+    std::fs::write(&register, crate::register::gzip(&entries)).unwrap();
+    let run = |json: bool| {
+        let mut c = tilgang();
+        c.args(["delegations", "--owner", OWNER])
+            .arg("--organizations")
+            .arg(&register)
+            .args(["--admin-addr", &s.sidecar.admin_addr.to_string()]);
+        if json {
+            c.arg("--json");
+        }
+        c
+    };
+    let (code, out, err) = output_blocking(run(false)).await;
+    assert_eq!(code, 0, "{err}");
+    let header = out.lines().next().unwrap();
+    assert!(
+        header.contains("OWNER_NAME") && header.contains("SUPPLIER_NAME"),
+        "{out}"
+    );
+    let full = out.lines().find(|l| l.contains(FULL_SUPPLIER)).unwrap();
+    assert!(
+        full.contains("TJENESTEEIER AS") && full.contains("FULL LEVERANDØR AS"),
+        "{full}"
+    );
+    let read = out.lines().find(|l| l.contains(READ_SUPPLIER)).unwrap();
+    assert!(read.contains(" - "), "a number the register lacks: {read}");
+    let (code, out, err) = output_blocking(run(true)).await;
+    assert_eq!(code, 0, "{err}");
+    let all: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let one = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["supplier"] == FULL_SUPPLIER)
+        .unwrap();
+    assert_eq!(one["supplier_name"], "FULL LEVERANDØR AS");
+    assert_eq!(one["owner_name"], "TJENESTEEIER AS");
+    s.stop().await;
+}

@@ -174,6 +174,7 @@ pub async fn web_server() -> TestServer {
             oidc: None,
             behind_proxy: false,
             organizations: None,
+            max_connections: 512,
             tls: None,
         });
     })
@@ -522,6 +523,7 @@ async fn the_overview_pages_and_searches_by_number() {
             oidc: None,
             behind_proxy: false,
             organizations: None,
+            max_connections: 512,
             tls: None,
         });
     })
@@ -591,6 +593,7 @@ async fn the_page_over_tls_has_a_host_only_secure_cookie() {
             oidc: None,
             behind_proxy: false,
             organizations: None,
+            max_connections: 512,
             tls: Some(files),
         });
     })
@@ -660,6 +663,7 @@ async fn names_come_from_the_entity_register() {
             oidc: None,
             behind_proxy: false,
             organizations: Some(register),
+            max_connections: 512,
             tls: None,
         });
     })
@@ -719,6 +723,7 @@ async fn an_expired_session_mid_flow_says_so() {
             oidc: None,
             behind_proxy: false,
             organizations: None,
+            max_connections: 512,
             tls: None,
         });
     })
@@ -765,6 +770,7 @@ async fn an_undo_too_late_is_told_so() {
             oidc: None,
             behind_proxy: false,
             organizations: None,
+            max_connections: 512,
             tls: None,
         });
     })

@@ -53,6 +53,7 @@ async fn setup() -> Option<Setup> {
             }),
             behind_proxy: false,
             organizations: None,
+            max_connections: 512,
             tls: None,
         });
     })

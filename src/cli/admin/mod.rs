@@ -95,6 +95,10 @@ pub struct ListArgs {
     #[arg(long, value_name = "N", default_value_t = MAX_PAGE_SIZE as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub page_size: u32,
+    /// The Entity Register's bulk download (gzip'd JSON, as `serve
+    /// --organizations` reads it): adds the organisations' names
+    #[arg(long, env = "TILGANG_ORGANIZATIONS", value_name = "FILE")]
+    pub organizations: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub target: Target,
 }
@@ -102,7 +106,11 @@ pub struct ListArgs {
 #[derive(Serialize)]
 struct DelegationJson<'a> {
     owner: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner_name: Option<String>,
     supplier: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    supplier_name: Option<String>,
     rights: &'a [String],
     scopes: &'a [String],
     delegated_by: &'a str,
@@ -110,11 +118,13 @@ struct DelegationJson<'a> {
     updated_at: &'a str,
 }
 
-impl<'a> From<&'a Delegation> for DelegationJson<'a> {
-    fn from(d: &'a Delegation) -> Self {
+impl<'a> DelegationJson<'a> {
+    fn of(d: &'a Delegation, names: &Names) -> Self {
         Self {
             owner: &d.owner,
+            owner_name: names.of(&d.owner),
             supplier: &d.supplier,
+            supplier_name: names.of(&d.supplier),
             rights: &d.rights,
             scopes: &d.scopes,
             delegated_by: &d.delegated_by,
@@ -231,16 +241,34 @@ pub async fn undo(args: &UndoArgs, out: &mut Output) -> anyhow::Result<Outcome> 
 /// Every page of the overview, each printed as it arrives: memory stays at
 /// one page however many delegations there are. Stops asking when stdout's
 /// reader has gone.
+/// Organisation names from `--organizations`, when given.
+struct Names(Option<crate::register::Register>);
+
+impl Names {
+    fn of(&self, org: &str) -> Option<String> {
+        let register = self.0.as_ref()?;
+        let org = crate::ids::OrgNumber::parse(org).ok()?;
+        register.get(&org).map(|o| o.name.to_string())
+    }
+}
+
 pub async fn delegations(args: &ListArgs, out: &mut Output) -> anyhow::Result<Outcome> {
+    let names = Names(match &args.organizations {
+        Some(path) => Some(crate::register::Register::load(path)?),
+        None => None,
+    });
+    let with_names = names.0.is_some();
     let mut c = args.target.connect().await?;
-    let mut table = Table::new(&[
-        "OWNER",
-        "SUPPLIER",
-        "RIGHTS",
-        "DELEGATED_BY",
-        "UPDATED_AT",
-        "CREATED_AT",
-    ]);
+    let mut columns = vec!["OWNER"];
+    if with_names {
+        columns.push("OWNER_NAME");
+    }
+    columns.push("SUPPLIER");
+    if with_names {
+        columns.push("SUPPLIER_NAME");
+    }
+    columns.extend(["RIGHTS", "DELEGATED_BY", "UPDATED_AT", "CREATED_AT"]);
+    let mut table = Table::new(&columns);
     let mut json = JsonArray::new();
     let mut page_token = String::new();
     loop {
@@ -257,21 +285,29 @@ pub async fn delegations(args: &ListArgs, out: &mut Output) -> anyhow::Result<Ou
             .into_inner();
         if args.json {
             for d in &r.delegations {
-                json.item(out, &DelegationJson::from(d))?;
+                json.item(out, &DelegationJson::of(d, &names))?;
             }
         } else {
             let rows: Vec<Vec<String>> = r
                 .delegations
                 .iter()
                 .map(|d| {
-                    vec![
-                        d.owner.clone(),
-                        d.supplier.clone(),
+                    let name = |org: &str| names.of(org).unwrap_or_else(|| "-".into());
+                    let mut row = vec![d.owner.clone()];
+                    if with_names {
+                        row.push(name(&d.owner));
+                    }
+                    row.push(d.supplier.clone());
+                    if with_names {
+                        row.push(name(&d.supplier));
+                    }
+                    row.extend([
                         d.rights.join(","),
                         d.delegated_by.clone(),
                         d.updated_at.clone(),
                         d.created_at.clone(),
-                    ]
+                    ]);
+                    row
                 })
                 .collect();
             table.rows(out, &rows)?;

@@ -103,7 +103,7 @@ impl JsonArray {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::admin::DelegationJson;
+    use crate::cli::admin::{DelegationJson, Names};
     use crate::proto::Delegation;
 
     fn delegation(i: usize) -> Delegation {
@@ -128,12 +128,16 @@ mod tests {
     fn a_streamed_json_array_is_the_pretty_printed_array() {
         for n in [0, 1, 2, 5] {
             let all: Vec<Delegation> = (0..n).map(delegation).collect();
-            let whole: Vec<DelegationJson> = all.iter().map(Into::into).collect();
+            let whole: Vec<DelegationJson> = all
+                .iter()
+                .map(|d| DelegationJson::of(d, &Names(None)))
+                .collect();
             let want = format!("{}\n", serde_json::to_string_pretty(&whole).unwrap());
             let got = printed(|out| {
                 let mut json = JsonArray::new();
                 for d in &all {
-                    json.item(out, &DelegationJson::from(d)).unwrap();
+                    json.item(out, &DelegationJson::of(d, &Names(None)))
+                        .unwrap();
                 }
                 json.finish(out).unwrap();
             });

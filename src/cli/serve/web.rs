@@ -30,6 +30,10 @@ pub struct WebArgs {
     #[arg(long, env = "TILGANG_WEB_SESSION_LIFETIME", value_name = "SECONDS", default_value_t = 7200,
           value_parser = clap::value_parser!(u64).range(1..=7 * 86_400))]
     pub web_session_lifetime: u64,
+    /// Concurrent connections to the web page; more are closed at once
+    #[arg(long, env = "TILGANG_WEB_MAX_CONNECTIONS", value_name = "N", default_value_t = 512,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65_536))]
+    pub web_max_connections: usize,
     /// At most this many web sessions at once; a new one then ends the one
     /// idle longest
     #[arg(long, env = "TILGANG_WEB_MAX_SESSIONS", value_name = "N", default_value_t = 10_000,
@@ -126,6 +130,7 @@ impl WebArgs {
             }),
             behind_proxy: self.web_behind_proxy,
             organizations: self.organizations.clone(),
+            max_connections: self.web_max_connections,
             tls: match (&self.web_tls_cert, &self.web_tls_key) {
                 (Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
                     cert: cert.clone(),
