@@ -49,11 +49,8 @@ pub fn random_hex(n: usize) -> String {
 /// Whether two secrets are equal, in time that does not depend on where
 /// they differ.
 pub fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    use subtle::ConstantTimeEq;
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 /// Who is logged in.
@@ -121,6 +118,9 @@ pub struct Session {
     pub return_to: Option<String>,
     /// A login under way with the OpenID provider (state, nonce, verifier).
     pub pending_login: Option<super::oidc::PendingLogin>,
+    /// The last login at the provider was refused: the next one asks it to
+    /// authenticate again instead of reusing its session.
+    pub login_refused: bool,
     /// Held for the whole of a state-changing request.
     pub writing: Arc<tokio::sync::Mutex<()>>,
 }
@@ -139,6 +139,7 @@ impl Session {
             not_given: Vec::new(),
             return_to: None,
             pending_login: None,
+            login_refused: false,
             writing: Arc::new(tokio::sync::Mutex::new(())),
         }
     }

@@ -627,6 +627,7 @@ fn log_in(web: &Web, v: Visit, login: LoggedIn) -> Response {
             s.login = Some(login);
             s.acting_for = None;
             s.draft = None;
+            s.login_refused = false;
             s.return_to.take()
         })
         .flatten()
@@ -693,7 +694,11 @@ async fn oidc_login(
         return web.message(&v, StatusCode::NOT_FOUND, t.title, t.err_not_found);
     };
     let locale = super::oidc::UiLocale::parse(v.lang.code());
-    match client.authorization_request(locale) {
+    let fresh = web
+        .sessions
+        .with(&v.sid, Instant::now(), |s| s.login_refused)
+        .unwrap_or(false);
+    match client.login_request(locale, fresh) {
         Ok(request) => {
             web.sessions.with(&v.sid, Instant::now(), |s| {
                 s.pending_login = Some(request.pending)
@@ -753,6 +758,8 @@ async fn oidc_callback(
         ),
         Err(e) => {
             tracing::info!(kind = e.kind(), error = %e, "web: a login was refused");
+            web.sessions
+                .with(&v.sid, Instant::now(), |s| s.login_refused = true);
             let status = if e.is_login_problem() {
                 StatusCode::UNAUTHORIZED
             } else {

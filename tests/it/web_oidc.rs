@@ -154,11 +154,25 @@ async fn too_low_a_level_and_a_callback_without_its_login_are_refused() {
         return;
     };
     let mut b = Browser::new(page);
+    let first = b.get("/auth/login").await;
+    assert!(
+        !first.location().contains("prompt=login"),
+        "{}",
+        first.location()
+    );
     // `lav` logs in at idporten-loa-low: not enough.
     let r = log_in(&mut b, "lav").await;
     assert_eq!(r.status, 401, "{r:?}");
     assert!(r.body.contains("Innloggingen mislyktes"), "{}", r.body);
     assert_eq!(b.get("/overview").await.status, 401);
+    // Trying again asks the provider to authenticate anew, not to reuse
+    // the session that gave the low level.
+    let again = b.get("/auth/login").await;
+    assert!(
+        again.location().contains("prompt=login"),
+        "{}",
+        again.location()
+    );
 
     // A callback replayed into another browser's session: no login under
     // way there, so nothing is logged in.

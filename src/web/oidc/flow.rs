@@ -60,6 +60,9 @@ pub(crate) struct AuthorizationParams<'a> {
     pub nonce: &'a str,
     pub code_challenge: &'a str,
     pub ui_locale: Option<&'a str>,
+    /// Ask the provider to authenticate again (`prompt=login`), not to
+    /// reuse a session it has.
+    pub fresh: bool,
 }
 
 pub(crate) fn authorization_url(endpoint: &str, p: &AuthorizationParams<'_>) -> String {
@@ -76,6 +79,9 @@ pub(crate) fn authorization_url(endpoint: &str, p: &AuthorizationParams<'_>) -> 
     ];
     if let Some(locale) = p.ui_locale {
         params.push(("ui_locales", locale));
+    }
+    if p.fresh {
+        params.push(("prompt", "login"));
     }
     url::with_query(endpoint, &params)
 }
@@ -360,6 +366,7 @@ mod tests {
                 nonce: "n_2",
                 code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
                 ui_locale: Some("nb"),
+                fresh: false,
             },
         );
         assert_eq!(

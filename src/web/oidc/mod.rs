@@ -457,6 +457,17 @@ impl OidcClient {
         &self,
         ui_locale: Option<UiLocale>,
     ) -> Result<AuthorizationRequest, OidcError> {
+        self.login_request(ui_locale, false)
+    }
+
+    /// [`Self::authorization_request`]; `fresh` asks the provider to
+    /// authenticate the person again (`prompt=login`) rather than reuse its
+    /// session: after a refused login, so "try again" is a new try.
+    pub fn login_request(
+        &self,
+        ui_locale: Option<UiLocale>,
+        fresh: bool,
+    ) -> Result<AuthorizationRequest, OidcError> {
         let config = &self.inner.config;
         let pending = PendingLogin {
             state: flow::random_token()?,
@@ -474,6 +485,7 @@ impl OidcClient {
                 nonce: &pending.nonce,
                 code_challenge: &flow::code_challenge(&pending.code_verifier),
                 ui_locale: ui_locale.map(UiLocale::as_str),
+                fresh,
             },
         );
         Ok(AuthorizationRequest { url, pending })
