@@ -797,3 +797,60 @@ async fn an_undo_too_late_is_told_so() {
     assert!(!s.decide(READ_SUPPLIER, OWNER, READ).await.allowed);
     s.stop().await;
 }
+
+/// A person with key roles for two organisations chooses which to act for,
+/// and may not choose one they have no role for.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_person_with_several_organisations_chooses_one() {
+    let work = Workdir::new();
+    std::fs::write(
+        work.data().join("roles.json"),
+        format!(
+            r#"[{{"org":"{OWNER}","person":"{DAGL}","role":"DAGL"}},
+                {{"org":"{OTHER_OWNER}","person":"{DAGL}","role":"DAGL"}}]"#
+        ),
+    )
+    .unwrap();
+    let s = TestServer::start_in(work, |c| {
+        c.web = Some(WebSettings {
+            listen: "127.0.0.1:0".into(),
+            public_url: None,
+            sessions: SessionLimits::default(),
+            oidc: None,
+            behind_proxy: false,
+            organizations: None,
+            max_connections: 512,
+            tls: None,
+        });
+    })
+    .await;
+    let mut b = Browser::new(s.sidecar.web_addr.unwrap());
+    let page = b.get("/login").await;
+    let csrf = page.hidden("csrf");
+    b.post("/login", &format!("csrf={csrf}&person={DAGL}"))
+        .await;
+    let r = b.get("/overview").await;
+    assert_eq!((r.status, r.location()), (303, "/org"));
+    let choose = b.get("/org").await;
+    assert!(choose.body.contains("Velg organisasjon"));
+    assert!(choose.body.contains("991 825 827") && choose.body.contains("983 887 457"));
+    let csrf = choose.hidden("csrf");
+    // Not one of theirs: refused.
+    let r = b
+        .post("/org", &format!("csrf={csrf}&org={NEW_SUPPLIER}"))
+        .await;
+    assert_eq!(r.status, 403);
+    let r = b
+        .post("/org", &format!("csrf={csrf}&org={OTHER_OWNER}"))
+        .await;
+    assert_eq!((r.status, r.location()), (303, "/overview"));
+    let r = b.get("/overview").await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.contains("på vegne av 983\u{a0}887\u{a0}457"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("Bytt organisasjon"));
+    s.stop().await;
+}
