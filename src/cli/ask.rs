@@ -12,16 +12,8 @@ use crate::proto::authorizer_client::AuthorizerClient;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Supplier org number (`810418672` or `0192:810418672`; the token's
-    /// `supplier`)
-    #[arg(long)]
-    pub supplier: String,
-    /// Service owner org number (the token's `consumer`)
-    #[arg(long)]
-    pub owner: String,
-    /// Scope, e.g. `altinn:serviceowner/instances.read`
-    #[arg(long)]
-    pub scope: String,
+    #[command(flatten)]
+    pub question: super::Question,
     /// Gateway listener: `host:port`, `http://host:port` or `https://host:port`
     /// (`https` when --ca-file is given)
     #[arg(long, env = "TILGANG_ADDR", default_value = "127.0.0.1:50051")]
@@ -51,9 +43,9 @@ pub async fn run(args: &Args, out: &mut Output) -> anyhow::Result<Outcome> {
     .await?;
     let r = AuthorizerClient::new(channel)
         .is_authorized(IsAuthorizedRequest {
-            supplier: args.supplier.clone(),
-            owner: args.owner.clone(),
-            scope: args.scope.clone(),
+            supplier: args.question.supplier.clone(),
+            owner: args.question.owner.clone(),
+            scope: args.question.scope.clone(),
         })
         .await
         .map_err(|e| anyhow::anyhow!("{:?}: {}", e.code(), e.message()))?

@@ -7,16 +7,8 @@ use crate::snapshot::load::load_snapshot;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Supplier org number (`810418672` or `0192:810418672`; the token's
-    /// `supplier`)
-    #[arg(long)]
-    pub supplier: String,
-    /// Service owner org number (the token's `consumer`)
-    #[arg(long)]
-    pub owner: String,
-    /// Scope, e.g. `altinn:serviceowner/instances.read`
-    #[arg(long)]
-    pub scope: String,
+    #[command(flatten)]
+    pub question: super::Question,
     #[command(flatten)]
     pub source: super::SourceArgs,
 }
@@ -24,10 +16,11 @@ pub struct Args {
 /// Exit 0 on allow, 1 on deny, 2 on bad input, bad files or a missing directory.
 pub fn run(args: &Args, out: &mut Output) -> anyhow::Result<Outcome> {
     let request = AccessRequest {
-        supplier: OrgNumber::parse(&args.supplier)
+        supplier: OrgNumber::parse(&args.question.supplier)
             .map_err(|e| anyhow::anyhow!("`--supplier` {e}"))?,
-        owner: OrgNumber::parse(&args.owner).map_err(|e| anyhow::anyhow!("`--owner` {e}"))?,
-        scope: Scope::parse(&args.scope).map_err(|e| anyhow::anyhow!("`--scope` {e}"))?,
+        owner: OrgNumber::parse(&args.question.owner)
+            .map_err(|e| anyhow::anyhow!("`--owner` {e}"))?,
+        scope: Scope::parse(&args.question.scope).map_err(|e| anyhow::anyhow!("`--scope` {e}"))?,
     };
     let snap = load_snapshot(&args.source.policy_source()?, args.source.data_dir()?)?;
     let d = engine::decide(&snap, &request);

@@ -176,6 +176,21 @@ pub fn note(line: impl fmt::Display) {
     let _ = writeln!(io::stderr(), "{line}");
 }
 
+/// The question `check` answers from files and `ask` from a running sidecar.
+#[derive(Debug, Clone, Args)]
+pub struct Question {
+    /// Supplier org number (`810418672` or `0192:810418672`; the token's
+    /// `supplier`)
+    #[arg(long)]
+    pub supplier: String,
+    /// Service owner org number (the token's `consumer`)
+    #[arg(long)]
+    pub owner: String,
+    /// Scope, e.g. `altinn:serviceowner/instances.read`
+    #[arg(long)]
+    pub scope: String,
+}
+
 /// Where policies and data are read from; shared by `serve` and every offline
 /// subcommand, so `TILGANG_POLICIES` and `TILGANG_DATA` point them all at the
 /// same files.

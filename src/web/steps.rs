@@ -83,6 +83,9 @@ async fn stylesheet() -> Response {
         .into_response()
 }
 
+/// A form's fields, in order, repeated names kept.
+type Fields = Vec<(String, String)>;
+
 /// A page answered before a handler got to its own (login, a refusal):
 /// boxed, since a `Response` is large next to what succeeds.
 type Early = Box<Response>;
@@ -352,6 +355,32 @@ impl Web {
         }
     }
 
+    /// The first steps of a page that needs a person acting for an
+    /// organisation: the visit, who, and for whom; or the page instead.
+    fn page_step(
+        &self,
+        headers: &HeaderMap,
+        path: &str,
+        lang: Option<&str>,
+    ) -> Result<(Visit, LoggedIn, OrgNumber), Early> {
+        let mut v = self.visit(headers, path, lang);
+        let (login, org) = self.acting(&mut v)?;
+        Ok((v, login, org))
+    }
+
+    /// The same for a form: its fields, checked (session, CSRF, origin).
+    fn form_step(
+        &self,
+        headers: &HeaderMap,
+        path: &str,
+        raw: &[u8],
+    ) -> Result<(Fields, Visit, LoggedIn, OrgNumber), Early> {
+        let f = fields(raw);
+        let mut v = self.posted(headers, path, field(&f, "csrf"))?;
+        let (login, org) = self.acting(&mut v)?;
+        Ok((f, v, login, org))
+    }
+
     fn many_orgs(&self, login: &LoggedIn) -> bool {
         self.orgs_of(&login.person).len() > 1
     }
@@ -504,7 +533,7 @@ fn version_of(view: &DelegationView) -> String {
 
 /// The fields of an `application/x-www-form-urlencoded` body, in order,
 /// repeated names kept (checkboxes). A malformed escape stays as written.
-fn fields(raw: &[u8]) -> Vec<(String, String)> {
+fn fields(raw: &[u8]) -> Fields {
     let decode = |s: &[u8]| -> String {
         let plus: Vec<u8> = s
             .iter()
@@ -834,8 +863,7 @@ async fn overview(
     headers: HeaderMap,
     Query(q): Query<OverviewQuery>,
 ) -> Response {
-    let mut v = web.visit(&headers, "/overview", q.lang.as_deref());
-    let (login, owner) = match web.acting(&mut v) {
+    let (v, login, owner) = match web.page_step(&headers, "/overview", q.lang.as_deref()) {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -947,8 +975,7 @@ async fn add_page(
     headers: HeaderMap,
     Query(q): Query<Common>,
 ) -> Response {
-    let mut v = web.visit(&headers, "/add", q.lang.as_deref());
-    let (login, _) = match web.acting(&mut v) {
+    let (v, login, _) = match web.page_step(&headers, "/add", q.lang.as_deref()) {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -962,12 +989,7 @@ async fn add_submit(
     headers: HeaderMap,
     RawForm(raw): RawForm,
 ) -> Response {
-    let f = fields(&raw);
-    let mut v = match web.posted(&headers, "/add", field(&f, "csrf")) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let (login, owner) = match web.acting(&mut v) {
+    let (f, v, login, owner) = match web.form_step(&headers, "/add", &raw) {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -1023,8 +1045,7 @@ async fn rights_page(
     headers: HeaderMap,
     Query(q): Query<Common>,
 ) -> Response {
-    let mut v = web.visit(&headers, "/add/rights", q.lang.as_deref());
-    let (login, _) = match web.acting(&mut v) {
+    let (v, login, _) = match web.page_step(&headers, "/add/rights", q.lang.as_deref()) {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -1047,12 +1068,7 @@ async fn rights_submit(
     headers: HeaderMap,
     RawForm(raw): RawForm,
 ) -> Response {
-    let f = fields(&raw);
-    let mut v = match web.posted(&headers, "/add/rights", field(&f, "csrf")) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let (login, _) = match web.acting(&mut v) {
+    let (f, v, login, _) = match web.form_step(&headers, "/add/rights", &raw) {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -1097,8 +1113,7 @@ async fn confirm_page(
     headers: HeaderMap,
     Query(q): Query<Common>,
 ) -> Response {
-    let mut v = web.visit(&headers, "/add/confirm", q.lang.as_deref());
-    let (login, _) = match web.acting(&mut v) {
+    let (v, login, _) = match web.page_step(&headers, "/add/confirm", q.lang.as_deref()) {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -1125,12 +1140,7 @@ async fn confirm_submit(
     headers: HeaderMap,
     RawForm(raw): RawForm,
 ) -> Response {
-    let f = fields(&raw);
-    let mut v = match web.posted(&headers, "/add/confirm", field(&f, "csrf")) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let (login, owner) = match web.acting(&mut v) {
+    let (f, v, login, owner) = match web.form_step(&headers, "/add/confirm", &raw) {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -1205,8 +1215,8 @@ async fn receipt(
     Path(key): Path<String>,
     Query(q): Query<Common>,
 ) -> Response {
-    let mut v = web.visit(&headers, &format!("/receipt/{key}"), q.lang.as_deref());
-    let (login, _) = match web.acting(&mut v) {
+    let (v, login, _) = match web.page_step(&headers, &format!("/receipt/{key}"), q.lang.as_deref())
+    {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -1256,11 +1266,11 @@ async fn edit_page(
     Path(supplier): Path<String>,
     Query(q): Query<Common>,
 ) -> Response {
-    let mut v = web.visit(&headers, &format!("/edit/{supplier}"), q.lang.as_deref());
-    let (login, owner) = match web.acting(&mut v) {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
+    let (v, login, owner) =
+        match web.page_step(&headers, &format!("/edit/{supplier}"), q.lang.as_deref()) {
+            Ok(x) => x,
+            Err(r) => return *r,
+        };
     let t = v.t();
     let Some(view) = OrgNumber::parse(&supplier)
         .ok()
@@ -1288,13 +1298,8 @@ async fn edit_submit(
     Path(supplier): Path<String>,
     RawForm(raw): RawForm,
 ) -> Response {
-    let f = fields(&raw);
     let path = format!("/edit/{supplier}");
-    let mut v = match web.posted(&headers, &path, field(&f, "csrf")) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let (login, owner) = match web.acting(&mut v) {
+    let (f, v, login, owner) = match web.form_step(&headers, &path, &raw) {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -1385,12 +1390,7 @@ async fn undo(
     Path(key): Path<String>,
     RawForm(raw): RawForm,
 ) -> Response {
-    let f = fields(&raw);
-    let mut v = match web.posted(&headers, &format!("/receipt/{key}"), field(&f, "csrf")) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let (login, owner) = match web.acting(&mut v) {
+    let (_, v, login, owner) = match web.form_step(&headers, &format!("/receipt/{key}"), &raw) {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -1451,8 +1451,7 @@ async fn received(
     headers: HeaderMap,
     Query(q): Query<Common>,
 ) -> Response {
-    let mut v = web.visit(&headers, "/received", q.lang.as_deref());
-    let (login, org) = match web.acting(&mut v) {
+    let (v, login, org) = match web.page_step(&headers, "/received", q.lang.as_deref()) {
         Ok(x) => x,
         Err(r) => return *r,
     };

@@ -165,18 +165,23 @@ impl Browser {
     }
 }
 
+/// The page in development mode on a free loopback port.
+pub fn dev_web() -> WebSettings {
+    WebSettings {
+        listen: "127.0.0.1:0".into(),
+        public_url: None,
+        sessions: SessionLimits::default(),
+        oidc: None,
+        behind_proxy: false,
+        organizations: None,
+        max_connections: 512,
+        tls: None,
+    }
+}
+
 pub async fn web_server() -> TestServer {
     TestServer::start_in(Workdir::new(), |c| {
-        c.web = Some(WebSettings {
-            listen: "127.0.0.1:0".into(),
-            public_url: None,
-            sessions: SessionLimits::default(),
-            oidc: None,
-            behind_proxy: false,
-            organizations: None,
-            max_connections: 512,
-            tls: None,
-        });
+        c.web = Some(dev_web());
     })
     .await
 }
@@ -516,16 +521,7 @@ async fn the_overview_pages_and_searches_by_number() {
     let suppliers = org_numbers(31_000_000, 120);
     write_owner(&work, OWNER, &suppliers, "instances-read");
     let s = TestServer::start_in(work, |c| {
-        c.web = Some(WebSettings {
-            listen: "127.0.0.1:0".into(),
-            public_url: None,
-            sessions: SessionLimits::default(),
-            oidc: None,
-            behind_proxy: false,
-            organizations: None,
-            max_connections: 512,
-            tls: None,
-        });
+        c.web = Some(dev_web());
     })
     .await;
     let mut b = Browser::new(s.sidecar.web_addr.unwrap());
@@ -587,14 +583,8 @@ async fn the_page_over_tls_has_a_host_only_secure_cookie() {
     let files = crate::pki::write(work.dir.path(), "web", &ca.server(), None);
     let s = TestServer::start_in(work, |c| {
         c.web = Some(WebSettings {
-            listen: "127.0.0.1:0".into(),
-            public_url: None,
-            sessions: SessionLimits::default(),
-            oidc: None,
-            behind_proxy: false,
-            organizations: None,
-            max_connections: 512,
             tls: Some(files),
+            ..dev_web()
         });
     })
     .await;
@@ -657,14 +647,8 @@ async fn names_come_from_the_entity_register() {
     std::fs::write(&register, crate::register::gzip(&entries)).unwrap();
     let s = TestServer::start_in(work, |c| {
         c.web = Some(WebSettings {
-            listen: "127.0.0.1:0".into(),
-            public_url: None,
-            sessions: SessionLimits::default(),
-            oidc: None,
-            behind_proxy: false,
             organizations: Some(register),
-            max_connections: 512,
-            tls: None,
+            ..dev_web()
         });
     })
     .await;
@@ -713,18 +697,12 @@ async fn names_come_from_the_entity_register() {
 async fn an_expired_session_mid_flow_says_so() {
     let s = TestServer::start_in(Workdir::new(), |c| {
         c.web = Some(WebSettings {
-            listen: "127.0.0.1:0".into(),
-            public_url: None,
             sessions: SessionLimits {
                 max_sessions: 100,
                 idle: std::time::Duration::from_secs(1800),
                 absolute: std::time::Duration::from_secs(1),
             },
-            oidc: None,
-            behind_proxy: false,
-            organizations: None,
-            max_connections: 512,
-            tls: None,
+            ..dev_web()
         });
     })
     .await;
@@ -763,16 +741,7 @@ async fn an_expired_session_mid_flow_says_so() {
 async fn an_undo_too_late_is_told_so() {
     let s = TestServer::start_in(Workdir::new(), |c| {
         c.undo_window = std::time::Duration::ZERO;
-        c.web = Some(WebSettings {
-            listen: "127.0.0.1:0".into(),
-            public_url: None,
-            sessions: SessionLimits::default(),
-            oidc: None,
-            behind_proxy: false,
-            organizations: None,
-            max_connections: 512,
-            tls: None,
-        });
+        c.web = Some(dev_web());
     })
     .await;
     let mut b = Browser::new(s.sidecar.web_addr.unwrap());
@@ -812,16 +781,7 @@ async fn a_person_with_several_organisations_chooses_one() {
     )
     .unwrap();
     let s = TestServer::start_in(work, |c| {
-        c.web = Some(WebSettings {
-            listen: "127.0.0.1:0".into(),
-            public_url: None,
-            sessions: SessionLimits::default(),
-            oidc: None,
-            behind_proxy: false,
-            organizations: None,
-            max_connections: 512,
-            tls: None,
-        });
+        c.web = Some(dev_web());
     })
     .await;
     let mut b = Browser::new(s.sidecar.web_addr.unwrap());
