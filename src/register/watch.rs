@@ -38,7 +38,7 @@ use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, ne
 
 use super::{FormatError, Register, RegisterError};
 use crate::snapshot::load::version_of;
-use crate::snapshot::settle::{Settler, Unit, Verdict};
+use crate::snapshot::settle::{Settler, Verdict};
 use crate::snapshot::{Digest, FileStamp};
 
 /// The default quiet period (as for the other watched files): a change is
@@ -55,10 +55,8 @@ const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
 /// How soon to try watching the directory again after losing it.
 const REWATCH: Duration = Duration::from_millis(500);
 
-/// The [`Settler`] judges units by key. This one judges one file, so one
-/// key serves; the settle module has no variant for files outside the
-/// snapshot.
-const KEY: Unit = Unit::Roles;
+/// The [`Settler`] judges units by key; this one judges one file.
+const KEY: () = ();
 
 /// How the file is watched. The defaults suit production; tests shorten them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,7 +305,7 @@ fn parse_file(
 /// has passed, and keep the parse if its read agrees with the one before
 /// (else go on until two agree). A read error fails at once: at start-up
 /// there is no last good register.
-fn load_settled(path: &Path, settle: &Settler) -> Result<(Register, Seen), RegisterError> {
+fn load_settled(path: &Path, settle: &Settler<()>) -> Result<(Register, Seen), RegisterError> {
     let began = Instant::now();
     let t0 = Instant::now();
     let first = hash_file(path, None)?;
@@ -374,7 +372,7 @@ struct Watcher {
     watched: bool,
     events: Receiver<Msg>,
     stop: Arc<AtomicBool>,
-    settle: Settler,
+    settle: Settler<()>,
     loaded: Loaded,
     /// The settled observation judged last and refused: not judged again
     /// while the file stays so.
@@ -388,7 +386,7 @@ struct Watcher {
 
 fn spawn(
     shared: Arc<Shared>,
-    settle: Settler,
+    settle: Settler<()>,
     seen: Seen,
     options: RegistryOptions,
 ) -> Result<WatchHandle, RegisterError> {

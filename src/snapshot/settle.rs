@@ -69,10 +69,12 @@ struct Seen {
 }
 
 /// Tracks units whose content differs from the snapshot until it settles.
+/// Keyed by [`Unit`] for the snapshot's files; another file kind brings a
+/// key of its own (the organization register: `()`, one file).
 #[derive(Debug)]
-pub struct Settler {
+pub struct Settler<K = Unit> {
     quiet: Duration,
-    seen: Mutex<HashMap<Unit, Seen>>,
+    seen: Mutex<HashMap<K, Seen>>,
 }
 
 /// Added to the quiet period between the two reads. A writer is a program on
@@ -85,7 +87,7 @@ pub const SLACK: Duration = Duration::from_millis(100);
 /// sure to begin after the period has passed.
 const MARGIN: Duration = Duration::from_millis(10);
 
-impl Settler {
+impl<K: Eq + std::hash::Hash + Copy> Settler<K> {
     /// `quiet` zero settles everything at once (offline tools, which read once).
     pub fn new(quiet: Duration) -> Self {
         Self {
@@ -98,7 +100,7 @@ impl Settler {
         }
     }
 
-    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<Unit, Seen>> {
+    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<K, Seen>> {
         self.seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -107,13 +109,7 @@ impl Settler {
     /// Judge what was observed of `unit` (its content and version, as one
     /// digest), read between `started` and `finished`, whose content differs
     /// from what the snapshot holds.
-    pub fn check(
-        &self,
-        unit: Unit,
-        digest: Digest,
-        started: Instant,
-        finished: Instant,
-    ) -> Verdict {
+    pub fn check(&self, unit: K, digest: Digest, started: Instant, finished: Instant) -> Verdict {
         if self.quiet.is_zero() {
             return Verdict::Settled;
         }
@@ -150,12 +146,12 @@ impl Settler {
 
     /// The unit's content is the snapshot's again (or was published): nothing
     /// to wait for.
-    pub fn forget(&self, unit: &Unit) {
+    pub fn forget(&self, unit: &K) {
         self.seen().remove(unit);
     }
 
     /// The units waiting for a second look, and when the earliest is due.
-    pub fn pending(&self) -> (Vec<Unit>, Option<Instant>) {
+    pub fn pending(&self) -> (Vec<K>, Option<Instant>) {
         let seen = self.seen();
         let mut units = Vec::new();
         let mut due: Option<Instant> = None;
