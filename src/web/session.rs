@@ -199,19 +199,28 @@ impl Sessions {
     }
 
     /// A new, empty session. When the limit is reached, expired sessions
-    /// go first, then the one idle longest.
+    /// go first, then the one idle longest among those nobody logged in to
+    /// (anyone can make those by the thousand: they must not push out the
+    /// people at work), and only then the one idle longest of all.
     pub fn create(&self, now: Instant) -> SessionId {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= self.limits.max_sessions {
             map.retain(|_, s| self.live(s, now));
         }
-        if map.len() >= self.limits.max_sessions
-            && let Some(oldest) = map
+        if map.len() >= self.limits.max_sessions {
+            let anonymous = map
                 .iter()
+                .filter(|(_, s)| s.login.is_none())
                 .min_by_key(|(_, s)| s.seen)
-                .map(|(k, _)| k.clone())
-        {
-            map.remove(&oldest);
+                .map(|(k, _)| k.clone());
+            let oldest = anonymous.or_else(|| {
+                map.iter()
+                    .min_by_key(|(_, s)| s.seen)
+                    .map(|(k, _)| k.clone())
+            });
+            if let Some(oldest) = oldest {
+                map.remove(&oldest);
+            }
         }
         let id = SessionId::random();
         map.insert(id.clone(), Session::new(now));
@@ -314,6 +323,30 @@ mod tests {
         assert!(s.with(&a, now, |_| ()).is_some());
         assert!(s.with(&b, now, |_| ()).is_none(), "b was idle longest");
         assert!(s.with(&c, now, |_| ()).is_some());
+    }
+
+    /// A flood of sessions nobody logs in to never ends one a person uses.
+    #[test]
+    fn anonymous_sessions_make_room_before_logged_in_ones() {
+        let s = Sessions::new(limits(3));
+        let t0 = Instant::now();
+        let person = s.create(t0);
+        s.with(&person, t0, |x| {
+            x.login = Some(LoggedIn {
+                person: PersonId::parse("01017012345").unwrap(),
+                name: None,
+                verified: false,
+                id_token: None,
+            })
+        });
+        for i in 1..100 {
+            s.create(t0 + Duration::from_millis(i));
+        }
+        assert_eq!(s.len(), 3);
+        assert!(
+            s.with(&person, t0 + Duration::from_secs(1), |_| ())
+                .is_some()
+        );
     }
 
     #[test]
