@@ -22,6 +22,7 @@
 
 mod error;
 mod parse;
+mod read;
 mod search;
 mod store;
 mod watch;

@@ -24,7 +24,6 @@
 //! watcher thread after; never on the async workers.
 
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -36,8 +35,8 @@ use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 
-use super::{FormatError, Register, RegisterError};
-use crate::snapshot::load::version_of;
+use super::read::{Seen, hash_file, load_settled, parse_file};
+use super::{Register, RegisterError};
 use crate::snapshot::settle::{Settler, Verdict};
 use crate::snapshot::{Digest, FileStamp};
 
@@ -50,13 +49,13 @@ pub const DEFAULT_RESCAN: Duration = Duration::from_secs(10);
 
 /// How long start-up waits for a file that keeps changing. Generous: one
 /// read of the real download takes seconds.
-const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
+pub(super) const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
 
 /// How soon to try watching the directory again after losing it.
 const REWATCH: Duration = Duration::from_millis(500);
 
 /// The [`Settler`] judges units by key; this one judges one file.
-const KEY: () = ();
+pub(super) const KEY: () = ();
 
 /// How the file is watched. The defaults suit production; tests shorten them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +177,12 @@ fn log_loaded(path: &Path, register: &Register, started: Instant, what: &str) {
     );
 }
 
+enum Msg {
+    Events(DebounceEventResult),
+    /// Stop (sent by the handle's drop).
+    Stop,
+}
+
 /// Open a regular file for reading (a FIFO would block the watcher, so
 /// anything else is refused before it is opened), following symlinks
 /// (Kubernetes mounts).
@@ -204,141 +209,6 @@ pub(super) fn open_regular(path: &Path) -> Result<File, RegisterError> {
         return Err(not_a_file());
     }
     Ok(f)
-}
-
-/// What one read of the file saw.
-#[derive(Debug, Clone, Copy)]
-struct Seen {
-    /// The file's stamp before the read.
-    stamp: FileStamp,
-    /// The stamp was the same after the read: no write landed during it.
-    steady: bool,
-    /// BLAKE3 of the bytes.
-    content: Digest,
-}
-
-impl Seen {
-    /// The bytes together with the version they were read at (what the
-    /// settle rule compares). A read during which the file changed matches
-    /// nothing, not even itself read again ([`version_of`]).
-    fn digest(&self) -> Digest {
-        let mut h = blake3::Hasher::new();
-        h.update(&self.content);
-        h.update(&version_of([(self.stamp, self.steady)]));
-        h.finalize().into()
-    }
-}
-
-/// Everything read through it is hashed; `stop` makes it give up.
-struct Hashing<'a, R> {
-    inner: R,
-    hasher: blake3::Hasher,
-    stop: Option<&'a AtomicBool>,
-}
-
-impl<R: Read> Read for Hashing<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-            return Err(std::io::Error::other("stopped"));
-        }
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
-/// Read the file to its end, through `use_bytes`, which reads what it
-/// needs (the rest is read here, so the hash covers the whole file).
-fn read_file<T>(
-    path: &Path,
-    stop: Option<&AtomicBool>,
-    use_bytes: impl FnOnce(&mut dyn Read) -> T,
-) -> Result<(T, Seen), RegisterError> {
-    let io = |source| RegisterError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut f = open_regular(path)?;
-    let stamp = FileStamp::of(&f.metadata().map_err(io)?);
-    let mut reader = Hashing {
-        inner: std::io::BufReader::with_capacity(256 * 1024, &mut f),
-        hasher: blake3::Hasher::new(),
-        stop,
-    };
-    let used = use_bytes(&mut reader);
-    std::io::copy(&mut reader, &mut std::io::sink()).map_err(io)?;
-    let content = reader.hasher.finalize().into();
-    let steady = FileStamp::of(&f.metadata().map_err(io)?) == stamp;
-    Ok((
-        used,
-        Seen {
-            stamp,
-            steady,
-            content,
-        },
-    ))
-}
-
-/// Hash the file.
-fn hash_file(path: &Path, stop: Option<&AtomicBool>) -> Result<Seen, RegisterError> {
-    read_file(path, stop, |_| ()).map(|((), seen)| seen)
-}
-
-/// Parse the file, hashing what is read. A read error is the outer error;
-/// what is wrong with the content is the inner one (with the hash of the
-/// content that has it).
-fn parse_file(
-    path: &Path,
-    stop: Option<&AtomicBool>,
-) -> Result<(Result<Register, FormatError>, Seen), RegisterError> {
-    let (result, seen) = read_file(path, stop, |r| Register::read(r, stop))?;
-    match result {
-        Err(FormatError::Read(source)) => Err(RegisterError::Read {
-            path: path.to_path_buf(),
-            source,
-        }),
-        result => Ok((result, seen)),
-    }
-}
-
-/// The start-up load: hash the file, then parse it once the quiet period
-/// has passed, and keep the parse if its read agrees with the one before
-/// (else go on until two agree). A read error fails at once: at start-up
-/// there is no last good register.
-fn load_settled(path: &Path, settle: &Settler<()>) -> Result<(Register, Seen), RegisterError> {
-    let began = Instant::now();
-    let t0 = Instant::now();
-    let first = hash_file(path, None)?;
-    let mut verdict = settle.check(KEY, first.digest(), t0, Instant::now());
-    loop {
-        if let Verdict::Unsettled { retry_at } = verdict {
-            if began.elapsed() > STARTUP_PATIENCE {
-                return Err(RegisterError::Unsettled {
-                    path: path.to_path_buf(),
-                    waited: began.elapsed(),
-                });
-            }
-            std::thread::sleep(retry_at.saturating_duration_since(Instant::now()));
-        }
-        let t0 = Instant::now();
-        let (result, seen) = parse_file(path, None)?;
-        verdict = settle.check(KEY, seen.digest(), t0, Instant::now());
-        if verdict == Verdict::Settled {
-            settle.forget(&KEY);
-            return result.map(|register| (register, seen)).map_err(|problem| {
-                RegisterError::Invalid {
-                    path: path.to_path_buf(),
-                    problem,
-                }
-            });
-        }
-    }
-}
-
-enum Msg {
-    Events(DebounceEventResult),
-    /// Stop (sent by the handle's drop).
-    Stop,
 }
 
 /// Stops the watching thread when dropped.
@@ -604,7 +474,7 @@ impl Watcher {
                         // A read failed half-way: not a verdict on the
                         // content, so look again from the start.
                         self.settle.forget(&KEY);
-                        tracing::warn!(error = %full_message(&e), "organization register not reloaded");
+                        tracing::warn!(error = %crate::telemetry::logs::error_chain(&e), "organization register not reloaded");
                         return;
                     }
                 }
@@ -637,7 +507,7 @@ impl Watcher {
 
     /// Keep the loaded register and report `problem`, once while it lasts.
     fn refuse(&self, problem: &RegisterError) {
-        let message = full_message(problem);
+        let message = crate::telemetry::logs::error_chain(problem);
         let mut status = self.shared.status();
         status.rejected += 1;
         if status.problem.as_deref() != Some(message.as_str()) {
@@ -659,16 +529,4 @@ impl Watcher {
             tracing::info!(path = %self.shared.path.display(), "the organization register file holds the loaded register again");
         }
     }
-}
-
-/// The message with its causes, as one line.
-fn full_message(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -16,6 +16,19 @@ use super::log_gate::{self, LogGate};
 
 use super::log_escape::Escaping;
 
+/// An error and its causes on one line, `: `-separated (a transport
+/// error alone often says only "transport error").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 /// The filter when `RUST_LOG` is unset or empty.
 pub const DEFAULT_FILTER: &str = "info";
 

@@ -255,7 +255,7 @@ impl Dial<'_> {
             anyhow::anyhow!(
                 "cannot connect to the {} at {url}: {}{hint}",
                 self.listener,
-                chain(&e)
+                crate::telemetry::logs::error_chain(&e)
             )
         })
     }
@@ -276,19 +276,6 @@ fn loopback(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback()),
         None => false,
     }
-}
-
-/// An error and its causes on one line (tonic's transport error alone says
-/// only "transport error").
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -228,7 +228,7 @@ impl ProviderKeys {
         match self.refresh(client).await {
             Ok(()) => true,
             Err(e) => {
-                tracing::warn!(error = %crate::web::oidc::chain(&e), "refreshing the OpenID provider's keys failed; the last keys stay");
+                tracing::warn!(error = %crate::telemetry::logs::error_chain(&e), "refreshing the OpenID provider's keys failed; the last keys stay");
                 false
             }
         }

@@ -22,6 +22,7 @@
 //! about what a person may do. It never logs or puts in an error a secret,
 //! code, verifier, nonce or token.
 
+mod config;
 mod discovery;
 mod error;
 mod flow;
@@ -29,233 +30,23 @@ mod http;
 mod url;
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub use config::*;
 pub use discovery::{MIN_UNKNOWN_KID_REFRESH, ProviderMetadata};
 pub use error::OidcError;
 pub use flow::MAX_ID_TOKEN_AGE;
 pub use http::{HttpError, MAX_RESPONSE_BYTES};
 pub use url::UrlProblem;
 
-use crate::auth::{ConfigError, DEFAULT_LEEWAY, MAX_LEEWAY, TokenError, Verifier, VerifierConfig};
+use crate::auth::{ConfigError, TokenError, Verifier, VerifierConfig};
 use crate::ids::{PersonId, echo};
 use discovery::ProviderKeys;
 use flow::{AuthorizationParams, ClientAuth, Exchange, Expected};
 use http::HttpClient;
-use url::Http;
-
-/// ID-porten's level for most services, and the default requirement.
-pub const DEFAULT_ACR: Acr = Acr::Substantial;
-/// ID-porten's claim for the national identity number.
-pub const DEFAULT_PERSON_CLAIM: &str = "pid";
-/// For each request to the provider: connect, TLS, send and read.
-pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the provider's keys are fetched again.
-pub const DEFAULT_KEY_REFRESH: Duration = Duration::from_secs(3600);
-/// How long a login may take, from the redirect to the provider to the
-/// callback.
-pub const DEFAULT_MAX_LOGIN_AGE: Duration = Duration::from_secs(600);
-
-/// The relying party's settings, filled from flags by the web layer.
-#[derive(Debug, Clone)]
-pub struct OidcConfig {
-    /// The issuer exactly as the provider names it (`https://idporten.no`).
-    pub issuer: String,
-    pub client_id: String,
-    pub client_secret: ClientSecret,
-    /// `<public url>/auth/callback`, registered with the provider.
-    pub redirect_uri: String,
-    /// The lowest level of login accepted; asked for as `acr_values`.
-    pub required_acr: Acr,
-    /// The claim naming the person ([`DEFAULT_PERSON_CLAIM`]).
-    pub person_claim: String,
-    /// Whether an `http://` issuer (and endpoints) may be used; even then
-    /// only for a loopback host. For development and tests.
-    pub allow_http: bool,
-    pub http_timeout: Duration,
-    pub key_refresh: Duration,
-    /// Clock skew allowed on `exp`, `nbf` and `iat` (at most
-    /// `auth::MAX_LEEWAY`).
-    pub leeway: Duration,
-    pub max_login_age: Duration,
-}
-
-impl OidcConfig {
-    /// The defaults for everything else.
-    pub fn new(
-        issuer: impl Into<String>,
-        client_id: impl Into<String>,
-        client_secret: ClientSecret,
-        redirect_uri: impl Into<String>,
-    ) -> Self {
-        Self {
-            issuer: issuer.into(),
-            client_id: client_id.into(),
-            client_secret,
-            redirect_uri: redirect_uri.into(),
-            required_acr: DEFAULT_ACR,
-            person_claim: DEFAULT_PERSON_CLAIM.to_owned(),
-            allow_http: false,
-            http_timeout: DEFAULT_HTTP_TIMEOUT,
-            key_refresh: DEFAULT_KEY_REFRESH,
-            leeway: DEFAULT_LEEWAY,
-            max_login_age: DEFAULT_MAX_LOGIN_AGE,
-        }
-    }
-
-    /// Check what can be checked without the network: the issuer and
-    /// redirect URI (https, or `http://` to a loopback host when
-    /// `allow_http`), non-empty id, secret and claim, the leeway.
-    pub fn validate(&self) -> Result<(), OidcError> {
-        let http = self.http();
-        url::check(&self.issuer, http, false).map_err(|problem| OidcError::Url {
-            what: "issuer",
-            url: echo(&self.issuer),
-            problem,
-        })?;
-        url::check(&self.redirect_uri, http, true).map_err(|problem| OidcError::Url {
-            what: "redirect URI",
-            url: echo(&self.redirect_uri),
-            problem,
-        })?;
-        if self.client_id.is_empty() {
-            return Err(OidcError::EmptyClientId);
-        }
-        if self.client_secret.expose().is_empty() {
-            return Err(OidcError::EmptyClientSecret);
-        }
-        if self.person_claim.is_empty() {
-            return Err(OidcError::EmptyPersonClaim);
-        }
-        if self.leeway > MAX_LEEWAY {
-            return Err(OidcError::LeewayTooLong {
-                leeway: self.leeway,
-                max: MAX_LEEWAY,
-            });
-        }
-        Ok(())
-    }
-
-    fn http(&self) -> Http {
-        if self.allow_http {
-            Http::LoopbackOnly
-        } else {
-            Http::Refused
-        }
-    }
-}
-
-/// The client secret. Never printed: `Debug` shows `ClientSecret(..)`,
-/// and there is no `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClientSecret(Box<str>);
-
-impl ClientSecret {
-    /// The secret as given; a trailing line break (as a file read whole
-    /// ends) is dropped.
-    pub fn new(secret: impl Into<String>) -> Self {
-        let mut secret = secret.into();
-        while secret.ends_with(['\n', '\r']) {
-            secret.pop();
-        }
-        Self(secret.into())
-    }
-
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ClientSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ClientSecret(..)")
-    }
-}
-
-/// ID-porten's levels of assurance, ordered: a higher level satisfies a
-/// requirement for a lower one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Acr {
-    /// `idporten-loa-low`.
-    #[serde(rename = "idporten-loa-low")]
-    Low,
-    /// `idporten-loa-substantial` (MinID, BankID on mobile, ...).
-    #[serde(rename = "idporten-loa-substantial")]
-    Substantial,
-    /// `idporten-loa-high` (BankID, Buypass, Commfides).
-    #[serde(rename = "idporten-loa-high")]
-    High,
-}
-
-impl Acr {
-    /// The value exactly as ID-porten writes it.
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "idporten-loa-low" => Some(Self::Low),
-            "idporten-loa-substantial" => Some(Self::Substantial),
-            "idporten-loa-high" => Some(Self::High),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Low => "idporten-loa-low",
-            Self::Substantial => "idporten-loa-substantial",
-            Self::High => "idporten-loa-high",
-        }
-    }
-
-    /// Whether a login at this level meets `required`.
-    pub fn satisfies(self, required: Acr) -> bool {
-        self >= required
-    }
-}
-
-impl FromStr for Acr {
-    type Err = OidcError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s).ok_or_else(|| OidcError::UnknownAcr { got: echo(s) })
-    }
-}
-
-impl fmt::Display for Acr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The language of the provider's pages (`ui_locales`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum UiLocale {
-    Nb,
-    Nn,
-    En,
-}
-
-impl UiLocale {
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "nb" => Some(Self::Nb),
-            "nn" => Some(Self::Nn),
-            "en" => Some(Self::En),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Nb => "nb",
-            Self::Nn => "nn",
-            Self::En => "en",
-        }
-    }
-}
 
 /// A login under way, kept server-side in the browser's session between
 /// the redirect to the provider and the callback. `Debug` shows only its age.
@@ -610,7 +401,7 @@ async fn refresh_keys_every(inner: Weak<Inner>, every: Duration) {
         ticks.tick().await;
         let Some(inner) = inner.upgrade() else { return };
         if let Err(e) = inner.keys.refresh(&inner.http).await {
-            tracing::warn!(error = %chain(&e), "refreshing the OpenID provider's keys failed; the last keys stay");
+            tracing::warn!(error = %crate::telemetry::logs::error_chain(&e), "refreshing the OpenID provider's keys failed; the last keys stay");
         }
     }
 }
@@ -621,132 +412,5 @@ fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// An error and its causes, `: `-separated, for a log line.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn higher_levels_satisfy_lower_requirements() {
-        assert!(Acr::High.satisfies(Acr::Substantial));
-        assert!(Acr::Substantial.satisfies(Acr::Substantial));
-        assert!(!Acr::Low.satisfies(Acr::Substantial));
-        assert!(!Acr::Substantial.satisfies(Acr::High));
-        assert!(Acr::Low < Acr::Substantial && Acr::Substantial < Acr::High);
-        for acr in [Acr::Low, Acr::Substantial, Acr::High] {
-            assert_eq!(Acr::parse(acr.as_str()), Some(acr));
-            assert_eq!(acr.as_str().parse::<Acr>().unwrap(), acr);
-        }
-        assert_eq!(Acr::parse("Idporten-loa-high"), None);
-        assert_eq!(
-            "level4".parse::<Acr>().unwrap_err().to_string(),
-            "the ID token's acr `level4` is not a known level"
-        );
-    }
-
-    #[test]
-    fn secrets_and_tokens_stay_out_of_debug() {
-        let config = OidcConfig::new(
-            "https://idporten.no",
-            "client",
-            ClientSecret::new("hunter2\n"),
-            "https://tilgang.example/auth/callback",
-        );
-        assert_eq!(config.client_secret.expose(), "hunter2");
-        assert!(!format!("{config:?}").contains("hunter2"));
-        let pending = PendingLogin {
-            state: "st4te".into(),
-            nonce: "n0nce".into(),
-            code_verifier: "v3rifier".into(),
-            created_at: SystemTime::now(),
-        };
-        let shown = format!("{pending:?}");
-        assert!(
-            !shown.contains("st4te") && !shown.contains("n0nce") && !shown.contains("v3rifier")
-        );
-        let person = Person {
-            pid: PersonId::parse("01017012345").unwrap(),
-            name: Some("Dagny".into()),
-            acr: Acr::High,
-            sid: Some("sid".into()),
-            id_token: IdToken("eyJ.x.y".into()),
-        };
-        let shown = format!("{person:?}");
-        assert!(
-            !shown.contains("01017012345") && !shown.contains("eyJ"),
-            "{shown}"
-        );
-        let params = CallbackParams::from_query("code=c0de&state=st4te").unwrap();
-        let shown = format!("{params:?}");
-        assert!(
-            !shown.contains("c0de") && !shown.contains("st4te"),
-            "{shown}"
-        );
-    }
-
-    #[test]
-    fn config_refuses_http_unless_loopback_and_allowed() {
-        let config = |issuer: &str, allow_http| {
-            let mut c = OidcConfig::new(
-                issuer,
-                "client",
-                ClientSecret::new("s"),
-                "http://127.0.0.1:8080/auth/callback",
-            );
-            c.allow_http = allow_http;
-            c.validate()
-        };
-        assert!(config("http://127.0.0.1:9000", true).is_ok());
-        assert_eq!(
-            config("http://op.example", true).unwrap_err().to_string(),
-            "the issuer `http://op.example` is refused: http:// is allowed only for a loopback host (127.0.0.1, ::1, localhost); use https"
-        );
-        assert!(matches!(
-            config("http://127.0.0.1:9000", false),
-            Err(OidcError::Url {
-                problem: UrlProblem::HttpNotAllowed,
-                ..
-            })
-        ));
-        let mut c = OidcConfig::new(
-            "https://idporten.no",
-            "",
-            ClientSecret::new("s"),
-            "https://x/cb",
-        );
-        assert!(matches!(c.validate(), Err(OidcError::EmptyClientId)));
-        c.client_id = "id".into();
-        c.client_secret = ClientSecret::new("\n");
-        assert!(matches!(c.validate(), Err(OidcError::EmptyClientSecret)));
-    }
-
-    #[test]
-    fn callback_params_refuse_a_repeated_parameter() {
-        let p = CallbackParams::from_query(
-            "code=abc&state=xyz&iss=https%3A%2F%2Fidporten.no&other=1&other=2",
-        )
-        .unwrap();
-        assert_eq!(p.code.as_deref(), Some("abc"));
-        assert_eq!(p.state.as_deref(), Some("xyz"));
-        assert_eq!(p.iss.as_deref(), Some("https://idporten.no"));
-        let e =
-            CallbackParams::from_query("error=access_denied&error_description=avbrutt+av+bruker")
-                .unwrap();
-        assert_eq!(e.error_description.as_deref(), Some("avbrutt av bruker"));
-        assert!(matches!(
-            CallbackParams::from_query("state=a&state=b"),
-            Err(OidcError::DuplicateParameter { .. })
-        ));
-    }
-}
+mod tests;
