@@ -276,6 +276,16 @@ fn call_context(call: &Call) -> [(String, RestrictedExpression); 2] {
 /// Decide a gateway request, with what the gateway saw of the call when it
 /// told (Envoy `ext_authz`).
 pub fn decide_call(snap: &Snapshot, req: &AccessRequest, call: Option<&Call>) -> Decision {
+    if let Some(why) = snap.withheld() {
+        // The delegations may be out of date (a revocation may not have
+        // reached this replica): decide as if there were none, and say why
+        // when that denies.
+        let mut d = decide_uncached(&snap.policies, req, None, call);
+        if !d.allowed {
+            d.errors.push(why.to_string());
+        }
+        return d;
+    }
     let record = snap.delegation(&req.owner, &req.supplier);
     let bundle = &snap.policies;
     if call.is_some() {

@@ -20,6 +20,9 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Revoke(a) => cli::admin::revoke(a, out).await,
         Command::Undo(a) => cli::admin::undo(a, out).await,
         Command::Delegations(a) => cli::admin::delegations(a, out).await,
+        Command::Migrate(a) => cli::store::migrate(a, out).await,
+        Command::Export(a) => cli::store::export(a, out).await,
+        Command::Import(a) => cli::store::import(a, out).await,
     }?;
     out.flush()?;
     Ok(outcome)

@@ -11,6 +11,7 @@ pub mod ask;
 pub mod check;
 pub mod dev_token;
 pub mod serve;
+pub mod store;
 pub mod test;
 pub mod validate;
 
@@ -61,6 +62,14 @@ pub enum Command {
     /// Print a Maskinporten-shaped token signed by a development key (made
     /// in ./dev on first use) for trying the Envoy example; development only
     DevToken(dev_token::Args),
+    /// Apply the shared PostgreSQL store's pending schema migrations
+    Migrate(store::MigrateArgs),
+    /// Write the shared store's delegations as a data directory's files
+    /// (which `validate` and `serve --data` read)
+    Export(store::ExportArgs),
+    /// Load a data directory's delegations into the shared store (one
+    /// transaction; importing the same files again changes nothing)
+    Import(store::ImportArgs),
 }
 
 /// How a subcommand ended; the process exit code.

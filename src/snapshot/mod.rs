@@ -272,6 +272,15 @@ pub struct Snapshot {
     /// must not act on roles someone is trying to change, so they are refused
     /// (fail closed) until the file loads again. Not part of the revision.
     pub roles_problem: Option<Arc<load::LoadError>>,
+    /// The shared store's revision these delegations are at (PostgreSQL: the
+    /// last change applied; files: how many admin writes this process has
+    /// published). Part of the revision, so replicas at the same store
+    /// revision with the same policies agree on it. See [`Self::store_revision`].
+    store_revision: u64,
+    /// Set while the delegations may be out of date past `--max-staleness`
+    /// (the shared store has been unreachable that long): decisions then use
+    /// no delegation at all, and say why ([`Self::withheld`]).
+    withheld: Option<Arc<str>>,
     /// XOR of every owner file's digest (keyed by owner), kept incrementally so a
     /// one-owner change does not rehash the rest.
     data_digest: Digest,
@@ -324,6 +333,8 @@ impl Snapshot {
             owners,
             roles,
             roles_problem,
+            store_revision: 0,
+            withheld: None,
             data_digest,
             revision: String::new(),
         };
@@ -343,6 +354,9 @@ impl Snapshot {
         h.update(self.policies.digest);
         h.update(self.data_digest);
         h.update(self.roles.digest);
+        if self.store_revision != 0 {
+            h.update(self.store_revision.to_be_bytes());
+        }
         let out = h.finalize();
         out.iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
@@ -365,16 +379,57 @@ impl Snapshot {
             xor(&mut data_digest, &new.digest);
             owners.insert(owner, new);
         }
+        self.rebuilt(self.policies.clone(), owners, data_digest)
+    }
+
+    /// A copy with other policies or owners: everything else carried over.
+    fn rebuilt(&self, policies: Arc<PolicyBundle>, owners: OwnerMap, data_digest: Digest) -> Self {
         let (roles, problem) = (self.roles.clone(), self.roles_problem.clone());
-        Self::assemble(self.policies.clone(), owners, roles, problem, data_digest)
+        let mut s = Self::assemble(policies, owners, roles, problem, data_digest);
+        s.store_revision = self.store_revision;
+        s.withheld = self.withheld.clone();
+        s.revision = s.compute_revision();
+        s
+    }
+
+    /// A copy with every owner's slice replaced (a full load from the
+    /// shared store).
+    pub fn with_all_owners(&self, owners: OwnerMap) -> Self {
+        let data_digest = owners_digest(owners.values());
+        self.rebuilt(self.policies.clone(), owners, data_digest)
+    }
+
+    /// The shared store's revision these delegations are at.
+    pub fn store_revision(&self) -> u64 {
+        self.store_revision
+    }
+
+    /// A copy at store revision `revision`.
+    pub fn with_store_revision(&self, revision: u64) -> Self {
+        let mut s = self.clone();
+        s.store_revision = revision;
+        s.revision = s.compute_revision();
+        s
+    }
+
+    /// Why decisions use no delegation now, if they do not.
+    pub fn withheld(&self) -> Option<&str> {
+        self.withheld.as_deref()
+    }
+
+    /// A copy whose decisions use no delegation (`Some(why)`), or use them
+    /// again (`None`). The delegations are kept, so the way back is instant.
+    pub fn with_withheld(&self, why: Option<Arc<str>>) -> Self {
+        let mut s = self.clone();
+        s.withheld = why;
+        s
     }
 
     /// A copy with other policies and every owner's slice rebuilt for them
     /// (the same owners, from the same files); roles stay as they are.
     pub fn with_policies(&self, policies: Arc<PolicyBundle>, owners: OwnerMap) -> Self {
         let data_digest = owners_digest(owners.values());
-        let (roles, problem) = (self.roles.clone(), self.roles_problem.clone());
-        Self::assemble(policies, owners, roles, problem, data_digest)
+        self.rebuilt(policies, owners, data_digest)
     }
 
     pub fn with_roles(&self, roles: Arc<Roles>) -> Self {

@@ -15,7 +15,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::files::{DataDir, FileId, Place};
-use crate::ids::PersonId;
+use std::collections::BTreeSet;
+
+use crate::ids::{OrgNumber, PersonId, RightId, UndoToken};
 
 pub const AUDIT_FILE: &str = "audit.jsonl";
 
@@ -103,6 +105,36 @@ pub struct AuditRecord {
     pub rights_after: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undo_token: Option<String>,
+}
+
+impl AuditRecord {
+    /// The line of one acknowledged change, by `actor`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn of_change(
+        time: String,
+        actor: Actor<'_>,
+        owner: OrgNumber,
+        supplier: OrgNumber,
+        change: Change,
+        before: &BTreeSet<RightId>,
+        after: &BTreeSet<RightId>,
+        undo_token: Option<&UndoToken>,
+    ) -> Self {
+        let ids = |rights: &BTreeSet<RightId>| rights.iter().map(|r| r.to_string()).collect();
+        Self {
+            time,
+            actor: actor.person.to_string(),
+            actor_auth: Some(actor.auth),
+            service: actor.service.map(str::to_string),
+            channel: actor.channel,
+            owner: owner.to_string(),
+            supplier: supplier.to_string(),
+            change,
+            rights_before: ids(before),
+            rights_after: ids(after),
+            undo_token: undo_token.map(UndoToken::to_string),
+        }
+    }
 }
 
 /// A refused admin call: who tried what, and why it was refused. Values the

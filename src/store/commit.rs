@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::audit::{Actor, AuditRecord, Change};
-use super::entries::{self, Entries, Entry, ids};
+use super::entries::{self, Entries, Entry};
 use super::files::{Place, WriteError};
 use super::{DelegationStore, StoreError};
 use crate::ids::{OrgNumber, RightId, UndoToken};
@@ -391,18 +391,8 @@ impl DelegationStore {
         after: &BTreeSet<RightId>,
         undo_token: Option<&UndoToken>,
     ) -> std::io::Result<()> {
-        self.audit.append(&AuditRecord {
-            time,
-            actor: actor.person.to_string(),
-            actor_auth: Some(actor.auth),
-            service: actor.service.map(str::to_string),
-            channel: actor.channel,
-            owner: owner.to_string(),
-            supplier: supplier.to_string(),
-            change,
-            rights_before: ids(before),
-            rights_after: ids(after),
-            undo_token: undo_token.map(UndoToken::to_string),
-        })
+        self.audit.append(&AuditRecord::of_change(
+            time, actor, owner, supplier, change, before, after, undo_token,
+        ))
     }
 }

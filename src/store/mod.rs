@@ -30,6 +30,7 @@ pub mod files;
 mod list;
 pub mod oplog;
 mod ops;
+pub mod pg;
 pub mod undo;
 
 use std::collections::HashMap;

@@ -290,7 +290,7 @@ impl DelegationStore {
 }
 
 /// The `info` line of an acknowledged write.
-fn logged(
+pub(super) fn logged(
     actor: &PersonId,
     owner: OrgNumber,
     supplier: OrgNumber,

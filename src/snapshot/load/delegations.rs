@@ -304,26 +304,15 @@ fn check_delegations(
                 r.uid.id
             )));
         }
-        let mut rights = Vec::with_capacity(a.rights.len());
-        for ru in &a.rights {
-            let known = (ru.ty == RIGHT_TYPE)
-                .then(|| policies.catalogue.get_str(&ru.id))
-                .flatten()
-                .map(|r| r.id.clone());
-            let Some(id) = known else {
-                return Err(bad(format!(
-                    "right `{}` is not in the catalogue (known: {})",
-                    ru.id,
-                    policies.catalogue.known_ids()
-                )));
-            };
-            rights.push(id);
-        }
-        if rights.is_empty() {
-            return Err(bad(
-                "a delegation with no rights should be removed, not kept empty".to_string(),
-            ));
-        }
+        let rights = known_rights(
+            a.rights.iter().map(|ru| {
+                (ru.ty == RIGHT_TYPE)
+                    .then_some(ru.id.as_ref())
+                    .ok_or(&ru.id)
+            }),
+            policies,
+        )
+        .map_err(bad)?;
         if by_supplier.contains_key(&supplier) {
             return Err(bad(format!("supplier {supplier} appears twice")));
         }
@@ -344,6 +333,84 @@ fn check_delegations(
     }
     cedar_check(path, for_cedar.iter().map(Arc::as_ref), policies)?;
     Ok(by_supplier)
+}
+
+/// The rights of one delegation, each in the catalogue, at least one.
+/// `Err(id)` in `ids` is a reference that is not a right at all.
+fn known_rights<'a>(
+    ids: impl Iterator<Item = Result<&'a str, &'a Cow<'a, str>>>,
+    policies: &PolicyBundle,
+) -> Result<Vec<RightId>, String> {
+    let mut rights = Vec::new();
+    for id in ids {
+        let known = id
+            .ok()
+            .and_then(|id| policies.catalogue.get_str(id))
+            .map(|r| r.id.clone());
+        let Some(right) = known else {
+            let shown = id.unwrap_or_else(|c| c.as_ref());
+            return Err(format!(
+                "right `{shown}` is not in the catalogue (known: {})",
+                policies.catalogue.known_ids()
+            ));
+        };
+        rights.push(right);
+    }
+    if rights.is_empty() {
+        return Err("a delegation with no rights should be removed, not kept empty".to_string());
+    }
+    Ok(rights)
+}
+
+/// One delegation as the shared store holds it (a row: its parts, not its
+/// entity JSON), checked as an owner file's entity is: bare org numbers,
+/// `supplier` not `owner`, at least one right and each in the catalogue,
+/// schema-added attributes (a JSON object) through Cedar's own validation.
+/// `at` says where it came from, for the message.
+#[allow(clippy::too_many_arguments)]
+pub fn record_from_parts(
+    at: &str,
+    owner: &str,
+    supplier: &str,
+    rights: &[String],
+    delegated_by: String,
+    created_at: String,
+    updated_at: String,
+    extra: Option<&str>,
+    policies: &PolicyBundle,
+) -> Result<Arc<DelegationRecord>, LoadError> {
+    let bad = |msg: String| LoadError::new(at, msg);
+    let bare = |field: &str, v: &str| -> Result<OrgNumber, LoadError> {
+        let org = OrgNumber::parse(v).map_err(|e| bad(format!("`{field}`: {e}")))?;
+        if org.as_str() != v {
+            return Err(bad(format!("`{field}`: not a bare org number")));
+        }
+        Ok(org)
+    };
+    let (owner, supplier) = (bare("owner", owner)?, bare("supplier", supplier)?);
+    if supplier == owner {
+        return Err(bad("`supplier` equals `owner`".to_string()));
+    }
+    let rights = known_rights(rights.iter().map(|r| Ok(r.as_str())), policies).map_err(bad)?;
+    let extra_attrs = match extra {
+        None => serde_json::Map::new(),
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| bad(format!("extra attributes are not a JSON object: {e}")))?,
+    };
+    let record = Arc::new(DelegationRecord {
+        owner,
+        supplier,
+        rights: rights.into_iter().collect(),
+        delegated_by,
+        created_at,
+        updated_at,
+        extra_attrs,
+        id: DelegationRecord::next_id(),
+    });
+    if needs_cedar(&record, policies) {
+        cedar_check(at, std::iter::once(record.as_ref()), policies)?;
+    }
+    Ok(record)
 }
 
 /// Whether tilgang's own checks are not the whole story for this record: it

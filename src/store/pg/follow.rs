@@ -1,0 +1,607 @@
+//! A follower: the whole delegation set in memory, kept current from the
+//! shared store's change feed, so a decision never touches the network.
+//!
+//! `LISTEN tilgang_changes` is only a wake-up (a notification sent while we
+//! were disconnected is lost), so the follower catches up from its cursor on
+//! every notification, on every [`POLL`], and when asked ([`Freshness::kick`]).
+//! A catch-up reads the store revision `r` first, then the changes in
+//! `(cursor, r]`: writes commit one at a time in revision order
+//! (`schema`), so all of those are committed and visible, and there must be
+//! exactly `r - cursor` of them. Fewer (pruned meanwhile), a cursor older than
+//! what the feed keeps, or a store behind the cursor (restored from a backup)
+//! means a full reload, never a silent gap.
+//!
+//! Each applied batch is published under the snapshot writer lock (built
+//! from the current snapshot, so a policy reload in between is kept).
+//! Connection loss is retried with back-off; the last snapshot keeps serving,
+//! and once it is older than `--max-staleness` its delegations are withheld
+//! from decisions ([`Snapshot::with_withheld`]) until a sync succeeds.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures_util::{StreamExt, TryStreamExt};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_postgres::binary_copy::BinaryCopyOutStream;
+use tokio_postgres::types::Type;
+use tokio_postgres::{AsyncMessage, Client};
+
+use super::connect::StoreConfig;
+use super::{PgError, schema};
+use crate::ids::OrgNumber;
+use crate::snapshot::load::record_from_parts;
+use crate::snapshot::{
+    DelegationRecord, OwnerDelegations, OwnerMap, PolicyBundle, Snapshot, SnapshotStore, Suppliers,
+};
+
+/// How often the follower catches up when no notification comes.
+pub const POLL: Duration = Duration::from_millis(500);
+
+/// The notification channel writers notify on commit.
+pub const CHANNEL: &str = "tilgang_changes";
+
+/// Past this many changes behind, a full reload is cheaper than the feed.
+const FEED_LIMIT: i64 = 100_000;
+
+/// The first and the longest wait between connection attempts.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// How current a follower's snapshot is, shared with the services that
+/// decide (minimum revisions), health and metrics.
+#[derive(Debug)]
+pub struct Freshness {
+    /// The store revision the published snapshot is at.
+    applied: watch::Sender<u64>,
+    connected: AtomicBool,
+    /// When a catch-up last succeeded (`None`: never).
+    synced: Mutex<Option<Instant>>,
+    kick: Notify,
+    max_staleness: Option<Duration>,
+}
+
+/// A minimum revision not reached in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("store revision {wanted} not reached within {waited:?}; this replica is at {at}")]
+pub struct Behind {
+    pub wanted: u64,
+    pub at: u64,
+    pub waited: Duration,
+}
+
+impl Freshness {
+    pub fn new(max_staleness: Option<Duration>) -> Arc<Self> {
+        Arc::new(Self {
+            applied: watch::Sender::new(0),
+            connected: AtomicBool::new(false),
+            synced: Mutex::new(None),
+            kick: Notify::new(),
+            max_staleness,
+        })
+    }
+
+    /// The store revision decisions are made at.
+    pub fn revision(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// Whether the follower holds a live connection to the store.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Whether the first snapshot has been loaded.
+    pub fn loaded(&self) -> bool {
+        self.synced_at().is_some()
+    }
+
+    fn synced_at(&self) -> Option<Instant> {
+        *self.synced.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Time since the last successful sync with the store (`None`: none yet).
+    pub fn staleness(&self) -> Option<Duration> {
+        self.synced_at().map(|t| t.elapsed())
+    }
+
+    /// Why delegations must not be used now, if they must not: nothing loaded
+    /// yet, or no sync for longer than `--max-staleness`.
+    pub fn withhold_reason(&self) -> Option<String> {
+        match (self.staleness(), self.max_staleness) {
+            (None, _) => Some("no delegations loaded from the store yet".to_string()),
+            (Some(age), Some(max)) if age > max => Some(format!(
+                "delegations withheld: no sync with the store for {}s (--max-staleness {}s)",
+                age.as_secs(),
+                max.as_secs()
+            )),
+            _ => None,
+        }
+    }
+
+    /// Ask the follower to catch up now.
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    /// Wait until the snapshot is at store revision `wanted` or later,
+    /// asking the follower to catch up; at most `within`.
+    pub async fn wait_for(&self, wanted: u64, within: Duration) -> Result<(), Behind> {
+        if self.revision() >= wanted {
+            return Ok(());
+        }
+        self.kick();
+        let mut rx = self.applied.subscribe();
+        match tokio::time::timeout(within, rx.wait_for(|r| *r >= wanted)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(Behind {
+                wanted,
+                at: self.revision(),
+                waited: within,
+            }),
+        }
+    }
+
+    fn mark_synced(&self) {
+        *self.synced.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+}
+
+/// What the follower task needs.
+pub struct Follower {
+    pub config: StoreConfig,
+    pub snapshots: Arc<SnapshotStore>,
+    pub freshness: Arc<Freshness>,
+}
+
+/// What a session ended with.
+enum Wake {
+    Notified,
+    Lost(String),
+}
+
+impl Follower {
+    /// Follow the store until `shutdown` resolves: connect (with back-off),
+    /// load, catch up on every wake-up. Also withholds delegations once the
+    /// snapshot is older than `--max-staleness`.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let this = Arc::new(self);
+        let watchdog = tokio::spawn(Arc::clone(&this).watchdog());
+        tokio::pin!(shutdown);
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let started = Instant::now();
+            let ended = tokio::select! {
+                () = &mut shutdown => break,
+                ended = this.session() => ended,
+            };
+            this.freshness.connected.store(false, Ordering::Relaxed);
+            let e = match ended {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            if started.elapsed() > BACKOFF_MAX * 2 {
+                backoff = BACKOFF_MIN;
+            }
+            tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "store follower disconnected; deciding from the last snapshot");
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = tokio::time::sleep(jittered(backoff)) => {}
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+        watchdog.abort();
+    }
+
+    /// Every second: withhold delegations from decisions once no sync has
+    /// succeeded for `--max-staleness`.
+    async fn watchdog(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let why = self.freshness.withhold_reason();
+            let w = self.snapshots.lock();
+            let cur = w.current();
+            if why.is_some() && cur.withheld().is_none() {
+                if let Some(why) = &why {
+                    tracing::error!(reason = %why, "store unreachable too long: decisions use no delegations until it is back");
+                }
+                w.publish(cur.with_withheld(why.map(Arc::from)));
+            }
+        }
+    }
+
+    /// One connection's life: listen, load or catch up, then catch up on
+    /// every wake-up until the connection is lost.
+    async fn session(&self) -> Result<std::convert::Infallible, PgError> {
+        let (mut client, mut messages) = self.config.connect().await?;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let driver = tokio::spawn(async move {
+            loop {
+                match messages.next().await {
+                    Some(Ok(AsyncMessage::Notification(_))) => {
+                        let _ = tx.send(Wake::Notified);
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        let _ = tx.send(Wake::Lost(crate::telemetry::logs::error_chain(&e)));
+                        return;
+                    }
+                    None => {
+                        let _ = tx.send(Wake::Lost("the server closed the connection".into()));
+                        return;
+                    }
+                }
+            }
+        });
+        let _driver = AbortOnDrop(driver);
+        schema::check(&client).await?;
+        // Before the first read: a change committed after it wakes us.
+        client
+            .batch_execute(&format!("LISTEN {CHANNEL}"))
+            .await
+            .map_err(PgError::query("listening for changes"))?;
+        self.freshness.connected.store(true, Ordering::Relaxed);
+        if self.freshness.loaded() {
+            self.catch_up(&mut client).await?;
+        } else {
+            self.full_load(&mut client).await?;
+        }
+        tracing::info!(store = %self.config, revision = self.freshness.revision(), "following the store");
+        loop {
+            tokio::select! {
+                wake = rx.recv() => match wake {
+                    Some(Wake::Notified) => {
+                        while let Ok(Wake::Notified) = rx.try_recv() {}
+                    }
+                    Some(Wake::Lost(reason)) => return Err(PgError::Lost { reason }),
+                    None => return Err(PgError::Lost { reason: "connection driver ended".into() }),
+                },
+                () = self.freshness.kick.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+            }
+            self.catch_up(&mut client).await?;
+        }
+    }
+
+    /// Apply the changes since the cursor, or reload when they cannot be had.
+    async fn catch_up(&self, client: &mut Client) -> Result<(), PgError> {
+        let cursor = self.freshness.revision();
+        let state = client
+            .query_one("SELECT revision, pruned_through FROM tilgang_state", &[])
+            .await
+            .map_err(PgError::query("reading the store revision"))?;
+        let (head, pruned): (i64, i64) = (state.get(0), state.get(1));
+        let (head, pruned) = (head.max(0) as u64, pruned.max(0) as u64);
+        if head == cursor {
+            self.synced(None);
+            return Ok(());
+        }
+        if head < cursor {
+            tracing::warn!(
+                cursor,
+                head,
+                "the store is behind this replica (restored from a backup?): reloading everything"
+            );
+            return self.full_load(client).await;
+        }
+        if cursor < pruned || head - cursor > FEED_LIMIT as u64 {
+            tracing::info!(
+                cursor,
+                head,
+                pruned,
+                "the change feed cannot serve this cursor: reloading everything"
+            );
+            return self.full_load(client).await;
+        }
+        let rows = client
+            .query(
+                "SELECT revision, owner, supplier, rights, delegated_by, created_at, updated_at, extra
+                 FROM tilgang_changes WHERE revision > $1 AND revision <= $2 ORDER BY revision",
+                &[&(cursor as i64), &(head as i64)],
+            )
+            .await
+            .map_err(PgError::query("reading the change feed"))?;
+        let consecutive = rows
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.get::<_, i64>(0) as u64 == cursor + 1 + i as u64);
+        if rows.len() as u64 != head - cursor || !consecutive {
+            tracing::info!(
+                cursor,
+                head,
+                got = rows.len(),
+                "changes missing from the feed (pruned meanwhile): reloading everything"
+            );
+            return self.full_load(client).await;
+        }
+        let changes: Vec<Change> = rows
+            .iter()
+            .map(|r| Change {
+                owner: r.get(1),
+                supplier: r.get(2),
+                rights: r.get(3),
+                delegated_by: r.get(4),
+                created_at: r.get(5),
+                updated_at: r.get(6),
+                extra: r.get(7),
+            })
+            .collect();
+        self.synced(Some((head, changes)));
+        Ok(())
+    }
+
+    /// Publish what a catch-up found (`None`: nothing new) and record the
+    /// sync; lifts a withholding.
+    fn synced(&self, changes: Option<(u64, Vec<Change>)>) {
+        self.freshness.mark_synced();
+        let w = self.snapshots.lock();
+        let cur = w.current();
+        let mut next = match &changes {
+            Some((head, changes)) => apply(&cur, changes).with_store_revision(*head),
+            None if cur.withheld().is_some() => (*cur).clone(),
+            None => return,
+        };
+        if next.withheld().is_some() {
+            tracing::info!("store reachable again: decisions use delegations again");
+            next = next.with_withheld(None);
+        }
+        let revision = next.store_revision();
+        w.publish(next);
+        drop(w);
+        self.freshness.applied.send_replace(revision);
+    }
+
+    /// Read every delegation at one store revision, in one transaction, and
+    /// publish them all.
+    async fn full_load(&self, client: &mut Client) -> Result<(), PgError> {
+        let started = Instant::now();
+        let policies = self.snapshots.load().policies.clone();
+        let (revision, owners, problems) = load_all(client, &policies).await?;
+        let count: usize = owners.values().map(|o| o.by_supplier.len()).sum();
+        self.freshness.mark_synced();
+        let w = self.snapshots.lock();
+        let cur = w.current();
+        // Policies changed while loading: the records were checked against
+        // the old ones, so check again (cheap next to the load).
+        let owners = if Arc::ptr_eq(&cur.policies, &policies) {
+            owners
+        } else {
+            recheck(owners, &cur.policies)
+        };
+        let next = cur
+            .with_all_owners(owners)
+            .with_store_revision(revision)
+            .with_withheld(None);
+        w.publish(next);
+        drop(w);
+        self.freshness.applied.send_replace(revision);
+        tracing::info!(
+            revision,
+            delegations = count,
+            refused = problems,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "loaded every delegation from the store"
+        );
+        Ok(())
+    }
+}
+
+/// One owner's rows while the ordered COPY streams them in.
+type OwnerRows = (OrgNumber, Vec<(OrgNumber, Arc<DelegationRecord>)>);
+
+/// Every delegation at one revision: `COPY` in binary, in (owner, supplier)
+/// order, checked as they stream in. A row that does not check is left out
+/// (and logged): a delegation nobody can read is no delegation, a deny.
+pub async fn load_all(
+    client: &mut Client,
+    policies: &PolicyBundle,
+) -> Result<(u64, OwnerMap, usize), PgError> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(PgError::query("starting the full load"))?;
+    let revision: i64 = tx
+        .query_one("SELECT revision FROM tilgang_state", &[])
+        .await
+        .map_err(PgError::query("reading the store revision"))?
+        .get(0);
+    let copy = tx
+        .copy_out(
+            "COPY (SELECT owner, supplier, rights, delegated_by, created_at, updated_at, extra
+                   FROM tilgang_delegations ORDER BY owner, supplier) TO STDOUT (FORMAT binary)",
+        )
+        .await
+        .map_err(PgError::query("reading the delegations"))?;
+    let types = [
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT_ARRAY,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+    ];
+    let rows = BinaryCopyOutStream::new(copy, &types);
+    futures_util::pin_mut!(rows);
+    let mut owners = OwnerMap::new();
+    let mut current: Option<OwnerRows> = None;
+    let mut problems = 0usize;
+    let flush = |owners: &mut OwnerMap, slice: Option<OwnerRows>| {
+        if let Some((owner, records)) = slice
+            && !records.is_empty()
+        {
+            owners.insert(owner, slice_of(Suppliers::from_iter(records)));
+        }
+    };
+    while let Some(row) = rows
+        .try_next()
+        .await
+        .map_err(PgError::query("reading the delegations"))?
+    {
+        let owner: &str = row.get(0);
+        let supplier: &str = row.get(1);
+        let rights: Vec<String> = row.get(2);
+        let record = record_from_parts(
+            &format!("store: {owner}/{supplier}"),
+            owner,
+            supplier,
+            &rights,
+            row.get::<&str>(3).to_string(),
+            row.get::<&str>(4).to_string(),
+            row.get::<&str>(5).to_string(),
+            row.get::<Option<&str>>(6),
+            policies,
+        );
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                problems += 1;
+                tracing::error!(error = %e, "a delegation in the store does not load; left out (denied)");
+                continue;
+            }
+        };
+        if current.as_ref().is_none_or(|(o, _)| *o != record.owner) {
+            flush(&mut owners, current.take());
+            current = Some((record.owner, Vec::new()));
+        }
+        if let Some((_, records)) = current.as_mut() {
+            records.push((record.supplier, record));
+        }
+    }
+    flush(&mut owners, current.take());
+    tx.commit()
+        .await
+        .map_err(PgError::query("ending the full load"))?;
+    Ok((revision.max(0) as u64, owners, problems))
+}
+
+/// An owner's slice from records: no files, so no file digest (the
+/// snapshot's revision carries the store revision instead).
+fn slice_of(by_supplier: Suppliers) -> Arc<OwnerDelegations> {
+    Arc::new(OwnerDelegations {
+        by_supplier,
+        digest: [0; 32],
+        files: Vec::new(),
+    })
+}
+
+/// One change from the feed: the pair's state after it (`rights: None`:
+/// removed).
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub owner: String,
+    pub supplier: String,
+    pub rights: Option<Vec<String>>,
+    pub delegated_by: Option<String>,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+    pub extra: Option<String>,
+}
+
+/// The snapshot with `changes` applied, in order, per owner.
+fn apply(cur: &Snapshot, changes: &[Change]) -> Snapshot {
+    let mut by_owner: BTreeMap<OrgNumber, Suppliers> = BTreeMap::new();
+    for c in changes {
+        let Ok(owner) = OrgNumber::parse(&c.owner) else {
+            tracing::error!(owner = %crate::ids::echo(&c.owner), "a change names no valid owner; ignored");
+            continue;
+        };
+        let Ok(supplier) = OrgNumber::parse(&c.supplier) else {
+            tracing::error!(supplier = %crate::ids::echo(&c.supplier), "a change names no valid supplier; ignored");
+            continue;
+        };
+        let slice = by_owner.entry(owner).or_insert_with(|| {
+            cur.owners
+                .get(&owner)
+                .map(|o| o.by_supplier.clone())
+                .unwrap_or_default()
+        });
+        let record = c.rights.as_ref().and_then(|rights| {
+            record_from_parts(
+                &format!("store: {owner}/{supplier}"),
+                &c.owner,
+                &c.supplier,
+                rights,
+                c.delegated_by.clone().unwrap_or_default(),
+                c.created_at.clone().unwrap_or_default(),
+                c.updated_at.clone().unwrap_or_default(),
+                c.extra.as_deref(),
+                &cur.policies,
+            )
+            .inspect_err(|e| {
+                tracing::error!(error = %e, "a changed delegation does not load; removed (denied)");
+            })
+            .ok()
+        });
+        match record {
+            Some(r) => {
+                slice.insert(supplier, r);
+            }
+            None => {
+                slice.remove(&supplier);
+            }
+        }
+    }
+    let mut next = cur.clone();
+    for (owner, by_supplier) in by_owner {
+        let slice = (!by_supplier.is_empty()).then(|| slice_of(by_supplier));
+        next = next.with_owner(owner, slice);
+    }
+    next
+}
+
+/// Every record checked again against `policies` (they changed during a
+/// full load); one that no longer fits is left out.
+fn recheck(owners: OwnerMap, policies: &PolicyBundle) -> OwnerMap {
+    owners
+        .into_iter()
+        .filter_map(|(owner, slice)| {
+            let kept: Suppliers = slice
+                .by_supplier
+                .iter()
+                .filter_map(|(s, r)| {
+                    let rights: Vec<String> = r.rights.iter().map(|x| x.to_string()).collect();
+                    let extra = (!r.extra_attrs.is_empty())
+                        .then(|| serde_json::Value::Object(r.extra_attrs.clone()).to_string());
+                    record_from_parts(
+                        &format!("store: {owner}/{s}"),
+                        owner.as_str(),
+                        s.as_str(),
+                        &rights,
+                        r.delegated_by.clone(),
+                        r.created_at.clone(),
+                        r.updated_at.clone(),
+                        extra.as_deref(),
+                        policies,
+                    )
+                    .ok()
+                    .map(|r| (*s, r))
+                })
+                .collect();
+            (!kept.is_empty()).then(|| (owner, slice_of(kept)))
+        })
+        .collect()
+}
+
+/// `d` give or take a quarter, so replicas that lost the store together do
+/// not all come back in the same instant.
+fn jittered(d: Duration) -> Duration {
+    let mut b = [0u8; 1];
+    let _ = getrandom::fill(&mut b);
+    let quarter = d / 4;
+    d - quarter + quarter * 2 * u32::from(b[0]) / 255
+}
+
+/// Ends the connection driver with the session.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
