@@ -47,6 +47,7 @@ fn allow() -> IsAuthorizedResponse {
         reasons: vec!["delegated-scope".to_string()],
         errors: vec![],
         revision: REVISION.to_string(),
+        store_revision: 0,
     }
 }
 

@@ -27,6 +27,10 @@ pub struct Args {
     /// The PEM private key of --client-cert
     #[arg(long, value_name = "FILE", requires = "client_cert")]
     pub client_key: Option<PathBuf>,
+    /// Answer only at this store revision or later (what an admin write
+    /// printed): a replica behind waits, then refuses (UNAVAILABLE)
+    #[arg(long, value_name = "REVISION", default_value_t = 0)]
+    pub min_revision: u64,
 }
 
 /// Exit 0 on allow, 1 on deny, 2 when the call failed (bad input, no server).
@@ -46,6 +50,7 @@ pub async fn run(args: &Args, out: &mut Output) -> anyhow::Result<Outcome> {
             supplier: args.question.supplier.clone(),
             owner: args.question.owner.clone(),
             scope: args.question.scope.clone(),
+            min_revision: args.min_revision,
         })
         .await
         .map_err(|e| anyhow::anyhow!("{:?}: {}", e.code(), e.message()))?

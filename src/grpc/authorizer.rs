@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use tonic::{Request, Response, Status};
 
+use super::freshness;
 use crate::engine::{self, AccessRequest};
 use crate::ids::IdError;
 use crate::ids::{OrgNumber, Scope};
@@ -51,7 +52,15 @@ impl AuthorizerService {
             revision: snap.revision(),
             http: None,
         });
-        respond(d, snap.revision())
+        respond(d, snap)
+    }
+
+    /// The snapshot for a request naming `min` (0: the current one).
+    async fn snapshot(&self, min: u64) -> Result<Arc<Snapshot>, Status> {
+        if min == 0 {
+            return Ok(self.store.load());
+        }
+        freshness::snapshot_at(&self.store, min).await
     }
 }
 
@@ -68,12 +77,13 @@ fn parse(req: &IsAuthorizedRequest, prefix: &str) -> Result<AccessRequest, Statu
     })
 }
 
-fn respond(d: engine::Decision, revision: &str) -> IsAuthorizedResponse {
+fn respond(d: engine::Decision, snap: &Snapshot) -> IsAuthorizedResponse {
     IsAuthorizedResponse {
         allowed: d.allowed,
         reasons: d.reasons,
         errors: d.errors,
-        revision: revision.to_string(),
+        revision: snap.revision().to_string(),
+        store_revision: snap.store_revision(),
     }
 }
 
@@ -86,7 +96,10 @@ impl Authorizer for AuthorizerService {
         let started = Instant::now();
         let req = parse(request.get_ref(), "")
             .inspect_err(|_| self.telemetry.invalid(Api::IsAuthorized))?;
-        let snap = self.store.load();
+        let min = freshness::from_metadata(request.metadata())
+            .inspect_err(|_| self.telemetry.invalid(Api::IsAuthorized))?
+            .max(request.get_ref().min_revision);
+        let snap = self.snapshot(min).await?;
         let response = self.decide(Api::IsAuthorized, started, &snap, &req);
         tracing::debug!(
             supplier = %req.supplier, owner = %req.owner, scope = %req.scope,
@@ -115,7 +128,10 @@ impl Authorizer for AuthorizerService {
             .collect::<Result<Vec<_>, _>>()
             .inspect_err(|_| self.telemetry.invalid(Api::Batch))?;
         // One snapshot for the whole batch, so its answers are consistent.
-        let snap = self.store.load();
+        let min = freshness::from_metadata(request.metadata())
+            .inspect_err(|_| self.telemetry.invalid(Api::Batch))?
+            .max(items.iter().map(|r| r.min_revision).max().unwrap_or(0));
+        let snap = self.snapshot(min).await?;
         let responses = parsed
             .iter()
             .map(|r| self.decide(Api::Batch, Instant::now(), &snap, r))

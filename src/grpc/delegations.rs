@@ -27,8 +27,10 @@ use crate::proto::{
 };
 use crate::server::Peer;
 use crate::store::audit::{Actor, ActorAuth, RefusalRecord};
-use crate::store::{DelegationStore, DelegationView, ListFilter, Position, Reader, StoreError};
-use crate::telemetry::metrics::{AdminKind, AdminResult, Refusal};
+use crate::store::{
+    DelegationStore, DelegationView, ListFilter, Position, Reader, StoreError, Written,
+};
+use crate::telemetry::metrics::{AdminKind, Refusal};
 use crate::telemetry::{AdminFailure, Telemetry, Who};
 
 pub struct DelegationsService {
@@ -314,7 +316,7 @@ impl DelegationsService {
             Ok(Err(e)) => {
                 let failure = AdminFailure::Store(&e);
                 self.telemetry.admin_failed(kind, who, failure);
-                if let (_, Some(reason)) = AdminResult::of(&e) {
+                if let (_, Some(reason)) = crate::telemetry::admin_result(&e) {
                     let detail = failure.to_string();
                     self.record(attempt, reason, Some(caller), detail).await;
                 }
@@ -328,7 +330,7 @@ impl DelegationsService {
     }
 }
 
-fn to_proto(d: DelegationView) -> Delegation {
+fn to_proto(d: DelegationView, store_revision: u64) -> Delegation {
     Delegation {
         owner: d.owner.to_string(),
         supplier: d.supplier.to_string(),
@@ -337,6 +339,7 @@ fn to_proto(d: DelegationView) -> Delegation {
         delegated_by: d.delegated_by,
         updated_at: d.updated_at,
         created_at: d.created_at,
+        store_revision,
     }
 }
 
@@ -399,12 +402,12 @@ impl Delegations for DelegationsService {
             &r.rights,
         );
         let (caller, (owner, supplier, rights), acting) = self.change(&attempt).await?;
-        let view = self
+        let written = self
             .write(&attempt, &caller, acting, Some(owner), move |s, actor| {
                 s.delegate(owner, supplier, &rights, actor)
             })
             .await?;
-        Ok(Response::new(to_proto(view)))
+        Ok(Response::new(to_proto(written.value, written.revision)))
     }
 
     async fn revoke(
@@ -419,15 +422,16 @@ impl Delegations for DelegationsService {
             &r.rights,
         );
         let (caller, (owner, supplier, rights), acting) = self.change(&attempt).await?;
-        let revoked = self
+        let Written { value, revision } = self
             .write(&attempt, &caller, acting, Some(owner), move |s, actor| {
                 s.revoke(owner, supplier, &rights, actor)
             })
             .await?;
         Ok(Response::new(RevokeResponse {
-            remaining: Some(to_proto(revoked.remaining)),
-            undo_token: revoked.undo_token.to_string(),
-            undo_expires_at: revoked.undo_expires_at,
+            remaining: Some(to_proto(value.remaining, revision)),
+            undo_token: value.undo_token.to_string(),
+            undo_expires_at: value.undo_expires_at,
+            store_revision: revision,
         }))
     }
 
@@ -444,12 +448,12 @@ impl Delegations for DelegationsService {
         let token = field("undo_token", &r.undo_token, UndoToken::parse_exact)
             .map_err(|s| self.invalid(attempt.kind, s))?;
         // The owner is the record's: not known here, and not told.
-        let view = self
+        let written = self
             .write(&attempt, &caller, acting, None, move |s, actor| {
                 s.undo(&token, actor)
             })
             .await?;
-        Ok(Response::new(to_proto(view)))
+        Ok(Response::new(to_proto(written.value, written.revision)))
     }
 
     async fn list_delegations(
@@ -514,7 +518,7 @@ fn page_of(
             return ControlFlow::Break(());
         }
         let position = Position::of(&view);
-        let d = to_proto(view);
+        let d = to_proto(view, 0);
         let len = prost::encoding::message::encoded_len(1, &d);
         if !delegations.is_empty() && bytes + len > page::MAX_PAGE_BYTES {
             more = true;
@@ -533,7 +537,7 @@ impl DelegationsService {
     /// the status.
     async fn list_refused(&self, attempt: &Attempt<'_>, caller: &Caller, e: StoreError) -> Status {
         let failure = AdminFailure::Store(&e);
-        if let (_, Some(reason)) = AdminResult::of(&e) {
+        if let (_, Some(reason)) = crate::telemetry::admin_result(&e) {
             let detail = failure.to_string();
             let logged = self.record(attempt, reason, Some(caller), detail).await;
             self.telemetry

@@ -8,6 +8,7 @@ pub mod authorizer;
 pub mod codec;
 pub mod delegations;
 pub mod ext_authz;
+pub mod freshness;
 pub mod page;
 pub mod status;
 

@@ -6,33 +6,27 @@
 use tonic::{Code, Status};
 
 use crate::auth::admin::{ActorMismatch, AuthError};
-use crate::store::StoreError;
+use crate::store::{ErrorClass, Refused, StoreError};
 
-/// The status for a store error.
+/// The status for a store error, by its [`ErrorClass`].
 pub fn store_error(e: StoreError) -> Status {
-    let code = match &e {
-        StoreError::UnknownRight { .. }
-        | StoreError::NoRights { .. }
-        | StoreError::SameParty { .. } => Code::InvalidArgument,
-        StoreError::Forbidden { .. } => Code::PermissionDenied,
-        StoreError::NothingDelegated { .. }
-        | StoreError::NotDelegated { .. }
-        | StoreError::UnknownToken { .. } => Code::NotFound,
-        StoreError::TokenUsed { .. }
-        | StoreError::TokenExpired { .. }
-        | StoreError::NothingToRestore { .. }
-        | StoreError::DoesNotFitPolicies(_)
-        | StoreError::RolesInvalid(_) => Code::FailedPrecondition,
-        StoreError::CorruptFile(_) | StoreError::Symlink(_) => {
+    let code = match e.class() {
+        ErrorClass::Invalid => Code::InvalidArgument,
+        ErrorClass::Refused(Refused::Forbidden) => Code::PermissionDenied,
+        ErrorClass::Refused(Refused::UnknownToken) | ErrorClass::NotFound => Code::NotFound,
+        ErrorClass::Refused(Refused::RolesInvalid) | ErrorClass::Conflict => {
+            Code::FailedPrecondition
+        }
+        ErrorClass::DataError => {
             tracing::error!(error = %e, "refused a write");
             Code::FailedPrecondition
         }
-        StoreError::ConcurrentEdit { .. } => Code::Aborted,
-        StoreError::Storage(_) => {
+        ErrorClass::Retry => Code::Aborted,
+        ErrorClass::Storage | ErrorClass::Unavailable => {
             tracing::error!(error = %e, "storage error");
             Code::Unavailable
         }
-        StoreError::InEffect { .. } => {
+        ErrorClass::Incomplete => {
             tracing::error!(error = %e, "a change took effect but did not complete");
             Code::Internal
         }

@@ -290,12 +290,14 @@ mod tests {
             supplier: "0192:810418672".into(),
             owner: "0192:991825827".into(),
             scope: "s".repeat(256),
+            // The longest varint: a batch may ask for any revision.
+            min_revision: u64::MAX,
         };
         let batch = BatchIsAuthorizedRequest {
             requests: vec![item; MAX_BATCH],
         };
         let len = batch.encoded_len();
-        assert_eq!(len, 294_000);
+        assert_eq!(len, 305_000);
         assert!(len < GATEWAY_MAX_MESSAGE * 6 / 10, "{len}");
     }
 
@@ -328,6 +330,8 @@ mod tests {
             delegated_by: "p".repeat(64),
             updated_at: "2026-03-01T08:15:00.123456789+01:00".into(),
             created_at: "2026-03-01T08:15:00.123456789+01:00".into(),
+            // Listings carry none (0 is not encoded); only a write's reply does.
+            store_revision: 0,
         };
         let page = |d: Delegation, n: usize| ListDelegationsResponse {
             delegations: vec![d; n],

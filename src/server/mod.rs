@@ -71,6 +71,9 @@ pub struct Listener {
     /// Most `Health/Watch` streams open at once.
     pub max_watch_streams: usize,
     pub limits: Limits,
+    /// Health says `NOT_SERVING` until this is `true` (the shared store's
+    /// first snapshot); `None`: serving from the start.
+    pub ready: Option<watch::Receiver<bool>>,
 }
 
 /// Serve the gateway API on `listener` until `shutdown` completes, then drain:
@@ -189,11 +192,29 @@ async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let service = services.first().copied().unwrap_or("");
-    for name in services {
-        health
-            .set_service_status(*name, ServingStatus::Serving)
-            .await;
+    let ready_now = listener.ready.as_ref().is_none_or(|r| *r.borrow());
+    let status = if ready_now {
+        ServingStatus::Serving
+    } else {
+        tracing::info!(
+            listener = service,
+            "health NOT_SERVING until the first snapshot is loaded from the store"
+        );
+        ServingStatus::NotServing
+    };
+    for name in std::iter::once(&"").chain(services) {
+        health.set_service_status(*name, status).await;
     }
+    let ready = listener.ready.clone();
+    let mut ready = std::pin::pin!(async move {
+        if let Some(mut r) = ready
+            && r.wait_for(|loaded| *loaded).await.is_err()
+        {
+            // Whoever would say "loaded" is gone: never serving.
+            std::future::pending::<()>().await;
+        }
+    });
+    let mut waiting = !ready_now;
     let watches =
         watches::WatchLimit::new(listener.max_watch_streams, listener.limits.watch_lifetime);
     let settings = Arc::new(conn::Settings::new(
@@ -211,6 +232,13 @@ async fn serve(
     loop {
         tokio::select! {
             () = &mut shutdown => break,
+            () = &mut ready, if waiting => {
+                waiting = false;
+                for name in std::iter::once(&"").chain(services) {
+                    health.set_service_status(*name, ServingStatus::Serving).await;
+                }
+                tracing::info!(listener = service, "health SERVING: the first snapshot is loaded");
+            }
             admitted = acceptor.accept() => {
                 conns.spawn(conn::serve(admitted, routes.clone(), settings.clone(), draining.clone()));
             }

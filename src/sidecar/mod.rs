@@ -24,10 +24,11 @@ use crate::snapshot::load::{self, LoadErrors, PolicySource};
 use crate::snapshot::reload::Reloader;
 use crate::snapshot::startup;
 use crate::snapshot::watch::{self as watcher, WatchHandle};
-use crate::store::DelegationStore;
+use crate::store::pg::{Follower, Freshness, PgStore, StoreConfig};
+use crate::store::{DelegationStore, FileStore};
 use crate::telemetry::decision_log::{self, Writer};
 use crate::telemetry::http::MetricsLimits;
-use crate::telemetry::metrics::{Exposition, Metrics};
+use crate::telemetry::metrics::{Exposition, Metrics, StoreProbe, StoreStatus};
 use crate::telemetry::{self, Telemetry};
 use crate::tls::{self, ServerTls, TlsFiles};
 use security::{admin_auth, open_tls, open_verifier};
@@ -79,7 +80,24 @@ pub struct Config {
     pub tls_rescan: Duration,
     /// The owner's web page; `None`: not served.
     pub web: Option<WebSettings>,
+    /// `--store`: delegations in the shared PostgreSQL store instead of
+    /// `--data`'s files.
+    pub store: Option<SharedStore>,
 }
+
+/// `--store` and what goes with it.
+#[derive(Debug, Clone)]
+pub struct SharedStore {
+    pub config: StoreConfig,
+    /// `--migrate`: apply pending schema migrations when connecting.
+    pub migrate: bool,
+    /// `--max-staleness`: past this long without a sync, decisions use no
+    /// delegations (`None`: never).
+    pub max_staleness: Option<Duration>,
+}
+
+/// `--max-staleness`'s default: five minutes.
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(300);
 
 /// `--admin-jwks`: ID-porten tokens on the admin listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +137,7 @@ impl Config {
             admin_tls: None,
             tls_rescan: tls::RESCAN,
             web: None,
+            store: None,
         }
     }
 }
@@ -196,8 +215,11 @@ pub struct Sidecar {
     /// Bounds the shutdown (`Limits::shutdown_grace`).
     grace: Duration,
     _watch: WatchHandle,
-    /// Released when the sidecar is dropped (or the process dies).
-    _lock: std::fs::File,
+    /// How current the shared store's snapshot is; `None`: the file store.
+    pub freshness: Option<Arc<Freshness>>,
+    /// Released when the sidecar is dropped (or the process dies). `None`
+    /// with the shared store: nothing in `--data` is written.
+    _lock: Option<std::fs::File>,
 }
 
 impl Sidecar {
@@ -220,25 +242,13 @@ impl Sidecar {
         )))?;
         crate::store::files::sync_dir(&cfg.data)
             .map_err(io(format!("data directory `{}`", cfg.data.display())))?;
-        let mut lock = std::fs::OpenOptions::new();
-        lock.create(true).truncate(false).write(true);
-        // Like every file tilgang writes in the data directory: never through a
-        // symlink (a dangling one would create its target).
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::custom_flags(
-            &mut lock,
-            rustix::fs::OFlags::NOFOLLOW.bits() as i32,
-        );
-        let lock = lock
-            .open(cfg.data.join(LOCK_FILE))
-            .map_err(io("opening the data directory lock"))?;
-        lock.try_lock().map_err(|e| {
-            StartError::Config(format!(
-                "data directory `{}` is in use by another tilgang serve ({e}); \
-                 one writer per data directory",
-                cfg.data.display()
-            ))
-        })?;
+        let lock = match &cfg.store {
+            None => Some(lock_data_dir(&cfg.data)?),
+            Some(shared) => {
+                refuse_delegation_files(&cfg.data, shared)?;
+                None
+            }
+        };
         // Absolute paths, so file events (which carry absolute paths) match.
         let data = cfg
             .data
@@ -284,18 +294,38 @@ impl Sidecar {
         for w in &snapshot.policies.warnings {
             tracing::warn!(file = %w.location, warning = %w.message, "policies: probably not meant");
         }
+        // With the shared store, decisions use no delegations until its
+        // follower has loaded them (and health says NOT_SERVING meanwhile).
+        let freshness = cfg.store.as_ref().map(|s| Freshness::new(s.max_staleness));
+        let snapshot = match &freshness {
+            Some(f) => snapshot.with_withheld(f.withhold_reason().map(Arc::from)),
+            None => snapshot,
+        };
         let snapshots = Arc::new(SnapshotStore::new(snapshot));
         let metrics = Arc::new(Metrics::new());
         metrics.published(snapshots.load().revision());
-        let reloader = Arc::new(
-            Reloader::new(snapshots.clone(), policies, data)
-                .with_quiet_period(cfg.debounce)
-                .with_metrics(metrics.clone()),
-        );
-        let store = Arc::new(
-            DelegationStore::open(reloader.clone(), cfg.undo_window)
+        let mut reloader = Reloader::new(snapshots.clone(), policies, data.clone())
+            .with_quiet_period(cfg.debounce)
+            .with_metrics(metrics.clone());
+        if cfg.store.is_some() {
+            reloader = reloader.with_delegations_from_store();
+        }
+        let reloader = Arc::new(reloader);
+        let store = Arc::new(match (&cfg.store, &freshness) {
+            (Some(shared), Some(freshness)) => DelegationStore::new(
+                PgStore::new(
+                    shared.config.clone(),
+                    snapshots.clone(),
+                    freshness.clone(),
+                    cfg.undo_window,
+                    tokio::runtime::Handle::current(),
+                )
+                .map_err(|e| StartError::Config(e.to_string()))?,
+            ),
+            _ => FileStore::open(snapshots.clone(), data.clone(), cfg.undo_window)
+                .map(DelegationStore::new)
                 .map_err(io("opening the data directory for writing"))?,
-        );
+        });
 
         // Opened before any port is bound: a path that cannot be written
         // refuses the start.
@@ -362,6 +392,7 @@ impl Sidecar {
                 max_connections_per_peer: per_peer,
                 max_watch_streams: watches,
                 limits: l.clone(),
+                ready: freshness.as_ref().map(|f| f.subscribe_loaded()),
             };
         let gateway_shares = (l.max_connections_per_peer, l.max_watch_streams);
         let admin_shares = (l.admin_max_connections_per_peer, l.admin_max_watch_streams);
@@ -387,6 +418,24 @@ impl Sidecar {
             )),
             tokio::spawn(prune_undo_records(store.clone(), signal(rx.clone()))),
         ];
+        if let (Some(shared), Some(freshness)) = (&cfg.store, &freshness) {
+            tracing::info!(
+                store = %shared.config,
+                max_staleness_s = shared.max_staleness.map(|d| d.as_secs()),
+                "delegations from the shared store"
+            );
+            let follower = Follower {
+                config: shared.config.clone(),
+                snapshots: snapshots.clone(),
+                freshness: freshness.clone(),
+                migrate: shared.migrate,
+            };
+            let stop = signal(rx.clone());
+            tasks.push(tokio::spawn(async move {
+                follower.run(stop).await;
+                Ok(())
+            }));
+        }
         for tls in gateway_tls.iter().chain(&admin_tls).chain(&web_tls) {
             let stop = signal(rx.clone());
             let tls = tls.clone();
@@ -420,7 +469,13 @@ impl Sidecar {
             .into_iter()
             .filter_map(|(l, t)| t.clone().map(|t| (l, t)))
             .collect();
-            let exposition = Arc::new(Exposition::with_tls(metrics, snapshots.clone(), tls));
+            let probe = freshness.clone().map(|f| store_probe(f, snapshots.clone()));
+            let exposition = Arc::new(Exposition::with_store(
+                metrics,
+                snapshots.clone(),
+                tls,
+                probe,
+            ));
             let (limits, stop) = (cfg.metrics_limits, signal(rx));
             tasks.push(tokio::spawn(async move {
                 telemetry::http::serve(tcp, exposition, limits, stop).await;
@@ -447,6 +502,7 @@ impl Sidecar {
             log_writer,
             grace: cfg.limits.shutdown_grace,
             _watch: watch_handle,
+            freshness,
             _lock: lock,
         })
     }
@@ -483,6 +539,63 @@ impl Sidecar {
     }
 }
 
+/// What `/metrics` and `/health` read of the shared store.
+fn store_probe(freshness: Arc<Freshness>, snapshots: Arc<SnapshotStore>) -> StoreProbe {
+    Arc::new(move || {
+        let snap = snapshots.load();
+        StoreStatus {
+            revision: snap.store_revision(),
+            connected: freshness.connected(),
+            loaded: freshness.loaded(),
+            staleness_seconds: freshness.staleness().map(|d| d.as_secs_f64()),
+            max_staleness_seconds: freshness.max_staleness().map(|d| d.as_secs()),
+            withheld: snap.withheld().map(str::to_string),
+        }
+    })
+}
+
+/// Hold the data directory's lock, so two sidecars never write one data
+/// directory: the per-owner write locks only work within one process.
+fn lock_data_dir(data: &std::path::Path) -> Result<std::fs::File, StartError> {
+    let mut lock = std::fs::OpenOptions::new();
+    lock.create(true).truncate(false).write(true);
+    // Like every file tilgang writes in the data directory: never through a
+    // symlink (a dangling one would create its target).
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut lock,
+        rustix::fs::OFlags::NOFOLLOW.bits() as i32,
+    );
+    let lock = lock
+        .open(data.join(LOCK_FILE))
+        .map_err(io("opening the data directory lock"))?;
+    lock.try_lock().map_err(|e| {
+        StartError::Config(format!(
+            "data directory `{}` is in use by another tilgang serve ({e}); \
+             one writer per data directory",
+            data.display()
+        ))
+    })?;
+    Ok(lock)
+}
+
+/// With the shared store, delegation files in `--data` would be silently
+/// ignored: refuse, and say how to move them.
+fn refuse_delegation_files(data: &std::path::Path, shared: &SharedStore) -> Result<(), StartError> {
+    let (owners, _) = load::list_owner_files(data).unwrap_or_default();
+    if owners.is_empty() {
+        return Ok(());
+    }
+    Err(StartError::Config(format!(
+        "`--store` is set, but `{}` holds delegation files of {} owner(s), which would be ignored: \
+         move them into the store with `tilgang import {} --store {}`, then remove them",
+        data.join(load::DELEGATIONS_DIR).display(),
+        owners.len(),
+        data.display(),
+        shared.config
+    )))
+}
+
 /// Raise the open-file limit and fit the connection limits into it.
 fn fit_connection_limits(cfg: &Limits) -> Result<ConnectionLimits, StartError> {
     let nofile = limits::raise_nofile();
@@ -510,15 +623,8 @@ async fn prune_undo_records(
     let mut stop = std::pin::pin!(stop);
     loop {
         let s = store.clone();
-        match tokio::task::spawn_blocking(move || s.prune_undo_records()).await {
-            Ok(Ok(p)) => {
-                if p.removed > 0 {
-                    tracing::info!(removed = p.removed, "pruned expired undo records");
-                }
-                for path in p.unreadable {
-                    tracing::warn!(file = %path.display(), "undo record unreadable; kept");
-                }
-            }
+        match tokio::task::spawn_blocking(move || s.prune()).await {
+            Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "could not prune undo records"),
             Err(e) => tracing::error!(error = %e, "pruning undo records failed"),
         }

@@ -272,11 +272,16 @@ pub struct Snapshot {
     /// must not act on roles someone is trying to change, so they are refused
     /// (fail closed) until the file loads again. Not part of the revision.
     pub roles_problem: Option<Arc<load::LoadError>>,
-    /// The shared store's revision these delegations are at (PostgreSQL: the
-    /// last change applied; files: how many admin writes this process has
-    /// published). Part of the revision, so replicas at the same store
-    /// revision with the same policies agree on it. See [`Self::store_revision`].
+    /// The store revision these delegations are at (PostgreSQL: the last
+    /// change applied; files: how many admin writes this process has
+    /// published). See [`Self::store_revision`].
     store_revision: u64,
+    /// Whether `store_revision` is part of the revision: with the shared
+    /// store it names the delegations (they have no file digests), so
+    /// replicas at the same store revision with the same policies agree;
+    /// with files the files' digests do, and a process-local count must not
+    /// make a reload's revision differ from the published one.
+    shared_revision: bool,
     /// Set while the delegations may be out of date past `--max-staleness`
     /// (the shared store has been unreachable that long): decisions then use
     /// no delegation at all, and say why ([`Self::withheld`]).
@@ -334,6 +339,7 @@ impl Snapshot {
             roles,
             roles_problem,
             store_revision: 0,
+            shared_revision: false,
             withheld: None,
             data_digest,
             revision: String::new(),
@@ -354,7 +360,7 @@ impl Snapshot {
         h.update(self.policies.digest);
         h.update(self.data_digest);
         h.update(self.roles.digest);
-        if self.store_revision != 0 {
+        if self.shared_revision {
             h.update(self.store_revision.to_be_bytes());
         }
         let out = h.finalize();
@@ -387,6 +393,7 @@ impl Snapshot {
         let (roles, problem) = (self.roles.clone(), self.roles_problem.clone());
         let mut s = Self::assemble(policies, owners, roles, problem, data_digest);
         s.store_revision = self.store_revision;
+        s.shared_revision = self.shared_revision;
         s.withheld = self.withheld.clone();
         s.revision = s.compute_revision();
         s
@@ -404,11 +411,21 @@ impl Snapshot {
         self.store_revision
     }
 
-    /// A copy at store revision `revision`.
+    /// A copy at the shared store's revision `revision` (part of the
+    /// revision from now on).
     pub fn with_store_revision(&self, revision: u64) -> Self {
         let mut s = self.clone();
         s.store_revision = revision;
+        s.shared_revision = true;
         s.revision = s.compute_revision();
+        s
+    }
+
+    /// A copy counting one more file-store write: the revision stays what
+    /// the files give.
+    pub fn with_write_count(&self, count: u64) -> Self {
+        let mut s = self.clone();
+        s.store_revision = count;
         s
     }
 
@@ -456,6 +473,20 @@ impl Snapshot {
 pub struct SnapshotStore {
     current: ArcSwap<Snapshot>,
     writer: Mutex<()>,
+    /// The store revision of the current snapshot, for callers that wait
+    /// for one ([`SnapshotStore::at_least`]).
+    store_revision: tokio::sync::watch::Sender<u64>,
+    /// Rung when a caller waits for a newer store revision: the follower
+    /// catches up at once rather than at its next poll.
+    wanted: tokio::sync::Notify,
+}
+
+/// A wait for a store revision that ran out: the replica is behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Behind {
+    pub wanted: u64,
+    pub have: u64,
+    pub waited: std::time::Duration,
 }
 
 /// Proof that the caller holds the writer lock; needed to swap.
@@ -472,9 +503,15 @@ impl WriteGuard<'_> {
     /// Publish `next` if it differs from the current revision. Returns whether it did.
     pub fn publish(&self, next: Snapshot) -> bool {
         let changed = next.revision() != self.store.current.load().revision();
+        let store_revision = next.store_revision;
         // Swap even when the revision is equal: the content is the same, but the
         // slices may now share structure with what the caller read.
         self.store.current.store(Arc::new(next));
+        self.store.store_revision.send_if_modified(|r| {
+            let moved = *r != store_revision;
+            *r = store_revision;
+            moved
+        });
         changed
     }
 }
@@ -482,14 +519,50 @@ impl WriteGuard<'_> {
 impl SnapshotStore {
     pub fn new(initial: Snapshot) -> Self {
         Self {
+            store_revision: tokio::sync::watch::Sender::new(initial.store_revision),
             current: ArcSwap::from_pointee(initial),
             writer: Mutex::new(()),
+            wanted: tokio::sync::Notify::new(),
         }
     }
 
     /// The snapshot to decide with. Cheap; never blocks.
     pub fn load(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+
+    /// A snapshot at store revision `min` or later, waiting up to `within`
+    /// for this replica to catch up (asking its follower to, at once); or
+    /// [`Behind`]. Never an older snapshot: a caller that names the revision
+    /// of its own write must not be answered from before it.
+    pub async fn at_least(
+        &self,
+        min: u64,
+        within: std::time::Duration,
+    ) -> Result<Arc<Snapshot>, Behind> {
+        let snap = self.load();
+        if snap.store_revision >= min {
+            return Ok(snap);
+        }
+        let started = std::time::Instant::now();
+        self.wanted.notify_one();
+        let mut rx = self.store_revision.subscribe();
+        let reached = tokio::time::timeout(within, rx.wait_for(|r| *r >= min)).await;
+        let snap = self.load();
+        match reached {
+            Ok(Ok(_)) if snap.store_revision >= min => Ok(snap),
+            _ => Err(Behind {
+                wanted: min,
+                have: snap.store_revision,
+                waited: started.elapsed(),
+            }),
+        }
+    }
+
+    /// Resolves when a caller waits for a store revision this replica does
+    /// not have yet ([`SnapshotStore::at_least`]).
+    pub async fn catch_up_wanted(&self) {
+        self.wanted.notified().await;
     }
 
     /// Take the writer lock. A poisoned lock is recovered: the data it guards is

@@ -108,6 +108,10 @@ pub struct Reloader {
     problems: Mutex<HashMap<Key, Vec<LoadError>>>,
     /// Counts accepted and rejected reloads, when `serve` exports them.
     metrics: Option<Arc<Metrics>>,
+    /// Whether delegations come from the data directory's files. With the
+    /// shared store they come from its follower, and files in
+    /// `delegations/` are none of the reloader's business.
+    owner_files: bool,
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -127,7 +131,16 @@ impl Reloader {
             rejected: Mutex::new(None),
             problems: Mutex::new(HashMap::new()),
             metrics: None,
+            owner_files: true,
         }
+    }
+
+    /// Leave delegations alone: the shared store's follower keeps them.
+    /// Policies (checked against the delegations in memory) and `roles.json`
+    /// are still reloaded from their files.
+    pub fn with_delegations_from_store(mut self) -> Self {
+        self.owner_files = false;
+        self
     }
 
     /// Count every accepted and rejected reload in `metrics`.
@@ -425,6 +438,10 @@ impl Reloader {
     /// changed (and drop owners whose file is gone). Files whose metadata
     /// matches what was loaded are not read, unless they are broken or waiting.
     fn rescan_data(&self) {
+        if !self.owner_files {
+            self.apply_roles();
+            return;
+        }
         let (on_disk, listing) = match load::list_owner_files(&self.data_dir) {
             Ok(found) => found,
             Err(e) => (Vec::new(), vec![e]),
@@ -492,8 +509,10 @@ impl Reloader {
             self.rescan_data();
             return;
         }
-        for owner in &work.owners {
-            self.apply_owner(owner);
+        if self.owner_files {
+            for owner in &work.owners {
+                self.apply_owner(owner);
+            }
         }
         if work.roles {
             self.apply_roles();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::audit::{Actor, AuditRecord, Change};
 use super::entries::{self, Entries, Entry};
 use super::files::{Place, WriteError};
-use super::{DelegationStore, StoreError};
+use super::{FileStore, StoreError};
 use crate::ids::{OrgNumber, RightId, UndoToken};
 use crate::snapshot::load;
 use crate::snapshot::{FileStamp, OwnerDelegations, OwnerFile, Suppliers};
@@ -27,6 +27,8 @@ fn file_name(owner: &OrgNumber) -> String {
 #[must_use]
 pub(super) struct Committed {
     not_durable: Option<std::io::Error>,
+    /// The store revision the change was published with.
+    revision: u64,
 }
 
 impl Committed {
@@ -37,10 +39,10 @@ impl Committed {
         self,
         audit: std::io::Result<()>,
         token: Option<&UndoToken>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let audit = audit.err();
         if self.not_durable.is_none() && audit.is_none() {
-            return Ok(());
+            return Ok(self.revision);
         }
         Err(StoreError::InEffect {
             not_durable: self.not_durable,
@@ -50,7 +52,7 @@ impl Committed {
     }
 }
 
-/// What [`DelegationStore::read_owner`] read, which [`DelegationStore::commit`]
+/// What [`FileStore::read_owner`] read, which [`FileStore::commit`]
 /// writes back if nothing changed it meanwhile.
 #[derive(Debug)]
 pub(super) enum Read {
@@ -66,7 +68,7 @@ pub(super) enum Read {
     },
 }
 
-impl DelegationStore {
+impl FileStore {
     /// The entries a write to `owner`'s delegation to `supplier` changes, read
     /// from disk (so hand edits are kept): all the owner's, or for a split
     /// owner those of the supplier's part, so a write to an owner with 100,000
@@ -77,7 +79,7 @@ impl DelegationStore {
         owner: &OrgNumber,
         supplier: &OrgNumber,
     ) -> Result<(Entries, Read), StoreError> {
-        let snap = self.snapshot();
+        let snap = self.snapshots.load();
         let known = snap.owners.get(owner).map(Arc::as_ref);
         let data = self.data_dir();
         let entries_of = |records: &Suppliers| {
@@ -136,7 +138,7 @@ impl DelegationStore {
         let data = self.data_dir();
         // Under the snapshot writer lock from check to publish: a policy reload
         // cannot slip in between and make what we write invalid.
-        let w = self.reloader.store.lock();
+        let w = self.snapshots.lock();
         let cur = w.current();
         let known = cur.owners.get(owner).map(Arc::as_ref);
         // A hand edit since `read_owner` would be overwritten: refuse instead.
@@ -306,8 +308,15 @@ impl DelegationStore {
             }
         };
         // Read-your-writes: publish before acknowledging.
-        w.publish(cur.with_owner(*owner, slice.map(Arc::new)));
-        Ok(Committed { not_durable })
+        let revision = cur.store_revision() + 1;
+        w.publish(
+            cur.with_owner(*owner, slice.map(Arc::new))
+                .with_write_count(revision),
+        );
+        Ok(Committed {
+            not_durable,
+            revision,
+        })
     }
 
     /// Write `entries` as the parts [`load::plan`] groups them into (prefixes

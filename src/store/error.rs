@@ -101,6 +101,31 @@ pub enum StoreError {
     /// Reading or writing failed before the change took effect.
     #[error("storage error; nothing was acknowledged: {0}")]
     Storage(std::io::Error),
+    /// The shared store (PostgreSQL) could not be reached or did not answer;
+    /// nothing was written (a transaction that did not commit leaves nothing).
+    #[error("the delegation store is unavailable; nothing was written: {reason}")]
+    Unavailable { reason: String },
+    /// The shared store did not confirm the commit (the connection broke
+    /// during it): the change may or may not be in effect. Look before
+    /// trying again.
+    #[error(
+        "the delegation store did not confirm the commit ({reason}); the change may or may not be in effect"
+    )]
+    CommitUnknown { reason: String },
+    /// The caller asked for a store revision this replica has not reached
+    /// within the wait (read-your-writes); answering from an older snapshot
+    /// could undo what the caller just did.
+    #[error(
+        "this replica is at store revision {have}, behind the requested minimum {wanted}, \
+         after waiting {waited_ms} ms{}",
+        reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+    )]
+    Behind {
+        wanted: u64,
+        have: u64,
+        waited_ms: u64,
+        reason: Option<String>,
+    },
     /// The change took effect, but something after it failed: it may not be
     /// durable, or its audit line is missing. Carries a revocation's undo token.
     #[error(
@@ -113,6 +138,69 @@ pub enum StoreError {
         audit: Option<std::io::Error>,
         undo_token: Option<UndoToken>,
     },
+}
+
+/// What kind of failure a [`StoreError`] is: the one classification the gRPC
+/// status (`grpc::status`), the metrics' `result` label (`telemetry`) and
+/// the web page's answer use. Every variant is placed in [`StoreError::class`],
+/// so a new one must be classified there, once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The request itself is wrong (unknown right, no rights, owner = supplier).
+    Invalid,
+    /// The caller may not do this; see [`Refused`] for why.
+    Refused(Refused),
+    /// Nothing delegated to revoke, or rights not held.
+    NotFound,
+    /// The state does not allow it: an undo token used or expired, nothing
+    /// left to restore, the policies changed during the write.
+    Conflict,
+    /// Someone else changed the same data during the write; trying again works.
+    Retry,
+    /// Data on disk the operator must fix (an owner file that does not load,
+    /// a symlink where tilgang writes).
+    DataError,
+    /// Local storage failed before the change took effect.
+    Storage,
+    /// The shared store is away, or this replica is behind what was asked.
+    Unavailable,
+    /// The change took effect but something after it failed.
+    Incomplete,
+}
+
+/// Why a caller was refused, of the refusals the store decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The admin policy refuses the actor for the owner.
+    Forbidden,
+    /// An undo token the actor may not use.
+    UnknownToken,
+    /// `roles.json` does not load, so every admin write is refused.
+    RolesInvalid,
+}
+
+impl StoreError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::UnknownRight { .. } | Self::NoRights { .. } | Self::SameParty { .. } => {
+                ErrorClass::Invalid
+            }
+            Self::Forbidden { .. } => ErrorClass::Refused(Refused::Forbidden),
+            Self::UnknownToken { .. } => ErrorClass::Refused(Refused::UnknownToken),
+            Self::RolesInvalid(_) => ErrorClass::Refused(Refused::RolesInvalid),
+            Self::NothingDelegated { .. } | Self::NotDelegated { .. } => ErrorClass::NotFound,
+            Self::TokenUsed { .. }
+            | Self::TokenExpired { .. }
+            | Self::NothingToRestore { .. }
+            | Self::DoesNotFitPolicies(_) => ErrorClass::Conflict,
+            Self::ConcurrentEdit { .. } => ErrorClass::Retry,
+            Self::CorruptFile(_) | Self::Symlink(_) => ErrorClass::DataError,
+            Self::Storage(_) => ErrorClass::Storage,
+            Self::Unavailable { .. } | Self::Behind { .. } => ErrorClass::Unavailable,
+            Self::InEffect { .. } | Self::CommitUnknown { .. } => ErrorClass::Incomplete,
+        }
+    }
 }
 
 impl From<std::io::Error> for StoreError {

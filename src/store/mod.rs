@@ -1,31 +1,33 @@
-//! The admin store: delegate, revoke, undo, and the paged overview. Each change
-//! is authorized by the Cedar admin policy, written to the owner's delegation
-//! file atomically and durably, audited, and reflected in the snapshot before
-//! it is acknowledged.
+//! The admin store: delegate, revoke, undo, and the paged overview, over one
+//! of two backends behind [`Backend`]: the data directory's files
+//! ([`file::FileStore`], the default) or a shared PostgreSQL database
+//! ([`pg::PgStore`], for a fleet). What does not depend on where delegations
+//! live is here, once: the request checks every write makes before it reaches
+//! a backend, the refusal accounting, and the overview (read from the
+//! in-memory snapshot either way).
 //!
-//! The files stay the source of truth: every write reads the owner's file from
-//! disk first (so hand edits are kept), and a file that does not parse is never
-//! overwritten. Writes to one owner are serialized by a per-owner lock (reading,
-//! authorizing, building the change); the final check, file write and publish
-//! of every write run under the snapshot writer lock, one at a time, so a policy
-//! reload can never make a file being written invalid.
+//! Each write is authorized by the Cedar admin policy, made durable, audited,
+//! and reflected in this replica's snapshot before it is acknowledged; it
+//! returns the store revision it made ([`Written`]).
 //!
 //! Layout:
-//! - `ops`: what delegate, revoke and undo change, in what order;
+//! - [`file`]: the file backend; `ops` (what each write changes, in what
+//!   order), `commit` (read, check, write durably, publish one owner's file),
+//!   [`files`] (every file operation, no-follow), [`oplog`] (the optional
+//!   record of those, for protocol tests);
+//! - [`pg`]: the PostgreSQL backend, its follower and its schema;
 //! - `authorize`: who may write (admin policy; none while `roles.json` is broken);
-//! - `commit`: read an owner's file, then check, write durably and publish it;
 //! - `entries`: an owner's entries and their rendering as Cedar entity JSON;
 //! - `list`: the read side, delegations in order from a position (paging);
 //! - [`audit`], [`undo`]: the audit log and the undo records;
-//! - [`files`]: every file operation, relative to no-follow directory handles;
-//! - [`oplog`]: the optional record of those operations, for protocol tests;
-//! - `error`: [`StoreError`], what went wrong in the store's own terms.
+//! - `error`: [`StoreError`] and its one classification, [`ErrorClass`].
 
 pub mod audit;
 mod authorize;
 mod commit;
 mod entries;
 mod error;
+pub mod file;
 pub mod files;
 mod list;
 pub mod oplog;
@@ -33,25 +35,21 @@ mod ops;
 pub mod pg;
 pub mod undo;
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::catalogue::Right;
 use crate::ids::{OrgNumber, PersonId, RightId, UndoToken};
-use crate::snapshot::reload::Reloader;
 use crate::snapshot::{DelegationRecord, Snapshot};
-use audit::{AuditLog, RefusalGate, RefusalRecord};
+use audit::{Actor, RefusalGate, RefusalRecord};
 use authorize::{authorize, roles_usable};
-pub use error::StoreError;
-use files::{DataDir, Place};
+pub use error::{ErrorClass, Refused, StoreError};
+pub use file::FileStore;
 pub use list::{ListFilter, Position};
-use oplog::OpLog;
 
 /// Who a listing is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,21 +107,62 @@ pub struct Revoked {
     pub undo_expires_at: String,
 }
 
+/// A write that took effect: what it returns, and the store revision it
+/// made. A decision request that names this revision as its minimum
+/// (`min_revision`) is answered from a snapshot that includes the write, on
+/// any replica following the same store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written<T> {
+    pub value: T,
+    pub revision: u64,
+}
+
+/// Where delegations live. Implementations get requests [`DelegationStore`]
+/// has already checked (owner ≠ supplier, rights in the catalogue, at least
+/// one for a delegation) and do the rest: authorize the actor against the
+/// state they hold, change it atomically, audit, and publish to the
+/// snapshot. Blocking: call them off the async workers (`spawn_blocking`).
+pub trait Backend: std::fmt::Debug + Send + Sync {
+    /// The snapshot decisions and the overview read.
+    fn snapshot(&self) -> Arc<Snapshot>;
+    /// Add `rights` to what `supplier` holds from `owner`.
+    fn delegate(
+        &self,
+        owner: OrgNumber,
+        supplier: OrgNumber,
+        rights: BTreeSet<RightId>,
+        by: Actor<'_>,
+    ) -> Result<Written<DelegationView>, StoreError>;
+    /// Take `rights` (all, when empty) from `supplier`; returns an undo token.
+    fn revoke(
+        &self,
+        owner: OrgNumber,
+        supplier: OrgNumber,
+        rights: BTreeSet<RightId>,
+        by: Actor<'_>,
+    ) -> Result<Written<Revoked>, StoreError>;
+    /// Restore exactly what the revocation behind `token` removed, once.
+    fn undo(&self, token: &UndoToken, by: Actor<'_>)
+    -> Result<Written<DelegationView>, StoreError>;
+    /// Put a refused call on record in the audit log, durably.
+    fn record_refusal(&self, record: &RefusalRecord) -> Result<(), StoreError>;
+    /// Remove what has outlived its retention (expired undo records, old
+    /// change-feed entries), logging what was removed.
+    fn prune(&self) -> Result<(), StoreError>;
+    /// The file backend, for tests that look at its files.
+    fn as_files(&self) -> Option<&FileStore> {
+        None
+    }
+}
+
 /// The admin store. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct DelegationStore {
-    /// The snapshot store to publish to, and where the data directory is.
-    reloader: Arc<Reloader>,
-    /// Every file operation goes through it (no-follow, recorded when asked).
-    files: Arc<DataDir>,
-    audit: AuditLog,
+    backend: Box<dyn Backend>,
     /// How many refused calls are written to the audit log: of callers
     /// verified (or in development mode), and of callers nobody verified.
     refusals: RefusalGate,
     anonymous_refusals: RefusalGate,
-    undo_window: Duration,
-    /// One lock per owner ever written: serializes read-modify-write per owner.
-    locks: Mutex<HashMap<OrgNumber, Arc<Mutex<()>>>>,
 }
 
 fn now() -> OffsetDateTime {
@@ -138,63 +177,88 @@ fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 impl DelegationStore {
-    /// Open the data directory for writing. Call it only while no other writer
-    /// can run (`serve` holds the data directory lock): it removes the temp
-    /// files that writes interrupted by a crash left behind.
-    pub fn open(reloader: Arc<Reloader>, undo_window: Duration) -> std::io::Result<Self> {
-        let files = Arc::new(DataDir::open(&reloader.data_dir)?);
-        // Also creates `delegations/` and `undo/` (durably) when missing.
-        // Split owners' directories hold parts written the same way.
-        let owners = crate::snapshot::load::list_owner_files(&reloader.data_dir)
-            .map(|(owners, _)| owners)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|o| crate::snapshot::load::owner_dir(&reloader.data_dir, o).is_dir())
-            .map(Place::Owner);
-        for place in [Place::Delegations, Place::Undo].into_iter().chain(owners) {
-            let removed = files.sweep_temp_files(place)?;
-            let dir = files.dir_shown(place);
-            if removed > 0 {
-                tracing::info!(removed, dir = %dir.display(), "removed temp files of interrupted writes");
-            } else {
-                tracing::debug!(dir = %dir.display(), "no temp files of interrupted writes");
-            }
-        }
-        let audit = AuditLog::open(files.clone())?;
-        Ok(Self {
-            reloader,
-            files,
-            audit,
+    /// The store over `backend`.
+    pub fn new(backend: impl Backend + 'static) -> Self {
+        Self {
+            backend: Box::new(backend),
             refusals: RefusalGate::new(RefusalGate::BURST, RefusalGate::PER_SECOND),
             anonymous_refusals: RefusalGate::new(
                 RefusalGate::ANONYMOUS_BURST,
                 RefusalGate::ANONYMOUS_PER_SECOND,
             ),
-            undo_window,
-            locks: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
-    /// Record every file operation from now on into `log`, with an
-    /// [`oplog::Op::Ack`] each time a write returns `Ok`: for tests that hold
-    /// the writes against the commit protocol. Only the first log attached is used.
-    pub fn record_ops(&self, log: Arc<OpLog>) {
-        self.files.record_into(log);
+    /// The file backend, when that is the one in use.
+    pub fn files(&self) -> Option<&FileStore> {
+        self.backend.as_files()
     }
 
-    pub fn data_dir(&self) -> &Path {
-        &self.reloader.data_dir
+    /// Give `supplier` the `rights` (added to what it holds).
+    pub fn delegate<'a>(
+        &self,
+        owner: OrgNumber,
+        supplier: OrgNumber,
+        rights: &[RightId],
+        by: impl Into<Actor<'a>>,
+    ) -> Result<Written<DelegationView>, StoreError> {
+        let rights = self.checked(&owner, &supplier, rights, true)?;
+        self.backend.delegate(owner, supplier, rights, by.into())
     }
 
-    /// Remove undo records that expired more than [`undo::RETENTION`] ago.
-    pub fn prune_undo_records(&self) -> std::io::Result<undo::Pruned> {
-        undo::prune(&self.files, now() - undo::RETENTION)
+    /// Take `rights` (all, when empty) from `supplier`. Returns an undo token.
+    pub fn revoke<'a>(
+        &self,
+        owner: OrgNumber,
+        supplier: OrgNumber,
+        rights: &[RightId],
+        by: impl Into<Actor<'a>>,
+    ) -> Result<Written<Revoked>, StoreError> {
+        let rights = self.checked(&owner, &supplier, rights, false)?;
+        self.backend.revoke(owner, supplier, rights, by.into())
+    }
+
+    /// Restore exactly what the revocation behind `token` removed, once.
+    pub fn undo<'a>(
+        &self,
+        token: &UndoToken,
+        by: impl Into<Actor<'a>>,
+    ) -> Result<Written<DelegationView>, StoreError> {
+        self.backend.undo(token, by.into())
+    }
+
+    /// The checks every write makes before a backend sees it: two different
+    /// parties, rights from the catalogue, at least one when `at_least_one`.
+    fn checked(
+        &self,
+        owner: &OrgNumber,
+        supplier: &OrgNumber,
+        rights: &[RightId],
+        at_least_one: bool,
+    ) -> Result<BTreeSet<RightId>, StoreError> {
+        if owner == supplier {
+            return Err(StoreError::SameParty { org: *owner });
+        }
+        let snap = self.snapshot();
+        let catalogue = &snap.policies.catalogue;
+        if at_least_one && rights.is_empty() {
+            return Err(StoreError::NoRights {
+                known: catalogue.known_ids(),
+            });
+        }
+        if let Some(r) = rights.iter().find(|r| catalogue.get(r).is_none()) {
+            return Err(StoreError::UnknownRight {
+                right: r.clone(),
+                known: catalogue.known_ids(),
+            });
+        }
+        Ok(rights.iter().cloned().collect())
     }
 
     /// Whether a refused call may be written to the audit log now
     /// (`Some(n)`: yes, after `n` that were not), or comes faster than
     /// [`RefusalGate`] lets through (`None`). Cheap, so a flood of refused
-    /// calls is turned away before any file work.
+    /// calls is turned away before any storage work.
     pub fn admit_refusal(&self, anonymous: bool) -> Option<u64> {
         if anonymous {
             self.anonymous_refusals.admit()
@@ -204,8 +268,13 @@ impl DelegationStore {
     }
 
     /// Write a refused call to the audit log, durably. Blocking.
-    pub fn record_refusal(&self, record: &RefusalRecord) -> std::io::Result<()> {
-        self.audit.append_refusal(record)
+    pub fn record_refusal(&self, record: &RefusalRecord) -> Result<(), StoreError> {
+        self.backend.record_refusal(record)
+    }
+
+    /// Remove what has outlived its retention. Blocking.
+    pub fn prune(&self) -> Result<(), StoreError> {
+        self.backend.prune()
     }
 
     /// The current time as the audit log writes it.
@@ -213,32 +282,13 @@ impl DelegationStore {
         rfc3339(now())
     }
 
-    pub fn audit_path(&self) -> PathBuf {
-        self.audit.path()
-    }
-
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.reloader.store.load()
+        self.backend.snapshot()
     }
 
     /// The rights catalogue.
     pub fn rights(&self) -> Vec<Right> {
         self.snapshot().policies.catalogue.rights().to_vec()
-    }
-
-    fn owner_lock(&self, owner: &OrgNumber) -> Arc<Mutex<()>> {
-        let mut locks = self
-            .locks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        locks.entry(*owner).or_default().clone()
-    }
-
-    fn view(&self, owner: &OrgNumber, supplier: &OrgNumber) -> DelegationView {
-        let snap = self.snapshot();
-        snap.delegation(owner, supplier)
-            .map(|r| DelegationView::of(&snap, r))
-            .unwrap_or_else(|| DelegationView::empty(*owner, *supplier))
     }
 
     /// The overview, a page at a time: visit the delegations `filter`

@@ -16,52 +16,24 @@ use super::entries::{grant, ids};
 use super::files::WriteError;
 use super::oplog::Op;
 use super::undo::{self, RecordError, UndoRecord};
-use super::{DelegationStore, DelegationView, Revoked, StoreError, now, rfc3339};
+use super::{DelegationView, FileStore, Revoked, StoreError, Written, now, rfc3339};
 use crate::ids::{OrgNumber, PersonId, RightId, UndoToken};
 
-impl DelegationStore {
-    /// Check right ids against the catalogue.
-    fn known_rights(&self, rights: &[RightId]) -> Result<BTreeSet<RightId>, StoreError> {
-        let snap = self.snapshot();
-        let catalogue = &snap.policies.catalogue;
-        if let Some(r) = rights.iter().find(|r| catalogue.get(r).is_none()) {
-            return Err(StoreError::UnknownRight {
-                right: r.clone(),
-                known: catalogue.known_ids(),
-            });
-        }
-        Ok(rights.iter().cloned().collect())
-    }
-
-    fn check_pair(owner: &OrgNumber, supplier: &OrgNumber) -> Result<(), StoreError> {
-        if owner == supplier {
-            return Err(StoreError::SameParty { org: *owner });
-        }
-        Ok(())
-    }
-
+impl FileStore {
     /// Give `supplier` the `rights` (added to what it holds).
-    pub fn delegate<'a>(
+    pub(super) fn delegate(
         &self,
         owner: OrgNumber,
         supplier: OrgNumber,
-        rights: &[RightId],
-        by: impl Into<Actor<'a>>,
-    ) -> Result<DelegationView, StoreError> {
-        let by = by.into();
+        rights: BTreeSet<RightId>,
+        by: Actor<'_>,
+    ) -> Result<Written<DelegationView>, StoreError> {
         let actor = by.person;
-        Self::check_pair(&owner, &supplier)?;
-        if rights.is_empty() {
-            return Err(StoreError::NoRights {
-                known: self.snapshot().policies.catalogue.known_ids(),
-            });
-        }
-        let rights = self.known_rights(rights)?;
         let lock = self.owner_lock(&owner);
         let _guard = lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        authorize(&self.snapshot(), actor, &owner)?;
+        authorize(&self.snapshots.load(), actor, &owner)?;
 
         let (mut entries, read) = self.read_owner(&owner, &supplier)?;
         let t = rfc3339(now());
@@ -69,29 +41,29 @@ impl DelegationStore {
         let committed = self.commit(&owner, &entries, read)?;
         let change = Change::Grant;
         let audit = self.audit_change(t, by, owner, supplier, change, &before, &after, None);
-        committed.finish(audit, None)?;
+        let revision = committed.finish(audit, None)?;
         self.files.record(|| Op::Ack { what: "delegate" });
         logged(actor, owner, supplier, change, &before, &after);
-        Ok(self.view(&owner, &supplier))
+        Ok(Written {
+            value: self.view(&owner, &supplier),
+            revision,
+        })
     }
 
     /// Take `rights` (all, when empty) from `supplier`. Returns an undo token.
-    pub fn revoke<'a>(
+    pub(super) fn revoke(
         &self,
         owner: OrgNumber,
         supplier: OrgNumber,
-        rights: &[RightId],
-        by: impl Into<Actor<'a>>,
-    ) -> Result<Revoked, StoreError> {
-        let by = by.into();
+        requested: BTreeSet<RightId>,
+        by: Actor<'_>,
+    ) -> Result<Written<Revoked>, StoreError> {
         let actor = by.person;
-        Self::check_pair(&owner, &supplier)?;
-        let requested = self.known_rights(rights)?;
         let lock = self.owner_lock(&owner);
         let _guard = lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        authorize(&self.snapshot(), actor, &owner)?;
+        authorize(&self.snapshots.load(), actor, &owner)?;
 
         let (mut entries, read) = self.read_owner(&owner, &supplier)?;
         let Some(entry) = entries.get_mut(&supplier) else {
@@ -152,13 +124,16 @@ impl DelegationStore {
         };
         let (time, tok) = (rfc3339(t), Some(&token));
         let audit = self.audit_change(time, by, owner, supplier, change, &before, &after, tok);
-        committed.finish(audit, Some(&token))?;
+        let revision = committed.finish(audit, Some(&token))?;
         self.files.record(|| Op::Ack { what: "revoke" });
         logged(actor, owner, supplier, change, &before, &after);
-        Ok(Revoked {
-            remaining: self.view(&owner, &supplier),
-            undo_token: token,
-            undo_expires_at: rfc3339(expires),
+        Ok(Written {
+            value: Revoked {
+                remaining: self.view(&owner, &supplier),
+                undo_token: token,
+                undo_expires_at: rfc3339(expires),
+            },
+            revision,
         })
     }
 
@@ -183,19 +158,18 @@ impl DelegationStore {
     /// [`StoreError::UnknownToken`], so nobody can probe which tokens exist;
     /// whether it was used or has expired is told only to an actor who may
     /// administer its owner.
-    pub fn undo<'a>(
+    pub(super) fn undo(
         &self,
         token: &UndoToken,
-        by: impl Into<Actor<'a>>,
-    ) -> Result<DelegationView, StoreError> {
-        let by = by.into();
+        by: Actor<'_>,
+    ) -> Result<Written<DelegationView>, StoreError> {
         let actor = by.person;
         let unknown = || StoreError::UnknownToken {
             token: token.clone(),
             actor: actor.clone(),
         };
         // Before the record is looked at, or the answer would say it exists.
-        roles_usable(&self.snapshot())?;
+        roles_usable(&self.snapshots.load())?;
         let peek = self.undo_record(token).ok_or_else(unknown)?;
         let (owner, supplier) = peek.pair().map_err(|e| {
             tracing::error!(%token, error = %e, "undo record names no valid pair; answering that the token is unknown");
@@ -205,7 +179,7 @@ impl DelegationStore {
         let _guard = lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match authorize(&self.snapshot(), actor, &owner) {
+        match authorize(&self.snapshots.load(), actor, &owner) {
             Err(e @ StoreError::Forbidden { .. }) => {
                 // The operator may see what the caller may not (but not the
                 // token: the log is no place for it).
@@ -233,7 +207,7 @@ impl DelegationStore {
             });
         }
         // Rights since removed from the catalogue cannot come back.
-        let snap = self.snapshot();
+        let snap = self.snapshots.load();
         let restored: BTreeSet<RightId> = record
             .rights
             .iter()
@@ -282,10 +256,13 @@ impl DelegationStore {
         let change = Change::Undo;
         let tok = Some(token);
         let audit = self.audit_change(stamp, by, owner, supplier, change, &before, &after, tok);
-        committed.finish(audit, None)?;
+        let revision = committed.finish(audit, None)?;
         self.files.record(|| Op::Ack { what: "undo" });
         logged(actor, owner, supplier, change, &before, &after);
-        Ok(self.view(&owner, &supplier))
+        Ok(Written {
+            value: self.view(&owner, &supplier),
+            revision,
+        })
     }
 }
 

@@ -25,8 +25,10 @@ use tokio::task::JoinSet;
 use super::metrics::Exposition;
 use crate::server::listener::{Acceptor, Admitted};
 
-/// The one path served.
+/// The metrics' path.
 pub const PATH: &str = "/metrics";
+/// Health details as JSON: `200` serving, `503` not yet.
+pub const HEALTH_PATH: &str = "/health";
 
 /// The listener's bounds. Its connections come out of the descriptors kept
 /// back from the gRPC listeners (`server::limits::FD_RESERVE`), so the limit
@@ -110,10 +112,22 @@ async fn connection(conn: Admitted, exposition: Arc<Exposition>, limits: Metrics
 }
 
 fn respond<B>(exposition: &Exposition, req: &Request<B>) -> Response<Full<Bytes>> {
+    if req.method() == Method::GET && req.uri().path() == HEALTH_PATH {
+        let (serving, body) = exposition.health();
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        if !serving {
+            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        }
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
+        return r;
+    }
     if req.method() != Method::GET || req.uri().path() != PATH {
         return plain(
             StatusCode::NOT_FOUND,
-            "not found; metrics are at GET /metrics\n",
+            "not found; metrics are at GET /metrics, health at GET /health\n",
         );
     }
     let accept = req

@@ -23,7 +23,7 @@ use std::time::{Instant, SystemTime};
 
 use crate::engine::Decision;
 use crate::ids::{OrgNumber, PersonId, Scope};
-use crate::store::StoreError;
+use crate::store::{ErrorClass, Refused, StoreError};
 use decision_log::{DecisionLog, Entry, HttpSeen};
 use metrics::{AdminKind, AdminResult, Api, Metrics, Outcome, Refusal};
 
@@ -154,7 +154,7 @@ impl Telemetry {
     pub fn admin_failed(&self, kind: AdminKind, who: Who<'_>, failure: AdminFailure<'_>) {
         let (group, refusal) = match failure {
             AdminFailure::Invalid(_) => (AdminResult::Invalid, None),
-            AdminFailure::Store(e) => AdminResult::of(e),
+            AdminFailure::Store(e) => admin_result(e),
             AdminFailure::Task => (AdminResult::Failed, None),
         };
         if let Some(reason) = refusal {
@@ -241,5 +241,27 @@ impl std::fmt::Display for AdminFailure<'_> {
             Self::Store(e) => write!(f, "{e}"),
             Self::Task => f.write_str("the write task failed"),
         }
+    }
+}
+
+/// The metrics' `result` label for a store error, and the `reason` label
+/// when it is a refusal: [`StoreError::class`] in the metrics' words.
+pub fn admin_result(e: &StoreError) -> (AdminResult, Option<Refusal>) {
+    match e.class() {
+        ErrorClass::Invalid => (AdminResult::Invalid, None),
+        ErrorClass::Refused(why) => (
+            AdminResult::Refused,
+            Some(match why {
+                Refused::Forbidden => Refusal::Forbidden,
+                Refused::UnknownToken => Refusal::UnknownToken,
+                Refused::RolesInvalid => Refusal::RolesInvalid,
+            }),
+        ),
+        ErrorClass::NotFound => (AdminResult::NotFound, None),
+        ErrorClass::Conflict | ErrorClass::Retry => (AdminResult::Conflict, None),
+        ErrorClass::DataError => (AdminResult::DataError, None),
+        ErrorClass::Storage => (AdminResult::Storage, None),
+        ErrorClass::Unavailable => (AdminResult::Unavailable, None),
+        ErrorClass::Incomplete => (AdminResult::Incomplete, None),
     }
 }

@@ -335,7 +335,7 @@ fn the_checker_notices_steps_out_of_order() {
 async fn recorded() -> (TestServer, Arc<OpLog>) {
     let s = TestServer::start().await;
     let log = Arc::new(OpLog::new());
-    s.sidecar.store.record_ops(log.clone());
+    s.sidecar.store.files().unwrap().record_ops(log.clone());
     (s, log)
 }
 
@@ -488,7 +488,7 @@ async fn a_split_and_a_part_write_follow_the_protocol() {
     write_owner(&work, OWNER, &suppliers, "instances-read");
     let s = TestServer::start_in(work, |_| {}).await;
     let log = Arc::new(OpLog::new());
-    s.sidecar.store.record_ops(log.clone());
+    s.sidecar.store.files().unwrap().record_ops(log.clone());
     let mut a = s.admin().await;
     let delegate = |supplier: &str| tilgang::proto::DelegateRequest {
         owner: OWNER.into(),

@@ -10,8 +10,7 @@ use tilgang::grpc::status::store_error;
 use tilgang::ids::{OrgNumber, PersonId, RightId, UndoToken};
 use tilgang::snapshot::SnapshotStore;
 use tilgang::snapshot::load::{LoadError, PolicySource, load_snapshot};
-use tilgang::snapshot::reload::Reloader;
-use tilgang::store::{DelegationStore, StoreError};
+use tilgang::store::{DelegationStore, FileStore, StoreError};
 use tonic::Code;
 
 use crate::util::*;
@@ -23,8 +22,8 @@ fn offline(undo_window: Duration) -> (Workdir, Arc<SnapshotStore>, DelegationSto
     let snaps = Arc::new(SnapshotStore::new(
         load_snapshot(&src, &work.data()).unwrap(),
     ));
-    let reloader = Arc::new(Reloader::new(snaps.clone(), src, work.data()));
-    let store = DelegationStore::open(reloader, undo_window).unwrap();
+    let store =
+        DelegationStore::new(FileStore::open(snaps.clone(), work.data(), undo_window).unwrap());
     (work, snaps, store)
 }
 
@@ -122,6 +121,7 @@ fn refusals_say_what_went_wrong() {
     let token = store
         .revoke(owner, org(READ_SUPPLIER), &[], &dagl)
         .unwrap()
+        .value
         .undo_token;
     store.undo(&token, &dagl).unwrap();
     let e = store.undo(&token, &dagl).unwrap_err();
@@ -149,6 +149,7 @@ fn an_expired_token_is_told_as_expired_to_the_owners_admin() {
     let token = store
         .revoke(owner, org(FULL_SUPPLIER), &[], &dagl)
         .unwrap()
+        .value
         .undo_token;
     let e = store.undo(&token, &dagl).unwrap_err();
     assert!(matches!(e, StoreError::TokenExpired { .. }), "{e:?}");
@@ -163,6 +164,7 @@ fn a_roles_file_that_does_not_load_refuses_every_write() {
     let token = store
         .revoke(owner, org(READ_SUPPLIER), &[], &dagl)
         .unwrap()
+        .value
         .undo_token;
     let good = snaps.load();
     let problem = Arc::new(LoadError {

@@ -157,6 +157,7 @@ pub fn req(supplier: &str, owner: &str, scope: &str) -> IsAuthorizedRequest {
         supplier: supplier.into(),
         owner: owner.into(),
         scope: scope.into(),
+        min_revision: 0,
     }
 }
 

@@ -115,6 +115,7 @@ mod tests {
             delegated_by: "x".repeat(i),
             updated_at: "2026-01-05T09:00:00Z".into(),
             created_at: "2026-01-05T09:00:00Z".into(),
+            store_revision: 0,
         }
     }
 

@@ -13,7 +13,7 @@ use super::Outcome;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::sidecar::{Config, MAX_UNDO_WINDOW, Sidecar};
+use crate::sidecar::{Config, DEFAULT_MAX_STALENESS, MAX_UNDO_WINDOW, SharedStore, Sidecar};
 use crate::snapshot::load::PolicySource;
 use crate::telemetry::decision_log::{self, Target};
 pub use limits::{LimitArgs, Seconds};
@@ -81,6 +81,19 @@ pub struct Args {
     pub limits: LimitArgs,
     #[command(flatten)]
     pub web: web::WebArgs,
+    #[command(flatten)]
+    pub store: super::store::StoreArgs,
+    /// With --store: apply pending schema migrations when connecting (else a
+    /// store whose schema is older than this tilgang is waited for until
+    /// `tilgang migrate` has run)
+    #[arg(long, env = "TILGANG_MIGRATE", requires = "url")]
+    pub migrate: bool,
+    /// With --store: seconds without a successful sync after which decisions
+    /// use no delegations (deny, saying why), so a replica cut off from
+    /// revocations cannot allow forever; 0 = never
+    #[arg(long, env = "TILGANG_MAX_STALENESS", value_name = "SECONDS",
+          default_value_t = DEFAULT_MAX_STALENESS.as_secs())]
+    pub max_staleness: u64,
 }
 
 async fn terminated() {
@@ -132,6 +145,11 @@ pub async fn run(args: &Args) -> anyhow::Result<Outcome> {
     cfg.tls = args.tls.gateway();
     cfg.admin_tls = args.tls.admin();
     cfg.web = args.web.settings();
+    cfg.store = args.store.config()?.map(|config| SharedStore {
+        config,
+        migrate: args.migrate,
+        max_staleness: (args.max_staleness > 0).then(|| Duration::from_secs(args.max_staleness)),
+    });
     let sidecar = Sidecar::start(cfg).await?;
     terminated().await;
     tracing::info!("shutting down");

@@ -32,6 +32,7 @@ use tonic::Status;
 use crate::auth::{Verifier, bearer};
 use crate::engine;
 use crate::gateway::{self, claims::Claims};
+use crate::grpc::freshness;
 use crate::ids::OrgNumber;
 use crate::snapshot::Snapshot;
 use crate::snapshot::SnapshotStore;
@@ -131,6 +132,9 @@ pub enum Verdict {
     },
     /// 401: no usable credentials.
     Unauthenticated { reason: String },
+    /// 503: the check named a store revision (`x-tilgang-min-revision`)
+    /// this replica did not reach in time; nothing was decided.
+    Unavailable { reason: String },
 }
 
 /// A check the engine decided: its verdict and what the log needs.
@@ -165,6 +169,7 @@ impl Verdict {
             Self::Allow { .. } => (200, None),
             Self::Deny { reason, .. } => (403, Some(reason)),
             Self::Unauthenticated { reason } => (401, Some(reason)),
+            Self::Unavailable { reason } => (503, Some(reason)),
         }
     }
 }
@@ -175,8 +180,12 @@ impl ExtAuthzService {
     /// it answered (escaped) and Envoy's `x-request-id`, so that a 401 or
     /// 403 in the gateway's access log can be found here too.
     pub fn verdict(&self, req: &CheckRequest) -> Verdict {
+        self.verdict_at(&self.store.load(), req)
+    }
+
+    /// [`Self::verdict`] over `snap`.
+    pub fn verdict_at(&self, snap: &Snapshot, req: &CheckRequest) -> Verdict {
         let started = Instant::now();
-        let snap = self.store.load();
         let revision = snap.revision();
         let http = req
             .attributes
@@ -193,7 +202,7 @@ impl ExtAuthzService {
             )
         });
         let answered = match http {
-            Some(http) => self.decide(&snap, req, http),
+            Some(http) => self.decide(snap, req, http),
             None => Err(self
                 .deny(
                     revision,
@@ -248,6 +257,48 @@ impl ExtAuthzService {
                 });
                 *u.verdict
             }
+        }
+    }
+
+    /// The store revision a check must be answered at or after (0: any): the
+    /// larger of the checked request's `x-tilgang-min-revision` header and
+    /// the same gRPC metadata on the `Check` call; or why it cannot be read.
+    pub fn min_revision(
+        req: &CheckRequest,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<u64, String> {
+        let header = req
+            .attributes
+            .as_ref()
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref())
+            .and_then(|h| h.headers.get(freshness::MIN_REVISION_HEADER));
+        let from_http = match header {
+            Some(v) => freshness::parse(freshness::MIN_REVISION_HEADER, v)?,
+            None => 0,
+        };
+        let from_grpc = freshness::from_metadata(metadata).map_err(|s| s.message().to_string())?;
+        Ok(from_http.max(from_grpc))
+    }
+
+    /// The store revision of the current snapshot.
+    pub fn store_revision(&self) -> u64 {
+        self.store.load().store_revision()
+    }
+
+    /// The answer to a check whose minimum revision cannot be read: 403, and why.
+    pub fn unreadable(&self, reason: String) -> Verdict {
+        self.deny(self.store.load().revision(), reason, Value::Null, false)
+    }
+
+    /// Wait for this replica to reach `min`, then decide; still behind after
+    /// [`freshness::MIN_REVISION_WAIT`], answer 503 with the reason.
+    pub async fn verdict_at_least(&self, min: u64, req: &CheckRequest) -> Verdict {
+        match self.store.at_least(min, freshness::MIN_REVISION_WAIT).await {
+            Ok(snap) => self.verdict_at(&snap, req),
+            Err(b) => Verdict::Unavailable {
+                reason: freshness::behind_reason(&b, &self.store.load()),
+            },
         }
     }
 
@@ -414,6 +465,18 @@ pub fn respond(v: Verdict) -> CheckResponse {
                 .set_body(body.to_string());
             response
                 .set_status(Status::permission_denied(reason))
+                .set_http_response(denied);
+        }
+        Verdict::Unavailable { reason } => {
+            let body = json!({ "allowed": false, "reason": reason });
+            let mut denied = DeniedHttpResponseBuilder::new();
+            denied
+                .set_http_status(HttpStatusCode::ServiceUnavailable)
+                .add_header("content-type", "application/json", overwrite, false)
+                .add_header("retry-after", "1", overwrite, false)
+                .set_body(body.to_string());
+            response
+                .set_status(Status::unavailable(reason))
                 .set_http_response(denied);
         }
         Verdict::Unauthenticated { reason } => {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use envoy_types::ext_authz::v3::pb::{CheckRequest, CheckResponse};
+use futures_util::future::Either;
 use http_body::Body;
 use tonic::server::{NamedService, UnaryService};
 use tonic::{Request, Response, Status};
@@ -77,16 +78,29 @@ where
     }
 }
 
-/// `Check` as tonic's unary service: decided at once, on the connection's task.
+/// `Check` as tonic's unary service: decided at once, on the connection's
+/// task; only a check naming a store revision this replica has not reached
+/// waits (`x-tilgang-min-revision`).
 struct Check(Arc<ExtAuthzService>);
+
+type Answer = Result<Response<CheckResponse>, Status>;
 
 impl UnaryService<CheckRequest> for Check {
     type Response = CheckResponse;
-    type Future = Ready<Result<Response<CheckResponse>, Status>>;
+    type Future = Either<Ready<Answer>, Pin<Box<dyn Future<Output = Answer> + Send + 'static>>>;
 
     fn call(&mut self, request: Request<CheckRequest>) -> Self::Future {
-        ready(Ok(Response::new(respond(
-            self.0.verdict(request.get_ref()),
-        ))))
+        let inner = &self.0;
+        let answer = |v| Ok(Response::new(respond(v)));
+        match ExtAuthzService::min_revision(request.get_ref(), request.metadata()) {
+            Ok(min) if min > inner.store_revision() => {
+                let inner = inner.clone();
+                Either::Right(Box::pin(async move {
+                    answer(inner.verdict_at_least(min, request.get_ref()).await)
+                }))
+            }
+            Ok(_) => Either::Left(ready(answer(inner.verdict(request.get_ref())))),
+            Err(reason) => Either::Left(ready(answer(inner.unreadable(reason)))),
+        }
     }
 }

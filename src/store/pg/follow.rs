@@ -3,7 +3,8 @@
 //!
 //! `LISTEN tilgang_changes` is only a wake-up (a notification sent while we
 //! were disconnected is lost), so the follower catches up from its cursor on
-//! every notification, on every [`POLL`], and when asked ([`Freshness::kick`]).
+//! every notification, on every [`POLL`], and when a caller waits for a
+//! revision it does not have (`SnapshotStore::at_least`).
 //! A catch-up reads the store revision `r` first, then the changes in
 //! `(cursor, r]`: writes commit one at a time in revision order
 //! (`schema`), so all of those are committed and visible, and there must be
@@ -23,7 +24,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, TryStreamExt};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_postgres::binary_copy::BinaryCopyOutStream;
 use tokio_postgres::types::Type;
 use tokio_postgres::{AsyncMessage, Client};
@@ -58,17 +59,9 @@ pub struct Freshness {
     connected: AtomicBool,
     /// When a catch-up last succeeded (`None`: never).
     synced: Mutex<Option<Instant>>,
-    kick: Notify,
+    /// Becomes `true` with the first snapshot loaded (health waits for it).
+    loaded: watch::Sender<bool>,
     max_staleness: Option<Duration>,
-}
-
-/// A minimum revision not reached in time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("store revision {wanted} not reached within {waited:?}; this replica is at {at}")]
-pub struct Behind {
-    pub wanted: u64,
-    pub at: u64,
-    pub waited: Duration,
 }
 
 impl Freshness {
@@ -77,7 +70,7 @@ impl Freshness {
             applied: watch::Sender::new(0),
             connected: AtomicBool::new(false),
             synced: Mutex::new(None),
-            kick: Notify::new(),
+            loaded: watch::Sender::new(false),
             max_staleness,
         })
     }
@@ -120,31 +113,25 @@ impl Freshness {
         }
     }
 
-    /// Ask the follower to catch up now.
-    pub fn kick(&self) {
-        self.kick.notify_one();
+    /// `true` once the first snapshot is loaded, and ever after (a stale
+    /// replica still serves: `--max-staleness` withholds its delegations).
+    pub fn subscribe_loaded(&self) -> watch::Receiver<bool> {
+        self.loaded.subscribe()
     }
 
-    /// Wait until the snapshot is at store revision `wanted` or later,
-    /// asking the follower to catch up; at most `within`.
-    pub async fn wait_for(&self, wanted: u64, within: Duration) -> Result<(), Behind> {
-        if self.revision() >= wanted {
-            return Ok(());
-        }
-        self.kick();
-        let mut rx = self.applied.subscribe();
-        match tokio::time::timeout(within, rx.wait_for(|r| *r >= wanted)).await {
-            Ok(Ok(_)) => Ok(()),
-            _ => Err(Behind {
-                wanted,
-                at: self.revision(),
-                waited: within,
-            }),
-        }
+    /// The longest a snapshot may go without a sync (`None`: forever).
+    pub fn max_staleness(&self) -> Option<Duration> {
+        self.max_staleness
     }
 
     fn mark_synced(&self) {
         *self.synced.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    /// After the first full load has been published.
+    fn mark_loaded(&self) {
+        self.loaded
+            .send_if_modified(|l| !std::mem::replace(l, true));
     }
 }
 
@@ -153,6 +140,9 @@ pub struct Follower {
     pub config: StoreConfig,
     pub snapshots: Arc<SnapshotStore>,
     pub freshness: Arc<Freshness>,
+    /// Apply pending schema migrations on each connect (`serve --migrate`)
+    /// instead of refusing an old schema.
+    pub migrate: bool,
 }
 
 /// What a session ended with.
@@ -236,7 +226,14 @@ impl Follower {
             }
         });
         let _driver = AbortOnDrop(driver);
-        schema::check(&client).await?;
+        if self.migrate {
+            let m = schema::migrate(&mut client).await?;
+            for a in &m.applied {
+                tracing::info!(migration = %a, "applied a schema migration (--migrate)");
+            }
+        } else {
+            schema::check(&client).await?;
+        }
         // Before the first read: a change committed after it wakes us.
         client
             .batch_execute(&format!("LISTEN {CHANNEL}"))
@@ -258,7 +255,7 @@ impl Follower {
                     Some(Wake::Lost(reason)) => return Err(PgError::Lost { reason }),
                     None => return Err(PgError::Lost { reason: "connection driver ended".into() }),
                 },
-                () = self.freshness.kick.notified() => {}
+                () = self.snapshots.catch_up_wanted() => {}
                 () = tokio::time::sleep(POLL) => {}
             }
             self.catch_up(&mut client).await?;
@@ -377,6 +374,7 @@ impl Follower {
         w.publish(next);
         drop(w);
         self.freshness.applied.send_replace(revision);
+        self.freshness.mark_loaded();
         tracing::info!(
             revision,
             delegations = count,

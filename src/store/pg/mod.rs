@@ -22,11 +22,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use connect::StoreConfig;
-pub use follow::{Behind, Follower, Freshness};
-pub use write::Written;
+pub use follow::{Follower, Freshness};
+use std::collections::BTreeSet;
 
-use super::StoreError;
-use super::audit::RefusalRecord;
+use super::audit::{Actor, RefusalRecord};
+use super::{Backend, DelegationView, Revoked, StoreError, Written};
+use crate::ids::{OrgNumber, RightId, UndoToken};
 use crate::snapshot::{Snapshot, SnapshotStore};
 
 /// What went wrong with the shared store, in its own terms.
@@ -88,13 +89,18 @@ impl PgError {
 }
 
 impl From<PgError> for StoreError {
+    /// The store away is [`StoreError::Unavailable`] (nothing was written:
+    /// an uncommitted transaction leaves nothing); a commit nobody confirmed
+    /// is [`StoreError::CommitUnknown`]; a statement the server refused is a
+    /// storage error.
     fn from(e: PgError) -> Self {
-        let kind = if e.unreachable() {
-            std::io::ErrorKind::NotConnected
-        } else {
-            std::io::ErrorKind::Other
-        };
-        StoreError::Storage(std::io::Error::new(kind, e.to_string()))
+        match e {
+            PgError::Commit { reason } => StoreError::CommitUnknown { reason },
+            e if e.unreachable() => StoreError::Unavailable {
+                reason: e.to_string(),
+            },
+            e => StoreError::Storage(std::io::Error::other(e.to_string())),
+        }
     }
 }
 
@@ -160,10 +166,6 @@ impl PgStore {
         })
     }
 
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshots.load()
-    }
-
     pub fn freshness(&self) -> &Arc<Freshness> {
         &self.freshness
     }
@@ -178,7 +180,7 @@ impl PgStore {
     }
 
     /// Put a refused call on record, in the store's audit log. Blocking.
-    pub fn record_refusal(&self, record: &RefusalRecord) -> Result<(), StoreError> {
+    fn put_refusal(&self, record: &RefusalRecord) -> Result<(), StoreError> {
         self.runtime.block_on(async {
             let client = self.client().await?;
             let json = serde_json::to_string(record).map_err(std::io::Error::other)?;
@@ -193,7 +195,7 @@ impl PgStore {
     /// Remove undo records that expired more than the retention ago, and
     /// change-feed entries older than [`FEED_RETENTION`] (a follower
     /// further behind reloads everything). Blocking.
-    pub fn prune(&self) -> Result<(u64, u64), StoreError> {
+    fn prune_now(&self) -> Result<(u64, u64), StoreError> {
         self.runtime.block_on(async {
             let mut client = self.client().await?;
             let retention =
@@ -242,3 +244,53 @@ impl PgStore {
 /// How long the change feed keeps a change: a follower disconnected longer
 /// than this reloads everything when it comes back.
 pub const FEED_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+impl Backend for PgStore {
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshots.load()
+    }
+
+    fn delegate(
+        &self,
+        owner: OrgNumber,
+        supplier: OrgNumber,
+        rights: BTreeSet<RightId>,
+        by: Actor<'_>,
+    ) -> Result<Written<DelegationView>, StoreError> {
+        PgStore::delegate(self, owner, supplier, rights, by)
+    }
+
+    fn revoke(
+        &self,
+        owner: OrgNumber,
+        supplier: OrgNumber,
+        rights: BTreeSet<RightId>,
+        by: Actor<'_>,
+    ) -> Result<Written<Revoked>, StoreError> {
+        PgStore::revoke(self, owner, supplier, rights, by)
+    }
+
+    fn undo(
+        &self,
+        token: &UndoToken,
+        by: Actor<'_>,
+    ) -> Result<Written<DelegationView>, StoreError> {
+        PgStore::undo(self, token, by)
+    }
+
+    fn record_refusal(&self, record: &RefusalRecord) -> Result<(), StoreError> {
+        self.put_refusal(record)
+    }
+
+    fn prune(&self) -> Result<(), StoreError> {
+        let (undo, changes) = self.prune_now()?;
+        if undo + changes > 0 {
+            tracing::info!(
+                undo_records = undo,
+                feed_entries = changes,
+                "pruned the store"
+            );
+        }
+        Ok(())
+    }
+}

@@ -23,30 +23,22 @@ use crate::store::audit::{Actor, AuditRecord, Change};
 use crate::store::authorize::{authorize, roles_usable};
 use crate::store::entries::{Entries, Entry, grant, ids};
 use crate::store::undo::UndoRecord;
-use crate::store::{DelegationView, Revoked, StoreError, now, rfc3339};
+use crate::store::{DelegationView, Revoked, StoreError, Written, now, rfc3339};
 
 /// How long a write waits for this replica to apply it before answering
 /// anyway (it is committed either way).
 const READ_YOUR_WRITE: Duration = Duration::from_secs(2);
 
-/// A write that committed: what it returns, and the revision it made.
-#[derive(Debug)]
-pub struct Written<T> {
-    pub value: T,
-    pub revision: u64,
-}
-
 impl PgStore {
     /// Give `supplier` the `rights` (added to what it holds).
-    pub fn delegate(
+    pub(super) fn delegate(
         &self,
         owner: OrgNumber,
         supplier: OrgNumber,
-        rights: &[RightId],
+        rights: BTreeSet<RightId>,
         by: Actor<'_>,
     ) -> Result<Written<DelegationView>, StoreError> {
-        let rights = self.checked_rights(&owner, &supplier, rights, true)?;
-        authorize(&self.snapshot(), by.person, &owner)?;
+        authorize(&self.snapshots.load(), by.person, &owner)?;
         self.runtime.block_on(async {
             let mut client = self.client().await?;
             let tx = begin(&mut client).await?;
@@ -69,15 +61,14 @@ impl PgStore {
     }
 
     /// Take `rights` (all, when empty) from `supplier`. Returns an undo token.
-    pub fn revoke(
+    pub(super) fn revoke(
         &self,
         owner: OrgNumber,
         supplier: OrgNumber,
-        rights: &[RightId],
+        requested: BTreeSet<RightId>,
         by: Actor<'_>,
     ) -> Result<Written<Revoked>, StoreError> {
-        let requested = self.checked_rights(&owner, &supplier, rights, false)?;
-        authorize(&self.snapshot(), by.person, &owner)?;
+        authorize(&self.snapshots.load(), by.person, &owner)?;
         let token = UndoToken::generate()?;
         self.runtime.block_on(async {
             let mut client = self.client().await?;
@@ -162,7 +153,7 @@ impl PgStore {
     /// Restore exactly what the revocation behind `token` removed, once. The
     /// same answers as the file store's (`UnknownToken` to anyone who may
     /// not use the token, whatever the reason).
-    pub fn undo(
+    pub(super) fn undo(
         &self,
         token: &UndoToken,
         by: Actor<'_>,
@@ -172,7 +163,7 @@ impl PgStore {
             token: token.clone(),
             actor: actor.clone(),
         };
-        roles_usable(&self.snapshot())?;
+        roles_usable(&self.snapshots.load())?;
         self.runtime.block_on(async {
             let mut client = self.client().await?;
             let tx = begin(&mut client).await?;
@@ -184,7 +175,7 @@ impl PgStore {
                 tracing::error!(%token, "undo record names no valid pair; answering that the token is unknown");
                 return Err(unknown());
             };
-            match authorize(&self.snapshot(), actor, &owner) {
+            match authorize(&self.snapshots.load(), actor, &owner) {
                 Err(e @ StoreError::Forbidden { .. }) => {
                     tracing::info!(%actor, %owner, reason = %e, "undo refused as an unknown token");
                     return Err(unknown());
@@ -203,7 +194,7 @@ impl PgStore {
                     at: record.expires_at.clone(),
                 });
             }
-            let snap = self.snapshot();
+            let snap = self.snapshots.load();
             let restored: BTreeSet<RightId> = record
                 .rights
                 .iter()
@@ -237,33 +228,6 @@ impl PgStore {
         })
     }
 
-    /// The requested rights, checked as the file store checks them.
-    fn checked_rights(
-        &self,
-        owner: &OrgNumber,
-        supplier: &OrgNumber,
-        rights: &[RightId],
-        at_least_one: bool,
-    ) -> Result<BTreeSet<RightId>, StoreError> {
-        if owner == supplier {
-            return Err(StoreError::SameParty { org: *owner });
-        }
-        let snap = self.snapshot();
-        let catalogue = &snap.policies.catalogue;
-        if at_least_one && rights.is_empty() {
-            return Err(StoreError::NoRights {
-                known: catalogue.known_ids(),
-            });
-        }
-        if let Some(r) = rights.iter().find(|r| catalogue.get(r).is_none()) {
-            return Err(StoreError::UnknownRight {
-                right: r.clone(),
-                known: catalogue.known_ids(),
-            });
-        }
-        Ok(rights.iter().cloned().collect())
-    }
-
     /// Write the pair's new state (`None`: removed), checked against the
     /// policies in force first (what is written must load), and its
     /// change-feed entry.
@@ -295,7 +259,7 @@ impl PgStore {
         let rights = ids(&e.rights);
         let extra =
             (!e.extra.is_empty()).then(|| serde_json::Value::Object(e.extra.clone()).to_string());
-        let snap = self.snapshot();
+        let snap = self.snapshots.load();
         record_from_parts(
             &format!("{owner}/{supplier}"),
             o,
@@ -359,7 +323,7 @@ impl PgStore {
         let Some(e) = entry else {
             return DelegationView::empty(*owner, *supplier);
         };
-        let snap = self.snapshot();
+        let snap = self.snapshots.load();
         let rights: crate::snapshot::RightSet = e.rights.iter().cloned().collect();
         DelegationView {
             owner: *owner,
@@ -374,8 +338,12 @@ impl PgStore {
 
     /// Wait, briefly, for this replica to apply `revision`.
     async fn settle(&self, revision: u64) {
-        if let Err(behind) = self.freshness.wait_for(revision, READ_YOUR_WRITE).await {
-            tracing::warn!(error = %behind, "a committed write is not yet in this replica's snapshot");
+        if let Err(behind) = self.snapshots.at_least(revision, READ_YOUR_WRITE).await {
+            tracing::warn!(
+                wanted = behind.wanted,
+                have = behind.have,
+                "a committed write is not yet in this replica's snapshot"
+            );
         }
     }
 

@@ -11,9 +11,18 @@ pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; char
 pub const PROMETHEUS_TEXT: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// What a scrape sees: the counters and the current snapshot.
-#[derive(Debug)]
 pub struct Exposition {
     registry: Registry,
+    store: Option<StoreProbe>,
+}
+
+impl std::fmt::Debug for Exposition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exposition")
+            .field("registry", &self.registry)
+            .field("store", &self.store.is_some())
+            .finish()
+    }
 }
 
 impl Exposition {
@@ -29,13 +38,47 @@ impl Exposition {
         snapshots: Arc<SnapshotStore>,
         tls: Vec<(&'static str, Arc<ServerTls>)>,
     ) -> Self {
+        Self::with_store(metrics, snapshots, tls, None)
+    }
+
+    /// With the shared store's status too (`tilgang_store_*`, and `/health`).
+    pub fn with_store(
+        metrics: Arc<Metrics>,
+        snapshots: Arc<SnapshotStore>,
+        tls: Vec<(&'static str, Arc<ServerTls>)>,
+        store: Option<StoreProbe>,
+    ) -> Self {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(Scrape {
             metrics,
             snapshots,
             tls,
+            store: store.clone(),
         }));
-        Self { registry }
+        Self { registry, store }
+    }
+
+    /// `GET /health`: whether this replica serves (`false` only while the
+    /// shared store's first snapshot is not loaded: a stale replica still
+    /// serves, and says so), and the details as JSON.
+    pub fn health(&self) -> (bool, String) {
+        #[derive(serde::Serialize)]
+        struct Health {
+            status: &'static str,
+            backend: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            store: Option<StoreStatus>,
+        }
+        let store = self.store.as_ref().map(|probe| probe());
+        let serving = store.as_ref().is_none_or(|s| s.loaded);
+        let h = Health {
+            status: if serving { "serving" } else { "not_serving" },
+            backend: if store.is_some() { "postgres" } else { "files" },
+            store,
+        };
+        let mut body = serde_json::to_string(&h).unwrap_or_else(|_| "{}".into());
+        body.push('\n');
+        (serving, body)
     }
 
     /// The exposition and its content type: OpenMetrics when the scraper's
@@ -54,11 +97,17 @@ impl Exposition {
 }
 
 /// Encodes everything on each scrape.
-#[derive(Debug)]
 struct Scrape {
     metrics: Arc<Metrics>,
     snapshots: Arc<SnapshotStore>,
     tls: Vec<(&'static str, Arc<ServerTls>)>,
+    store: Option<StoreProbe>,
+}
+
+impl std::fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scrape").finish_non_exhaustive()
+    }
 }
 
 type Fmt = Result<(), std::fmt::Error>;
@@ -161,6 +210,9 @@ impl Collector for Scrape {
         )?;
         if !self.tls.is_empty() {
             self.encode_tls(&mut enc)?;
+        }
+        if let Some(probe) = &self.store {
+            encode_store(&mut enc, &probe())?;
         }
         counter(
             &mut enc,
@@ -279,6 +331,40 @@ impl Scrape {
         }
         Ok(())
     }
+}
+
+/// The shared store's follower: revision, staleness, connection.
+fn encode_store(enc: &mut DescriptorEncoder, s: &StoreStatus) -> Fmt {
+    gauge(
+        enc,
+        "tilgang_store_revision",
+        "The shared store's revision this replica decides at.",
+        None,
+        i64::try_from(s.revision).unwrap_or(i64::MAX),
+    )?;
+    if let Some(staleness) = s.staleness_seconds {
+        gauge(
+            enc,
+            "tilgang_store_staleness",
+            "Seconds since the last successful sync with the shared store (absent before the first). Past --max-staleness, decisions use no delegations.",
+            Some(&Unit::Seconds),
+            staleness,
+        )?;
+    }
+    gauge(
+        enc,
+        "tilgang_store_connected",
+        "1 while the follower holds a live connection to the shared store.",
+        None,
+        i64::from(s.connected),
+    )?;
+    gauge(
+        enc,
+        "tilgang_store_withheld",
+        "1 while decisions use no delegations: nothing loaded from the shared store yet, or no sync for longer than --max-staleness.",
+        None,
+        i64::from(s.withheld.is_some()),
+    )
 }
 
 /// The standard process metrics (the names every Prometheus client library

@@ -24,8 +24,28 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::engine::Decision;
 use crate::snapshot::SnapshotStore;
-use crate::store::StoreError;
 use crate::tls::ServerTls;
+
+/// How current the shared store's snapshot is, as a scrape or `/health`
+/// reads it (the sidecar builds it from the store's follower).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StoreStatus {
+    /// The store revision decisions are made at.
+    pub revision: u64,
+    /// Whether the follower holds a live connection to the store.
+    pub connected: bool,
+    /// Whether the first snapshot has been loaded.
+    pub loaded: bool,
+    /// Seconds since the last successful sync (`None`: none yet).
+    pub staleness_seconds: Option<f64>,
+    /// `--max-staleness` (`None`: never).
+    pub max_staleness_seconds: Option<u64>,
+    /// Why decisions use no delegations now, if they do not.
+    pub withheld: Option<String>,
+}
+
+/// Reads the store's status at scrape time.
+pub type StoreProbe = Arc<dyn Fn() -> StoreStatus + Send + Sync>;
 
 /// Declares a label enum: its variants, their label values, and `ALL` in
 /// index order, so arrays of counters can be indexed by it.
@@ -115,8 +135,8 @@ label_enum! {
 }
 
 label_enum! {
-    /// How an admin write ended: the `result` label. Groups the
-    /// [`StoreError`] variants by what an operator does about them.
+    /// How an admin write ended: the `result` label. Groups the store's
+    /// errors by what an operator does about them (`telemetry` maps them).
     AdminResult {
         Ok => "ok",
         /// A malformed field, an unknown right, no rights, owner = supplier:
@@ -135,6 +155,9 @@ label_enum! {
         DataError => "data_error",
         /// Reading or writing failed; nothing took effect.
         Storage => "storage",
+        /// The shared store (PostgreSQL) was away, or this replica was behind;
+        /// nothing took effect.
+        Unavailable => "unavailable",
         /// The change took effect but its audit line or durability failed.
         Incomplete => "incomplete",
         /// The write task panicked or was cancelled.
@@ -165,32 +188,6 @@ impl AdminKind {
 
     pub fn is_write(self) -> bool {
         Self::WRITES.contains(&self)
-    }
-}
-
-impl AdminResult {
-    /// The group a store error falls in, and the refusal reason when it is a
-    /// refusal. Every variant is named, so a new one must be placed here.
-    pub fn of(e: &StoreError) -> (Self, Option<Refusal>) {
-        match e {
-            StoreError::UnknownRight { .. }
-            | StoreError::NoRights { .. }
-            | StoreError::SameParty { .. } => (Self::Invalid, None),
-            StoreError::Forbidden { .. } => (Self::Refused, Some(Refusal::Forbidden)),
-            StoreError::UnknownToken { .. } => (Self::Refused, Some(Refusal::UnknownToken)),
-            StoreError::RolesInvalid(_) => (Self::Refused, Some(Refusal::RolesInvalid)),
-            StoreError::NothingDelegated { .. } | StoreError::NotDelegated { .. } => {
-                (Self::NotFound, None)
-            }
-            StoreError::TokenUsed { .. }
-            | StoreError::TokenExpired { .. }
-            | StoreError::NothingToRestore { .. }
-            | StoreError::DoesNotFitPolicies(_)
-            | StoreError::ConcurrentEdit { .. } => (Self::Conflict, None),
-            StoreError::CorruptFile(_) | StoreError::Symlink(_) => (Self::DataError, None),
-            StoreError::Storage(_) => (Self::Storage, None),
-            StoreError::InEffect { .. } => (Self::Incomplete, None),
-        }
     }
 }
 

@@ -226,7 +226,7 @@ pub(super) async fn confirm_submit(
                 supplier,
                 kind: ReceiptKind::Given {
                     given: known,
-                    now_held: view.rights,
+                    now_held: view.value.rights,
                 },
             };
             let gone: Vec<String> = gone.iter().map(|r| r.to_string()).collect();

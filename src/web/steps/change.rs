@@ -161,8 +161,8 @@ pub(super) async fn edit_submit(
                 supplier,
                 kind: ReceiptKind::Removed {
                     removed,
-                    undo: revoked.undo_token,
-                    undo_until: revoked.undo_expires_at,
+                    undo: revoked.value.undo_token,
+                    undo_until: revoked.value.undo_expires_at,
                 },
             };
             let key = web

@@ -32,7 +32,7 @@ use crate::catalogue::Right;
 use crate::ids::{IdError, OrgNumber, PersonId, RightId};
 use crate::store::audit::{Actor, ActorAuth, Channel, RefusalRecord};
 use crate::store::{DelegationStore, DelegationView, ListFilter, Position, StoreError};
-use crate::telemetry::metrics::{AdminKind, AdminResult};
+use crate::telemetry::metrics::AdminKind;
 use crate::telemetry::{AdminFailure, Who};
 use account::{
     choose_org, choose_org_page, login_dev, login_page, logout, oidc_callback, oidc_login,

@@ -335,7 +335,7 @@ impl Web {
             Ok(Err(e)) => {
                 let failure = AdminFailure::Store(&e);
                 self.telemetry.admin_failed(kind, who, failure);
-                if let (_, Some(reason)) = AdminResult::of(&e)
+                if let (_, Some(reason)) = crate::telemetry::admin_result(&e)
                     && let Some(not_recorded_before) = self.store.admit_refusal(false)
                 {
                     let record = RefusalRecord {
