@@ -45,7 +45,9 @@ pub struct Config {
     pub policies: PolicySource,
     pub data: PathBuf,
     pub listen: String,
-    pub admin_listen: String,
+    /// `None` (`--admin-listen off`): no admin listener, as on a gateway
+    /// replica whose writes would go to the shared store.
+    pub admin_listen: Option<String>,
     /// Where `GET /metrics` is served; `None`: not served.
     pub metrics_listen: Option<String>,
     pub metrics_limits: MetricsLimits,
@@ -120,7 +122,7 @@ impl Config {
             policies,
             data,
             listen: "127.0.0.1:0".into(),
-            admin_listen: "127.0.0.1:0".into(),
+            admin_listen: Some("127.0.0.1:0".into()),
             metrics_listen: Some("127.0.0.1:0".into()),
             metrics_limits: MetricsLimits::DEFAULT,
             decision_log: None,
@@ -191,7 +193,8 @@ pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Star
 /// A running sidecar.
 pub struct Sidecar {
     pub gateway_addr: SocketAddr,
-    pub admin_addr: SocketAddr,
+    /// Where the admin API is served, when it is.
+    pub admin_addr: Option<SocketAddr>,
     /// Where `/metrics` is served, when it is.
     pub metrics_addr: Option<SocketAddr>,
     /// Where the owner's web page is served, when it is.
@@ -344,17 +347,28 @@ impl Sidecar {
         let gateway = TcpListener::bind(&cfg.listen)
             .await
             .map_err(io(format!("binding `--listen {}`", cfg.listen)))?;
-        let admin = TcpListener::bind(&cfg.admin_listen)
-            .await
-            .map_err(io(format!("binding `--admin-listen {}`", cfg.admin_listen)))?;
+        let admin = match &cfg.admin_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(io(format!("binding `--admin-listen {addr}`")))?,
+            ),
+            None => None,
+        };
         let gateway_addr = gateway.local_addr().map_err(io("gateway address"))?;
-        let admin_addr = admin.local_addr().map_err(io("admin address"))?;
+        let admin_addr = admin
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()
+            .map_err(io("admin address"))?;
         // Bound where the check resolved: a name may resolve anew.
-        if admin_auth.is_development() && !admin_addr.ip().is_loopback() {
+        if let (Some(addr), Some(listen)) = (admin_addr, &cfg.admin_listen)
+            && admin_auth.is_development()
+            && !addr.ip().is_loopback()
+        {
             return Err(StartError::Config(format!(
-                "`--admin-listen {}` bound {admin_addr}, not a loopback address; refusing \
-                 development mode there (see --admin-jwks)",
-                cfg.admin_listen
+                "`--admin-listen {listen}` bound {addr}, not a loopback address; refusing \
+                 development mode there (see --admin-jwks)"
             )));
         }
         let metrics_tcp = match &cfg.metrics_listen {
@@ -375,6 +389,7 @@ impl Sidecar {
             None => None,
         };
         let web_addr = web.as_ref().map(|(_, addr, _, _)| *addr);
+        let admin_shown = admin_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
         let web_tls = web.as_ref().and_then(|(_, _, _, tls)| tls.clone());
 
         let watch_handle = watcher::spawn(reloader.clone(), cfg.debounce, cfg.rescan)?;
@@ -409,15 +424,17 @@ impl Sidecar {
                 telemetry.clone(),
                 signal(rx.clone()),
             )),
-            tokio::spawn(server::serve_admin(
+            tokio::spawn(prune_undo_records(store.clone(), signal(rx.clone()))),
+        ];
+        if let Some(admin) = admin {
+            tasks.push(tokio::spawn(server::serve_admin(
                 listener(admin, &admin_tls, connection_limits.admin, admin_shares),
                 store.clone(),
                 admin_auth,
                 telemetry.clone(),
                 signal(rx.clone()),
-            )),
-            tokio::spawn(prune_undo_records(store.clone(), signal(rx.clone()))),
-        ];
+            )));
+        }
         if let (Some(shared), Some(freshness)) = (&cfg.store, &freshness) {
             tracing::info!(
                 store = %shared.config,
@@ -484,7 +501,7 @@ impl Sidecar {
         }
         let shown = metrics_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
         let web_shown = web_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
-        tracing::info!(%gateway_addr, %admin_addr, metrics_addr = %shown, web_addr = %web_shown, "serving");
+        tracing::info!(%gateway_addr, admin_addr = %admin_shown, metrics_addr = %shown, web_addr = %web_shown, "serving");
         Ok(Self {
             gateway_addr,
             admin_addr,

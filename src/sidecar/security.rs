@@ -83,12 +83,12 @@ pub(super) async fn admin_auth(cfg: &Config) -> Result<AdminAuth, StartError> {
         }
         return Ok(auth);
     }
-    let addrs = tokio::net::lookup_host(&cfg.admin_listen)
+    let Some(listen) = &cfg.admin_listen else {
+        return Ok(auth);
+    };
+    let addrs = tokio::net::lookup_host(listen)
         .await
-        .map_err(io(format!(
-            "resolving `--admin-listen {}`",
-            cfg.admin_listen
-        )))?;
+        .map_err(io(format!("resolving `--admin-listen {listen}`")))?;
     if let Some(a) = addrs.into_iter().find(|a| !a.ip().is_loopback()) {
         return Err(StartError::Config(format!(
             "refusing to serve the admin listener on `{}` ({a}, not a loopback address) \
@@ -96,11 +96,11 @@ pub(super) async fn admin_auth(cfg: &Config) -> Result<AdminAuth, StartError> {
              trusted as written, which only a loopback address keeps to this host. \
              Give --admin-jwks FILE (the ID-porten keys) or --admin-client-identities \
              FILE to authenticate admin callers, or listen on 127.0.0.1",
-            cfg.admin_listen
+            listen
         )));
     }
     tracing::warn!(
-        admin_listen = %cfg.admin_listen,
+        admin_listen = %listen,
         "admin listener in development mode (no --admin-jwks): the `actor` of every admin \
          call is trusted as written, and the audit log marks it unverified"
     );

@@ -131,7 +131,7 @@ async fn health_and_reflection_are_served() {
     let s = TestServer::start().await;
     for (addr, service) in [
         (s.sidecar.gateway_addr, "tilgang.v1.Authorizer"),
-        (s.sidecar.admin_addr, "tilgang.v1.Delegations"),
+        (s.sidecar.admin_addr.unwrap(), "tilgang.v1.Delegations"),
     ] {
         let url = format!("http://{addr}");
         let channel = tonic::transport::Channel::from_shared(url)
@@ -305,7 +305,7 @@ async fn undecodable_requests_are_invalid_argument_on_both_listeners() {
     use prost::Message as _;
     let s = TestServer::start().await;
     let gateway = s.sidecar.gateway_addr;
-    let admin = s.sidecar.admin_addr;
+    let admin = s.sidecar.admin_addr.unwrap();
     let is_authorized = "/tilgang.v1.Authorizer/IsAuthorized";
 
     // The raw path works: hand-encoded valid bytes get an answer.

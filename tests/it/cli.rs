@@ -244,7 +244,7 @@ fn serve_refuses_to_start_on_invalid_files() {
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_client_subcommands() {
     let s = TestServer::start().await;
-    let addr = s.sidecar.admin_addr.to_string();
+    let addr = s.sidecar.admin_addr.unwrap().to_string();
     let run = |args: Vec<String>| {
         let mut c = tilgang();
         c.env("TILGANG_ADMIN_ADDR", &addr).args(args);
@@ -334,7 +334,7 @@ async fn admin_client_subcommands() {
     let (code, _, _) = run(v(&[
         "rights",
         "--admin-addr",
-        &format!("http://{}", s.sidecar.admin_addr),
+        &format!("http://{}", s.sidecar.admin_addr.unwrap()),
     ]))
     .await;
     assert_eq!(code, 0);
@@ -504,7 +504,7 @@ fn a_closed_stdout_ends_offline_subcommands_quietly_with_their_exit_code() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_closed_stdout_ends_admin_subcommands_quietly() {
     let s = TestServer::start().await;
-    let addr = s.sidecar.admin_addr.to_string();
+    let addr = s.sidecar.admin_addr.unwrap().to_string();
     let run = |args: &[&str]| {
         let mut c = tilgang();
         c.env("TILGANG_ADMIN_ADDR", &addr).args(args);

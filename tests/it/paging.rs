@@ -418,7 +418,7 @@ fn tilgang(admin: &str, args: &[&str]) -> (i32, String, String) {
 async fn the_cli_prints_every_page() {
     let suppliers = org_numbers(50_000_000, 2500);
     let s = server_with(&suppliers).await;
-    let addr = s.sidecar.admin_addr.to_string();
+    let addr = s.sidecar.admin_addr.unwrap().to_string();
     let run = |args: &'static [&'static str]| {
         let addr = addr.clone();
         async move {

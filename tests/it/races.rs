@@ -115,10 +115,50 @@ struct Tally {
     revisions: std::collections::BTreeSet<String>,
 }
 
+/// Rounds a race may take to be judged. A loaded machine can hold the
+/// writer up past what tilgang promises; such a round proves nothing either
+/// way, so it is run again, and a test none of whose rounds could be judged
+/// fails rather than passing silently.
+const ATTEMPTS: usize = 3;
+
+/// [`race_once`] until a round can be judged (see [`ATTEMPTS`]); that
+/// round's tally.
+async fn race(
+    s: &TestServer,
+    path: std::path::PathBuf,
+    a: String,
+    b: String,
+    split_at: usize,
+    question: tilgang::proto::IsAuthorizedRequest,
+    right: fn(&IsAuthorizedResponse) -> bool,
+) -> Tally {
+    for attempt in 1..=ATTEMPTS {
+        let t = race_once(
+            s,
+            path.clone(),
+            a.clone(),
+            b.clone(),
+            split_at,
+            question.clone(),
+            right,
+        )
+        .await;
+        if judged(&t) {
+            return t;
+        }
+        eprintln!("round {attempt} of {ATTEMPTS} could not be judged; running it again");
+    }
+    panic!(
+        "none of {ATTEMPTS} rounds could be judged: the machine held the writer up past \
+         the {:?} covered every time, so the race proved nothing",
+        covered()
+    );
+}
+
 /// Alternate `path` between `a` and `b` with in-place saves while three
 /// clients keep asking `question`; `right` says whether an answer is one that
 /// both contents give. `a` must already be in effect.
-async fn race(
+async fn race_once(
     s: &TestServer,
     path: std::path::PathBuf,
     a: String,
@@ -206,9 +246,6 @@ fn judged(t: &Tally) -> bool {
 
 fn assert_clean(t: &Tally) {
     assert!(t.answers > t.saves, "the clients kept asking throughout");
-    if !judged(t) {
-        return;
-    }
     assert!(
         t.wrong.is_empty(),
         "{} of {} answers came from a partial file, e.g. {}",
@@ -357,9 +394,7 @@ async fn roles_saved_in_place_never_refuse_an_admin_write() {
     stop.store(true, Ordering::Relaxed);
     let writes = writer.await.unwrap();
     println!("admin writes during the roles.json saves: {writes:?}");
-    if judged(&t) {
-        assert!(writes.unwrap() > 0);
-    }
+    assert!(writes.unwrap() > 0);
     assert_clean(&t);
     s.stop().await;
 }

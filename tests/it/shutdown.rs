@@ -122,7 +122,7 @@ async fn sidecar_shutdown_honours_the_grace_on_both_listeners() {
     let grace = Duration::from_millis(500);
     let s = TestServer::start_in(Workdir::new(), |c| c.limits.shutdown_grace = grace).await;
     let mut gateway = h2_connect(s.sidecar.gateway_addr).await;
-    let mut admin = h2_connect(s.sidecar.admin_addr).await;
+    let mut admin = h2_connect(s.sidecar.admin_addr.unwrap()).await;
     let mut watches = vec![
         ("gateway overall", Watch::start(&mut gateway, "").await),
         (

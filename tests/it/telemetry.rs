@@ -691,7 +691,7 @@ async fn reflection_v1alpha_lists_each_listeners_services() {
             "tilgang.v1.Delegations",
         ),
         (
-            s.sidecar.admin_addr,
+            s.sidecar.admin_addr.unwrap(),
             "tilgang.v1.Delegations",
             "tilgang.v1.Authorizer",
         ),

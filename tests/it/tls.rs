@@ -56,7 +56,7 @@ async fn both_listeners_serve_tls_and_plaintext_clients_get_nothing() {
         c.admin_tls = Some(admin);
     })
     .await;
-    let (g, a) = (s.sidecar.gateway_addr, s.sidecar.admin_addr);
+    let (g, a) = (s.sidecar.gateway_addr, s.sidecar.admin_addr.unwrap());
 
     assert_eq!(gateway_answers(g, ca.client(None)).await, Ok(true));
     assert_eq!(admin_answers(a, ca.client(None)).await, Ok(2));
@@ -107,7 +107,7 @@ async fn with_a_client_ca_only_clients_with_its_certificates_get_in() {
         c.admin_tls = Some(admin);
     })
     .await;
-    let (g, a) = (s.sidecar.gateway_addr, s.sidecar.admin_addr);
+    let (g, a) = (s.sidecar.gateway_addr, s.sidecar.admin_addr.unwrap());
     let ours = clients.issue(&["gateway.example"]);
     let theirs = other.issue(&["gateway.example"]);
 
@@ -269,10 +269,10 @@ async fn client_certificates_map_to_persons_and_services() {
         c.admin_tls = Some(admin);
         c.admin_clients = Some(identities);
         // Authenticated by certificates alone, so not bound to loopback.
-        c.admin_listen = "0.0.0.0:0".into();
+        c.admin_listen = Some("0.0.0.0:0".into());
     })
     .await;
-    let a = std::net::SocketAddr::from(([127, 0, 0, 1], s.sidecar.admin_addr.port()));
+    let a = std::net::SocketAddr::from(([127, 0, 0, 1], s.sidecar.admin_addr.unwrap().port()));
     let portal = clients.issue_uri("spiffe://cluster.local/ns/altinn/sa/portal");
     let ops = clients.issue(&["ops.tilgang.example"]);
     let unknown = clients.issue(&["someone.example"]);

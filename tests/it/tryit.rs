@@ -163,7 +163,7 @@ async fn delegations_show_names_from_the_entity_register() {
         c.args(["delegations", "--owner", OWNER])
             .arg("--organizations")
             .arg(&register)
-            .args(["--admin-addr", &s.sidecar.admin_addr.to_string()]);
+            .args(["--admin-addr", &s.sidecar.admin_addr.unwrap().to_string()]);
         if json {
             c.arg("--json");
         }

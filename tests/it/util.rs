@@ -133,7 +133,7 @@ impl TestServer {
     }
 
     pub async fn admin(&self) -> DelegationsClient<Channel> {
-        DelegationsClient::connect(format!("http://{}", self.sidecar.admin_addr))
+        DelegationsClient::connect(format!("http://{}", self.sidecar.admin_addr.unwrap()))
             .await
             .unwrap()
     }

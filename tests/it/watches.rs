@@ -69,15 +69,16 @@ async fn watches_and_idle_connections_cannot_wedge_either_listener() {
         (l.max_watch_streams, l.admin_max_watch_streams) = (3, 3);
     })
     .await;
-    let admin_held = fill(s.sidecar.admin_addr).await;
+    let admin_held = fill(s.sidecar.admin_addr.unwrap()).await;
     let gateway_held = fill(s.sidecar.gateway_addr).await;
 
     // Both listeners are full of connections nobody calls on; a unary call
     // on a new connection is served, again and again.
     for _ in 0..3 {
-        let mut admin = DelegationsClient::connect(format!("http://{}", s.sidecar.admin_addr))
-            .await
-            .unwrap();
+        let mut admin =
+            DelegationsClient::connect(format!("http://{}", s.sidecar.admin_addr.unwrap()))
+                .await
+                .unwrap();
         within(
             "a unary admin call",
             admin.list_rights(ListRightsRequest {}),
@@ -103,7 +104,7 @@ async fn watches_and_idle_connections_cannot_wedge_either_listener() {
 async fn a_watch_ends_cleanly_at_its_lifetime() {
     let lifetime = Duration::from_secs(1);
     let s = TestServer::start_in(Workdir::new(), |c| c.limits.watch_lifetime = lifetime).await;
-    let mut client = h2_connect(s.sidecar.admin_addr).await;
+    let mut client = h2_connect(s.sidecar.admin_addr.unwrap()).await;
     let started = Instant::now();
     let mut watch = Watch::start(&mut client, "").await;
     assert_eq!(within("a status", watch.next()).await, Some(SERVING));

@@ -31,13 +31,14 @@ pub struct Args {
         default_value = "127.0.0.1:50051"
     )]
     pub listen: String,
-    /// Admin listener (`Delegations`, health, reflection). Keep it off the
-    /// gateway network; without --admin-jwks or --admin-client-identities,
-    /// only a loopback address is allowed
+    /// Admin listener (`Delegations`, health, reflection); `off` serves none
+    /// (a gateway replica on the shared store). Keep it off the gateway
+    /// network; without --admin-jwks or --admin-client-identities, only a
+    /// loopback address is allowed
     #[arg(
         long,
         env = "TILGANG_ADMIN_LISTEN",
-        value_name = "ADDR",
+        value_name = "ADDR|off",
         default_value = "127.0.0.1:50052"
     )]
     pub admin_listen: String,
@@ -126,7 +127,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Outcome> {
         );
     }
     cfg.listen = args.listen.clone();
-    cfg.admin_listen = args.admin_listen.clone();
+    cfg.admin_listen = (args.admin_listen != "off").then(|| args.admin_listen.clone());
     cfg.metrics_listen = (args.metrics_listen != "off").then(|| args.metrics_listen.clone());
     // Empty is unset: a templated `TILGANG_DECISION_LOG=` turns the log off.
     cfg.decision_log = args

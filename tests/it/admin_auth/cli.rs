@@ -8,7 +8,7 @@ async fn the_cli_sends_a_token_and_says_when_one_is_wanted() {
     use crate::cli::{output_blocking, tilgang};
     let es = es256();
     let Admin { server: s, .. } = start(&[es.jwk("es")]).await;
-    let addr = s.sidecar.admin_addr.to_string();
+    let addr = s.sidecar.admin_addr.unwrap().to_string();
     let token = es.sign("es", &claims(DAGL, 120));
     let token_file = s.work.dir.path().join("token");
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
