@@ -94,6 +94,52 @@ fn observed(content: &Digest, version: &Digest) -> Digest {
 /// of content, never all zero.
 const ABSENT: Digest = [0; 32];
 
+/// Where the reloader reads the time, which decides when a change has
+/// settled: the real clock in `serve`, a [`ManualClock`] in tests, so a test
+/// of the quiet period moves time on instead of sleeping through it.
+pub trait Clock: std::fmt::Debug + Send + Sync {
+    fn now(&self) -> Instant;
+}
+
+/// The real, monotonic clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealClock;
+
+impl Clock for RealClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug)]
+pub struct ManualClock {
+    base: Instant,
+    offset: Mutex<Duration>,
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self {
+            base: Instant::now(),
+            offset: Mutex::new(Duration::ZERO),
+        }
+    }
+}
+
+impl ManualClock {
+    /// Move the clock on by `by`.
+    pub fn advance(&self, by: Duration) {
+        *locked(&self.offset) += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        self.base + *locked(&self.offset)
+    }
+}
+
 /// Re-reads files into the store. Shared by the watcher thread, the admin store
 /// (for its data directory and snapshot) and tests.
 #[derive(Debug)]
@@ -112,6 +158,7 @@ pub struct Reloader {
     /// shared store they come from its follower, and files in
     /// `delegations/` are none of the reloader's business.
     owner_files: bool,
+    clock: Arc<dyn Clock>,
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -132,7 +179,14 @@ impl Reloader {
             problems: Mutex::new(HashMap::new()),
             metrics: None,
             owner_files: true,
+            clock: Arc::new(RealClock),
         }
+    }
+
+    /// Read the time from `clock` (tests: a [`ManualClock`]).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Leave delegations alone: the shared store's follower keeps them.
@@ -176,13 +230,13 @@ impl Reloader {
     pub fn reload_policies(&self) -> Result<Reloaded, LoadErrors> {
         // Reading is cheap; parse and validate only when the bytes changed and
         // settled, and without holding the writer lock.
-        let started = Instant::now();
+        let started = self.clock.now();
         let files = load::read_policies(&self.policies).inspect_err(|_| {
             // Nothing to settle: the error is reported, and the next event or
             // rescan reads again (a waiting entry would have the watcher spin).
             self.settle.forget(&Unit::Policies);
         })?;
-        let finished = Instant::now();
+        let finished = self.clock.now();
         let cur = self.store.load();
         if files.digest == cur.policies.digest {
             self.settle.forget(&Unit::Policies);
@@ -287,10 +341,10 @@ impl Reloader {
         let w = self.store.lock();
         let cur = w.current();
         let old = cur.owners.get(owner);
-        let started = Instant::now();
+        let started = self.clock.now();
         let read = load::read_owner(&self.data_dir, owner, old.map(Arc::as_ref))
             .inspect_err(|_| self.settle.forget(&unit))?;
-        let finished = Instant::now();
+        let finished = self.clock.now();
         let listed = read.as_ref().map(|r| r.listed(owner));
         let files: Option<Vec<OwnerFile>> = listed
             .as_ref()
@@ -371,9 +425,9 @@ impl Reloader {
     pub fn reload_roles(&self) -> Result<Reloaded, LoadError> {
         let w = self.store.lock();
         let cur = w.current();
-        let started = Instant::now();
+        let started = self.clock.now();
         let read = load::read_roles(&self.data_dir);
-        let finished = Instant::now();
+        let finished = self.clock.now();
         let read = match read {
             Ok(r) => r,
             Err(e) => {

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::util::*;
+use tilgang::snapshot::reload::ManualClock;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn policy_edit_flips_the_decision_without_restart() {
@@ -360,22 +361,25 @@ fn a_policy_change_that_does_not_fit_loaded_data_is_rejected_then_retried() {
     assert_eq!(store.load().policies.catalogue.rights().len(), 1);
 }
 
-/// A reloader like `serve`'s, with a quiet period, over a fresh work dir.
+/// A reloader like `serve`'s, with a quiet period, over a fresh work dir,
+/// reading the time from a clock the test moves.
 fn quiet_reloader(
     quiet: Duration,
 ) -> (
     Workdir,
     std::sync::Arc<tilgang::snapshot::SnapshotStore>,
     tilgang::snapshot::reload::Reloader,
+    std::sync::Arc<ManualClock>,
 ) {
     let (work, store, reloader) = offline_reloader();
-    (work, store, reloader.with_quiet_period(quiet))
+    let clock = std::sync::Arc::new(ManualClock::default());
+    let reloader = reloader.with_quiet_period(quiet).with_clock(clock.clone());
+    (work, store, reloader, clock)
 }
 
-/// Past the quiet period, measured from now. Waiting for time to pass is the
-/// subject of these tests, not a guess at how long something takes.
-fn after_quiet(quiet: Duration) {
-    std::thread::sleep(quiet + tilgang::snapshot::settle::SLACK + Duration::from_millis(30));
+/// Move the reloader's clock past the quiet period (and its slack).
+fn after_quiet(clock: &ManualClock, quiet: Duration) {
+    clock.advance(quiet + tilgang::snapshot::settle::SLACK + Duration::from_millis(30));
 }
 
 #[test]
@@ -384,7 +388,7 @@ fn a_policy_file_caught_mid_save_is_never_published() {
     use tilgang::ids::{OrgNumber, Scope};
     use tilgang::snapshot::reload::Reloaded;
     let quiet = Duration::from_millis(100);
-    let (work, store, reloader) = quiet_reloader(quiet);
+    let (work, store, reloader, clock) = quiet_reloader(quiet);
     let write_allowed = || {
         let req = AccessRequest {
             supplier: OrgNumber::parse(FULL_SUPPLIER).unwrap(),
@@ -398,13 +402,13 @@ fn a_policy_file_caught_mid_save_is_never_published() {
     let good = std::fs::read_to_string(&path).unwrap();
     let frozen = format!("{good}\n{FORBID_WRITE}");
     std::fs::write(&path, &frozen).unwrap();
-    after_quiet(quiet);
+    after_quiet(&clock, quiet);
     assert_eq!(
         reloader.reload_policies(),
         Ok(Reloaded::Waiting),
         "first sight"
     );
-    after_quiet(quiet);
+    after_quiet(&clock, quiet);
     assert_eq!(
         reloader.reload_policies(),
         Ok(Reloaded::Published),
@@ -417,7 +421,7 @@ fn a_policy_file_caught_mid_save_is_never_published() {
     // Truncated by an in-place save: never loaded, however long it stays.
     std::fs::File::create(&path).unwrap();
     assert_eq!(reloader.reload_policies(), Ok(Reloaded::Waiting));
-    after_quiet(quiet);
+    after_quiet(&clock, quiet);
     let errors = reloader.reload_policies().unwrap_err().to_string();
     assert!(errors.contains("empty"), "{errors}");
     assert_eq!(store.load().revision(), frozen_rev);
@@ -430,7 +434,7 @@ fn a_policy_file_caught_mid_save_is_never_published() {
     assert!(!write_allowed());
     std::fs::write(&path, &frozen).unwrap();
     assert_eq!(reloader.reload_policies(), Ok(Reloaded::Unchanged));
-    after_quiet(quiet);
+    after_quiet(&clock, quiet);
     assert_eq!(reloader.reload_policies(), Ok(Reloaded::Unchanged));
     assert_eq!(store.load().revision(), frozen_rev);
     assert!(!write_allowed());
@@ -441,7 +445,7 @@ fn a_policy_file_caught_mid_save_is_never_published() {
 fn a_delegation_file_caught_mid_save_keeps_the_last_good_delegations() {
     use tilgang::snapshot::reload::Reloaded;
     let quiet = Duration::from_millis(100);
-    let (work, store, reloader) = quiet_reloader(quiet);
+    let (work, store, reloader, clock) = quiet_reloader(quiet);
     let owner = tilgang::ids::OrgNumber::parse(OWNER).unwrap();
     let supplier = tilgang::ids::OrgNumber::parse(FULL_SUPPLIER).unwrap();
     let path = work.owner_file(OWNER);
@@ -458,7 +462,7 @@ fn a_delegation_file_caught_mid_save_keeps_the_last_good_delegations() {
 
     // Left so for the quiet period, the same half file is an error, and the
     // owner keeps its last good delegations.
-    after_quiet(quiet);
+    after_quiet(&clock, quiet);
     let e = reloader.reload_owner(&owner).unwrap_err();
     assert!(e.message.contains("last good delegations"), "{e}");
     assert!(store.load().delegation(&owner, &supplier).is_some());
@@ -472,7 +476,7 @@ fn a_delegation_file_caught_mid_save_keeps_the_last_good_delegations() {
     assert_eq!(reloader.reload_owner(&owner), Ok(Reloaded::Unchanged));
     std::fs::remove_file(&path).unwrap();
     assert_eq!(reloader.reload_owner(&owner), Ok(Reloaded::Waiting));
-    after_quiet(quiet);
+    after_quiet(&clock, quiet);
     assert_eq!(reloader.reload_owner(&owner), Ok(Reloaded::Published));
     assert!(store.load().delegation(&owner, &supplier).is_none());
 }
@@ -481,7 +485,7 @@ fn a_delegation_file_caught_mid_save_keeps_the_last_good_delegations() {
 fn a_file_that_cannot_be_read_leaves_nothing_waiting() {
     use tilgang::snapshot::reload::Reloaded;
     let quiet = Duration::from_millis(100);
-    let (work, _store, reloader) = quiet_reloader(quiet);
+    let (work, _store, reloader, _clock) = quiet_reloader(quiet);
     let owner = tilgang::ids::OrgNumber::parse(OWNER).unwrap();
     let path = work.owner_file(OWNER);
     std::fs::write(&path, "[").unwrap();
@@ -504,7 +508,7 @@ fn the_same_prefix_written_again_by_the_next_save_is_not_settled() {
     // alone would call that settled and publish a policy set without the
     // forbid. The file's version (ctime, mtime, size) tells them apart.
     let quiet = Duration::from_millis(100);
-    let (work, store, reloader) = quiet_reloader(quiet);
+    let (work, store, reloader, clock) = quiet_reloader(quiet);
     let path = work.policies().join("freeze.cedar");
     let first = "@id(\"freeze-writes\")\nforbid (principal, action == Tilgang::Action::\"callApi\", resource == Tilgang::Scope::\"altinn:serviceowner/instances.write\");\n";
     let whole = format!(
@@ -512,7 +516,7 @@ fn the_same_prefix_written_again_by_the_next_save_is_not_settled() {
     );
     std::fs::write(&path, &whole).unwrap();
     assert_eq!(reloader.reload_policies(), Ok(Reloaded::Waiting));
-    after_quiet(quiet);
+    after_quiet(&clock, quiet);
     assert_eq!(reloader.reload_policies(), Ok(Reloaded::Published));
     let complete = store.load().revision().to_string();
 
@@ -524,10 +528,11 @@ fn the_same_prefix_written_again_by_the_next_save_is_not_settled() {
     save_prefix();
     assert_eq!(reloader.reload_policies(), Ok(Reloaded::Waiting));
     std::fs::write(&path, &whole).unwrap();
-    // Let the clocks move on, so the next save's timestamps differ.
+    // The file system's clock, not the reloader's: the next save's inode
+    // change time must differ (its granularity is a few milliseconds).
     std::thread::sleep(Duration::from_millis(20));
     save_prefix();
-    after_quiet(quiet);
+    after_quiet(&clock, quiet);
     assert_eq!(
         reloader.reload_policies(),
         Ok(Reloaded::Waiting),
