@@ -430,15 +430,18 @@ K8S_BY_HAND = {"store-secret.yaml"}
 # how to create them), with the keys they must hold.
 K8S_EXTERNAL = {("ConfigMap", "tilgang-admin-jwks"): {"jwks.json"},
                 ("Secret", "tilgang-admin-tls"): {"tls.crt", "tls.key"}}
-# Added by issue 17 (the PostgreSQL store): `serve` flags and variables the
-# manifests use before the binary may know them. Every other flag or TILGANG_*
-# variable must be one `tilgang serve --help` / `tilgang migrate --help` lists.
-ISSUE_17_FLAGS = {"--store": True, "--store-password-file": True, "--store-ca": True,
-                  "--max-staleness": True, "--migrate": False}  # flag: takes a value
-ISSUE_17_VARS = {"TILGANG_STORE", "TILGANG_STORE_PASSWORD_FILE", "TILGANG_STORE_PASSWORD",
-                 "TILGANG_STORE_CA", "TILGANG_MAX_STALENESS"}
-# Read by tilgang's logging, not a flag (docs/operations.md, "Logging").
+# Every flag and TILGANG_* variable a manifest gives tilgang must be one
+# `tilgang serve --help` / `tilgang migrate --help` lists ([env: ...]), or one
+# of these, which tilgang reads from the environment without a flag of their
+# own: the log format (docs/operations.md, "Logging") and the store's password
+# (the store flags' alternative to --store-password-file).
 LOG_VARS = {"TILGANG_LOG_FORMAT"}
+ENV_ONLY_VARS = LOG_VARS | {"TILGANG_STORE_PASSWORD"}
+# What k8s_serve_run leaves out: there is no PostgreSQL here, so each `serve`
+# container runs in file mode. The other store flags stay (serve parses them
+# and, without --store, uses none of them).
+NO_STORE_FLAGS = {"--store"}
+NO_STORE_VARS = {"TILGANG_STORE"}
 
 
 def k8s_files():
@@ -693,7 +696,7 @@ def parse_args(args, flags):
 
 
 def k8s_flags():
-    problems, waiting = [], set()
+    problems = []
     for w, _, c in tilgang_containers():
         where = f"{w}/{c['name']}"
         args = c.get("args", [])
@@ -703,32 +706,25 @@ def k8s_flags():
             problems.append(f"{where}: args {args[:1]}: expected `serve` or `migrate`")
             continue
         known, known_vars = help_flags(args[0])
-        allowed = {**ISSUE_17_FLAGS, **known}
         try:
-            parsed = parse_args(args, allowed)
+            parsed = parse_args(args, known)
         except Failed as e:
             problems.append(f"{where}: {e}")
             parsed = []
-        waiting |= {f for f, _ in parsed if f not in known}
         if len({f for f, _ in parsed}) != len(parsed):
             problems.append(f"{where}: a flag is given twice")
         for e in c.get("env", []):
             n = e["name"]
-            if n.startswith("TILGANG_") and n not in known_vars | LOG_VARS | ISSUE_17_VARS:
+            if n.startswith("TILGANG_") and n not in known_vars | ENV_ONLY_VARS:
                 problems.append(f"{where}: environment {n} is no `{args[0]}` variable")
-            if n in known_vars | ISSUE_17_VARS and n != "TILGANG_STORE_PASSWORD":
+            if n in known_vars:
                 flag = "--" + n[len("TILGANG_"):].lower().replace("_", "-")
                 if flag in {f for f, _ in parsed}:
                     problems.append(f"{where}: both {flag} and {n}")
-                if n not in known_vars:
-                    waiting.add(n)
     if problems:
         raise Failed("\n".join(problems))
-    serve, _ = help_flags("serve")
-    known17 = sorted(f for f in ISSUE_17_FLAGS if f in serve)
-    return (f"{len(tilgang_containers())} containers; issue 17's allow-list used for "
-            f"{', '.join(sorted(waiting)) or 'nothing'}"
-            + (f"; `serve --help` already knows {', '.join(known17)}" if known17 else ""))
+    used = sorted({f for w, _, c in tilgang_containers() for f in c.get("args", [])[1:] if f.startswith("--")})
+    return f"{len(tilgang_containers())} containers, {len(used)} distinct flags, all in --help"
 
 
 def envoy_image():
@@ -799,7 +795,7 @@ def k8s_serve_runs():
     """Each `serve` container's arguments and environment, run by the binary with
     its mounts laid out in a temporary directory (the shipped ConfigMaps and
     Secrets, test keys for the objects made by hand), until it serves. Without
-    the store: issue 17's flags and variables are left out (no PostgreSQL
+    --store: NO_STORE_FLAGS and NO_STORE_VARS are left out (no PostgreSQL
     here), so this runs the rest in file mode."""
     k = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_numbers()
     b = lambda n: base64.urlsafe_b64encode(n.to_bytes((n.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()
@@ -821,7 +817,7 @@ def k8s_serve_runs():
             problems.append(str(e))
     if problems:
         raise Failed("\n".join(problems))
-    return "; ".join(notes) + "; without the store flags, in file mode"
+    return "; ".join(notes) + "; without --store, in file mode"
 
 
 def k8s_serve_run(n, w, spec, c, external):
@@ -854,10 +850,10 @@ def k8s_serve_run(n, w, spec, c, external):
     argv, args, i = [TILGANG, "serve"], c["args"], 1
     while i < len(args):
         flag = args[i]
-        takes = ISSUE_17_FLAGS.get(flag, help_flags("serve")[0].get(flag))
+        takes = help_flags("serve")[0].get(flag)
         value = args[i + 1] if takes else None
         i += 2 if takes else 1
-        if flag in ISSUE_17_FLAGS:
+        if flag in NO_STORE_FLAGS:
             continue
         if value and value.startswith("/"):
             m = max((p for p in local if value == p or value.startswith(p.rstrip("/") + "/")), key=len)
@@ -870,7 +866,7 @@ def k8s_serve_run(n, w, spec, c, external):
             value = f"{host if flag == '--admin-listen' else '127.0.0.1'}:0"
         argv += [flag] + ([value] if value is not None else [])
     env = {**os.environ, "NO_COLOR": "1"}
-    env.update({e["name"]: e["value"] for e in c.get("env", []) if "value" in e and e["name"] not in ISSUE_17_VARS})
+    env.update({e["name"]: e["value"] for e in c.get("env", []) if "value" in e and e["name"] not in NO_STORE_VARS})
     env["TILGANG_LOG_FORMAT"] = "json"
     log_path = root / "tilgang.log"
     with open(log_path, "w") as log:
@@ -1069,7 +1065,7 @@ def main():
         check("deploy/kubernetes: kustomization.yaml lists every manifest but the by-hand templates; one namespace", k8s_kustomization)
         check("deploy/kubernetes: volumes, keys, mounts, paths, ports and selectors refer to what exists", k8s_references)
         check("deploy/kubernetes: policies-configmap.yaml is policies/ (drift)", k8s_policies)
-        check("deploy/kubernetes: every tilgang flag and TILGANG_* variable is one the binary knows (or issue 17's)", k8s_flags)
+        check("deploy/kubernetes: every tilgang flag and TILGANG_* variable is one the binary knows", k8s_flags)
         check("deploy/kubernetes: images are the Dockerfile's tilgang and the Envoy that validates", k8s_images)
         check("deploy/kubernetes: Envoy's ConfigMap: envoy --mode validate, and its ports and cluster match the pod", k8s_envoy_validate)
         check("deploy/kubernetes: Envoy's ConfigMap keeps examples/envoy/envoy.yaml's filters and path handling",
