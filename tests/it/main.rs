@@ -21,6 +21,7 @@ mod log_gate;
 mod log_injection;
 mod oidc;
 mod paging;
+mod pg;
 mod pki;
 mod races;
 mod register;
