@@ -279,7 +279,7 @@ pub fn decide(snap: &Snapshot, question: &Question) -> engine::Decision {
             method,
             path,
             claims,
-        } => match gateway::prepare(snap, method, path, claims.clone()) {
+        } => match gateway::prepare(&snap.policies.routes, method, path, claims.clone()) {
             Ok((request, call)) => engine::decide_call(snap, &request, Some(&call)),
             // No route is a deny, with the reason where the policies' ids go.
             Err(no_route) => engine::Decision {
@@ -323,6 +323,41 @@ pub fn run(snap: &Snapshot, rows: &[Row]) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Decision tables mangled at random (bytes dropped, inserted, flipped,
+    /// cut short) are parse errors or rows, never a panic.
+    #[test]
+    fn mutated_tables_are_errors_not_panics() {
+        let table = b"supplier,owner,scope,expect\n# c\n0192:810418672,991825827,a:b,allow\n";
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..3000 {
+            let mut bytes = table.to_vec();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() as usize) % bytes.len().max(1);
+                match next() % 4 {
+                    0 if !bytes.is_empty() => {
+                        bytes.remove(at.min(bytes.len() - 1));
+                    }
+                    1 => bytes.insert(
+                        at.min(bytes.len()),
+                        b",\n\"#:0192\xff"[(next() % 9) as usize],
+                    ),
+                    2 if !bytes.is_empty() => {
+                        let at = at.min(bytes.len() - 1);
+                        bytes[at] = next() as u8;
+                    }
+                    _ => bytes.truncate(at),
+                }
+            }
+            let _ = parse("t.csv", &String::from_utf8_lossy(&bytes));
+        }
+    }
 
     #[test]
     fn parses_comments_and_prefixes() {

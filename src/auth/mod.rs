@@ -10,7 +10,9 @@
 //! - [`bearer`]: the token out of an `Authorization` header value.
 //! - [`admin`]: who is calling the admin listener ([`AdminAuth`] →
 //!   [`Caller`]), and whether a request's `actor` may be acted for;
-//!   [`clients`]: client certificates mapped to persons or services.
+//!   [`clients`]: client certificates mapped to persons or services;
+//!   [`peer`]: who is at the other end of the connection (the server puts
+//!   it on each admin request).
 //!
 //! This module says whether a token is genuine and current, and hands over
 //! its claims. It decides nothing about who may call what (that is Cedar's,
@@ -22,6 +24,7 @@ pub mod clients;
 pub mod error;
 pub mod jwks;
 pub mod keys;
+pub mod peer;
 pub mod verify;
 
 #[cfg(test)]
@@ -32,6 +35,7 @@ pub use clients::{ClientIdentities, ClientIdentity};
 pub use error::{ConfigError, JwksError, KeySetError, TokenError};
 pub use jwks::{JwksFile, JwksOptions, JwksStatus};
 pub use keys::{Alg, Key, KeySet, KeyType};
+pub use peer::Peer;
 pub use verify::{Claims, DEFAULT_LEEWAY, MAX_LEEWAY, MAX_TOKEN_BYTES, Verifier, VerifierConfig};
 
 /// The token of an `Authorization: Bearer <token>` header value: the scheme

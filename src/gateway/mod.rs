@@ -9,20 +9,19 @@ pub mod claims;
 pub mod routes;
 
 use crate::engine::{AccessRequest, Call, Token};
-use crate::snapshot::Snapshot;
 use claims::Claims;
-use routes::NoRoute;
+use routes::{NoRoute, RouteTable};
 
 /// The engine's question for an HTTP call: the supplier (or the owner, when
 /// the token has no `supplier`) asks to use the route's scope on the
 /// consumer's API.
 pub fn prepare(
-    snap: &Snapshot,
+    routes: &RouteTable,
     method: &str,
     path: &str,
     claims: Claims,
 ) -> Result<(AccessRequest, Call), NoRoute> {
-    let route = snap.policies.routes.lookup(method, path)?;
+    let route = routes.lookup(method, path)?;
     let request = AccessRequest {
         supplier: claims.supplier.unwrap_or(claims.consumer),
         owner: claims.consumer,

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::{field, page, status};
+use crate::auth::Peer;
 use crate::auth::{AdminAuth, Caller, Proof};
 use crate::ids::{OrgNumber, PersonId, RightId, UndoToken, echo};
 use crate::proto::delegations_server::Delegations;
@@ -25,7 +26,6 @@ use crate::proto::{
     DelegateRequest, Delegation, ListDelegationsRequest, ListDelegationsResponse,
     ListRightsRequest, ListRightsResponse, RevokeRequest, RevokeResponse, Right, UndoRevokeRequest,
 };
-use crate::server::Peer;
 use crate::store::audit::{Actor, ActorAuth, RefusalRecord};
 use crate::store::{
     DelegationStore, DelegationView, ListFilter, Position, Reader, StoreError, Written,
@@ -314,9 +314,9 @@ impl DelegationsService {
                 Ok(v)
             }
             Ok(Err(e)) => {
-                let failure = AdminFailure::Store(&e);
+                let failure = e.admin_failure();
                 self.telemetry.admin_failed(kind, who, failure);
-                if let (_, Some(reason)) = crate::telemetry::admin_result(&e) {
+                if let Some(reason) = failure.refusal() {
                     let detail = failure.to_string();
                     self.record(attempt, reason, Some(caller), detail).await;
                 }
@@ -536,8 +536,8 @@ impl DelegationsService {
     /// A listing the store refused: counted, on record when a refusal, and
     /// the status.
     async fn list_refused(&self, attempt: &Attempt<'_>, caller: &Caller, e: StoreError) -> Status {
-        let failure = AdminFailure::Store(&e);
-        if let (_, Some(reason)) = crate::telemetry::admin_result(&e) {
+        let failure = e.admin_failure();
+        if let Some(reason) = failure.refusal() {
             let detail = failure.to_string();
             let logged = self.record(attempt, reason, Some(caller), detail).await;
             self.telemetry

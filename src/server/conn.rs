@@ -18,7 +18,6 @@ use std::time::Duration;
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -30,6 +29,7 @@ use super::h2guard::H2Guard;
 use super::limits::{Limits, MAX_HEADER_LIST_SIZE};
 use super::listener::Admitted;
 use super::watches::{WatchLimit, Watches};
+use crate::auth::Peer;
 use crate::tls::ServerTls;
 
 /// What a connection serves (tonic's routes): a cloneable HTTP service that
@@ -56,16 +56,6 @@ impl<S> Routes for S where
         + Send
         + 'static
 {
-}
-
-/// Who is at the other end of the connection a request came on: an
-/// extension of every request (`tonic::Request::extensions`).
-#[derive(Debug, Clone)]
-pub struct Peer {
-    pub addr: SocketAddr,
-    /// The client's end-entity certificate, verified against the listener's
-    /// client CA bundle; `None` without TLS or without client certificates.
-    pub certificate: Option<Arc<CertificateDer<'static>>>,
 }
 
 /// What every connection of one listener shares.

@@ -7,7 +7,7 @@
 //!
 //! tilgang drives its own connections rather than tonic's `Server`, for
 //! bounded resources: `listener` accepts under a connection limit and backs
-//! off when descriptors run out (the metrics listener, `telemetry::http`,
+//! off when descriptors run out (the metrics listener, `metrics_listener`,
 //! accepts with it too), `roster` keeps each peer to its share of
 //! connections and picks one to close when the listener is full, `conn` runs
 //! one HTTP/2 connection with `h2guard` (handshake and header deadlines),
@@ -18,11 +18,11 @@
 
 mod activity;
 mod conn;
-pub use conn::Peer;
 mod deadline;
 mod h2guard;
 pub mod limits;
 pub(crate) mod listener;
+pub mod metrics_listener;
 mod roster;
 mod watches;
 
@@ -182,7 +182,7 @@ where
 /// `NOT_SERVING` (for `""` and `service`), stop listening, send GOAWAY to
 /// every connection, give in-flight calls [`Limits::shutdown_grace`] to
 /// finish and close what remains. `peer`: put each connection's
-/// [`Peer`] on its requests.
+/// [`crate::auth::Peer`] on its requests.
 async fn serve(
     listener: Listener,
     peer: bool,

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::auth::{JwksError, VerifierConfig};
 use crate::grpc::ext_authz::ClaimSource;
 use crate::server::limits::{self, ConnectionLimits, Limits, LimitsError};
+use crate::server::metrics_listener::{self, MetricsLimits};
 use crate::server::{self, Listener, ServerError};
 use crate::snapshot::SnapshotStore;
 use crate::snapshot::load::{self, LoadErrors, PolicySource};
@@ -26,10 +27,11 @@ use crate::snapshot::startup;
 use crate::snapshot::watch::{self as watcher, WatchHandle};
 use crate::store::pg::{Follower, Freshness, PgStore, StoreConfig};
 use crate::store::{DelegationStore, FileStore};
+use crate::telemetry::Telemetry;
 use crate::telemetry::decision_log::{self, Writer};
-use crate::telemetry::http::MetricsLimits;
-use crate::telemetry::metrics::{Exposition, Metrics, StoreProbe, StoreStatus};
-use crate::telemetry::{self, Telemetry};
+use crate::telemetry::metrics::{
+    Exposition, Metrics, SnapshotProbe, StoreProbe, StoreStatus, TlsFacts,
+};
 use crate::tls::{self, ServerTls, TlsFiles};
 use security::{admin_auth, open_tls, open_verifier};
 
@@ -484,18 +486,17 @@ impl Sidecar {
                 ("web", &web_tls),
             ]
             .into_iter()
-            .filter_map(|(l, t)| t.clone().map(|t| (l, t)))
+            .filter_map(|(l, t)| t.clone().map(|t| (l, t as Arc<dyn TlsFacts>)))
             .collect();
             let probe = freshness.clone().map(|f| store_probe(f, snapshots.clone()));
-            let exposition = Arc::new(Exposition::with_store(
-                metrics,
-                snapshots.clone(),
-                tls,
-                probe,
-            ));
+            let snapshot: SnapshotProbe = {
+                let snapshots = snapshots.clone();
+                Arc::new(move || snapshots.load())
+            };
+            let exposition = Arc::new(Exposition::with_store(metrics, snapshot, tls, probe));
             let (limits, stop) = (cfg.metrics_limits, signal(rx));
             tasks.push(tokio::spawn(async move {
-                telemetry::http::serve(tcp, exposition, limits, stop).await;
+                metrics_listener::serve(tcp, exposition, limits, stop).await;
                 Ok(())
             }));
         }

@@ -308,6 +308,19 @@ fn owners_digest<'a>(slices: impl Iterator<Item = &'a Arc<OwnerDelegations>>) ->
     d
 }
 
+/// What a metrics scrape reads of a snapshot.
+impl crate::telemetry::metrics::SnapshotFacts for Snapshot {
+    fn revision(&self) -> &str {
+        &self.revision
+    }
+    fn owners(&self) -> usize {
+        self.owners.len()
+    }
+    fn delegations(&self) -> usize {
+        self.owners.values().map(|o| o.by_supplier.len()).sum()
+    }
+}
+
 impl Snapshot {
     pub fn new(
         policies: Arc<PolicyBundle>,

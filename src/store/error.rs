@@ -9,6 +9,8 @@ use std::sync::Arc;
 use super::files::SymlinkRefused;
 use crate::ids::{OrgNumber, PersonId, RightId, UndoToken};
 use crate::snapshot::load::{LoadError, ROLES_FILE};
+use crate::telemetry::metrics::{AdminResult, Refusal};
+use crate::telemetry::{AdminFailure, StoreFailure};
 
 /// Why a write was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -260,4 +262,41 @@ fn in_effect_problems(
         problems.push(format!("its audit line could not be written ({e})"));
     }
     problems.join(", and ")
+}
+
+/// What the admin log says for an unknown undo token: the token is the
+/// caller's own, so the log does not repeat it.
+const UNKNOWN_TOKEN: &str = "no undo token this actor may use (unknown, pruned, or for an owner the actor does not administer)";
+
+impl StoreError {
+    /// This error in the metrics' and the admin log's words:
+    /// [`Self::class`] as their labels.
+    pub fn admin_failure(&self) -> AdminFailure<'_> {
+        let (result, refusal) = match self.class() {
+            ErrorClass::Invalid => (AdminResult::Invalid, None),
+            ErrorClass::Refused(why) => (
+                AdminResult::Refused,
+                Some(match why {
+                    Refused::Forbidden => Refusal::Forbidden,
+                    Refused::UnknownToken => Refusal::UnknownToken,
+                    Refused::RolesInvalid => Refusal::RolesInvalid,
+                }),
+            ),
+            ErrorClass::NotFound => (AdminResult::NotFound, None),
+            ErrorClass::Conflict | ErrorClass::Retry => (AdminResult::Conflict, None),
+            ErrorClass::DataError => (AdminResult::DataError, None),
+            ErrorClass::Storage => (AdminResult::Storage, None),
+            ErrorClass::Unavailable => (AdminResult::Unavailable, None),
+            ErrorClass::Incomplete => (AdminResult::Incomplete, None),
+        };
+        let why: &(dyn std::fmt::Display + Sync) = match self {
+            Self::UnknownToken { .. } => &UNKNOWN_TOKEN,
+            e => e,
+        };
+        AdminFailure::Store(StoreFailure {
+            result,
+            refusal,
+            why,
+        })
+    }
 }

@@ -12,7 +12,6 @@
 //! never fails a call: telemetry that cannot keep up is dropped and counted.
 
 pub mod decision_log;
-pub mod http;
 pub mod log_escape;
 pub mod log_gate;
 pub mod logs;
@@ -23,7 +22,6 @@ use std::time::{Instant, SystemTime};
 
 use crate::engine::Decision;
 use crate::ids::{OrgNumber, PersonId, Scope};
-use crate::store::{ErrorClass, Refused, StoreError};
 use decision_log::{DecisionLog, Entry, HttpSeen};
 use metrics::{AdminKind, AdminResult, Api, Metrics, Outcome, Refusal};
 
@@ -87,7 +85,7 @@ impl Telemetry {
     /// Count a decision, observe its latency, and queue its log line.
     pub fn decided(&self, d: Decided<'_>) {
         let took = d.started.elapsed();
-        let outcome = Outcome::of(d.decision);
+        let outcome = outcome_of(d.decision);
         self.metrics.decision(d.api, outcome, took);
         if let Some(log) = &self.log {
             log.record(Entry {
@@ -154,7 +152,7 @@ impl Telemetry {
     pub fn admin_failed(&self, kind: AdminKind, who: Who<'_>, failure: AdminFailure<'_>) {
         let (group, refusal) = match failure {
             AdminFailure::Invalid(_) => (AdminResult::Invalid, None),
-            AdminFailure::Store(e) => admin_result(e),
+            AdminFailure::Store(s) => (s.result, s.refusal),
             AdminFailure::Task => (AdminResult::Failed, None),
         };
         if let Some(reason) = refusal {
@@ -225,43 +223,76 @@ pub enum AdminFailure<'a> {
     /// A field did not parse; the message names it, its value cut short
     /// with [`crate::ids::echo`].
     Invalid(&'a str),
-    Store(&'a StoreError),
+    /// The store did not do it (`StoreError::admin_failure`).
+    Store(StoreFailure<'a>),
     /// The write task panicked or was cancelled.
     Task,
+}
+
+/// A store error in the metrics' words: the `result` label, the `reason`
+/// label when it is a refusal, and what to log.
+#[derive(Clone, Copy)]
+pub struct StoreFailure<'a> {
+    pub result: AdminResult,
+    pub refusal: Option<Refusal>,
+    pub why: &'a (dyn std::fmt::Display + Sync),
+}
+
+impl std::fmt::Debug for StoreFailure<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreFailure")
+            .field("result", &self.result)
+            .field("refusal", &self.refusal)
+            .field("why", &self.why.to_string())
+            .finish()
+    }
+}
+
+impl AdminFailure<'_> {
+    /// The `reason` label, when the failure is a refusal.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            Self::Store(s) => s.refusal,
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Display for AdminFailure<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Invalid(m) => f.write_str(m),
-            // The token is the caller's own; the log does not repeat it.
-            Self::Store(StoreError::UnknownToken { .. }) => f.write_str(
-                "no undo token this actor may use (unknown, pruned, or for an owner the actor does not administer)",
-            ),
-            Self::Store(e) => write!(f, "{e}"),
+            Self::Store(s) => write!(f, "{}", s.why),
             Self::Task => f.write_str("the write task failed"),
         }
     }
 }
 
-/// The metrics' `result` label for a store error, and the `reason` label
-/// when it is a refusal: [`StoreError::class`] in the metrics' words.
-pub fn admin_result(e: &StoreError) -> (AdminResult, Option<Refusal>) {
-    match e.class() {
-        ErrorClass::Invalid => (AdminResult::Invalid, None),
-        ErrorClass::Refused(why) => (
-            AdminResult::Refused,
-            Some(match why {
-                Refused::Forbidden => Refusal::Forbidden,
-                Refused::UnknownToken => Refusal::UnknownToken,
-                Refused::RolesInvalid => Refusal::RolesInvalid,
-            }),
-        ),
-        ErrorClass::NotFound => (AdminResult::NotFound, None),
-        ErrorClass::Conflict | ErrorClass::Retry => (AdminResult::Conflict, None),
-        ErrorClass::DataError => (AdminResult::DataError, None),
-        ErrorClass::Storage => (AdminResult::Storage, None),
-        ErrorClass::Unavailable => (AdminResult::Unavailable, None),
-        ErrorClass::Incomplete => (AdminResult::Incomplete, None),
+/// The metrics' `result` label of a decision that was made.
+pub fn outcome_of(d: &Decision) -> Outcome {
+    if d.allowed {
+        Outcome::Allow
+    } else if d.errors.is_empty() {
+        Outcome::Deny
+    } else {
+        Outcome::Error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_follow_the_decision() {
+        let mut d = Decision::default();
+        assert_eq!(outcome_of(&d), Outcome::Deny);
+        d.errors.push("overflow".into());
+        assert_eq!(outcome_of(&d), Outcome::Error);
+        d = Decision {
+            allowed: true,
+            ..Decision::default()
+        };
+        assert_eq!(outcome_of(&d), Outcome::Allow);
     }
 }

@@ -164,6 +164,19 @@ impl Read {
     }
 }
 
+/// What a metrics scrape reads of a listener's TLS.
+impl crate::telemetry::metrics::TlsFacts for ServerTls {
+    fn reloads(&self) -> u64 {
+        self.status().reloads
+    }
+    fn files_refused(&self) -> bool {
+        self.status().problem.is_some()
+    }
+    fn expires(&self) -> i64 {
+        ServerTls::expires(self)
+    }
+}
+
 impl ServerTls {
     /// Load the files; any problem is an error (for start-up).
     pub fn load(files: TlsFiles) -> Result<Self, TlsError> {

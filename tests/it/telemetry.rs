@@ -262,7 +262,7 @@ async fn slow_metrics_clients_are_bounded_and_never_hold_decisions() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let work = Workdir::new();
     let s = TestServer::start_in(work, |c| {
-        c.metrics_limits = tilgang::telemetry::http::MetricsLimits {
+        c.metrics_limits = tilgang::server::metrics_listener::MetricsLimits {
             max_connections: 2,
             header_timeout: Duration::from_millis(300),
             lifetime: Duration::from_secs(2),

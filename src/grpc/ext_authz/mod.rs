@@ -336,10 +336,12 @@ impl ExtAuthzService {
         })?;
         let read = (claims.consumer, claims.supplier);
         let (request, call) =
-            gateway::prepare(snap, &http.method, &http.path, claims).map_err(|e| Undecided {
-                verdict: Box::new(self.deny(revision, e.to_string(), Value::Null, false)),
-                claims: Some(read),
-            })?;
+            gateway::prepare(&snap.policies.routes, &http.method, &http.path, claims).map_err(
+                |e| Undecided {
+                    verdict: Box::new(self.deny(revision, e.to_string(), Value::Null, false)),
+                    claims: Some(read),
+                },
+            )?;
         let d = engine::decide_call(snap, &request, Some(&call));
         let route = format!("{} {}", call.method, call.route);
         let verdict = if d.allowed {

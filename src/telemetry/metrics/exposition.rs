@@ -26,32 +26,25 @@ impl std::fmt::Debug for Exposition {
 }
 
 impl Exposition {
-    pub fn new(metrics: Arc<Metrics>, snapshots: Arc<SnapshotStore>) -> Self {
-        Self::with_tls(metrics, snapshots, Vec::new())
+    /// The counters, and the snapshot `snapshot` gives at each scrape.
+    pub fn new(metrics: Arc<Metrics>, snapshot: SnapshotProbe) -> Self {
+        Self::with_store(metrics, snapshot, Vec::new(), None)
     }
 
-    /// With the listeners' TLS (`listener` label, `gateway` or `admin`): its
-    /// reloads, whether the files on disk are refused, and when the served
-    /// certificate expires.
-    pub fn with_tls(
-        metrics: Arc<Metrics>,
-        snapshots: Arc<SnapshotStore>,
-        tls: Vec<(&'static str, Arc<ServerTls>)>,
-    ) -> Self {
-        Self::with_store(metrics, snapshots, tls, None)
-    }
-
-    /// With the shared store's status too (`tilgang_store_*`, and `/health`).
+    /// With the listeners' TLS (`listener` label: `gateway`, `admin`,
+    /// `web`): its reloads, whether the files on disk are refused, and when
+    /// the served certificate expires; and the shared store's status
+    /// (`tilgang_store_*`, and `/health`), when there is one.
     pub fn with_store(
         metrics: Arc<Metrics>,
-        snapshots: Arc<SnapshotStore>,
-        tls: Vec<(&'static str, Arc<ServerTls>)>,
+        snapshot: SnapshotProbe,
+        tls: Vec<(&'static str, Arc<dyn TlsFacts>)>,
         store: Option<StoreProbe>,
     ) -> Self {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(Scrape {
             metrics,
-            snapshots,
+            snapshot,
             tls,
             store: store.clone(),
         }));
@@ -99,8 +92,8 @@ impl Exposition {
 /// Encodes everything on each scrape.
 struct Scrape {
     metrics: Arc<Metrics>,
-    snapshots: Arc<SnapshotStore>,
-    tls: Vec<(&'static str, Arc<ServerTls>)>,
+    snapshot: SnapshotProbe,
+    tls: Vec<(&'static str, Arc<dyn TlsFacts>)>,
     store: Option<StoreProbe>,
 }
 
@@ -241,7 +234,7 @@ impl Collector for Scrape {
             [(vec![], super::log_lines_suppressed())],
         )?;
 
-        let snap = self.snapshots.load();
+        let snap = (self.snapshot)();
         let now = SystemTime::now();
         m.published_at(snap.revision(), now);
         let (since, delegations) = {
@@ -249,9 +242,7 @@ impl Collector for Scrape {
                 .published
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let delegations = *p
-                .delegations
-                .get_or_insert_with(|| snap.owners.values().map(|o| o.by_supplier.len()).sum());
+            let delegations = *p.delegations.get_or_insert_with(|| snap.delegations());
             (p.at, delegations)
         };
         enc.encode_descriptor(
@@ -286,7 +277,7 @@ impl Collector for Scrape {
             "tilgang_snapshot_owners",
             "Owners with a delegation file loaded.",
             None,
-            snap.owners.len() as i64,
+            snap.owners() as i64,
         )?;
         gauge(
             &mut enc,
@@ -308,7 +299,7 @@ impl Scrape {
             "Certificate changes on disk put in force, by listener.",
             self.tls
                 .iter()
-                .map(|(l, t)| (vec![("listener", *l)], t.status().reloads)),
+                .map(|(l, t)| (vec![("listener", *l)], t.reloads())),
         )?;
         let mut m = enc.encode_descriptor(
             "tilgang_tls_files_refused",
@@ -317,7 +308,7 @@ impl Scrape {
             MetricType::Gauge,
         )?;
         for (l, t) in &self.tls {
-            let refused = i64::from(t.status().problem.is_some());
+            let refused = i64::from(t.files_refused());
             ConstGauge::new(refused).encode(m.encode_family(&[("listener", *l)])?)?;
         }
         let mut m = enc.encode_descriptor(

@@ -5,11 +5,11 @@
 //! What a decision touches is a few relaxed atomic adds, nothing more: no
 //! lock, no map lookup, no allocation. A scrape only reads those atomics, so
 //! it can never hold a decision up. What is read at scrape time (the
-//! snapshot's revision, age and size; the process's descriptors and memory)
-//! comes from the lock-free `SnapshotStore::load` and `/proc`; the one mutex
+//! snapshot's revision, age and size through [`SnapshotFacts`]; the process's
+//! descriptors and memory) comes from the lock-free snapshot load and `/proc`; the one mutex
 //! here (when a revision was first seen) is shared by scrapes, reloads and
 //! admin writes, never by decisions. This module serves nothing (see
-//! `telemetry::http`) and decides nothing.
+//! `server::metrics_listener`) and decides nothing.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -22,9 +22,27 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::engine::Decision;
-use crate::snapshot::SnapshotStore;
-use crate::tls::ServerTls;
+/// What a scrape reads of the snapshot deciding now (the snapshot module
+/// implements it: this module knows labels, not domain types).
+pub trait SnapshotFacts: Send + Sync {
+    fn revision(&self) -> &str;
+    fn owners(&self) -> usize;
+    /// Walks every owner: read once per revision.
+    fn delegations(&self) -> usize;
+}
+
+/// The snapshot deciding now, read at scrape time.
+pub type SnapshotProbe = Arc<dyn Fn() -> Arc<dyn SnapshotFacts> + Send + Sync>;
+
+/// What a scrape reads of a listener's TLS (the `tls` module implements it).
+pub trait TlsFacts: Send + Sync {
+    /// Certificate changes put in force since start-up.
+    fn reloads(&self) -> u64;
+    /// Whether the files on disk are refused (the last good ones serve on).
+    fn files_refused(&self) -> bool;
+    /// When the served certificate expires, in Unix seconds.
+    fn expires(&self) -> i64;
+}
 
 /// How current the shared store's snapshot is, as a scrape or `/health`
 /// reads it (the sidecar builds it from the store's follower).
@@ -94,19 +112,6 @@ label_enum! {
         /// The request was malformed and nothing was decided (a whole batch
         /// counts once).
         Invalid => "invalid",
-    }
-}
-
-impl Outcome {
-    /// The outcome of a decision that was made.
-    pub fn of(d: &Decision) -> Self {
-        if d.allowed {
-            Self::Allow
-        } else if d.errors.is_empty() {
-            Self::Deny
-        } else {
-            Self::Error
-        }
     }
 }
 

@@ -16,19 +16,6 @@ fn latency_lands_in_its_bucket_and_count_is_the_bucket_total() {
 }
 
 #[test]
-fn outcomes_follow_the_decision() {
-    let mut d = Decision::default();
-    assert_eq!(Outcome::of(&d), Outcome::Deny);
-    d.errors.push("overflow".into());
-    assert_eq!(Outcome::of(&d), Outcome::Error);
-    d = Decision {
-        allowed: true,
-        ..Decision::default()
-    };
-    assert_eq!(Outcome::of(&d), Outcome::Allow);
-}
-
-#[test]
 fn a_revision_ages_from_when_it_was_first_reported() {
     let m = Metrics::new();
     let t0 = UNIX_EPOCH + Duration::from_secs(1000);

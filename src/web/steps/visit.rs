@@ -333,9 +333,9 @@ impl Web {
                 Ok(v)
             }
             Ok(Err(e)) => {
-                let failure = AdminFailure::Store(&e);
+                let failure = e.admin_failure();
                 self.telemetry.admin_failed(kind, who, failure);
-                if let (_, Some(reason)) = crate::telemetry::admin_result(&e)
+                if let Some(reason) = failure.refusal()
                     && let Some(not_recorded_before) = self.store.admit_refusal(false)
                 {
                     let record = RefusalRecord {

@@ -22,8 +22,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use super::metrics::Exposition;
-use crate::server::listener::{Acceptor, Admitted};
+use super::listener::{Acceptor, Admitted};
+use crate::telemetry::metrics::Exposition;
 
 /// The metrics' path.
 pub const PATH: &str = "/metrics";
@@ -181,8 +181,11 @@ mod tests {
             std::path::Path::new("/nonexistent"),
         )
         .unwrap();
-        let store = Arc::new(crate::snapshot::SnapshotStore::new(snap));
-        let exposition = Arc::new(Exposition::new(Arc::new(Metrics::new()), store));
+        let snap: Arc<dyn crate::telemetry::metrics::SnapshotFacts> = Arc::new(snap);
+        let exposition = Arc::new(Exposition::new(
+            Arc::new(Metrics::new()),
+            Arc::new(move || snap.clone()),
+        ));
         let (stop, stopped) = tokio::sync::oneshot::channel();
         tokio::spawn(serve(tcp, exposition, limits, async {
             let _ = stopped.await;
