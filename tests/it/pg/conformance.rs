@@ -154,6 +154,8 @@ both_backends!(
     paging_lists_every_delegation_once,
     concurrent_writes_serialize,
     acknowledged_writes_survive_kill_9,
+    roles_file_decides_who_may_write,
+    undo_of_a_right_gone_from_the_catalogue_restores_nothing,
 );
 
 async fn list_of(a: &DelegationsClient<Channel>, owner: &str, supplier: &str) -> Vec<String> {
@@ -806,5 +808,112 @@ async fn acknowledged_writes_survive_kill_9(bed: Bed) {
     let changes = bed.changes().await;
     assert_eq!(changes.len(), 13, "{changes:?}");
     assert_eq!(bed.rows().await, snapshot_rows(&s.snapshot()));
+    s.stop().await;
+}
+
+async fn roles_file_decides_who_may_write(bed: Bed) {
+    let s = bed.start().await;
+    let mut a = s.admin().await;
+    let newcomer = "05057612345";
+    let e = a
+        .delegate(delegate(OWNER, NEW_SUPPLIER, &["instances-read"], newcomer))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    // `roles.json` is a file beside either store, and is reloaded.
+    let roles = bed.work.data().join("roles.json");
+    let mut list: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&roles).unwrap()).unwrap();
+    list.push(serde_json::json!({"org": OWNER, "person": newcomer, "role": "APIADM"}));
+    save_by_rename(&roles, &serde_json::to_string_pretty(&list).unwrap());
+    eventually("the new APIADM role to apply", || {
+        let mut a = a.clone();
+        async move {
+            a.delegate(delegate(OWNER, NEW_SUPPLIER, &["instances-read"], newcomer))
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    // While it does not load, nobody writes (fail closed); decisions stand.
+    std::fs::write(&roles, "[ broken").unwrap();
+    eventually("writes to be refused", || {
+        let mut a = a.clone();
+        async move {
+            // Until the broken file is seen, this write changes nothing.
+            a.delegate(delegate(OWNER, NEW_SUPPLIER, &["instances-read"], newcomer))
+                .await
+                .is_err_and(|e| e.code() == Code::FailedPrecondition)
+        }
+    })
+    .await;
+    assert!(s.decide(NEW_SUPPLIER, OWNER, READ).await.allowed);
+    save_by_rename(&roles, &serde_json::to_string_pretty(&list).unwrap());
+    let rows = bed.rows().await;
+    assert_eq!(
+        rows[&(OWNER.to_string(), NEW_SUPPLIER.to_string())].delegated_by,
+        newcomer
+    );
+    s.stop().await;
+}
+
+async fn undo_of_a_right_gone_from_the_catalogue_restores_nothing(bed: Bed) {
+    let s = bed.start().await;
+    let mut a = s.admin().await;
+    let rights = bed.work.policies().join("rights.json");
+    let original = std::fs::read_to_string(&rights).unwrap();
+    let with_extra = original.replacen(
+        "\"rights\": [",
+        "\"rights\": [\n    { \"id\": \"extra\", \"name\": \"Extra\", \"scopes\": [\"altinn:serviceowner/extra\"] },",
+        1,
+    );
+    let has_extra = |a: &DelegationsClient<Channel>| {
+        let mut a = a.clone();
+        async move {
+            a.list_rights(tilgang::proto::ListRightsRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .rights
+                .iter()
+                .any(|r| r.id == "extra")
+        }
+    };
+    std::fs::write(&rights, &with_extra).unwrap();
+    eventually("the extra right to exist", || has_extra(&a)).await;
+    a.delegate(delegate(OWNER, NEW_SUPPLIER, &["extra"], DAGL))
+        .await
+        .unwrap();
+    assert!(
+        s.decide(NEW_SUPPLIER, OWNER, "altinn:serviceowner/extra")
+            .await
+            .allowed
+    );
+    let r = a
+        .revoke(revoke(OWNER, NEW_SUPPLIER, &[], DAGL))
+        .await
+        .unwrap()
+        .into_inner();
+    std::fs::write(&rights, &original).unwrap();
+    eventually("the extra right to be gone", || async {
+        !has_extra(&a).await
+    })
+    .await;
+    let e = a.undo_revoke(undo(&r.undo_token, DAGL)).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(
+        e.message().contains("nothing to restore"),
+        "{}",
+        e.message()
+    );
+    // The token was not spent: with the right back, the undo works.
+    std::fs::write(&rights, &with_extra).unwrap();
+    eventually("the undo to work again", || {
+        let mut a = a.clone();
+        let token = r.undo_token.clone();
+        async move { a.undo_revoke(undo(&token, DAGL)).await.is_ok() }
+    })
+    .await;
+    assert_eq!(bed.changes().await, ["grant", "revoke-last", "undo"]);
     s.stop().await;
 }

@@ -272,9 +272,9 @@ async fn revocations_reach_five_followers() {
         latencies[latencies.len() / 2],
         latencies.len()
     );
-    // Notified followers apply a change in milliseconds; the bound leaves
-    // room for a loaded machine (the follower also polls every 500 ms).
-    assert!(worst < Duration::from_secs(2), "{latencies:?}");
+    // Notified followers apply a change in milliseconds (and poll every
+    // 500 ms besides); the bound leaves room for a loaded machine.
+    assert!(worst < Duration::from_secs(3), "{latencies:?}");
     admin.stop().await;
     for f in followers {
         f.stop().await;
@@ -350,7 +350,7 @@ async fn minimum_revisions_wait_and_time_out() {
     };
     // Only to have the requests waiting when the write lands; what is
     // checked after is the answer, which must include the write.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
     let d = a
         .delegate(delegate(OWNER, NEW_SUPPLIER, &["instances-read"], DAGL))
         .await
@@ -362,7 +362,7 @@ async fn minimum_revisions_wait_and_time_out() {
     assert!(answer.allowed, "answered before the write: {answer:?}");
     assert!(answer.store_revision > head);
     assert!(
-        waited >= Duration::from_millis(250) && waited < Duration::from_secs(2),
+        waited >= Duration::from_millis(100) && waited < Duration::from_secs(2),
         "{waited:?}"
     );
     let answer = by_metadata.await.unwrap().unwrap().into_inner();

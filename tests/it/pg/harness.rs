@@ -299,8 +299,10 @@ impl Replica {
 
     pub async fn wait_loaded(&self) {
         if let Some(f) = &self.sidecar.freshness {
+            // Loaded, and published: `loaded()` turns true just before the
+            // snapshot is swapped in.
             within("the first snapshot from the store", LONG, || async {
-                f.loaded()
+                f.loaded() && self.snapshot().withheld().is_none()
             })
             .await;
         }
