@@ -315,7 +315,11 @@ impl Sidecar {
             Some(f) => snapshot.with_withheld(f.withhold_reason().map(Arc::from)),
             None => snapshot,
         };
-        let snapshots = Arc::new(SnapshotStore::new(snapshot));
+        let snapshots = Arc::new(if freshness.is_some() {
+            SnapshotStore::following(snapshot)
+        } else {
+            SnapshotStore::new(snapshot)
+        });
         let metrics = Arc::new(Metrics::new());
         metrics.published(snapshots.load().revision());
         let mut reloader = Reloader::new(snapshots.clone(), policies, data.clone())
@@ -422,21 +426,26 @@ impl Sidecar {
             };
         let gateway_shares = (l.max_connections_per_peer, l.max_watch_streams);
         let admin_shares = (l.admin_max_connections_per_peer, l.admin_max_watch_streams);
-        let mut tasks = vec![
-            tokio::spawn(server::serve_gateway(
-                listener(
-                    gateway,
-                    &gateway_tls,
-                    connection_limits.gateway,
-                    gateway_shares,
-                ),
-                snapshots.clone(),
-                claims,
-                telemetry.clone(),
+        let mut tasks = vec![tokio::spawn(server::serve_gateway(
+            listener(
+                gateway,
+                &gateway_tls,
+                connection_limits.gateway,
+                gateway_shares,
+            ),
+            snapshots.clone(),
+            claims,
+            telemetry.clone(),
+            signal(rx.clone()),
+        ))];
+        // The shared store is pruned by its admin replicas; a gateway
+        // replica (no admin listener) may well hold a read-only role.
+        if cfg.store.is_none() || admin.is_some() {
+            tasks.push(tokio::spawn(prune_undo_records(
+                store.clone(),
                 signal(rx.clone()),
-            )),
-            tokio::spawn(prune_undo_records(store.clone(), signal(rx.clone()))),
-        ];
+            )));
+        }
         if let Some(admin) = admin {
             tasks.push(tokio::spawn(server::serve_admin(
                 listener(admin, &admin_tls, connection_limits.admin, admin_shares),

@@ -492,6 +492,10 @@ pub struct SnapshotStore {
     /// Rung when a caller waits for a newer store revision: the follower
     /// catches up at once rather than at its next poll.
     wanted: tokio::sync::Notify,
+    /// Whether a follower of the shared store keeps it current
+    /// ([`Self::following`]); else the file store, whose every revision is in
+    /// effect.
+    follows: bool,
 }
 
 /// A wait for a store revision that ran out: the replica is behind.
@@ -536,6 +540,16 @@ impl SnapshotStore {
             current: ArcSwap::from_pointee(initial),
             writer: Mutex::new(()),
             wanted: tokio::sync::Notify::new(),
+            follows: false,
+        }
+    }
+
+    /// A snapshot store a follower of the shared store keeps current: a
+    /// minimum revision is waited for ([`Self::at_least`]).
+    pub fn following(initial: Snapshot) -> Self {
+        Self {
+            follows: true,
+            ..Self::new(initial)
         }
     }
 
@@ -554,7 +568,11 @@ impl SnapshotStore {
         within: std::time::Duration,
     ) -> Result<Arc<Snapshot>, Behind> {
         let snap = self.load();
-        if snap.store_revision >= min {
+        // The file store: one process per data directory publishes every
+        // write before acknowledging it, and a restarted one loads them all
+        // from the files, so whatever revision a caller names is in effect
+        // (its count restarts at 0 with the process).
+        if !self.follows || snap.store_revision >= min {
             return Ok(snap);
         }
         let started = std::time::Instant::now();

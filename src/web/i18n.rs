@@ -178,6 +178,8 @@ pub struct Texts {
     pub err_login_failed: &'static str,
     pub err_not_found: &'static str,
     pub err_unavailable: &'static str,
+    /// The write may have been saved (the store did not confirm it).
+    pub err_maybe_saved: &'static str,
     pub err_nothing_delegated: &'static str,
 }
 
@@ -266,6 +268,7 @@ pub const NB: Texts = Texts {
     err_login_failed: "Innloggingen mislyktes. Prøv igjen.",
     err_not_found: "Siden finnes ikke.",
     err_unavailable: "Tjenesten er ikke tilgjengelig akkurat nå. Prøv igjen om litt.",
+    err_maybe_saved: "Vi fikk ikke bekreftet at endringen ble lagret. Sjekk oversikten før du prøver igjen.",
     err_nothing_delegated: "Denne leverandøren har ingen tilganger fra dere.",
 };
 
@@ -354,6 +357,7 @@ pub const NN: Texts = Texts {
     err_login_failed: "Innlogginga mislukkast. Prøv igjen.",
     err_not_found: "Sida finst ikkje.",
     err_unavailable: "Tenesta er ikkje tilgjengeleg akkurat no. Prøv igjen om litt.",
+    err_maybe_saved: "Vi fekk ikkje stadfesta at endringa vart lagra. Sjekk oversikta før du prøver igjen.",
     err_nothing_delegated: "Denne leverandøren har ingen tilgangar frå dykk.",
 };
 
@@ -442,6 +446,7 @@ pub const EN: Texts = Texts {
     err_login_failed: "The login failed. Try again.",
     err_not_found: "The page does not exist.",
     err_unavailable: "The service is unavailable right now. Try again shortly.",
+    err_maybe_saved: "We could not confirm that the change was saved. Check the overview before trying again.",
     err_nothing_delegated: "This supplier has no access from you.",
 };
 

@@ -794,3 +794,38 @@ async fn huge_values_are_cut_in_the_status() {
     }
     s.stop().await;
 }
+
+/// The file store: a write's `store_revision` counts this process's writes,
+/// from 0 at each start, and every write is in the files a restart loads.
+/// So a minimum revision from before a restart is met at once (never an
+/// `UNAVAILABLE` for a revision the files already hold).
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_file_store_a_minimum_revision_from_before_a_restart_is_met() {
+    let s = TestServer::start().await;
+    let mut admin = s.admin().await;
+    let d = admin
+        .delegate(tilgang::proto::DelegateRequest {
+            owner: OWNER.into(),
+            supplier: NEW_SUPPLIER.into(),
+            rights: vec!["instances-read".into()],
+            actor: DAGL.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(d.store_revision, 1);
+    let work = s.stop().await;
+    let s = TestServer::start_in(work, |_| {}).await;
+    let mut q = req(NEW_SUPPLIER, OWNER, READ);
+    q.min_revision = d.store_revision;
+    let r = s
+        .gateway()
+        .await
+        .is_authorized(q)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.allowed, "{r:?}");
+    assert_eq!(r.store_revision, 0, "a new process counts from 0");
+    s.stop().await;
+}

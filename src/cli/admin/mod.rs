@@ -134,18 +134,34 @@ impl<'a> DelegationJson<'a> {
     }
 }
 
+/// The store revision a write made, for `ask --min-revision`; empty for a
+/// listing (which carries none).
+fn revision_of(revision: u64) -> String {
+    if revision > 0 {
+        format!("; store revision {revision}")
+    } else {
+        String::new()
+    }
+}
+
 fn describe(d: &Delegation) -> String {
     if d.rights.is_empty() {
-        format!("{} now holds no rights from {}", d.supplier, d.owner)
+        format!(
+            "{} now holds no rights from {}{}",
+            d.supplier,
+            d.owner,
+            revision_of(d.store_revision)
+        )
     } else {
         format!(
-            "{} holds {} from {} (scopes: {}; by {} at {})",
+            "{} holds {} from {} (scopes: {}; by {} at {}{})",
             d.supplier,
             d.rights.join(", "),
             d.owner,
             d.scopes.join(", "),
             d.delegated_by,
-            d.updated_at
+            d.updated_at,
+            revision_of(d.store_revision)
         )
     }
 }
@@ -215,8 +231,10 @@ pub async fn revoke(args: &RevokeArgs, out: &mut Output) -> anyhow::Result<Outco
         format!(" --actor {}", args.actor)
     };
     note(format_args!(
-        "undo with `tilgang undo {}{actor}` before {}",
-        r.undo_token, r.undo_expires_at
+        "undo with `tilgang undo {}{actor}` before {}{}",
+        r.undo_token,
+        r.undo_expires_at,
+        revision_of(r.store_revision)
     ));
     // The token alone on stdout, for scripts.
     out.line(&r.undo_token)?;

@@ -112,7 +112,17 @@ impl StoreConfig {
             pg.application_name(APPLICATION);
         }
         let tls = MakeRustlsConnect::new(client_tls(ca)?);
-        Ok(Self { pg, tls })
+        let this = Self { pg, tls };
+        if !url.contains("sslmode=") {
+            // libpq's default, `prefer`, falls back to plain text when the
+            // server offers no TLS: say so rather than let it pass unseen.
+            tracing::warn!(
+                store = %this,
+                "`--store` has no `sslmode`: TLS is used only if the server offers it, else the \
+                 connection is plain text; say `sslmode=verify-full` (or `sslmode=disable`)"
+            );
+        }
+        Ok(this)
     }
 
     /// Whether the connection is encrypted.

@@ -190,8 +190,10 @@ impl Follower {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
-            let why = self.freshness.withhold_reason();
+            // Judged under the writer lock: a sync that lands meanwhile
+            // (it publishes under the same lock) is not undone.
             let w = self.snapshots.lock();
+            let why = self.freshness.withhold_reason();
             let cur = w.current();
             if why.is_some() && cur.withheld().is_none() {
                 if let Some(why) = &why {
@@ -357,7 +359,6 @@ impl Follower {
         let policies = self.snapshots.load().policies.clone();
         let (revision, owners, problems) = load_all(client, &policies).await?;
         let count: usize = owners.values().map(|o| o.by_supplier.len()).sum();
-        self.freshness.mark_synced();
         let w = self.snapshots.lock();
         let cur = w.current();
         // Policies changed while loading: the records were checked against
@@ -372,6 +373,9 @@ impl Follower {
             .with_store_revision(revision)
             .with_withheld(None);
         w.publish(next);
+        // Synced once published: `/health` says loaded only when decisions
+        // use what was loaded.
+        self.freshness.mark_synced();
         drop(w);
         self.freshness.applied.send_replace(revision);
         self.freshness.mark_loaded();

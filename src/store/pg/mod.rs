@@ -73,7 +73,7 @@ impl PgError {
     pub fn query(what: &'static str) -> impl Fn(tokio_postgres::Error) -> Self {
         move |e| Self::Query {
             what,
-            unreachable: e.is_closed() || e.code().is_none(),
+            unreachable: e.is_closed() || e.code().is_none_or(gone),
             reason: crate::telemetry::logs::error_chain(&e),
         }
     }
@@ -86,6 +86,20 @@ impl PgError {
             _ => false,
         }
     }
+}
+
+/// Codes that mean the server went away rather than refused: a connection
+/// exception (class 08), or the server shutting down, crashed or not yet
+/// accepting connections (`pg_terminate_backend`, a restart, a failover).
+fn gone(code: &tokio_postgres::error::SqlState) -> bool {
+    use tokio_postgres::error::SqlState;
+    code.code().starts_with("08")
+        || [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+        ]
+        .contains(code)
 }
 
 impl From<PgError> for StoreError {

@@ -391,6 +391,11 @@ impl Web {
             StoreError::NoRights { .. } | StoreError::UnknownRight { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, t.err_nothing_chosen)
             }
+            // The change may be in effect: trying again blindly could
+            // undo or repeat it.
+            StoreError::CommitUnknown { .. } | StoreError::InEffect { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, t.err_maybe_saved)
+            }
             _ => (StatusCode::SERVICE_UNAVAILABLE, t.err_unavailable),
         };
         self.message(v, status, t.title, text)
