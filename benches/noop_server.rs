@@ -1,10 +1,13 @@
-//! The baseline for `scripts/scale.sh`: a tonic server (tonic's own
-//! `transport::Server`) that serves `tilgang.v1.Authorizer` and decides
-//! nothing. Every `IsAuthorized` is answered `allowed: true, reasons:
-//! ["delegated-scope"], revision: "<16 hex>"`, the shape tilgang answers an
-//! allow with, so a load generator sends and receives the same bytes from both
-//! and the ratio of their throughputs is what tilgang's decision path and
-//! server cost on top of plain tonic.
+//! The baseline for `scripts/scale.sh`, `scripts/check_load.sh` and
+//! `scripts/envoy_bench.sh`: a tonic server (tonic's own
+//! `transport::Server`) that serves `tilgang.v1.Authorizer` and Envoy's
+//! `envoy.service.auth.v3.Authorization` and decides nothing. Every
+//! `IsAuthorized` is answered `allowed: true, reasons: ["delegated-scope"],
+//! revision: "<16 hex>"`, and every `Check` OK with the three `x-tilgang-*`
+//! headers, the shapes tilgang answers an allow with, so a load generator (or
+//! Envoy) sends and receives the same bytes from both and the ratio of their
+//! throughputs is what tilgang's decision path and server cost on top of
+//! plain tonic.
 //!
 //! Run it:
 //!
@@ -28,6 +31,10 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use envoy_types::ext_authz::v3::pb::{
+    Authorization, AuthorizationServer, CheckRequest, CheckResponse, HeaderAppendAction,
+};
+use envoy_types::ext_authz::v3::{CheckResponseExt, OkHttpResponseBuilder};
 use tilgang::proto::authorizer_server::{Authorizer, AuthorizerServer};
 use tilgang::proto::{
     BatchIsAuthorizedRequest, BatchIsAuthorizedResponse, IsAuthorizedRequest, IsAuthorizedResponse,
@@ -71,6 +78,23 @@ impl Authorizer for Noop {
     }
 }
 
+#[tonic::async_trait]
+impl Authorization for Noop {
+    async fn check(
+        &self,
+        _request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        let overwrite = Some(HeaderAppendAction::OverwriteIfExistsOrAdd);
+        let mut ok = OkHttpResponseBuilder::new();
+        ok.add_header("x-tilgang-owner", "991825827", overwrite, false)
+            .add_header("x-tilgang-revision", REVISION, overwrite, false)
+            .add_header("x-tilgang-supplier", "810418672", overwrite, false);
+        let mut response = CheckResponse::new();
+        response.set_status(Status::ok("")).set_http_response(ok);
+        Ok(Response::new(response))
+    }
+}
+
 /// What the command line asked for: `Some(addr)` to serve, `None` to exit at
 /// once (run by `cargo bench` without `--listen`).
 fn parse_args() -> Result<Option<(SocketAddr, Option<u64>)>, String> {
@@ -97,7 +121,7 @@ fn parse_args() -> Result<Option<(SocketAddr, Option<u64>)>, String> {
             "-h" | "--help" => {
                 println!(
                     "noop_server [--listen ADDR] [--keepalive SECONDS]  (default {DEFAULT_LISTEN}, no keep-alive); \
-                     a tonic Authorizer that allows everything"
+                     a tonic Authorizer and ext_authz Authorization that allow everything"
                 );
                 return Ok(None);
             }
@@ -157,6 +181,7 @@ async fn main() -> ExitCode {
         .http2_keepalive_interval(keepalive)
         .http2_keepalive_timeout(keepalive.map(|k| (k / 3).max(std::time::Duration::from_secs(1))))
         .add_service(AuthorizerServer::new(Noop))
+        .add_service(AuthorizationServer::new(Noop))
         .serve_with_incoming_shutdown(incoming, stop_signal())
         .await;
     match served {

@@ -83,6 +83,16 @@ fn text(claims: &Map<String, Value>, claim: &'static str) -> Result<Option<Strin
 }
 
 impl Claims {
+    /// The claims [`Self::from_json`] reads: a caller holding the payload in
+    /// another form converts only these.
+    pub const READ: [&'static str; 5] = [
+        "consumer",
+        "supplier",
+        "scope",
+        "delegation_source",
+        "client_id",
+    ];
+
     pub fn from_json(claims: &Map<String, Value>) -> Result<Self, ClaimsError> {
         let consumer = org(claims, "consumer")?.ok_or(ClaimsError::Missing("consumer"))?;
         let supplier = org(claims, "supplier")?;

@@ -69,6 +69,9 @@ pub struct Config {
     /// `jwt_authn` passed no claims (`--jwks`); `None`: such a check is 401.
     /// [`Sidecar::start`] opens the file and sets `claims.verifier`.
     pub bearer: Option<BearerConfig>,
+    /// Verified `--jwks` tokens remembered, so a repeated token skips the
+    /// signature check (`--jwt-cache`; 0: verify every token in full).
+    pub token_cache: usize,
     /// Who may call the admin listener (`--admin-jwks`). With neither this
     /// nor `admin_clients`: development mode, `actor` trusted as written, and
     /// only on a loopback address.
@@ -135,6 +138,7 @@ impl Config {
             limits: Limits::DEFAULT,
             claims: ClaimSource::default(),
             bearer: None,
+            token_cache: crate::auth::verify::DEFAULT_TOKEN_CACHE,
             admin_auth: None,
             admin_clients: None,
             tls: None,
@@ -269,12 +273,17 @@ impl Sidecar {
         let connection_limits = fit_connection_limits(&cfg.limits)?;
         let mut claims = cfg.claims.clone();
         if let Some(bearer) = &cfg.bearer {
-            claims.verifier = Some(Arc::new(open_verifier(bearer, "--jwks").await?));
+            claims.verifier = Some(Arc::new(
+                open_verifier(bearer, "--jwks")
+                    .await?
+                    .with_cache(cfg.token_cache),
+            ));
             tracing::info!(
                 jwks = %bearer.jwks.display(),
                 issuer = bearer.verifier.issuer.as_deref().unwrap_or("(any)"),
                 audiences = ?bearer.verifier.audiences,
                 leeway_s = bearer.verifier.leeway.as_secs(),
+                token_cache = cfg.token_cache,
                 "Check verifies bearer tokens when jwt_authn passed no claims"
             );
         }

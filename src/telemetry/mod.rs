@@ -64,8 +64,9 @@ pub struct Unanswered<'a> {
     pub owner: Option<OrgNumber>,
     pub scope: Option<&'a str>,
     pub revision: &'a str,
-    /// The request and its answer (status, reason), escaped.
-    pub http: HttpSeen,
+    /// The request and its answer (status, reason), escaped; made only
+    /// when decisions are logged ([`Telemetry::logs_decisions`]).
+    pub http: Option<HttpSeen>,
 }
 
 impl Telemetry {
@@ -80,6 +81,12 @@ impl Telemetry {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Whether decisions are logged: what only the log needs (the request
+    /// escaped for it) is made only then.
+    pub fn logs_decisions(&self) -> bool {
+        self.log.is_some()
     }
 
     /// Count a decision, observe its latency, and queue its log line.
@@ -128,7 +135,7 @@ impl Telemetry {
                 owner: u.owner,
                 scope: u.scope.map(str::to_string),
                 route: None,
-                http: Some(Box::new(u.http)),
+                http: u.http.map(Box::new),
                 outcome: Outcome::Invalid,
                 reasons: Vec::new(),
                 errors: Vec::new(),

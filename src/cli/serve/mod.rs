@@ -141,6 +141,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Outcome> {
     cfg.limits = args.limits.limits();
     cfg.claims.payload_key = args.tokens.jwt_payload_key.clone();
     cfg.bearer = args.tokens.bearer();
+    cfg.token_cache = args.tokens.jwt_cache;
     cfg.admin_auth = args.admin.config();
     cfg.admin_clients = args.admin.clients();
     cfg.tls = args.tls.gateway();

@@ -48,6 +48,13 @@ pub struct TokenArgs {
           default_value_t = DEFAULT_LEEWAY.as_secs(),
           value_parser = clap::value_parser!(u64).range(0..=MAX_LEEWAY.as_secs()))]
     pub jwt_leeway: u64,
+    /// With --jwks: verified tokens remembered (by a digest of the whole
+    /// token, never past `exp` or a change of the key set), so a client's
+    /// repeated token skips the signature check; 0 verifies every token in full
+    #[arg(long, env = "TILGANG_JWT_CACHE", value_name = "TOKENS",
+          default_value_t = crate::auth::verify::DEFAULT_TOKEN_CACHE,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1_048_576))]
+    pub jwt_cache: usize,
 }
 
 impl TokenArgs {

@@ -192,15 +192,19 @@ impl ExtAuthzService {
             .as_ref()
             .and_then(|a| a.request.as_ref())
             .and_then(|r| r.http.as_ref());
-        let mut seen = http.map_or_else(HttpSeen::default, |h| {
-            let header = |name: &str| h.headers.get(name).map(String::as_str);
-            HttpSeen::new(
-                &h.method,
-                &h.path,
-                header("x-request-id"),
-                header("traceparent"),
-            )
+        // Escaped for the decision log only when there is one.
+        let mut seen = self.telemetry.logs_decisions().then(|| {
+            http.map_or_else(HttpSeen::default, |h| {
+                let header = |name: &str| h.headers.get(name).map(String::as_str);
+                HttpSeen::new(
+                    &h.method,
+                    &h.path,
+                    header("x-request-id"),
+                    header("traceparent"),
+                )
+            })
         });
+        let (method, path) = http.map_or(("", ""), |h| (h.method.as_str(), h.path.as_str()));
         let answered = match http {
             Some(http) => self.decide(snap, req, http),
             None => Err(self
@@ -214,9 +218,11 @@ impl ExtAuthzService {
         };
         match answered {
             Ok(j) => {
-                let (status, reason) = j.verdict.status();
-                seen.status = status;
-                seen.reason = reason.map(str::to_string);
+                if let Some(seen) = &mut seen {
+                    let (status, reason) = j.verdict.status();
+                    seen.status = status;
+                    seen.reason = reason.map(str::to_string);
+                }
                 self.telemetry.decided(Decided {
                     api: Api::Check,
                     started,
@@ -226,10 +232,10 @@ impl ExtAuthzService {
                     route: Some(&j.route),
                     decision: &j.decision,
                     revision,
-                    http: Some(&seen),
+                    http: seen.as_ref(),
                 });
                 tracing::debug!(
-                    method = %seen.method, path = %seen.path, route = %j.route,
+                    method = %crate::ids::echo(method), path = %crate::ids::echo(path), route = %j.route,
                     supplier = %j.request.supplier, owner = %j.request.owner,
                     scope = %j.request.scope, allowed = j.decision.allowed,
                     reasons = ?j.decision.reasons, errors = ?j.decision.errors,
@@ -239,11 +245,13 @@ impl ExtAuthzService {
             }
             Err(u) => {
                 let (status, reason) = u.verdict.status();
-                seen.status = status;
-                seen.reason = reason.map(str::to_string);
+                if let Some(seen) = &mut seen {
+                    seen.status = status;
+                    seen.reason = reason.map(str::to_string);
+                }
                 tracing::debug!(
-                    method = %seen.method, path = %seen.path, status,
-                    reason = %seen.reason.as_deref().unwrap_or(""),
+                    method = %crate::ids::echo(method), path = %crate::ids::echo(path), status,
+                    reason = %reason.map(crate::ids::echo).unwrap_or_default(),
                     revision = %revision, "ext_authz answered without a decision"
                 );
                 let (owner, supplier) = u.claims.unzip();
@@ -405,7 +413,12 @@ impl ExtAuthzService {
             .and_then(|s| s.fields.get(key));
         if let Some(payload) = from_envoy {
             return match &payload.kind {
-                Some(Kind::StructValue(p)) => Ok(struct_json(p, 0)),
+                // Only the claims `Claims` reads: the payload's other claims
+                // (`iss`, `exp`, `jti`, ...) are Envoy's business, not copied.
+                Some(Kind::StructValue(p)) => Ok(Claims::READ
+                    .iter()
+                    .filter_map(|k| p.fields.get(*k).map(|v| (k.to_string(), value_json(v, 1))))
+                    .collect()),
                 _ => Err(format!("the token payload `{key}` is not an object")),
             };
         }

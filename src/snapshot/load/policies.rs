@@ -343,7 +343,7 @@ pub fn build_policies(src: &PolicySource, read: PolicyFiles) -> Result<PolicyBun
         return Err(LoadErrors(errors));
     }
     let delegations_need_cedar = !plain_delegation_fits(&schema, &catalogue);
-    let memo = crate::engine::Memo::new(&catalogue);
+    let memo = crate::engine::Memo::new(&catalogue, &policies);
     let warnings = match (
         files.iter().find(|f| f.1 == CATALOGUE_FILE),
         files.iter().find(|f| f.1 == ROUTES_FILE),

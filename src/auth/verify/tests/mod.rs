@@ -464,3 +464,65 @@ fn a_duplicated_claim_is_refused() {
         assert_eq!(e.kind(), "duplicate_claim");
     }
 }
+
+/// A remembered token is remembered only while it would verify: inside its
+/// `nbf`..`exp` window (leeway included) and while the key set it was
+/// verified against is the current one.
+#[test]
+fn a_remembered_token_stands_only_while_it_would_verify() {
+    let keys = || {
+        KeySet::from_json(
+            json!({ "keys": [testkit::rsa().jwk("r1")] })
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap()
+    };
+    let jwks = Arc::new(JwksFile::fixed(keys()));
+    let v = Verifier::new(jwks.clone(), VerifierConfig::default()).unwrap();
+    let exp = now() + 120;
+    let token = rs256(&with(claims(), "exp", json!(exp)));
+    assert!(v.verify_at(&token, now()).is_ok());
+    assert!(v.verify_at(&token, now()).is_ok(), "remembered");
+    // Past `exp` and the leeway: refused, remembered or not.
+    let late = exp + DEFAULT_LEEWAY.as_secs() as i64;
+    assert!(matches!(
+        v.verify_at(&token, late),
+        Err(TokenError::Expired { .. })
+    ));
+    assert!(v.verify_at(&token, late - 1).is_ok());
+    // The key removed: refused at once.
+    jwks.replace(
+        KeySet::from_json(
+            json!({ "keys": [testkit::p256().jwk("e1")] })
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap(),
+    );
+    assert!(matches!(
+        v.verify_at(&token, now()),
+        Err(TokenError::UnknownKey { .. })
+    ));
+    // The same key back (a new set): verified again, and good.
+    jwks.replace(keys());
+    assert!(v.verify_at(&token, now()).is_ok());
+    // `nbf` in the future: not remembered into validity before it.
+    let nbf = now() + 60;
+    let early = rs256(&with(claims(), "nbf", json!(nbf)));
+    let from = nbf - DEFAULT_LEEWAY.as_secs() as i64;
+    assert!(v.verify_at(&early, from).is_ok());
+    assert!(matches!(
+        v.verify_at(&early, from - 1),
+        Err(TokenError::NotYetValid { .. })
+    ));
+    // A verifier without the cache verifies the same.
+    let plain = Verifier::new(jwks, VerifierConfig::default())
+        .unwrap()
+        .with_cache(0);
+    assert!(plain.verify_at(&token, now()).is_ok());
+    assert!(matches!(
+        plain.verify_at(&token, late),
+        Err(TokenError::Expired { .. })
+    ));
+}

@@ -11,20 +11,24 @@
 //! belongs to one policy bundle (new policies, new memo) and its key holds the
 //! record's process-unique id (a changed delegation is a new record), so a
 //! memoised answer is never used once anything it was made from has changed.
-//! Calls through Envoy (with `context.http` and `context.token`) are not
-//! memoised.
+//! Calls through Envoy (with `context.http` and `context.token`) are
+//! memoised too, under the parts of the call the policies can read
+//! ([`reads`]): the request's path is in the key only when a policy reads it.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
 
 use cedar_policy::{Authorizer, Context, Decision as CedarDecision, Request, RestrictedExpression};
 
-use crate::catalogue::Catalogue;
 use crate::ids::{OrgNumber, PersonId, Scope};
 use crate::model::{
     ACTION_TYPE, DELEGATION_TYPE, ORG_TYPE, PERSON_TYPE, RIGHT_TYPE, SCOPE_TYPE, uid,
 };
 use crate::snapshot::{DelegationRecord, PolicyBundle, Snapshot};
+
+mod memo;
+pub mod reads;
+
+pub use memo::Memo;
 
 /// A gateway's question: may `supplier` use `scope` on `owner`'s API?
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,58 +77,6 @@ impl Decision {
             reasons: Vec::new(),
             errors: vec![error],
         }
-    }
-}
-
-/// How many decisions one policy bundle memoises: about 100 bytes each.
-const MEMO_CAPACITY: usize = 1 << 17;
-
-/// Decisions made with one policy bundle, by (owner, supplier, scope, the
-/// pair's record id or 0 for none). Bounded: the least used are forgotten.
-/// Only scopes the catalogue knows are memoised, so a flood of made-up scopes
-/// cannot crowd out the real ones.
-pub struct Memo {
-    scopes: HashMap<String, u32>,
-    cache: quick_cache::sync::Cache<MemoKey, Arc<Decision>>,
-}
-
-type MemoKey = (OrgNumber, OrgNumber, u32, u64);
-
-impl std::fmt::Debug for Memo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Memo")
-            .field("scopes", &self.scopes.len())
-            .field("entries", &self.cache.len())
-            .finish()
-    }
-}
-
-impl Memo {
-    pub fn new(catalogue: &Catalogue) -> Self {
-        let scopes = catalogue
-            .scopes()
-            .keys()
-            .enumerate()
-            .map(|(i, s)| (s.to_string(), u32::try_from(i).unwrap_or(u32::MAX)))
-            .collect();
-        Self {
-            scopes,
-            cache: quick_cache::sync::Cache::new(MEMO_CAPACITY),
-        }
-    }
-
-    fn key(&self, req: &AccessRequest, record: Option<&DelegationRecord>) -> Option<MemoKey> {
-        let scope = *self.scopes.get(req.scope.as_str())?;
-        Some((req.owner, req.supplier, scope, record.map_or(0, |r| r.id)))
-    }
-
-    /// How many decisions are memoised now.
-    pub fn len(&self) -> usize {
-        self.cache.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.cache.is_empty()
     }
 }
 
@@ -288,19 +240,9 @@ pub fn decide_call(snap: &Snapshot, req: &AccessRequest, call: Option<&Call>) ->
     }
     let record = snap.delegation(&req.owner, &req.supplier);
     let bundle = &snap.policies;
-    if call.is_some() {
-        return decide_uncached(bundle, req, record, call);
-    }
-    let memo = &bundle.memo;
-    let Some(key) = memo.key(req, record) else {
-        return decide_uncached(bundle, req, record, None);
-    };
-    if let Some(d) = memo.cache.get(&key) {
-        return Decision::clone(&d);
-    }
-    let d = decide_uncached(bundle, req, record, None);
-    memo.cache.insert(key, Arc::new(d.clone()));
-    d
+    bundle.memo.decide(req, record, call, || {
+        decide_uncached(bundle, req, record, call)
+    })
 }
 
 /// Ask Cedar: the request, with the pair's delegation in the context.

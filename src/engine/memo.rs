@@ -1,0 +1,151 @@
+//! Decisions memoised per policy bundle. A gateway decision is a pure
+//! function of (policies, the pair's delegation record, supplier, owner,
+//! scope) and, for an Envoy `Check`, of the parts of the call the policies
+//! can read ([`CallReads`]): the key holds exactly those, so a memoised
+//! answer is used only for a request Cedar could not tell apart. The memo
+//! belongs to one bundle (new policies, new memo), and the key holds the
+//! record's process-unique id (a changed delegation is a new record).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::reads::CallReads;
+use super::{AccessRequest, Call, Decision};
+use crate::catalogue::Catalogue;
+use crate::ids::OrgNumber;
+use crate::snapshot::DelegationRecord;
+
+/// How many decisions one policy bundle memoises, for each of
+/// `IsAuthorized` and `Check`: about 100 bytes each (a `Check` key also holds
+/// the call fields the policies read).
+const MEMO_CAPACITY: usize = 1 << 17;
+
+/// Decisions made with one policy bundle, by (owner, supplier, scope, the
+/// pair's record id or 0 for none) and, for a call, what the policies can
+/// read of it. Bounded: the least used are forgotten. Only scopes the
+/// catalogue knows are memoised, so a flood of made-up scopes cannot crowd
+/// out the real ones.
+pub struct Memo {
+    scopes: HashMap<String, u32>,
+    cache: quick_cache::sync::Cache<PairKey, Arc<Decision>>,
+    reads: CallReads,
+    calls: quick_cache::sync::Cache<(PairKey, Box<[u8]>), Arc<Decision>>,
+}
+
+type PairKey = (OrgNumber, OrgNumber, u32, u64);
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memo")
+            .field("scopes", &self.scopes.len())
+            .field("entries", &self.cache.len())
+            .field("reads", &self.reads)
+            .field("call_entries", &self.calls.len())
+            .finish()
+    }
+}
+
+impl Memo {
+    /// An empty memo for the bundle of `catalogue` and `policies`.
+    pub fn new(catalogue: &Catalogue, policies: &cedar_policy::PolicySet) -> Self {
+        let scopes = catalogue
+            .scopes()
+            .keys()
+            .enumerate()
+            .map(|(i, s)| (s.to_string(), u32::try_from(i).unwrap_or(u32::MAX)))
+            .collect();
+        Self {
+            scopes,
+            cache: quick_cache::sync::Cache::new(MEMO_CAPACITY),
+            reads: CallReads::of_set(policies),
+            calls: quick_cache::sync::Cache::new(MEMO_CAPACITY),
+        }
+    }
+
+    /// What the policies can read of a call.
+    pub fn reads(&self) -> CallReads {
+        self.reads
+    }
+
+    /// The memoised decision for the request, else `decide()`'s, memoised.
+    pub(super) fn decide(
+        &self,
+        req: &AccessRequest,
+        record: Option<&DelegationRecord>,
+        call: Option<&Call>,
+        decide: impl FnOnce() -> Decision,
+    ) -> Decision {
+        let Some(pair) = self.pair_key(req, record) else {
+            return decide();
+        };
+        let Some(call) = call else {
+            return memoised(&self.cache, pair, decide);
+        };
+        memoised(&self.calls, (pair, self.call_key(call)), decide)
+    }
+
+    fn pair_key(&self, req: &AccessRequest, record: Option<&DelegationRecord>) -> Option<PairKey> {
+        let scope = *self.scopes.get(req.scope.as_str())?;
+        Some((req.owner, req.supplier, scope, record.map_or(0, |r| r.id)))
+    }
+
+    /// The fields of `call` the policies can read, each tagged and length
+    /// prefixed, so two calls get the same key only when every read field
+    /// is the same (an absent field is not an empty one).
+    fn call_key(&self, call: &Call) -> Box<[u8]> {
+        let r = &self.reads;
+        let t = &call.token;
+        let mut key = Vec::with_capacity(96);
+        let mut put = |s: Option<&str>| match s {
+            Some(s) => {
+                key.push(1);
+                key.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                key.extend_from_slice(s.as_bytes());
+            }
+            None => key.push(0),
+        };
+        let fields: [(bool, Option<&str>); 7] = [
+            (r.method, Some(&call.method)),
+            (r.path, Some(&call.path)),
+            (r.route, Some(&call.route)),
+            (r.consumer, Some(t.consumer.as_str())),
+            (r.supplier, t.supplier.as_ref().map(OrgNumber::as_str)),
+            (r.delegation_source, t.delegation_source.as_deref()),
+            (r.client_id, t.client_id.as_deref()),
+        ];
+        for (read, value) in fields {
+            if read {
+                put(value);
+            }
+        }
+        if r.scopes {
+            put(Some(&t.scopes.len().to_string()));
+            for s in &t.scopes {
+                put(Some(s.as_str()));
+            }
+        }
+        key.into_boxed_slice()
+    }
+
+    /// How many decisions are memoised now.
+    pub fn len(&self) -> usize {
+        self.cache.len() + self.calls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn memoised<K: Eq + std::hash::Hash + Clone>(
+    cache: &quick_cache::sync::Cache<K, Arc<Decision>>,
+    key: K,
+    decide: impl FnOnce() -> Decision,
+) -> Decision {
+    if let Some(d) = cache.get(&key) {
+        return Decision::clone(&d);
+    }
+    let d = decide();
+    cache.insert(key, Arc::new(d.clone()));
+    d
+}
