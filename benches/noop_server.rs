@@ -177,7 +177,11 @@ async fn main() -> ExitCode {
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     println!("listening on {bound}");
     let keepalive = keepalive.map(std::time::Duration::from_secs);
+    // tilgang's default `--max-concurrent-streams`: with a different limit
+    // Envoy would open a different number of connections to each, and the
+    // comparison would measure that.
     let served = Server::builder()
+        .max_concurrent_streams(Some(100))
         .http2_keepalive_interval(keepalive)
         .http2_keepalive_timeout(keepalive.map(|k| (k / 3).max(std::time::Duration::from_secs(1))))
         .add_service(AuthorizerServer::new(Noop))

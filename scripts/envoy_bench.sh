@@ -35,11 +35,10 @@
 #   N=60000        requests per h2load run (each mode, each round)
 #   ROUNDS=3       rounds; each runs all three modes, in rotating order
 #   C=8 M=12 T=1   h2load connections, streams per connection, threads. C x M
-#                  is how many Checks Envoy has in flight: keep it <= 100,
-#                  tilgang's default --max-concurrent-streams, or Envoy opens a
-#                  second connection to tilgang but not to the no-op server
-#                  (which allows any number), and the two are no longer
-#                  compared on the same transport (the script warns)
+#                  is how many Checks Envoy has in flight; past 100 (tilgang's
+#                  default --max-concurrent-streams, which the no-op server
+#                  now matches) Envoy opens more connections to each; the
+#                  script warns if the two ever get different counts
 #   WARMUP=N/10    requests to each Envoy before the rounds (0: none)
 #   ACCESS_LOG=/dev/null  where Envoy writes the example's access-log line
 #                  (formatted and written for every request, as the example
