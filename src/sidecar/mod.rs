@@ -5,7 +5,6 @@
 //! it down. `cli::serve` only parses flags into a [`Config`]; tests start a
 //! [`Sidecar`] on port 0. No signal handling here.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,19 +24,20 @@ use crate::snapshot::load::{self, LoadErrors, PolicySource};
 use crate::snapshot::reload::Reloader;
 use crate::snapshot::startup;
 use crate::snapshot::watch::{self as watcher, WatchHandle};
-use crate::store::pg::{Follower, Freshness, PgStore, StoreConfig};
+use crate::store::pg::{Follower, Freshness, PgStore};
 use crate::store::{DelegationStore, FileStore};
 use crate::telemetry::Telemetry;
 use crate::telemetry::decision_log::{self, Writer};
-use crate::telemetry::metrics::{
-    Exposition, Metrics, SnapshotProbe, StoreProbe, StoreStatus, TlsFacts,
-};
+use crate::telemetry::metrics::{Exposition, Metrics, SnapshotProbe, TlsFacts};
 use crate::tls::{self, ServerTls, TlsFiles};
 use security::{admin_auth, open_tls, open_verifier};
 
 mod security;
+mod store;
 mod web;
 
+pub use store::{DEFAULT_MAX_STALENESS, SharedStore};
+use store::{lock_data_dir, prune_undo_records, refuse_delegation_files, store_probe};
 use web::bind_web;
 pub use web::{WebOidc, WebSettings};
 
@@ -92,20 +92,6 @@ pub struct Config {
     pub store: Option<SharedStore>,
 }
 
-/// `--store` and what goes with it.
-#[derive(Debug, Clone)]
-pub struct SharedStore {
-    pub config: StoreConfig,
-    /// `--migrate`: apply pending schema migrations when connecting.
-    pub migrate: bool,
-    /// `--max-staleness`: past this long without a sync, decisions use no
-    /// delegations (`None`: never).
-    pub max_staleness: Option<Duration>,
-}
-
-/// `--max-staleness`'s default: five minutes.
-pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(300);
-
 /// `--admin-jwks`: ID-porten tokens on the admin listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminAuthConfig {
@@ -158,10 +144,6 @@ pub const LOG_DRAIN_MIN: Duration = Duration::from_secs(1);
 
 /// The longest undo window `serve` accepts.
 pub const MAX_UNDO_WINDOW: Duration = Duration::from_secs(10 * 365 * 86_400);
-
-/// Held while serving, so two sidecars never write one data directory: the
-/// per-owner write locks only work within one process.
-const LOCK_FILE: &str = ".lock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -575,63 +557,6 @@ impl Sidecar {
     }
 }
 
-/// What `/metrics` and `/health` read of the shared store.
-fn store_probe(freshness: Arc<Freshness>, snapshots: Arc<SnapshotStore>) -> StoreProbe {
-    Arc::new(move || {
-        let snap = snapshots.load();
-        StoreStatus {
-            revision: snap.store_revision(),
-            connected: freshness.connected(),
-            loaded: freshness.loaded(),
-            staleness_seconds: freshness.staleness().map(|d| d.as_secs_f64()),
-            max_staleness_seconds: freshness.max_staleness().map(|d| d.as_secs()),
-            withheld: snap.withheld().map(str::to_string),
-        }
-    })
-}
-
-/// Hold the data directory's lock, so two sidecars never write one data
-/// directory: the per-owner write locks only work within one process.
-fn lock_data_dir(data: &std::path::Path) -> Result<std::fs::File, StartError> {
-    let mut lock = std::fs::OpenOptions::new();
-    lock.create(true).truncate(false).write(true);
-    // Like every file tilgang writes in the data directory: never through a
-    // symlink (a dangling one would create its target).
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(
-        &mut lock,
-        rustix::fs::OFlags::NOFOLLOW.bits() as i32,
-    );
-    let lock = lock
-        .open(data.join(LOCK_FILE))
-        .map_err(io("opening the data directory lock"))?;
-    lock.try_lock().map_err(|e| {
-        StartError::Config(format!(
-            "data directory `{}` is in use by another tilgang serve ({e}); \
-             one writer per data directory",
-            data.display()
-        ))
-    })?;
-    Ok(lock)
-}
-
-/// With the shared store, delegation files in `--data` would be silently
-/// ignored: refuse, and say how to move them.
-fn refuse_delegation_files(data: &std::path::Path, shared: &SharedStore) -> Result<(), StartError> {
-    let (owners, _) = load::list_owner_files(data).unwrap_or_default();
-    if owners.is_empty() {
-        return Ok(());
-    }
-    Err(StartError::Config(format!(
-        "`--store` is set, but `{}` holds delegation files of {} owner(s), which would be ignored: \
-         move them into the store with `tilgang import {} --store {}`, then remove them",
-        data.join(load::DELEGATIONS_DIR).display(),
-        owners.len(),
-        data.display(),
-        shared.config
-    )))
-}
-
 /// Raise the open-file limit and fit the connection limits into it.
 fn fit_connection_limits(cfg: &Limits) -> Result<ConnectionLimits, StartError> {
     let nofile = limits::raise_nofile();
@@ -645,28 +570,4 @@ fn fit_connection_limits(cfg: &Limits) -> Result<ConnectionLimits, StartError> {
         "open-file limit (soft, raised to the hard limit) and the connection limits fitted into it"
     );
     Ok(fitted)
-}
-
-/// How often expired undo records are pruned (also once at start-up).
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-
-/// Prune expired undo records now and every [`PRUNE_EVERY`] until `stop`. A
-/// failure is logged and tried again next time: it never stops the sidecar.
-async fn prune_undo_records(
-    store: Arc<DelegationStore>,
-    stop: impl Future<Output = ()>,
-) -> Result<(), ServerError> {
-    let mut stop = std::pin::pin!(stop);
-    loop {
-        let s = store.clone();
-        match tokio::task::spawn_blocking(move || s.prune()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not prune undo records"),
-            Err(e) => tracing::error!(error = %e, "pruning undo records failed"),
-        }
-        tokio::select! {
-            () = &mut stop => return Ok(()),
-            () = tokio::time::sleep(PRUNE_EVERY) => {}
-        }
-    }
 }

@@ -25,10 +25,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::load::{self, LoadError, LoadErrors, PolicySource, ROLES_FILE};
-use super::settle::{Settler, Unit, Verdict};
+use super::settle::{Settler, Unit, Verdict, observed};
 use super::{Digest, OwnerDelegations, OwnerFile, OwnerMap, Snapshot, SnapshotStore};
 use crate::ids::OrgNumber;
 use crate::telemetry::metrics::{Metrics, ReloadUnit};
+
+pub use super::clock::{Clock, ManualClock, RealClock};
 
 /// What looking at one unit did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,66 +81,9 @@ struct Broken {
     error: LoadError,
 }
 
-/// What the settler compares between two reads: the content and the version
-/// of the files it was read from, so the same bytes written again (an in-place
-/// save writes the same prefix every time) do not look unchanged.
-fn observed(content: &Digest, version: &Digest) -> Digest {
-    use sha2::Digest as _;
-    let mut h = sha2::Sha256::new();
-    h.update(content);
-    h.update(version);
-    h.finalize().into()
-}
-
 /// The digest that stands for "no file": owner and policy digests are BLAKE3
 /// of content, never all zero.
 const ABSENT: Digest = [0; 32];
-
-/// Where the reloader reads the time, which decides when a change has
-/// settled: the real clock in `serve`, a [`ManualClock`] in tests, so a test
-/// of the quiet period moves time on instead of sleeping through it.
-pub trait Clock: std::fmt::Debug + Send + Sync {
-    fn now(&self) -> Instant;
-}
-
-/// The real, monotonic clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct RealClock;
-
-impl Clock for RealClock {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-}
-
-/// A clock that moves only when told to.
-#[derive(Debug)]
-pub struct ManualClock {
-    base: Instant,
-    offset: Mutex<Duration>,
-}
-
-impl Default for ManualClock {
-    fn default() -> Self {
-        Self {
-            base: Instant::now(),
-            offset: Mutex::new(Duration::ZERO),
-        }
-    }
-}
-
-impl ManualClock {
-    /// Move the clock on by `by`.
-    pub fn advance(&self, by: Duration) {
-        *locked(&self.offset) += by;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Instant {
-        self.base + *locked(&self.offset)
-    }
-}
 
 /// Re-reads files into the store. Shared by the watcher thread, the admin store
 /// (for its data directory and snapshot) and tests.

@@ -77,6 +77,17 @@ pub struct Settler<K = Unit> {
     seen: Mutex<HashMap<K, Seen>>,
 }
 
+/// What the settler compares between two reads: the content and the version
+/// of the files it was read from, so the same bytes written again (an in-place
+/// save writes the same prefix every time) do not look unchanged.
+pub fn observed(content: &Digest, version: &Digest) -> Digest {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(content);
+    h.update(version);
+    h.finalize().into()
+}
+
 /// Added to the quiet period between the two reads. A writer is a program on
 /// a busy machine: its 150 ms sleep between truncate and write may take 240.
 /// The promise is about the pause the writer asked for, so the reads keep this

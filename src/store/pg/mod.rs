@@ -8,11 +8,13 @@
 //! - `connect`: `--store`, its password and TLS;
 //! - [`schema`]: the tables, as versioned migrations (`tilgang migrate`);
 //! - [`follow`]: the change feed into the snapshot, freshness and staleness;
+//! - `records`: the store's rows as snapshot records (full load, feed batches);
 //! - `write`: delegate, revoke, undo as transactions;
 //! - [`transfer`]: `tilgang export` and `tilgang import`.
 
 mod connect;
 pub mod follow;
+mod records;
 pub mod schema;
 pub mod transfer;
 mod write;

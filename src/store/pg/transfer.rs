@@ -69,7 +69,7 @@ pub async fn export(
     if target.read_dir().is_ok_and(|mut d| d.next().is_some()) {
         return Err(TransferError::NotEmpty(target));
     }
-    let (revision, owners, problems) = follow::load_all(client, policies).await?;
+    let (revision, owners, problems) = super::records::load_all(client, policies).await?;
     if problems > 0 {
         return Err(TransferError::Store(PgError::Import(format!(
             "{problems} delegations in the store do not fit these policies (logged); nothing was exported"
