@@ -50,35 +50,66 @@ pub enum ClaimsError {
     NotText { claim: &'static str },
 }
 
-fn org(claims: &Map<String, Value>, claim: &'static str) -> Result<Option<OrgNumber>, ClaimsError> {
-    let Some(v) = claims.get(claim) else {
+/// A claim's value as [`Claims`] reads it. A verified token's JSON payload
+/// is one form; Envoy's metadata, read straight from protobuf
+/// (`grpc::ext_authz::wire`), is another, so a check need not build JSON
+/// first. Only what the shapes below ask is asked.
+pub trait ClaimValue: Sized {
+    fn is_null(&self) -> bool;
+    /// The text of a string value; `None` for any other kind.
+    fn as_text(&self) -> Option<&str>;
+    fn is_object(&self) -> bool;
+    /// A member of an object value; `None` when there is no such member
+    /// or this is not an object.
+    fn member(&self, name: &str) -> Option<Self>;
+}
+
+impl ClaimValue for &Value {
+    fn is_null(&self) -> bool {
+        Value::is_null(self)
+    }
+    fn as_text(&self) -> Option<&str> {
+        self.as_str()
+    }
+    fn is_object(&self) -> bool {
+        Value::is_object(self)
+    }
+    fn member(&self, name: &str) -> Option<Self> {
+        self.as_object()?.get(name)
+    }
+}
+
+fn org<V: ClaimValue>(v: Option<V>, claim: &'static str) -> Result<Option<OrgNumber>, ClaimsError> {
+    let Some(v) = v else {
         return Ok(None);
     };
-    let obj = v.as_object().ok_or(ClaimsError::Shape { claim })?;
-    let authority = obj
-        .get("authority")
-        .and_then(Value::as_str)
-        .ok_or(ClaimsError::Shape { claim })?;
+    if !v.is_object() {
+        return Err(ClaimsError::Shape { claim });
+    }
+    let shape = ClaimsError::Shape { claim };
+    let authority = v.member("authority").ok_or(shape.clone())?;
+    let authority = authority.as_text().ok_or(shape.clone())?;
     if authority != ISO6523_AUTHORITY {
         return Err(ClaimsError::Authority {
             claim,
             authority: echo(authority),
         });
     }
-    let id = obj
-        .get("ID")
-        .and_then(Value::as_str)
-        .ok_or(ClaimsError::Shape { claim })?;
+    let id = v.member("ID").ok_or(shape.clone())?;
+    let id = id.as_text().ok_or(shape)?;
     OrgNumber::parse(id)
         .map(Some)
         .map_err(|error| ClaimsError::Org { claim, error })
 }
 
-fn text(claims: &Map<String, Value>, claim: &'static str) -> Result<Option<String>, ClaimsError> {
-    match claims.get(claim) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ClaimsError::NotText { claim }),
+fn text<V: ClaimValue>(v: Option<V>, claim: &'static str) -> Result<Option<String>, ClaimsError> {
+    match v {
+        None => Ok(None),
+        Some(v) if v.is_null() => Ok(None),
+        Some(v) => v
+            .as_text()
+            .map(|s| Some(s.to_string()))
+            .ok_or(ClaimsError::NotText { claim }),
     }
 }
 
@@ -94,19 +125,31 @@ impl Claims {
     ];
 
     pub fn from_json(claims: &Map<String, Value>) -> Result<Self, ClaimsError> {
-        let consumer = org(claims, "consumer")?.ok_or(ClaimsError::Missing("consumer"))?;
-        let supplier = org(claims, "supplier")?;
-        let scopes = text(claims, "scope")?
-            .unwrap_or_default()
-            .split_ascii_whitespace()
-            .filter_map(|s| Scope::parse(s).ok())
-            .collect();
+        Self::read(|name| claims.get(name))
+    }
+
+    /// The claims from whatever form holds them: `claim` gives the value of
+    /// one of [`Self::READ`], if the payload has it.
+    pub fn read<V: ClaimValue>(claim: impl Fn(&str) -> Option<V>) -> Result<Self, ClaimsError> {
+        let consumer =
+            org(claim("consumer"), "consumer")?.ok_or(ClaimsError::Missing("consumer"))?;
+        let supplier = org(claim("supplier"), "supplier")?;
+        let scopes = match claim("scope") {
+            None => Vec::new(),
+            Some(v) if v.is_null() => Vec::new(),
+            Some(v) => v
+                .as_text()
+                .ok_or(ClaimsError::NotText { claim: "scope" })?
+                .split_ascii_whitespace()
+                .filter_map(|s| Scope::parse(s).ok())
+                .collect(),
+        };
         Ok(Self {
             consumer,
             supplier,
             scopes,
-            delegation_source: text(claims, "delegation_source")?,
-            client_id: text(claims, "client_id")?,
+            delegation_source: text(claim("delegation_source"), "delegation_source")?,
+            client_id: text(claim("client_id"), "client_id")?,
         })
     }
 }

@@ -115,6 +115,13 @@ pub fn describe(message: &str, e: &DecodeError) -> String {
     }
 }
 
+/// What went wrong in a decode error, without prost's prefix or field stack
+/// (for errors raised by prost's wire primitives, which have none).
+pub fn decode_cause(e: &DecodeError) -> String {
+    let text = e.to_string();
+    text.strip_prefix(PREFIX).unwrap_or(&text).to_string()
+}
+
 fn is_ident(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }

@@ -139,7 +139,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Outcome> {
     cfg.undo_window = Duration::from_secs(args.undo_window);
     cfg.rescan = Duration::from_secs(args.rescan.max(1));
     cfg.limits = args.limits.limits();
-    cfg.claims.payload_key = args.tokens.jwt_payload_key.clone();
+    cfg.claims.payload_key = args.tokens.jwt_payload_key.as_str().into();
     cfg.bearer = args.tokens.bearer();
     cfg.token_cache = args.tokens.jwt_cache;
     cfg.admin_auth = args.admin.config();

@@ -13,25 +13,26 @@
 //! the service on the wire.
 
 mod server;
+mod wire;
 pub use server::CheckServer;
+pub use wire::{CheckCall, HttpCall, UnreadableCheck};
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use envoy_types::ext_authz::v3::pb::{
-    CheckRequest, CheckResponse, HeaderAppendAction, HttpStatusCode,
-};
+use envoy_types::ext_authz::v3::pb::{CheckResponse, HeaderAppendAction, HttpStatusCode};
 use envoy_types::ext_authz::v3::{
     CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder,
 };
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
-use envoy_types::pb::google::protobuf::{Struct, Value as PbValue, value::Kind};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tonic::Status;
 
 use crate::auth::{Verifier, bearer};
 use crate::engine;
-use crate::gateway::{self, claims::Claims};
+use crate::gateway::{
+    self,
+    claims::{Claims, ClaimsError},
+};
 use crate::grpc::freshness;
 use crate::ids::OrgNumber;
 use crate::snapshot::Snapshot;
@@ -57,14 +58,14 @@ pub const REVISION_HEADER: &str = "x-tilgang-revision";
 #[derive(Debug, Clone)]
 pub struct ClaimSource {
     /// The key under [`JWT_AUTHN_NAMESPACE`] that holds the verified payload.
-    pub payload_key: String,
+    pub payload_key: Arc<str>,
     pub verifier: Option<Arc<Verifier>>,
 }
 
 impl Default for ClaimSource {
     fn default() -> Self {
         Self {
-            payload_key: DEFAULT_PAYLOAD_KEY.to_string(),
+            payload_key: DEFAULT_PAYLOAD_KEY.into(),
             verifier: None,
         }
     }
@@ -82,35 +83,6 @@ impl ExtAuthzService {
             store,
             claims,
             telemetry,
-        }
-    }
-}
-
-/// How deep a metadata value may nest; a JWT payload is shallow.
-const MAX_DEPTH: usize = 32;
-
-/// A protobuf `Struct` (Envoy's metadata) as JSON.
-fn struct_json(s: &Struct, depth: usize) -> Map<String, Value> {
-    s.fields
-        .iter()
-        .map(|(k, v)| (k.clone(), value_json(v, depth + 1)))
-        .collect()
-}
-
-fn value_json(v: &PbValue, depth: usize) -> Value {
-    if depth > MAX_DEPTH {
-        return Value::Null;
-    }
-    match &v.kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::NumberValue(n)) => {
-            serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number)
-        }
-        Some(Kind::StringValue(s)) => Value::String(s.clone()),
-        Some(Kind::BoolValue(b)) => Value::Bool(*b),
-        Some(Kind::StructValue(s)) => Value::Object(struct_json(s, depth)),
-        Some(Kind::ListValue(l)) => {
-            Value::Array(l.values.iter().map(|v| value_json(v, depth + 1)).collect())
         }
     }
 }
@@ -179,28 +151,23 @@ impl ExtAuthzService {
     /// answer is counted and, with a decision log, logged with the request
     /// it answered (escaped) and Envoy's `x-request-id`, so that a 401 or
     /// 403 in the gateway's access log can be found here too.
-    pub fn verdict(&self, req: &CheckRequest) -> Verdict {
+    pub fn verdict(&self, req: &CheckCall) -> Verdict {
         self.verdict_at(&self.store.load(), req)
     }
 
     /// [`Self::verdict`] over `snap`.
-    pub fn verdict_at(&self, snap: &Snapshot, req: &CheckRequest) -> Verdict {
+    pub fn verdict_at(&self, snap: &Snapshot, req: &CheckCall) -> Verdict {
         let started = Instant::now();
         let revision = snap.revision();
-        let http = req
-            .attributes
-            .as_ref()
-            .and_then(|a| a.request.as_ref())
-            .and_then(|r| r.http.as_ref());
+        let http = req.http.as_ref();
         // Escaped for the decision log only when there is one.
         let mut seen = self.telemetry.logs_decisions().then(|| {
             http.map_or_else(HttpSeen::default, |h| {
-                let header = |name: &str| h.headers.get(name).map(String::as_str);
                 HttpSeen::new(
                     &h.method,
                     &h.path,
-                    header("x-request-id"),
-                    header("traceparent"),
+                    h.request_id.as_deref(),
+                    h.traceparent.as_deref(),
                 )
             })
         });
@@ -272,15 +239,10 @@ impl ExtAuthzService {
     /// larger of the checked request's `x-tilgang-min-revision` header and
     /// the same gRPC metadata on the `Check` call; or why it cannot be read.
     pub fn min_revision(
-        req: &CheckRequest,
+        req: &CheckCall,
         metadata: &tonic::metadata::MetadataMap,
     ) -> Result<u64, String> {
-        let header = req
-            .attributes
-            .as_ref()
-            .and_then(|a| a.request.as_ref())
-            .and_then(|r| r.http.as_ref())
-            .and_then(|h| h.headers.get(freshness::MIN_REVISION_HEADER));
+        let header = req.http.as_ref().and_then(|h| h.min_revision.as_ref());
         let from_http = match header {
             Some(v) => freshness::parse(freshness::MIN_REVISION_HEADER, v)?,
             None => 0,
@@ -301,7 +263,7 @@ impl ExtAuthzService {
 
     /// Wait for this replica to reach `min`, then decide; still behind after
     /// [`freshness::MIN_REVISION_WAIT`], answer 503 with the reason.
-    pub async fn verdict_at_least(&self, min: u64, req: &CheckRequest) -> Verdict {
+    pub async fn verdict_at_least(&self, min: u64, req: &CheckCall) -> Verdict {
         match self.store.at_least(min, freshness::MIN_REVISION_WAIT).await {
             Ok(snap) => self.verdict_at(&snap, req),
             Err(b) => Verdict::Unavailable {
@@ -327,14 +289,14 @@ impl ExtAuthzService {
     fn decide(
         &self,
         snap: &Snapshot,
-        req: &CheckRequest,
-        http: &HttpRequest,
+        req: &CheckCall,
+        http: &HttpCall,
     ) -> Result<Judged, Undecided> {
         let revision = snap.revision();
-        let payload = self
-            .payload(req, &http.headers)
+        let claims = self
+            .claims(req, http)
             .map_err(|reason| Verdict::Unauthenticated { reason })?;
-        let claims = Claims::from_json(&payload).map_err(|e| {
+        let claims = claims.map_err(|e| {
             self.deny(
                 revision,
                 format!("the token's claims cannot be read: {e}"),
@@ -397,30 +359,21 @@ impl ExtAuthzService {
 }
 
 impl ExtAuthzService {
-    /// The token payload: from `jwt_authn`'s metadata, or the bearer token
-    /// verified here. Anything else is a reason for a 401.
-    fn payload(
+    /// The token's claims: from `jwt_authn`'s metadata, or the bearer token
+    /// verified here. The outer error is a reason for a 401 (no usable
+    /// token); the inner one, claims that do not have Maskinporten's shape.
+    fn claims(
         &self,
-        req: &CheckRequest,
-        headers: &std::collections::HashMap<String, String>,
-    ) -> Result<Map<String, Value>, String> {
+        req: &CheckCall,
+        http: &HttpCall,
+    ) -> Result<Result<Claims, ClaimsError>, String> {
         let key = &self.claims.payload_key;
-        let from_envoy = req
-            .attributes
-            .as_ref()
-            .and_then(|a| a.metadata_context.as_ref())
-            .and_then(|m| m.filter_metadata.get(JWT_AUTHN_NAMESPACE))
-            .and_then(|s| s.fields.get(key));
-        if let Some(payload) = from_envoy {
-            return match &payload.kind {
-                // Only the claims `Claims` reads: the payload's other claims
-                // (`iss`, `exp`, `jti`, ...) are Envoy's business, not copied.
-                Some(Kind::StructValue(p)) => Ok(Claims::READ
-                    .iter()
-                    .filter_map(|k| p.fields.get(*k).map(|v| (k.to_string(), value_json(v, 1))))
-                    .collect()),
-                _ => Err(format!("the token payload `{key}` is not an object")),
-            };
+        match &req.payload {
+            // Only the claims `Claims` reads: the payload's other claims
+            // (`iss`, `exp`, `jti`, ...) are Envoy's business, not decoded.
+            Some(Ok(payload)) => return Ok(payload.claims()),
+            Some(Err(())) => return Err(format!("the token payload `{key}` is not an object")),
+            None => {}
         }
         let Some(verifier) = &self.claims.verifier else {
             return Err(format!(
@@ -428,14 +381,17 @@ impl ExtAuthzService {
             ));
         };
         // Envoy passes header names lower-cased.
-        let value = headers
-            .get("authorization")
+        let value = http
+            .authorization
+            .as_deref()
             .ok_or_else(|| "no `Authorization: Bearer` token".to_string())?;
+        let value = std::str::from_utf8(value)
+            .map_err(|_| "the `Authorization` header is not valid UTF-8".to_string())?;
         let token = bearer(value)
             .ok_or_else(|| "the `Authorization` header is not `Bearer <token>`".to_string())?;
         verifier
             .verify(token)
-            .map(crate::auth::Claims::into_map)
+            .map(|c| Claims::from_json(&c.into_map()))
             .map_err(|e| format!("the token is not valid ({}): {e}", e.kind()))
     }
 }

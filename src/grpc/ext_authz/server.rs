@@ -1,10 +1,10 @@
 //! `envoy.service.auth.v3.Authorization` on the wire: what `envoy-types`
-//! generates, except that a `CheckRequest` decodes with
-//! [`RequestCodec`], so bytes that do not decode (metadata nested past
-//! prost's recursion limit, a string that is not UTF-8) are
-//! `INVALID_ARGUMENT` naming the field, like every other request of ours, not
-//! the `INTERNAL` tonic's own codec answers. Only routing and decoding here;
-//! the verdict is [`ExtAuthzService::verdict`].
+//! generates, except that a `CheckRequest` is read by [`CheckCall::decode`]
+//! (only what tilgang reads, see [`super::wire`]), and bytes that do not
+//! decode (a claim nested past prost's recursion limit, a header read that
+//! is not UTF-8) are `INVALID_ARGUMENT` naming the field, like every other
+//! request of ours, not the `INTERNAL` tonic's own codec answers. Only
+//! routing and decoding here; the verdict is [`ExtAuthzService::verdict`].
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
@@ -12,14 +12,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use envoy_types::ext_authz::v3::pb::{CheckRequest, CheckResponse};
+use bytes::Buf;
+use envoy_types::ext_authz::v3::pb::CheckResponse;
 use futures_util::future::Either;
 use http_body::Body;
+use tonic::codec::{Codec, DecodeBuf, Decoder};
 use tonic::server::{NamedService, UnaryService};
 use tonic::{Request, Response, Status};
+use tonic_prost::ProstEncoder;
 
-use super::{ExtAuthzService, respond};
-use crate::grpc::codec::RequestCodec;
+use super::{CheckCall, ExtAuthzService, respond};
 
 /// The one method this service has.
 const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
@@ -69,8 +71,8 @@ where
         }
         let method = Check(self.inner.clone());
         let max = self.max_decoding_message_size;
+        let codec = CheckCodec(self.inner.claims.payload_key.clone());
         Box::pin(async move {
-            let codec = RequestCodec::<CheckResponse, CheckRequest>::default();
             let mut grpc =
                 tonic::server::Grpc::new(codec).apply_max_message_size_config(Some(max), None);
             Ok(grpc.unary(method, req).await)
@@ -85,11 +87,11 @@ struct Check(Arc<ExtAuthzService>);
 
 type Answer = Result<Response<CheckResponse>, Status>;
 
-impl UnaryService<CheckRequest> for Check {
+impl UnaryService<CheckCall> for Check {
     type Response = CheckResponse;
     type Future = Either<Ready<Answer>, Pin<Box<dyn Future<Output = Answer> + Send + 'static>>>;
 
-    fn call(&mut self, request: Request<CheckRequest>) -> Self::Future {
+    fn call(&mut self, request: Request<CheckCall>) -> Self::Future {
         let inner = &self.0;
         let answer = |v| Ok(Response::new(respond(v)));
         match ExtAuthzService::min_revision(request.get_ref(), request.metadata()) {
@@ -102,5 +104,40 @@ impl UnaryService<CheckRequest> for Check {
             Ok(_) => Either::Left(ready(answer(inner.verdict(request.get_ref())))),
             Err(reason) => Either::Left(ready(answer(inner.unreadable(reason)))),
         }
+    }
+}
+
+/// Encodes `CheckResponse`s with prost; decodes a `CheckRequest` into a
+/// [`CheckCall`], its token payload under this key of `jwt_authn`'s metadata.
+struct CheckCodec(Arc<str>);
+
+impl Codec for CheckCodec {
+    type Encode = CheckResponse;
+    type Decode = CheckCall;
+    type Encoder = ProstEncoder<CheckResponse>;
+    type Decoder = CheckDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstEncoder::default()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        CheckDecoder(self.0.clone())
+    }
+}
+
+struct CheckDecoder(Arc<str>);
+
+impl Decoder for CheckDecoder {
+    type Item = CheckCall;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<CheckCall>, Status> {
+        // The message as one buffer (tonic's is contiguous: no copy), so
+        // that what is read is sliced from it.
+        let bytes = buf.copy_to_bytes(buf.remaining());
+        CheckCall::decode(bytes, &self.0)
+            .map(Some)
+            .map_err(|e| Status::invalid_argument(e.to_string()))
     }
 }

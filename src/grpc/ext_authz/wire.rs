@@ -1,0 +1,507 @@
+//! What tilgang reads of Envoy's `CheckRequest`, decoded straight from the
+//! request's bytes: the method, the path, four headers and the claims of the
+//! token payload that [`Claims`] reads.
+//!
+//! Why not the generated message: decoding all of it put every header (the
+//! 700-byte `authorization` too) into an owned `String` in a SipHash map and
+//! every metadata `Struct` into maps of its own, for a handful of values. That
+//! was most of `Check`'s cost (docs/performance.md), and even prost-derived
+//! messages of just those fields spent a fifth of it growing `Vec`s of map
+//! entries and building claims as `HashMap`s first. Here the message is
+//! walked field by field with prost's wire primitives, along the paths that
+//! lead to those values only; whatever else Envoy sends is skipped as
+//! protobuf wire data, checked to be well-formed but never interpreted. A
+//! value read is a slice of the request's buffer until it is used.
+//!
+//! The reading keeps protobuf's meaning, which the unit tests check against
+//! the generated message: a message field given twice is read twice into
+//! the same place (merged), a later scalar replaces an earlier one, and
+//! where the full message has a map (headers, `filter_metadata`, a
+//! `Struct`'s fields) the last entry of a key wins. One simplification: a
+//! map entry's value, or a `Value`'s kind, given twice within one entry is
+//! read as the last one (prost would merge the two); nothing encodes so.
+//! Bytes that do not decode are [`UnreadableCheck`], which the server
+//! answers `INVALID_ARGUMENT` naming the field, as for any other request
+//! of ours ([`crate::grpc::codec`]).
+
+use super::JWT_AUTHN_NAMESPACE;
+use crate::gateway::claims::{ClaimValue, Claims, ClaimsError};
+use crate::grpc::codec::decode_cause;
+use crate::grpc::freshness::MIN_REVISION_HEADER;
+use crate::ids::echo;
+use bytes::{Buf, Bytes};
+use prost::DecodeError;
+use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
+
+/// A `CheckRequest` as tilgang reads it.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct CheckCall {
+    /// `attributes.request.http`; `None` when the check carries none.
+    pub http: Option<HttpCall>,
+    /// The token payload `jwt_authn` put in the metadata, as far as
+    /// [`Claims::READ`] goes: `None` when there is none under the payload
+    /// key, `Some(Err(()))` when there is one and it is not an object.
+    pub payload: Option<Result<Payload, ()>>,
+}
+
+/// The claims of a token payload that [`Claims`] reads, each as given
+/// (`None`: absent), in the order of [`Claims::READ`].
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Payload([Option<Claim>; Claims::READ.len()]);
+
+impl Payload {
+    pub fn claims(&self) -> Result<Claims, ClaimsError> {
+        Claims::read(|name| {
+            let i = Claims::READ.iter().position(|c| *c == name)?;
+            self.0[i].as_ref()
+        })
+    }
+}
+
+/// A claim decoded from a protobuf `Value`: all of it is checked (its
+/// depth, that its strings are UTF-8), and kept as far as [`Claims`] can
+/// ask, without building JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// `null`, and a number JSON cannot hold (NaN, infinite), as before.
+    Null,
+    /// A string, checked to be UTF-8, still the request's bytes.
+    Text(Bytes),
+    /// An object's members in order; the last of a name wins.
+    Object(Vec<(Bytes, Claim)>),
+    /// A number, a boolean or a list: never what a claim tilgang reads holds.
+    Other,
+}
+
+impl ClaimValue for &Claim {
+    fn is_null(&self) -> bool {
+        matches!(self, Claim::Null)
+    }
+    fn as_text(&self) -> Option<&str> {
+        match self {
+            Claim::Text(b) => std::str::from_utf8(b).ok(),
+            _ => None,
+        }
+    }
+    fn is_object(&self) -> bool {
+        matches!(self, Claim::Object(_))
+    }
+    fn member(&self, name: &str) -> Option<Self> {
+        match self {
+            Claim::Object(members) => members
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name.as_bytes())
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+}
+
+/// The checked HTTP request: what the route, the decision log and the
+/// minimum revision read. Header names are as Envoy passes them, lower case.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct HttpCall {
+    pub method: String,
+    pub path: String,
+    pub request_id: Option<String>,
+    pub traceparent: Option<String>,
+    /// Read only to verify a bearer token (`serve --jwks`), so left as the
+    /// request's bytes (700 of them, typically) until then.
+    pub authorization: Option<Bytes>,
+    pub min_revision: Option<String>,
+}
+
+/// Why a `CheckRequest`'s bytes could not be read; `field` is a path such
+/// as `attributes.request.http.method` (empty: the message itself).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnreadableCheck {
+    /// Not protobuf, a field of the wrong wire type, or a claim nested too deep.
+    #[error("request is not a valid `CheckRequest` message{}: {cause}", at(.field))]
+    Malformed { field: String, cause: String },
+    /// A string tilgang reads holds bytes that are not UTF-8.
+    #[error("`{0}` is not valid UTF-8")]
+    NotUtf8(String),
+}
+
+fn at(field: &str) -> String {
+    if field.is_empty() {
+        String::new()
+    } else {
+        format!(": `{field}`")
+    }
+}
+
+impl CheckCall {
+    /// Read a `CheckRequest` whose token payload is under `payload_key` in
+    /// `jwt_authn`'s metadata. `bytes` should be the whole message in one
+    /// buffer: the values read are sliced from it, not copied, until used.
+    pub fn decode(bytes: Bytes, payload_key: &str) -> Result<Self, UnreadableCheck> {
+        let mut read = Read::default();
+        each_field(bytes, Path::Top, |tag, field| match tag {
+            1 => read.attributes(field.message(Path::Attributes)?),
+            _ => Ok(()),
+        })?;
+        let payload = match read.namespace {
+            Some(namespace) => payload(namespace, payload_key)?,
+            None => None,
+        };
+        Ok(Self {
+            http: read.http,
+            payload,
+        })
+    }
+}
+
+/// What a walk over the message has found so far. A message field that
+/// comes twice is read twice into the same place, which is protobuf's
+/// merge: a later value replaces an earlier one, a map gains entries.
+#[derive(Default)]
+struct Read {
+    http: Option<HttpCall>,
+    /// The last `filter_metadata` entry named [`JWT_AUTHN_NAMESPACE`]: a `Struct`.
+    namespace: Option<Bytes>,
+}
+
+impl Read {
+    /// `AttributeContext`: `request` (4) and `metadata_context` (11).
+    fn attributes(&mut self, bytes: Bytes) -> Result<(), UnreadableCheck> {
+        each_field(bytes, Path::Attributes, |tag, field| match tag {
+            4 => each_field(
+                field.message(Path::Request)?,
+                Path::Request,
+                |tag, field| match tag {
+                    2 => {
+                        let http = self.http.get_or_insert_with(HttpCall::default);
+                        http.read(field.message(Path::Http)?)
+                    }
+                    _ => Ok(()),
+                },
+            ),
+            11 => each_field(
+                field.message(Path::Metadata)?,
+                Path::Metadata,
+                |tag, field| {
+                    // `filter_metadata`: map<string, Struct>.
+                    if tag != 1 {
+                        return Ok(());
+                    }
+                    let (key, value) =
+                        entry(field.message(Path::FilterMetadata)?, Path::FilterMetadata)?;
+                    if key == JWT_AUTHN_NAMESPACE.as_bytes() {
+                        self.namespace = Some(value);
+                    }
+                    Ok(())
+                },
+            ),
+            _ => Ok(()),
+        })
+    }
+}
+
+impl HttpCall {
+    /// `HttpRequest`: `method` (2), `headers` (3, a map) and `path` (4).
+    fn read(&mut self, bytes: Bytes) -> Result<(), UnreadableCheck> {
+        each_field(bytes, Path::Http, |tag, field| {
+            match tag {
+                2 => self.method = text(field.message(Path::Method)?, Path::Method)?,
+                4 => self.path = text(field.message(Path::Target)?, Path::Target)?,
+                3 => {
+                    let (key, value) = entry(field.message(Path::Headers)?, Path::Headers)?;
+                    let (header, slot) = match &key[..] {
+                        b"x-request-id" => (Path::Header("x-request-id"), &mut self.request_id),
+                        b"traceparent" => (Path::Header("traceparent"), &mut self.traceparent),
+                        b"authorization" => {
+                            self.authorization = Some(value);
+                            return Ok(());
+                        }
+                        k if k == MIN_REVISION_HEADER.as_bytes() => {
+                            (Path::Header(MIN_REVISION_HEADER), &mut self.min_revision)
+                        }
+                        _ => return Ok(()),
+                    };
+                    *slot = Some(text(value, header)?);
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The claims of the `jwt_authn` metadata's `payload_key`, from its
+/// `Struct` (`namespace`).
+fn payload(
+    namespace: Bytes,
+    payload_key: &str,
+) -> Result<Option<Result<Payload, ()>>, UnreadableCheck> {
+    let Some(value) = last_field(namespace, payload_key.as_bytes(), Path::Namespace)? else {
+        return Ok(None);
+    };
+    // A `Value`: the payload is its `struct_value` (5); any other kind (the
+    // last one given wins, as in a oneof) is not an object.
+    let path = Path::Payload(payload_key);
+    let mut object = None;
+    each_field(value, path, |tag, field| {
+        match tag {
+            5 => object = Some(field.message(path)?),
+            1..=6 => object = None,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    let Some(object) = object else {
+        return Ok(Some(Err(())));
+    };
+    let mut claims = Payload::default();
+    let mut found: [Option<Bytes>; Claims::READ.len()] = Default::default();
+    each_field(object, path, |tag, field| {
+        if tag == 1 {
+            let (key, value) = entry(field.message(path)?, path)?;
+            if let Some(i) = Claims::READ.iter().position(|c| c.as_bytes() == key) {
+                found[i] = Some(value);
+            }
+        }
+        Ok(())
+    })?;
+    for ((name, value), slot) in Claims::READ.iter().zip(found).zip(&mut claims.0) {
+        if let Some(value) = value {
+            *slot = Some(claim(value, 1).map_err(|cause| UnreadableCheck::Malformed {
+                field: Path::Claim(payload_key, name).to_string(),
+                cause,
+            })?);
+        }
+    }
+    Ok(Some(Ok(claims)))
+}
+
+/// The value of the last entry named `key` in a `Struct`'s `fields` (1).
+fn last_field(s: Bytes, key: &[u8], path: Path) -> Result<Option<Bytes>, UnreadableCheck> {
+    let mut found = None;
+    each_field(s, path, |tag, field| {
+        if tag == 1 {
+            let (k, v) = entry(field.message(path)?, path)?;
+            if k == key {
+                found = Some(v);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(found)
+}
+
+/// How deep a claim may nest: a JWT claim is shallow.
+const MAX_DEPTH: usize = 32;
+
+/// A `google.protobuf.Value` as a [`Claim`], or why it cannot be read.
+fn claim(bytes: Bytes, depth: usize) -> Result<Claim, String> {
+    if depth > MAX_DEPTH {
+        return Err(format!("nested deeper than {MAX_DEPTH} levels"));
+    }
+    let mut value = Claim::Null;
+    each_wire_field(bytes, |tag, field| {
+        value = match (tag, field) {
+            (1, Wire::Varint) => Claim::Null,
+            (2, Wire::Fixed64(bits)) if f64::from_bits(bits).is_finite() => Claim::Other,
+            (2, Wire::Fixed64(_)) => Claim::Null,
+            (3, Wire::Len(s)) => Claim::Text(utf8(s)?),
+            (4, Wire::Varint) => Claim::Other,
+            (5, Wire::Len(s)) => {
+                let mut members = Vec::new();
+                each_wire_field(s, |tag, field| match (tag, field) {
+                    (1, Wire::Len(e)) => {
+                        let (k, v) = wire_entry(e)?;
+                        members.push((utf8(k)?, claim(v, depth + 1)?));
+                        Ok(())
+                    }
+                    (1, other) => Err(other.unexpected()),
+                    _ => Ok(()),
+                })?;
+                Claim::Object(members)
+            }
+            (6, Wire::Len(l)) => {
+                each_wire_field(l, |tag, field| match (tag, field) {
+                    (1, Wire::Len(v)) => claim(v, depth + 1).map(drop),
+                    (1, other) => Err(other.unexpected()),
+                    _ => Ok(()),
+                })?;
+                Claim::Other
+            }
+            (1..=6, other) => return Err(other.unexpected()),
+            _ => return Ok(()),
+        };
+        Ok(())
+    })?;
+    Ok(value)
+}
+
+/// `bytes`, checked to be UTF-8.
+fn utf8(bytes: Bytes) -> Result<Bytes, String> {
+    match std::str::from_utf8(&bytes) {
+        Ok(_) => Ok(bytes),
+        Err(_) => Err("a string is not valid UTF-8".to_string()),
+    }
+}
+
+/// Where in a `CheckRequest` a value is, for the error that names it.
+#[derive(Debug, Clone, Copy)]
+enum Path<'a> {
+    Top,
+    Attributes,
+    Request,
+    Http,
+    Method,
+    Target,
+    Headers,
+    Header(&'static str),
+    Metadata,
+    FilterMetadata,
+    Namespace,
+    Payload(&'a str),
+    Claim(&'a str, &'static str),
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const HTTP: &str = "attributes.request.http";
+        const METADATA: &str = "attributes.metadata_context";
+        match self {
+            Self::Top => Ok(()),
+            Self::Attributes => f.write_str("attributes"),
+            Self::Request => f.write_str("attributes.request"),
+            Self::Http => f.write_str(HTTP),
+            Self::Method => write!(f, "{HTTP}.method"),
+            Self::Target => write!(f, "{HTTP}.path"),
+            Self::Headers => write!(f, "{HTTP}.headers"),
+            Self::Header(name) => write!(f, "{HTTP}.headers[{name}]"),
+            Self::Metadata => f.write_str(METADATA),
+            Self::FilterMetadata => write!(f, "{METADATA}.filter_metadata"),
+            Self::Namespace => write!(f, "{METADATA}.filter_metadata[{JWT_AUTHN_NAMESPACE}]"),
+            Self::Payload(key) => write!(
+                f,
+                "{METADATA}.filter_metadata[{JWT_AUTHN_NAMESPACE}].{}",
+                echo(key)
+            ),
+            Self::Claim(key, claim) => write!(
+                f,
+                "{METADATA}.filter_metadata[{JWT_AUTHN_NAMESPACE}].{}.{claim}",
+                echo(key)
+            ),
+        }
+    }
+}
+
+/// One field of a message as it is on the wire.
+enum Wire {
+    /// A varint (read, not kept: nothing read is a number).
+    Varint,
+    Fixed64(u64),
+    Len(Bytes),
+    /// A 32-bit value or a group, skipped.
+    Other(WireType),
+}
+
+impl Wire {
+    /// The bytes of a length-delimited field (a message, a string).
+    fn message(self, path: Path<'_>) -> Result<Bytes, UnreadableCheck> {
+        match self {
+            Self::Len(b) => Ok(b),
+            other => Err(UnreadableCheck::Malformed {
+                field: path.to_string(),
+                cause: other.unexpected(),
+            }),
+        }
+    }
+
+    fn unexpected(&self) -> String {
+        let actual = match self {
+            Self::Varint => WireType::Varint,
+            Self::Fixed64(_) => WireType::SixtyFourBit,
+            Self::Len(_) => WireType::LengthDelimited,
+            Self::Other(t) => *t,
+        };
+        format!("invalid wire type: {actual:?}")
+    }
+}
+
+/// Call `f` with each field of the message in `bytes`, in order; a field
+/// whose bytes are cut short or are not protobuf is an error at `path`.
+fn each_field(
+    bytes: Bytes,
+    path: Path<'_>,
+    f: impl FnMut(u32, Wire) -> Result<(), UnreadableCheck>,
+) -> Result<(), UnreadableCheck> {
+    walk(bytes, f, |cause| UnreadableCheck::Malformed {
+        field: path.to_string(),
+        cause,
+    })
+}
+
+/// [`each_field`] where the error is only the cause (inside a claim).
+fn each_wire_field(
+    bytes: Bytes,
+    f: impl FnMut(u32, Wire) -> Result<(), String>,
+) -> Result<(), String> {
+    walk(bytes, f, |cause| cause)
+}
+
+fn walk<E>(
+    mut buf: Bytes,
+    mut f: impl FnMut(u32, Wire) -> Result<(), E>,
+    error: impl Fn(String) -> E,
+) -> Result<(), E> {
+    let cause = |e: DecodeError| error(decode_cause(&e));
+    while buf.has_remaining() {
+        let (tag, wire_type) = decode_key(&mut buf).map_err(cause)?;
+        let field = match wire_type {
+            WireType::Varint => {
+                decode_varint(&mut buf).map_err(cause)?;
+                Wire::Varint
+            }
+            WireType::SixtyFourBit if buf.remaining() >= 8 => Wire::Fixed64(buf.get_u64_le()),
+            WireType::LengthDelimited => {
+                let len = decode_varint(&mut buf).map_err(cause)?;
+                if len > buf.remaining() as u64 {
+                    return Err(error("buffer underflow".into()));
+                }
+                Wire::Len(buf.split_to(len as usize))
+            }
+            other => {
+                skip_field(other, tag, &mut buf, DecodeContext::default()).map_err(cause)?;
+                Wire::Other(other)
+            }
+        };
+        f(tag, field)?;
+    }
+    Ok(())
+}
+
+/// A map entry: its key (1) and value (2) as bytes; the last of each wins.
+fn entry(bytes: Bytes, path: Path<'_>) -> Result<(Bytes, Bytes), UnreadableCheck> {
+    wire_entry(bytes).map_err(|cause| UnreadableCheck::Malformed {
+        field: path.to_string(),
+        cause,
+    })
+}
+
+fn wire_entry(bytes: Bytes) -> Result<(Bytes, Bytes), String> {
+    let (mut key, mut value) = (Bytes::new(), Bytes::new());
+    each_wire_field(bytes, |tag, field| {
+        match (tag, field) {
+            (1, Wire::Len(k)) => key = k,
+            (2, Wire::Len(v)) => value = v,
+            (1 | 2, other) => return Err(other.unexpected()),
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok((key, value))
+}
+
+/// A string field's bytes as text; not UTF-8 is an error naming `path`.
+fn text(bytes: Bytes, path: Path<'_>) -> Result<String, UnreadableCheck> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| UnreadableCheck::NotUtf8(path.to_string()))
+}
+
+#[cfg(test)]
+mod tests;
