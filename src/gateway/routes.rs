@@ -42,14 +42,16 @@ pub struct Route {
     /// Where the rule comes from (documentation; shown by `tilgang test`).
     pub source: String,
     segments: Vec<Segment>,
+    /// [`Route::specificity`], computed once: a lookup compares it for
+    /// every route that matches.
+    specificity: (usize, Vec<bool>),
 }
 
 impl Route {
     /// How specific the template is: its literal positions, as a key where a
     /// larger key is more specific (more literals, then earlier ones).
-    fn specificity(&self) -> (usize, Vec<bool>) {
-        let literals: Vec<bool> = self
-            .segments
+    fn specificity(segments: &[Segment]) -> (usize, Vec<bool>) {
+        let literals: Vec<bool> = segments
             .iter()
             .map(|s| matches!(s, Segment::Literal(_)))
             .collect();
@@ -190,6 +192,7 @@ impl RouteTable {
                 path: r.path,
                 scope,
                 source: r.source,
+                specificity: Route::specificity(&segments),
                 segments,
             };
             let shape = |x: &Route| {
@@ -247,7 +250,7 @@ impl RouteTable {
         self.routes
             .iter()
             .filter(|r| r.method == method && r.matches(&segments))
-            .max_by_key(|r| r.specificity())
+            .max_by_key(|r| &r.specificity)
             .ok_or_else(|| {
                 if self.routes.iter().any(|r| r.matches(&segments)) {
                     NoRoute::Method {
@@ -281,8 +284,12 @@ fn request_segments(path: &str) -> Result<Vec<&str>, NoRoute> {
     let Some(rest) = path.strip_prefix('/') else {
         return Err(ambiguous("it does not start with `/`"));
     };
-    let lower = rest.to_ascii_lowercase();
-    if ["%2f", "%5c", "%2e"].iter().any(|e| lower.contains(e)) || rest.contains('\\') {
+    let encoded = |e: &[u8]| {
+        rest.as_bytes()
+            .windows(e.len())
+            .any(|w| w.eq_ignore_ascii_case(e))
+    };
+    if [b"%2f", b"%5c", b"%2e"].iter().any(|e| encoded(*e)) || rest.contains('\\') {
         return Err(ambiguous("an encoded `/`, `\\` or `.`"));
     }
     let segments: Vec<&str> = rest.split('/').collect();

@@ -15,7 +15,7 @@
 mod server;
 mod wire;
 pub use server::CheckServer;
-pub use wire::{CheckCall, HttpCall, UnreadableCheck};
+pub use wire::{CheckCall, HttpCall, Payload, UnreadableCheck};
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -114,7 +114,9 @@ struct Judged {
     verdict: Verdict,
     request: engine::AccessRequest,
     supplier: Option<OrgNumber>,
-    route: String,
+    /// The route template matched (shown as `METHOD template`, formatted
+    /// only for a log line or a deny's body).
+    template: String,
     decision: engine::Decision,
 }
 
@@ -151,15 +153,16 @@ impl ExtAuthzService {
     /// answer is counted and, with a decision log, logged with the request
     /// it answered (escaped) and Envoy's `x-request-id`, so that a 401 or
     /// 403 in the gateway's access log can be found here too.
-    pub fn verdict(&self, req: &CheckCall) -> Verdict {
+    pub fn verdict(&self, req: CheckCall) -> Verdict {
         self.verdict_at(&self.store.load(), req)
     }
 
     /// [`Self::verdict`] over `snap`.
-    pub fn verdict_at(&self, snap: &Snapshot, req: &CheckCall) -> Verdict {
+    pub fn verdict_at(&self, snap: &Snapshot, req: CheckCall) -> Verdict {
         let started = Instant::now();
         let revision = snap.revision();
-        let http = req.http.as_ref();
+        let CheckCall { http, payload } = req;
+        let http = http.as_ref();
         // Escaped for the decision log only when there is one.
         let mut seen = self.telemetry.logs_decisions().then(|| {
             http.map_or_else(HttpSeen::default, |h| {
@@ -173,7 +176,7 @@ impl ExtAuthzService {
         });
         let (method, path) = http.map_or(("", ""), |h| (h.method.as_str(), h.path.as_str()));
         let answered = match http {
-            Some(http) => self.decide(snap, req, http),
+            Some(http) => self.decide(snap, payload, http),
             None => Err(self
                 .deny(
                     revision,
@@ -196,13 +199,16 @@ impl ExtAuthzService {
                     supplier: j.supplier.as_ref(),
                     owner: &j.request.owner,
                     scope: &j.request.scope,
-                    route: Some(&j.route),
+                    route: seen
+                        .is_some()
+                        .then(|| route(method, &j.template))
+                        .as_deref(),
                     decision: &j.decision,
                     revision,
                     http: seen.as_ref(),
                 });
                 tracing::debug!(
-                    method = %crate::ids::echo(method), path = %crate::ids::echo(path), route = %j.route,
+                    method = %crate::ids::echo(method), path = %crate::ids::echo(path), route = %route(method, &j.template),
                     supplier = %j.request.supplier, owner = %j.request.owner,
                     scope = %j.request.scope, allowed = j.decision.allowed,
                     reasons = ?j.decision.reasons, errors = ?j.decision.errors,
@@ -263,7 +269,7 @@ impl ExtAuthzService {
 
     /// Wait for this replica to reach `min`, then decide; still behind after
     /// [`freshness::MIN_REVISION_WAIT`], answer 503 with the reason.
-    pub async fn verdict_at_least(&self, min: u64, req: &CheckCall) -> Verdict {
+    pub async fn verdict_at_least(&self, min: u64, req: CheckCall) -> Verdict {
         match self.store.at_least(min, freshness::MIN_REVISION_WAIT).await {
             Ok(snap) => self.verdict_at(&snap, req),
             Err(b) => Verdict::Unavailable {
@@ -289,12 +295,12 @@ impl ExtAuthzService {
     fn decide(
         &self,
         snap: &Snapshot,
-        req: &CheckCall,
+        payload: Option<Payload>,
         http: &HttpCall,
     ) -> Result<Judged, Undecided> {
         let revision = snap.revision();
         let claims = self
-            .claims(req, http)
+            .claims(payload, http)
             .map_err(|reason| Verdict::Unauthenticated { reason })?;
         let claims = claims.map_err(|e| {
             self.deny(
@@ -313,7 +319,7 @@ impl ExtAuthzService {
                 },
             )?;
         let d = engine::decide_call(snap, &request, Some(&call));
-        let route = format!("{} {}", call.method, call.route);
+
         let verdict = if d.allowed {
             Verdict::Allow {
                 supplier: call.token.supplier,
@@ -340,7 +346,7 @@ impl ExtAuthzService {
                 revision,
                 reason,
                 json!({
-                    "route": route,
+                    "route": route(&call.method, &call.route),
                     "scope": request.scope.as_str(),
                     "policies": d.reasons,
                     "errors": d.errors,
@@ -352,7 +358,7 @@ impl ExtAuthzService {
             verdict,
             supplier: call.token.supplier,
             request,
-            route,
+            template: call.route,
             decision: d,
         })
     }
@@ -364,15 +370,17 @@ impl ExtAuthzService {
     /// token); the inner one, claims that do not have Maskinporten's shape.
     fn claims(
         &self,
-        req: &CheckCall,
+        payload: Option<Payload>,
         http: &HttpCall,
     ) -> Result<Result<Claims, ClaimsError>, String> {
         let key = &self.claims.payload_key;
-        match &req.payload {
+        match payload {
             // Only the claims `Claims` reads: the payload's other claims
             // (`iss`, `exp`, `jti`, ...) are Envoy's business, not decoded.
-            Some(Ok(payload)) => return Ok(payload.claims()),
-            Some(Err(())) => return Err(format!("the token payload `{key}` is not an object")),
+            Some(Payload::Claims(claims)) => return Ok(claims),
+            Some(Payload::NotObject) => {
+                return Err(format!("the token payload `{key}` is not an object"));
+            }
             None => {}
         }
         let Some(verifier) = &self.claims.verifier else {
@@ -394,6 +402,11 @@ impl ExtAuthzService {
             .map(|c| Claims::from_json(&c.into_map()))
             .map_err(|e| format!("the token is not valid ({}): {e}", e.kind()))
     }
+}
+
+/// A route as the log and a deny's body show it: `GET /storage/…/{id}`.
+fn route(method: &str, template: &str) -> String {
+    format!("{method} {template}")
 }
 
 fn quoted(ids: &[String]) -> String {

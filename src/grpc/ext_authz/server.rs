@@ -94,14 +94,16 @@ impl UnaryService<CheckCall> for Check {
     fn call(&mut self, request: Request<CheckCall>) -> Self::Future {
         let inner = &self.0;
         let answer = |v| Ok(Response::new(respond(v)));
-        match ExtAuthzService::min_revision(request.get_ref(), request.metadata()) {
+        let min = ExtAuthzService::min_revision(request.get_ref(), request.metadata());
+        let call = request.into_inner();
+        match min {
             Ok(min) if min > inner.store_revision() => {
                 let inner = inner.clone();
                 Either::Right(Box::pin(async move {
-                    answer(inner.verdict_at_least(min, request.get_ref()).await)
+                    answer(inner.verdict_at_least(min, call).await)
                 }))
             }
-            Ok(_) => Either::Left(ready(answer(inner.verdict(request.get_ref())))),
+            Ok(_) => Either::Left(ready(answer(inner.verdict(call)))),
             Err(reason) => Either::Left(ready(answer(inner.unreadable(reason)))),
         }
     }

@@ -38,48 +38,43 @@ use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_f
 pub struct CheckCall {
     /// `attributes.request.http`; `None` when the check carries none.
     pub http: Option<HttpCall>,
-    /// The token payload `jwt_authn` put in the metadata, as far as
-    /// [`Claims::READ`] goes: `None` when there is none under the payload
-    /// key, `Some(Err(()))` when there is one and it is not an object.
-    pub payload: Option<Result<Payload, ()>>,
+    /// The token payload `jwt_authn` put in the metadata: `None` when
+    /// there is none under the payload key.
+    pub payload: Option<Payload>,
 }
 
-/// The claims of a token payload that [`Claims`] reads, each as given
-/// (`None`: absent), in the order of [`Claims::READ`].
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Payload([Option<Claim>; Claims::READ.len()]);
-
-impl Payload {
-    pub fn claims(&self) -> Result<Claims, ClaimsError> {
-        Claims::read(|name| {
-            let i = Claims::READ.iter().position(|c| *c == name)?;
-            self.0[i].as_ref()
-        })
-    }
-}
-
-/// A claim decoded from a protobuf `Value`: all of it is checked (its
-/// depth, that its strings are UTF-8), and kept as far as [`Claims`] can
-/// ask, without building JSON.
+/// The token payload in `jwt_authn`'s metadata.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Claim {
-    /// `null`, and a number JSON cannot hold (NaN, infinite), as before.
+pub enum Payload {
+    /// Its claims, read as [`Claims`] reads them (straight from the
+    /// request's bytes, without building JSON), or why they do not have
+    /// Maskinporten's shape.
+    Claims(Result<Claims, ClaimsError>),
+    /// It is not an object.
+    NotObject,
+}
+
+/// A claim decoded from a protobuf `Value`, borrowing the request's bytes:
+/// all of it is checked (its depth, that its strings are UTF-8), and kept
+/// as far as [`Claims`] can ask.
+#[derive(Debug, Clone, PartialEq)]
+enum Claim<'a> {
+    /// `null`, and a number JSON cannot hold (NaN, infinite), as JSON has it.
     Null,
-    /// A string, checked to be UTF-8, still the request's bytes.
-    Text(Bytes),
+    Text(&'a str),
     /// An object's members in order; the last of a name wins.
-    Object(Vec<(Bytes, Claim)>),
+    Object(Vec<(&'a str, Claim<'a>)>),
     /// A number, a boolean or a list: never what a claim tilgang reads holds.
     Other,
 }
 
-impl ClaimValue for &Claim {
+impl ClaimValue for &Claim<'_> {
     fn is_null(&self) -> bool {
         matches!(self, Claim::Null)
     }
     fn as_text(&self) -> Option<&str> {
         match self {
-            Claim::Text(b) => std::str::from_utf8(b).ok(),
+            Claim::Text(t) => Some(t),
             _ => None,
         }
     }
@@ -91,7 +86,7 @@ impl ClaimValue for &Claim {
             Claim::Object(members) => members
                 .iter()
                 .rev()
-                .find(|(k, _)| k == name.as_bytes())
+                .find(|(k, _)| *k == name)
                 .map(|(_, v)| v),
             _ => None,
         }
@@ -138,7 +133,7 @@ impl CheckCall {
     /// buffer: the values read are sliced from it, not copied, until used.
     pub fn decode(bytes: Bytes, payload_key: &str) -> Result<Self, UnreadableCheck> {
         let mut read = Read::default();
-        each_field(bytes, Path::Top, |tag, field| match tag {
+        each_field(&bytes, Path::Top, |tag, field| match tag {
             1 => read.attributes(field.message(Path::Attributes)?),
             _ => Ok(()),
         })?;
@@ -146,10 +141,11 @@ impl CheckCall {
             Some(namespace) => payload(namespace, payload_key)?,
             None => None,
         };
-        Ok(Self {
-            http: read.http,
-            payload,
-        })
+        let mut http = read.http.map(|h| h.owned());
+        if let (Some(http), Some(token)) = (&mut http, read.authorization) {
+            http.authorization = Some(bytes.slice_ref(token));
+        }
+        Ok(Self { http, payload })
     }
 }
 
@@ -157,24 +153,45 @@ impl CheckCall {
 /// comes twice is read twice into the same place, which is protobuf's
 /// merge: a later value replaces an earlier one, a map gains entries.
 #[derive(Default)]
-struct Read {
-    http: Option<HttpCall>,
+struct Read<'a> {
+    http: Option<HttpSeen<'a>>,
+    authorization: Option<&'a [u8]>,
     /// The last `filter_metadata` entry named [`JWT_AUTHN_NAMESPACE`]: a `Struct`.
-    namespace: Option<Bytes>,
+    namespace: Option<&'a [u8]>,
 }
 
-impl Read {
+/// [`HttpCall`] as read, borrowing the request's bytes.
+#[derive(Default)]
+struct HttpSeen<'a> {
+    method: &'a str,
+    path: &'a str,
+    request_id: Option<&'a str>,
+    traceparent: Option<&'a str>,
+    min_revision: Option<&'a str>,
+}
+
+impl HttpSeen<'_> {
+    fn owned(self) -> HttpCall {
+        HttpCall {
+            method: self.method.to_string(),
+            path: self.path.to_string(),
+            request_id: self.request_id.map(str::to_string),
+            traceparent: self.traceparent.map(str::to_string),
+            authorization: None,
+            min_revision: self.min_revision.map(str::to_string),
+        }
+    }
+}
+
+impl<'a> Read<'a> {
     /// `AttributeContext`: `request` (4) and `metadata_context` (11).
-    fn attributes(&mut self, bytes: Bytes) -> Result<(), UnreadableCheck> {
+    fn attributes(&mut self, bytes: &'a [u8]) -> Result<(), UnreadableCheck> {
         each_field(bytes, Path::Attributes, |tag, field| match tag {
             4 => each_field(
                 field.message(Path::Request)?,
                 Path::Request,
                 |tag, field| match tag {
-                    2 => {
-                        let http = self.http.get_or_insert_with(HttpCall::default);
-                        http.read(field.message(Path::Http)?)
-                    }
+                    2 => self.http(field.message(Path::Http)?),
                     _ => Ok(()),
                 },
             ),
@@ -197,26 +214,26 @@ impl Read {
             _ => Ok(()),
         })
     }
-}
 
-impl HttpCall {
     /// `HttpRequest`: `method` (2), `headers` (3, a map) and `path` (4).
-    fn read(&mut self, bytes: Bytes) -> Result<(), UnreadableCheck> {
+    fn http(&mut self, bytes: &'a [u8]) -> Result<(), UnreadableCheck> {
+        let http = self.http.get_or_insert_with(HttpSeen::default);
+        let authorization = &mut self.authorization;
         each_field(bytes, Path::Http, |tag, field| {
             match tag {
-                2 => self.method = text(field.message(Path::Method)?, Path::Method)?,
-                4 => self.path = text(field.message(Path::Target)?, Path::Target)?,
+                2 => http.method = text(field.message(Path::Method)?, Path::Method)?,
+                4 => http.path = text(field.message(Path::Target)?, Path::Target)?,
                 3 => {
                     let (key, value) = entry(field.message(Path::Headers)?, Path::Headers)?;
-                    let (header, slot) = match &key[..] {
-                        b"x-request-id" => (Path::Header("x-request-id"), &mut self.request_id),
-                        b"traceparent" => (Path::Header("traceparent"), &mut self.traceparent),
+                    let (header, slot) = match key {
+                        b"x-request-id" => (Path::Header("x-request-id"), &mut http.request_id),
+                        b"traceparent" => (Path::Header("traceparent"), &mut http.traceparent),
                         b"authorization" => {
-                            self.authorization = Some(value);
+                            *authorization = Some(value);
                             return Ok(());
                         }
                         k if k == MIN_REVISION_HEADER.as_bytes() => {
-                            (Path::Header(MIN_REVISION_HEADER), &mut self.min_revision)
+                            (Path::Header(MIN_REVISION_HEADER), &mut http.min_revision)
                         }
                         _ => return Ok(()),
                     };
@@ -231,10 +248,7 @@ impl HttpCall {
 
 /// The claims of the `jwt_authn` metadata's `payload_key`, from its
 /// `Struct` (`namespace`).
-fn payload(
-    namespace: Bytes,
-    payload_key: &str,
-) -> Result<Option<Result<Payload, ()>>, UnreadableCheck> {
+fn payload(namespace: &[u8], payload_key: &str) -> Result<Option<Payload>, UnreadableCheck> {
     let Some(value) = last_field(namespace, payload_key.as_bytes(), Path::Namespace)? else {
         return Ok(None);
     };
@@ -251,10 +265,10 @@ fn payload(
         Ok(())
     })?;
     let Some(object) = object else {
-        return Ok(Some(Err(())));
+        return Ok(Some(Payload::NotObject));
     };
-    let mut claims = Payload::default();
-    let mut found: [Option<Bytes>; Claims::READ.len()] = Default::default();
+    let mut claims: [Option<Claim>; Claims::READ.len()] = Default::default();
+    let mut found: [Option<&[u8]>; Claims::READ.len()] = Default::default();
     each_field(object, path, |tag, field| {
         if tag == 1 {
             let (key, value) = entry(field.message(path)?, path)?;
@@ -264,7 +278,7 @@ fn payload(
         }
         Ok(())
     })?;
-    for ((name, value), slot) in Claims::READ.iter().zip(found).zip(&mut claims.0) {
+    for ((name, value), slot) in Claims::READ.iter().zip(found).zip(&mut claims) {
         if let Some(value) = value {
             *slot = Some(claim(value, 1).map_err(|cause| UnreadableCheck::Malformed {
                 field: Path::Claim(payload_key, name).to_string(),
@@ -272,11 +286,19 @@ fn payload(
             })?);
         }
     }
-    Ok(Some(Ok(claims)))
+    let read = Claims::read(|name| {
+        let i = Claims::READ.iter().position(|c| *c == name)?;
+        claims[i].as_ref()
+    });
+    Ok(Some(Payload::Claims(read)))
 }
 
 /// The value of the last entry named `key` in a `Struct`'s `fields` (1).
-fn last_field(s: Bytes, key: &[u8], path: Path) -> Result<Option<Bytes>, UnreadableCheck> {
+fn last_field<'a>(
+    s: &'a [u8],
+    key: &[u8],
+    path: Path,
+) -> Result<Option<&'a [u8]>, UnreadableCheck> {
     let mut found = None;
     each_field(s, path, |tag, field| {
         if tag == 1 {
@@ -294,7 +316,7 @@ fn last_field(s: Bytes, key: &[u8], path: Path) -> Result<Option<Bytes>, Unreada
 const MAX_DEPTH: usize = 32;
 
 /// A `google.protobuf.Value` as a [`Claim`], or why it cannot be read.
-fn claim(bytes: Bytes, depth: usize) -> Result<Claim, String> {
+fn claim(bytes: &[u8], depth: usize) -> Result<Claim<'_>, String> {
     if depth > MAX_DEPTH {
         return Err(format!("nested deeper than {MAX_DEPTH} levels"));
     }
@@ -335,12 +357,9 @@ fn claim(bytes: Bytes, depth: usize) -> Result<Claim, String> {
     Ok(value)
 }
 
-/// `bytes`, checked to be UTF-8.
-fn utf8(bytes: Bytes) -> Result<Bytes, String> {
-    match std::str::from_utf8(&bytes) {
-        Ok(_) => Ok(bytes),
-        Err(_) => Err("a string is not valid UTF-8".to_string()),
-    }
+/// `bytes` as text, if UTF-8.
+fn utf8(bytes: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(bytes).map_err(|_| "a string is not valid UTF-8".to_string())
 }
 
 /// Where in a `CheckRequest` a value is, for the error that names it.
@@ -392,18 +411,18 @@ impl std::fmt::Display for Path<'_> {
 }
 
 /// One field of a message as it is on the wire.
-enum Wire {
+enum Wire<'a> {
     /// A varint (read, not kept: nothing read is a number).
     Varint,
     Fixed64(u64),
-    Len(Bytes),
+    Len(&'a [u8]),
     /// A 32-bit value or a group, skipped.
     Other(WireType),
 }
 
-impl Wire {
+impl<'a> Wire<'a> {
     /// The bytes of a length-delimited field (a message, a string).
-    fn message(self, path: Path<'_>) -> Result<Bytes, UnreadableCheck> {
+    fn message(self, path: Path<'_>) -> Result<&'a [u8], UnreadableCheck> {
         match self {
             Self::Len(b) => Ok(b),
             other => Err(UnreadableCheck::Malformed {
@@ -426,10 +445,10 @@ impl Wire {
 
 /// Call `f` with each field of the message in `bytes`, in order; a field
 /// whose bytes are cut short or are not protobuf is an error at `path`.
-fn each_field(
-    bytes: Bytes,
+fn each_field<'a>(
+    bytes: &'a [u8],
     path: Path<'_>,
-    f: impl FnMut(u32, Wire) -> Result<(), UnreadableCheck>,
+    f: impl FnMut(u32, Wire<'a>) -> Result<(), UnreadableCheck>,
 ) -> Result<(), UnreadableCheck> {
     walk(bytes, f, |cause| UnreadableCheck::Malformed {
         field: path.to_string(),
@@ -438,16 +457,16 @@ fn each_field(
 }
 
 /// [`each_field`] where the error is only the cause (inside a claim).
-fn each_wire_field(
-    bytes: Bytes,
-    f: impl FnMut(u32, Wire) -> Result<(), String>,
+fn each_wire_field<'a>(
+    bytes: &'a [u8],
+    f: impl FnMut(u32, Wire<'a>) -> Result<(), String>,
 ) -> Result<(), String> {
     walk(bytes, f, |cause| cause)
 }
 
-fn walk<E>(
-    mut buf: Bytes,
-    mut f: impl FnMut(u32, Wire) -> Result<(), E>,
+fn walk<'a, E>(
+    mut buf: &'a [u8],
+    mut f: impl FnMut(u32, Wire<'a>) -> Result<(), E>,
     error: impl Fn(String) -> E,
 ) -> Result<(), E> {
     let cause = |e: DecodeError| error(decode_cause(&e));
@@ -464,7 +483,9 @@ fn walk<E>(
                 if len > buf.remaining() as u64 {
                     return Err(error("buffer underflow".into()));
                 }
-                Wire::Len(buf.split_to(len as usize))
+                let (value, rest) = buf.split_at(len as usize);
+                buf = rest;
+                Wire::Len(value)
             }
             other => {
                 skip_field(other, tag, &mut buf, DecodeContext::default()).map_err(cause)?;
@@ -477,15 +498,15 @@ fn walk<E>(
 }
 
 /// A map entry: its key (1) and value (2) as bytes; the last of each wins.
-fn entry(bytes: Bytes, path: Path<'_>) -> Result<(Bytes, Bytes), UnreadableCheck> {
+fn entry<'a>(bytes: &'a [u8], path: Path<'_>) -> Result<(&'a [u8], &'a [u8]), UnreadableCheck> {
     wire_entry(bytes).map_err(|cause| UnreadableCheck::Malformed {
         field: path.to_string(),
         cause,
     })
 }
 
-fn wire_entry(bytes: Bytes) -> Result<(Bytes, Bytes), String> {
-    let (mut key, mut value) = (Bytes::new(), Bytes::new());
+fn wire_entry(bytes: &[u8]) -> Result<(&[u8], &[u8]), String> {
+    let (mut key, mut value): (&[u8], &[u8]) = (&[], &[]);
     each_wire_field(bytes, |tag, field| {
         match (tag, field) {
             (1, Wire::Len(k)) => key = k,
@@ -499,8 +520,8 @@ fn wire_entry(bytes: Bytes) -> Result<(Bytes, Bytes), String> {
 }
 
 /// A string field's bytes as text; not UTF-8 is an error naming `path`.
-fn text(bytes: Bytes, path: Path<'_>) -> Result<String, UnreadableCheck> {
-    String::from_utf8(bytes.to_vec()).map_err(|_| UnreadableCheck::NotUtf8(path.to_string()))
+fn text<'a>(bytes: &'a [u8], path: Path<'_>) -> Result<&'a str, UnreadableCheck> {
+    std::str::from_utf8(bytes).map_err(|_| UnreadableCheck::NotUtf8(path.to_string()))
 }
 
 #[cfg(test)]
