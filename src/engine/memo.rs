@@ -96,7 +96,7 @@ impl Memo {
         let r = &self.reads;
         let t = &call.token;
         let mut key = Vec::with_capacity(96);
-        let mut put = |s: Option<&str>| match s {
+        let put = |key: &mut Vec<u8>, s: Option<&str>| match s {
             Some(s) => {
                 key.push(1);
                 key.extend_from_slice(&(s.len() as u32).to_le_bytes());
@@ -115,13 +115,13 @@ impl Memo {
         ];
         for (read, value) in fields {
             if read {
-                put(value);
+                put(&mut key, value);
             }
         }
         if r.scopes {
-            put(Some(&t.scopes.len().to_string()));
+            key.extend_from_slice(&(t.scopes.len() as u32).to_le_bytes());
             for s in &t.scopes {
-                put(Some(s.as_str()));
+                put(&mut key, Some(s.as_str()));
             }
         }
         key.into_boxed_slice()

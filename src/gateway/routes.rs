@@ -276,7 +276,11 @@ pub enum NoRoute {
 }
 
 /// A request path's segments, or why it is refused.
-fn request_segments(path: &str) -> Result<Vec<&str>, NoRoute> {
+/// Up to this many live on the stack: a lookup allocates nothing for a
+/// path of ordinary depth.
+type Segments<'a> = smallvec::SmallVec<[&'a str; 16]>;
+
+fn request_segments(path: &str) -> Result<Segments<'_>, NoRoute> {
     let ambiguous = |why| NoRoute::Ambiguous {
         path: echo(path),
         why,
@@ -292,7 +296,7 @@ fn request_segments(path: &str) -> Result<Vec<&str>, NoRoute> {
     if [b"%2f", b"%5c", b"%2e"].iter().any(|e| encoded(*e)) || rest.contains('\\') {
         return Err(ambiguous("an encoded `/`, `\\` or `.`"));
     }
-    let segments: Vec<&str> = rest.split('/').collect();
+    let segments: Segments = rest.split('/').collect();
     if segments.iter().any(|s| s.is_empty()) {
         return Err(ambiguous("an empty segment"));
     }
