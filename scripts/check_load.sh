@@ -11,7 +11,10 @@
 # metadata but a real RS256 token (`tilgang dev-token`), which tilgang
 # verifies itself (`serve --jwks`): once with the verified-token cache
 # (`--jwt-cache`, the default) and once, on a second server at PORT+1,
-# without it (`--jwt-cache 0`).
+# without it (`--jwt-cache 0`). The same IsAuthorized and 6-header Check go
+# to benches/noop_server.rs (plain tonic, decides nothing, at PORT+2) in the
+# same rounds: what the transport alone costs for each call. Every round
+# also reports the server's CPU time per request (utime+stime from /proc).
 #
 # Usage: scripts/check_load.sh
 # Tunables (environment): N=100000 (requests per round) ROUNDS=3 C=8 M=16
@@ -39,10 +42,19 @@ if (exec 3<>"/dev/tcp/127.0.0.1/${PORT}") 2>/dev/null; then
     exit 1
 fi
 
-echo "== building (cargo build --release, example check_request)"
+echo "== building (cargo build --release, example check_request, bench noop_server)"
 cargo build --release --quiet
 cargo build --release --quiet --example check_request
 target_dir=${CARGO_TARGET_DIR:-target}
+NOOP=$(cargo bench --quiet --no-run --bench noop_server --message-format=json | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "noop_server" and m.get("executable"):
+        print(m["executable"])
+')
+[ -x "$NOOP" ] || { echo "error: no noop_server executable from cargo bench --no-run" >&2; exit 1; }
+CLK_TCK=$(getconf CLK_TCK)
 make_body="$target_dir/release/examples/check_request"
 
 work=$(mktemp -d)
@@ -84,10 +96,20 @@ start() { # port data log [flags...]
     exit 1
 }
 start "$PORT" "$work/data" "$work/server.log"
+main_pid=$!
 server_pid=$pids
 start "$((PORT + 1))" "$work/data2" "$work/server2.log" --jwt-cache 0
+nocache_pid=$!
 server_pid=$pids
 NOCACHE_URL="http://127.0.0.1:$((PORT + 1))/envoy.service.auth.v3.Authorization/Check"
+"$NOOP" --listen "127.0.0.1:$((PORT + 2))" >"$work/noop.log" 2>&1 &
+noop_pid=$!
+server_pid="$server_pid $noop_pid"
+for _ in $(seq 1 300); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$((PORT + 2))") 2>/dev/null && break
+    sleep 0.1
+done
+NOOP_BASE="http://127.0.0.1:$((PORT + 2))"
 
 IS_URL="http://${ADDR}/tilgang.v1.Authorizer/IsAuthorized"
 CHECK_URL="http://${ADDR}/envoy.service.auth.v3.Authorization/Check"
@@ -129,16 +151,26 @@ rate() { # url body [extra h2load args...] -> req/s
     grep -E '^finished in' "$work/out" | sed -E 's/.* ([0-9.]+) req\/s.*/\1/'
 }
 
-declare -A runs
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+declare -A runs cpu
 echo "== ${ROUNDS} alternating rounds of ${N} requests, h2load -c${C} -m${M} -t${T}"
 for r in $(seq 1 "$ROUNDS"); do
-    for kind in is check6 check10 bearer nocache; do
-        url=$CHECK_URL; body=$work/$kind.bin
-        [ "$kind" = is ] && url=$IS_URL
-        [ "$kind" = nocache ] && url=$NOCACHE_URL && body=$work/bearer.bin
+    for kind in is check6 check10 bearer nocache noop_is noop_check6; do
+        url=$CHECK_URL; body=$work/$kind.bin; pid=$main_pid
+        case $kind in
+            is) url=$IS_URL ;;
+            nocache) url=$NOCACHE_URL; body=$work/bearer.bin; pid=$nocache_pid ;;
+            noop_is) url=$NOOP_BASE/tilgang.v1.Authorizer/IsAuthorized; body=$work/is.bin; pid=$noop_pid ;;
+            noop_check6) url=$NOOP_BASE/envoy.service.auth.v3.Authorization/Check; body=$work/check6.bin; pid=$noop_pid ;;
+        esac
+        t0=$(cpu_ticks "$pid")
         v=$(rate "$url" "$body")
+        t1=$(cpu_ticks "$pid")
+        us=$(python3 -c "print(round(($t1 - $t0) * 1e6 / $CLK_TCK / $N, 1))")
         runs[$kind]="${runs[$kind]:-} $v"
-        echo "round $r  $kind  $v req/s"
+        cpu[$kind]="${cpu[$kind]:-} $us"
+        echo "round $r  $kind  $v req/s  ${us} µs CPU/request"
     done
 done
 
@@ -150,6 +182,14 @@ cb=$(echo "${runs[bearer]}" | median)
 cn=$(echo "${runs[nocache]}" | median)
 echo "== medians: IsAuthorized ${is} req/s; Check ${c6} req/s (6 headers), ${c10} req/s (10 headers); --jwks ${cb} req/s with the token cache, ${cn} req/s without"
 python3 -c "print(f'== Check/IsAuthorized: {${c6}/${is}:.2f} (6 headers), {${c10}/${is}:.2f} (10 headers); --jwks {${cb}/${is}:.2f} cached, {${cn}/${is}:.2f} uncached')"
+nis=$(echo "${runs[noop_is]}" | median)
+nc6=$(echo "${runs[noop_check6]}" | median)
+python3 -c "print(f'== no-op tonic server: IsAuthorized ${nis} req/s, Check ${nc6} req/s (6 headers): Check/IsAuthorized {${nc6}/${nis}:.2f}; tilgang/no-op: IsAuthorized {${is}/${nis}:.2f}, Check {${c6}/${nc6}:.2f}')"
+line="== median server CPU per request (µs):"
+for kind in is check6 check10 bearer nocache noop_is noop_check6; do
+    line="$line $kind $(echo "${cpu[$kind]}" | median)"
+done
+echo "$line"
 
 # Half load: every client sends at a fixed rate, half of IsAuthorized's
 # median throughput in all; h2load logs each request's latency (µs).

@@ -506,6 +506,11 @@ fn entry<'a>(bytes: &'a [u8], path: Path<'_>) -> Result<(&'a [u8], &'a [u8]), Un
 }
 
 fn wire_entry(bytes: &[u8]) -> Result<(&[u8], &[u8]), String> {
+    // As every encoder writes an entry: the key (1), then the value (2),
+    // each once. Anything else takes the general walk below.
+    if let Some(kv) = canonical_entry(bytes) {
+        return Ok(kv);
+    }
     let (mut key, mut value): (&[u8], &[u8]) = (&[], &[]);
     each_wire_field(bytes, |tag, field| {
         match (tag, field) {
@@ -517,6 +522,28 @@ fn wire_entry(bytes: &[u8]) -> Result<(&[u8], &[u8]), String> {
         Ok(())
     })?;
     Ok((key, value))
+}
+
+/// An entry that is exactly `key` (field 1) then `value` (field 2), both
+/// length-delimited, with nothing after: the key and the value.
+fn canonical_entry(mut bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut field = |tag: u8| {
+        let (&first, rest) = bytes.split_first()?;
+        if first != (tag << 3) | 2 {
+            return None;
+        }
+        bytes = rest;
+        let len = usize::try_from(decode_varint(&mut bytes).ok()?).ok()?;
+        if len > bytes.len() {
+            return None;
+        }
+        let (value, rest) = bytes.split_at(len);
+        bytes = rest;
+        Some(value)
+    };
+    let key = field(1)?;
+    let value = field(2)?;
+    bytes.is_empty().then_some((key, value))
 }
 
 /// A string field's bytes as text; not UTF-8 is an error naming `path`.

@@ -380,3 +380,23 @@ fn a_payload_that_is_not_an_object_is_said() {
     let call = CheckCall::decode(with_payload(string("eyJ")), "other").unwrap();
     assert_eq!(call.payload, None);
 }
+
+#[test]
+fn an_entry_reads_the_same_however_it_is_encoded() {
+    let (k, v) = (field(1, b"x-request-id"), field(2, b"abc"));
+    for bytes in [
+        [k.clone(), v.clone()].concat(),
+        [v.clone(), k.clone()].concat(),
+        [field(1, b"other"), v.clone(), k.clone()].concat(),
+        [k.clone(), field(2, b"old"), v.clone()].concat(),
+    ] {
+        assert_eq!(
+            wire_entry(&bytes).unwrap(),
+            (&b"x-request-id"[..], &b"abc"[..])
+        );
+    }
+    assert_eq!(wire_entry(&field(2, b"v")).unwrap(), (&b""[..], &b"v"[..]));
+    // Cut short inside the value: an error, not a shorter value.
+    let cut = [k, field(2, b"abc")[..3].to_vec()].concat();
+    assert!(wire_entry(&cut).is_err());
+}
