@@ -257,9 +257,10 @@ impl ExtAuthzService {
         Ok(from_http.max(from_grpc))
     }
 
-    /// The store revision of the current snapshot.
-    pub fn store_revision(&self) -> u64 {
-        self.store.load().store_revision()
+    /// The current snapshot: a check decides over the one it read its
+    /// store revision from.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.store.load()
     }
 
     /// The answer to a check whose minimum revision cannot be read: 403, and why.

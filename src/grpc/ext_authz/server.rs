@@ -96,14 +96,15 @@ impl UnaryService<CheckCall> for Check {
         let answer = |v| Ok(Response::new(respond(v)));
         let min = ExtAuthzService::min_revision(request.get_ref(), request.metadata());
         let call = request.into_inner();
+        let snap = inner.snapshot();
         match min {
-            Ok(min) if min > inner.store_revision() => {
+            Ok(min) if min > snap.store_revision() => {
                 let inner = inner.clone();
                 Either::Right(Box::pin(async move {
                     answer(inner.verdict_at_least(min, call).await)
                 }))
             }
-            Ok(_) => Either::Left(ready(answer(inner.verdict(call)))),
+            Ok(_) => Either::Left(ready(answer(inner.verdict_at(&snap, call)))),
             Err(reason) => Either::Left(ready(answer(inner.unreadable(reason)))),
         }
     }
