@@ -10,8 +10,10 @@
 //! entries and building claims as `HashMap`s first. Here the message is
 //! walked field by field with prost's wire primitives, along the paths that
 //! lead to those values only; whatever else Envoy sends is skipped as
-//! protobuf wire data, checked to be well-formed but never interpreted. A
-//! value read is a slice of the request's buffer until it is used.
+//! protobuf wire data, checked to be well-formed but never interpreted. The
+//! walk borrows the request's buffer: the claims are read into [`Claims`]
+//! from it, the method, path and three short headers are copied out, and
+//! the bearer token stays a slice of it.
 //!
 //! The reading keeps protobuf's meaning, which the unit tests check against
 //! the generated message: a message field given twice is read twice into
@@ -129,8 +131,8 @@ fn at(field: &str) -> String {
 
 impl CheckCall {
     /// Read a `CheckRequest` whose token payload is under `payload_key` in
-    /// `jwt_authn`'s metadata. `bytes` should be the whole message in one
-    /// buffer: the values read are sliced from it, not copied, until used.
+    /// `jwt_authn`'s metadata. `bytes` is the whole message in one buffer
+    /// (tonic's is contiguous): the bearer token is kept as a slice of it.
     pub fn decode(bytes: Bytes, payload_key: &str) -> Result<Self, UnreadableCheck> {
         let mut read = Read::default();
         each_field(&bytes, Path::Top, |tag, field| match tag {
