@@ -17,6 +17,7 @@ mod delegations;
 mod files;
 pub mod owners;
 mod policies;
+mod render;
 mod roles;
 
 use crate::model::*;
@@ -24,6 +25,7 @@ pub use delegations::*;
 pub use files::*;
 pub use owners::*;
 pub use policies::*;
+pub use render::*;
 pub use roles::*;
 
 use std::collections::HashMap;
