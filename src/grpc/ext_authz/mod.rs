@@ -149,15 +149,10 @@ impl Verdict {
 }
 
 impl ExtAuthzService {
-    /// Decide one check over the current snapshot, and report it: every
-    /// answer is counted and, with a decision log, logged with the request
-    /// it answered (escaped) and Envoy's `x-request-id`, so that a 401 or
-    /// 403 in the gateway's access log can be found here too.
-    pub fn verdict(&self, req: CheckCall) -> Verdict {
-        self.verdict_at(&self.store.load(), req)
-    }
-
-    /// [`Self::verdict`] over `snap`.
+    /// Decide one check over `snap`, and report it: every answer is counted
+    /// and, with a decision log, logged with the request it answered
+    /// (escaped) and Envoy's `x-request-id`, so that a 401 or 403 in the
+    /// gateway's access log can be found here too.
     pub fn verdict_at(&self, snap: &Snapshot, req: CheckCall) -> Verdict {
         let started = Instant::now();
         let revision = snap.revision();

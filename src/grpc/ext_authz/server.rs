@@ -4,7 +4,7 @@
 //! decode (a claim nested past prost's recursion limit, a header read that
 //! is not UTF-8) are `INVALID_ARGUMENT` naming the field, like every other
 //! request of ours, not the `INTERNAL` tonic's own codec answers. Only
-//! routing and decoding here; the verdict is [`ExtAuthzService::verdict`].
+//! routing and decoding here; the verdict is [`ExtAuthzService::verdict_at`].
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
