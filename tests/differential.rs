@@ -179,9 +179,9 @@ fn fast_decide(snap: &Snapshot, q: &Query) -> Outcome {
 fn fast_check(snap: &Snapshot, q: &Query, c: &CallSpec) -> Outcome {
     let org = |o: &str| OrgNumber::parse(&c.spell(o)).unwrap();
     let call = Call {
-        method: c.method.clone(),
-        path: c.path.clone(),
-        route: c.route.clone(),
+        method: &c.method,
+        path: &c.path,
+        route: &c.route,
         token: Token {
             consumer: org(&c.consumer),
             supplier: c.supplier.as_deref().map(org),

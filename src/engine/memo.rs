@@ -34,6 +34,21 @@ pub struct Memo {
 
 type PairKey = (OrgNumber, OrgNumber, u32, u64);
 
+/// A call's key as a lookup builds it: on the stack for the usual few
+/// fields, boxed only when a decision is stored under it.
+type CallKey = smallvec::SmallVec<[u8; 192]>;
+
+/// `(PairKey, Box<[u8]>)` borrowed, to look a call up without allocating:
+/// it hashes as the tuple does (field by field, the bytes as a slice).
+#[derive(Hash)]
+struct CallKeyRef<'a>(&'a PairKey, &'a [u8]);
+
+impl quick_cache::Equivalent<(PairKey, Box<[u8]>)> for CallKeyRef<'_> {
+    fn equivalent(&self, key: &(PairKey, Box<[u8]>)) -> bool {
+        *self.0 == key.0 && *self.1 == *key.1
+    }
+}
+
 impl std::fmt::Debug for Memo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Memo")
@@ -72,7 +87,7 @@ impl Memo {
         &self,
         req: &AccessRequest,
         record: Option<&DelegationRecord>,
-        call: Option<&Call>,
+        call: Option<&Call<'_>>,
         decide: impl FnOnce() -> Decision,
     ) -> Decision {
         let Some(pair) = self.pair_key(req, record) else {
@@ -81,7 +96,15 @@ impl Memo {
         let Some(call) = call else {
             return memoised(&self.cache, pair, decide);
         };
-        memoised(&self.calls, (pair, self.call_key(call)), decide)
+        let mut key = CallKey::new();
+        self.call_key(call, &mut key);
+        let key = CallKeyRef(&pair, &key);
+        if let Some(d) = self.calls.get(&key) {
+            return Decision::clone(&d);
+        }
+        let d = decide();
+        self.calls.insert((pair, key.1.into()), Arc::new(d.clone()));
+        d
     }
 
     fn pair_key(&self, req: &AccessRequest, record: Option<&DelegationRecord>) -> Option<PairKey> {
@@ -92,11 +115,10 @@ impl Memo {
     /// The fields of `call` the policies can read, each tagged and length
     /// prefixed, so two calls get the same key only when every read field
     /// is the same (an absent field is not an empty one).
-    fn call_key(&self, call: &Call) -> Box<[u8]> {
+    fn call_key(&self, call: &Call<'_>, key: &mut CallKey) {
         let r = &self.reads;
         let t = &call.token;
-        let mut key = Vec::with_capacity(96);
-        let put = |key: &mut Vec<u8>, s: Option<&str>| match s {
+        let put = |key: &mut CallKey, s: Option<&str>| match s {
             Some(s) => {
                 key.push(1);
                 key.extend_from_slice(&(s.len() as u32).to_le_bytes());
@@ -105,9 +127,9 @@ impl Memo {
             None => key.push(0),
         };
         let fields: [(bool, Option<&str>); 7] = [
-            (r.method, Some(&call.method)),
-            (r.path, Some(&call.path)),
-            (r.route, Some(&call.route)),
+            (r.method, Some(call.method)),
+            (r.path, Some(call.path)),
+            (r.route, Some(call.route)),
             (r.consumer, Some(t.consumer.as_str())),
             (r.supplier, t.supplier.as_ref().map(OrgNumber::as_str)),
             (r.delegation_source, t.delegation_source.as_deref()),
@@ -115,16 +137,15 @@ impl Memo {
         ];
         for (read, value) in fields {
             if read {
-                put(&mut key, value);
+                put(key, value);
             }
         }
         if r.scopes {
             key.extend_from_slice(&(t.scopes.len() as u32).to_le_bytes());
             for s in &t.scopes {
-                put(&mut key, Some(s.as_str()));
+                put(key, Some(s.as_str()));
             }
         }
-        key.into_boxed_slice()
     }
 
     /// How many decisions are memoised now.
@@ -148,4 +169,24 @@ fn memoised<K: Eq + std::hash::Hash + Clone>(
     let d = decide();
     cache.insert(key, Arc::new(d.clone()));
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A borrowed key finds what was stored under the owned one (same hash,
+    /// same equality), and only that.
+    #[test]
+    fn borrowed_call_keys_find_stored_ones() {
+        let org = |o| OrgNumber::parse(o).unwrap();
+        let pair: PairKey = (org("991825827"), org("810418672"), 1, 7);
+        let cache = quick_cache::sync::Cache::<(PairKey, Box<[u8]>), u8>::new(16);
+        cache.insert((pair, b"GET /x".as_slice().into()), 1);
+        assert_eq!(cache.get(&CallKeyRef(&pair, b"GET /x")), Some(1));
+        assert_eq!(cache.get(&CallKeyRef(&pair, b"GET /y")), None);
+        assert_eq!(cache.get(&CallKeyRef(&pair, b"GET /")), None);
+        let other: PairKey = (pair.0, pair.1, 1, 8);
+        assert_eq!(cache.get(&CallKeyRef(&other, b"GET /x")), None);
+    }
 }

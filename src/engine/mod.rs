@@ -43,12 +43,12 @@ pub struct AccessRequest {
 /// `context.token`, so policy authors can write rules over routes and claims;
 /// the engine itself draws no conclusion from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Call {
-    pub method: String,
+pub struct Call<'a> {
+    pub method: &'a str,
     /// The request path, without the query string.
-    pub path: String,
+    pub path: &'a str,
     /// The route template the path matched.
-    pub route: String,
+    pub route: &'a str,
     pub token: Token,
 }
 
@@ -186,13 +186,13 @@ pub fn decide(snap: &Snapshot, req: &AccessRequest) -> Decision {
 }
 
 /// `context.http` and `context.token` for a call.
-fn call_context(call: &Call) -> [(String, RestrictedExpression); 2] {
+fn call_context(call: &Call<'_>) -> [(String, RestrictedExpression); 2] {
     let text = |s: &str| RestrictedExpression::new_string(s.to_string());
     let org = |o: &OrgNumber| RestrictedExpression::new_entity_uid(uid(ORG_TYPE, o.as_str()));
     let http = RestrictedExpression::new_record([
-        ("method".to_string(), text(&call.method)),
-        ("path".to_string(), text(&call.path)),
-        ("route".to_string(), text(&call.route)),
+        ("method".to_string(), text(call.method)),
+        ("path".to_string(), text(call.path)),
+        ("route".to_string(), text(call.route)),
     ]);
     let t = &call.token;
     let mut token = vec![
@@ -227,7 +227,7 @@ fn call_context(call: &Call) -> [(String, RestrictedExpression); 2] {
 
 /// Decide a gateway request, with what the gateway saw of the call when it
 /// told (Envoy `ext_authz`).
-pub fn decide_call(snap: &Snapshot, req: &AccessRequest, call: Option<&Call>) -> Decision {
+pub fn decide_call(snap: &Snapshot, req: &AccessRequest, call: Option<&Call<'_>>) -> Decision {
     if let Some(why) = snap.withheld() {
         // The delegations may be out of date (a revocation may not have
         // reached this replica): decide as if there were none, and say why
@@ -250,7 +250,7 @@ fn decide_uncached(
     bundle: &PolicyBundle,
     req: &AccessRequest,
     record: Option<&DelegationRecord>,
-    call: Option<&Call>,
+    call: Option<&Call<'_>>,
 ) -> Decision {
     let owner_uid = uid(ORG_TYPE, req.owner.as_str());
     let mut context = vec![(

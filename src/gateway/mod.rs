@@ -15,12 +15,12 @@ use routes::{NoRoute, RouteTable};
 /// The engine's question for an HTTP call: the supplier (or the owner, when
 /// the token has no `supplier`) asks to use the route's scope on the
 /// consumer's API.
-pub fn prepare(
-    routes: &RouteTable,
-    method: &str,
-    path: &str,
+pub fn prepare<'a>(
+    routes: &'a RouteTable,
+    method: &'a str,
+    path: &'a str,
     claims: Claims,
-) -> Result<(AccessRequest, Call), NoRoute> {
+) -> Result<(AccessRequest, Call<'a>), NoRoute> {
     let route = routes.lookup(method, path)?;
     let request = AccessRequest {
         supplier: claims.supplier.unwrap_or(claims.consumer),
@@ -28,9 +28,9 @@ pub fn prepare(
         scope: route.scope.clone(),
     };
     let call = Call {
-        method: method.to_string(),
-        path: path.split('?').next().unwrap_or("").to_string(),
-        route: route.path.clone(),
+        method,
+        path: path.split_once('?').map_or(path, |(p, _)| p),
+        route: &route.path,
         token: Token {
             consumer: claims.consumer,
             supplier: claims.supplier,

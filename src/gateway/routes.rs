@@ -239,13 +239,13 @@ impl RouteTable {
     /// cutting it here first would hide `/../` after it from the dot-segment
     /// check (`PUT …/readstatus#/../substatus`).
     pub fn lookup(&self, method: &str, path: &str) -> Result<&Route, NoRoute> {
-        if path.contains('#') {
+        if path.as_bytes().contains(&b'#') {
             return Err(NoRoute::Ambiguous {
                 path: echo(path),
                 why: "a raw `#`",
             });
         }
-        let path = path.split('?').next().unwrap_or("");
+        let path = path.split_once('?').map_or(path, |(p, _)| p);
         let segments = request_segments(path)?;
         self.routes
             .iter()
@@ -288,17 +288,32 @@ fn request_segments(path: &str) -> Result<Segments<'_>, NoRoute> {
     let Some(rest) = path.strip_prefix('/') else {
         return Err(ambiguous("it does not start with `/`"));
     };
-    // After each `%` (rare in a path, found with memchr), the two bytes.
-    let encoded = rest.split('%').skip(1).any(|after| {
-        let hex = after.as_bytes().get(..2).unwrap_or_default();
-        [b"2f", b"5c", b"2e"]
-            .iter()
-            .any(|e| hex.eq_ignore_ascii_case(*e))
-    });
-    if encoded || rest.contains('\\') {
-        return Err(ambiguous("an encoded `/`, `\\` or `.`"));
+    // One pass over the bytes (this runs for every check): split at `/`,
+    // refusing a backslash or an encoded `/`, `\` or `.` on the way. Every
+    // byte matched is ASCII, so each cut is at a character boundary.
+    let bytes = rest.as_bytes();
+    let mut segments = Segments::new();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'/' => {
+                segments.push(&rest[start..i]);
+                start = i + 1;
+            }
+            b'\\' => return Err(ambiguous(ENCODED)),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).unwrap_or_default();
+                if [b"2f", b"5c", b"2e"]
+                    .iter()
+                    .any(|e| hex.eq_ignore_ascii_case(*e))
+                {
+                    return Err(ambiguous(ENCODED));
+                }
+            }
+            _ => {}
+        }
     }
-    let segments: Segments = rest.split('/').collect();
+    segments.push(&rest[start..]);
     if segments.iter().any(|s| s.is_empty()) {
         return Err(ambiguous("an empty segment"));
     }
@@ -307,6 +322,9 @@ fn request_segments(path: &str) -> Result<Segments<'_>, NoRoute> {
     }
     Ok(segments)
 }
+
+/// Why a path with a backslash or an encoded separator is refused.
+const ENCODED: &str = "an encoded `/`, `\\` or `.`";
 
 impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -110,13 +110,13 @@ pub enum Verdict {
 }
 
 /// A check the engine decided: its verdict and what the log needs.
-struct Judged {
+struct Judged<'a> {
     verdict: Verdict,
     request: engine::AccessRequest,
     supplier: Option<OrgNumber>,
     /// The route template matched (shown as `METHOD template`, formatted
     /// only for a log line or a deny's body).
-    template: String,
+    template: &'a str,
     decision: engine::Decision,
 }
 
@@ -194,16 +194,13 @@ impl ExtAuthzService {
                     supplier: j.supplier.as_ref(),
                     owner: &j.request.owner,
                     scope: &j.request.scope,
-                    route: seen
-                        .is_some()
-                        .then(|| route(method, &j.template))
-                        .as_deref(),
+                    route: seen.is_some().then(|| route(method, j.template)).as_deref(),
                     decision: &j.decision,
                     revision,
                     http: seen.as_ref(),
                 });
                 tracing::debug!(
-                    method = %crate::ids::echo(method), path = %crate::ids::echo(path), route = %route(method, &j.template),
+                    method = %crate::ids::echo(method), path = %crate::ids::echo(path), route = %route(method, j.template),
                     supplier = %j.request.supplier, owner = %j.request.owner,
                     scope = %j.request.scope, allowed = j.decision.allowed,
                     reasons = ?j.decision.reasons, errors = ?j.decision.errors,
@@ -288,12 +285,12 @@ impl ExtAuthzService {
         }
     }
 
-    fn decide(
+    fn decide<'a>(
         &self,
-        snap: &Snapshot,
+        snap: &'a Snapshot,
         payload: Option<Payload>,
-        http: &HttpCall,
-    ) -> Result<Judged, Undecided> {
+        http: &'a HttpCall,
+    ) -> Result<Judged<'a>, Undecided> {
         let revision = snap.revision();
         let claims = self
             .claims(payload, http)
@@ -342,7 +339,7 @@ impl ExtAuthzService {
                 revision,
                 reason,
                 json!({
-                    "route": route(&call.method, &call.route),
+                    "route": route(call.method, call.route),
                     "scope": request.scope.as_str(),
                     "policies": d.reasons,
                     "errors": d.errors,

@@ -364,7 +364,7 @@ fn a_claim_not_read_is_not_decoded() {
         })))
     );
     let bytes = nested(31).encode_to_vec();
-    let mut v = &claim(&bytes, 1).unwrap();
+    let mut v = claim(&bytes, 1).unwrap();
     let mut depth = 0;
     while let Some(inner) = v.member("n") {
         v = inner;
