@@ -12,20 +12,17 @@
 //! (with `failure_mode_allow: false`) also turns into a deny. [`server`] is
 //! the service on the wire.
 
+mod reply;
 mod server;
 mod wire;
+pub use reply::{encode_reply, respond};
 pub use server::CheckServer;
 pub use wire::{CheckCall, HttpCall, Payload, UnreadableCheck};
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use envoy_types::ext_authz::v3::pb::{CheckResponse, HeaderAppendAction, HttpStatusCode};
-use envoy_types::ext_authz::v3::{
-    CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder,
-};
 use serde_json::{Value, json};
-use tonic::Status;
 
 use crate::auth::{Verifier, bearer};
 use crate::engine;
@@ -407,72 +404,4 @@ fn quoted(ids: &[String]) -> String {
         .map(|i| format!("`{i}`"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// The verdict as Envoy's `CheckResponse`.
-pub fn respond(v: Verdict) -> CheckResponse {
-    let overwrite = Some(HeaderAppendAction::OverwriteIfExistsOrAdd);
-    let mut response = CheckResponse::new();
-    match v {
-        Verdict::Allow {
-            supplier,
-            owner,
-            revision,
-        } => {
-            let mut ok = OkHttpResponseBuilder::new();
-            ok.add_header(OWNER_HEADER, owner.as_str(), overwrite, false)
-                .add_header(REVISION_HEADER, revision, overwrite, false);
-            match supplier {
-                Some(s) => {
-                    ok.add_header(SUPPLIER_HEADER, s.as_str(), overwrite, false);
-                }
-                // The owner acts for itself: no supplier, and none a client
-                // may have sent.
-                None => {
-                    ok.remove_header(SUPPLIER_HEADER);
-                }
-            }
-            response.set_status(Status::ok("")).set_http_response(ok);
-        }
-        Verdict::Deny { reason, body, .. } => {
-            let mut denied = DeniedHttpResponseBuilder::new();
-            denied
-                .set_http_status(HttpStatusCode::Forbidden)
-                .add_header("content-type", "application/json", overwrite, false)
-                .set_body(body.to_string());
-            response
-                .set_status(Status::permission_denied(reason))
-                .set_http_response(denied);
-        }
-        Verdict::Unavailable { reason } => {
-            let body = json!({ "allowed": false, "reason": reason });
-            let mut denied = DeniedHttpResponseBuilder::new();
-            denied
-                .set_http_status(HttpStatusCode::ServiceUnavailable)
-                .add_header("content-type", "application/json", overwrite, false)
-                .add_header("retry-after", "1", overwrite, false)
-                .set_body(body.to_string());
-            response
-                .set_status(Status::unavailable(reason))
-                .set_http_response(denied);
-        }
-        Verdict::Unauthenticated { reason } => {
-            let body = json!({ "allowed": false, "reason": reason });
-            let mut denied = DeniedHttpResponseBuilder::new();
-            denied
-                .set_http_status(HttpStatusCode::Unauthorized)
-                .add_header("content-type", "application/json", overwrite, false)
-                .add_header(
-                    "www-authenticate",
-                    "Bearer realm=\"tilgang\", error=\"invalid_token\"",
-                    overwrite,
-                    false,
-                )
-                .set_body(body.to_string());
-            response
-                .set_status(Status::unauthenticated(reason))
-                .set_http_response(denied);
-        }
-    }
-    response
 }

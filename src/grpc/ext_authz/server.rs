@@ -3,8 +3,9 @@
 //! (only what tilgang reads, see [`super::wire`]), and bytes that do not
 //! decode (a claim nested past prost's recursion limit, a header read that
 //! is not UTF-8) are `INVALID_ARGUMENT` naming the field, like every other
-//! request of ours, not the `INTERNAL` tonic's own codec answers. Only
-//! routing and decoding here; the verdict is [`ExtAuthzService::verdict_at`].
+//! request of ours, not the `INTERNAL` tonic's own codec answers; the
+//! answer is a [`Verdict`], encoded by [`encode_reply`]. Only routing and
+//! the codec here; the verdict is [`ExtAuthzService::verdict_at`].
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
@@ -13,15 +14,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Buf;
-use envoy_types::ext_authz::v3::pb::CheckResponse;
 use futures_util::future::Either;
 use http_body::Body;
-use tonic::codec::{Codec, DecodeBuf, Decoder};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::server::{NamedService, UnaryService};
 use tonic::{Request, Response, Status};
-use tonic_prost::ProstEncoder;
 
-use super::{CheckCall, ExtAuthzService, respond};
+use super::{CheckCall, ExtAuthzService, Verdict, encode_reply};
 
 /// The one method this service has.
 const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
@@ -85,15 +84,15 @@ where
 /// waits (`x-tilgang-min-revision`).
 struct Check(Arc<ExtAuthzService>);
 
-type Answer = Result<Response<CheckResponse>, Status>;
+type Answer = Result<Response<Verdict>, Status>;
 
 impl UnaryService<CheckCall> for Check {
-    type Response = CheckResponse;
+    type Response = Verdict;
     type Future = Either<Ready<Answer>, Pin<Box<dyn Future<Output = Answer> + Send + 'static>>>;
 
     fn call(&mut self, request: Request<CheckCall>) -> Self::Future {
         let inner = &self.0;
-        let answer = |v| Ok(Response::new(respond(v)));
+        let answer = |v| Ok(Response::new(v));
         let min = ExtAuthzService::min_revision(request.get_ref(), request.metadata());
         let call = request.into_inner();
         let snap = inner.snapshot();
@@ -110,22 +109,35 @@ impl UnaryService<CheckCall> for Check {
     }
 }
 
-/// Encodes `CheckResponse`s with prost; decodes a `CheckRequest` into a
-/// [`CheckCall`], its token payload under this key of `jwt_authn`'s metadata.
+/// Encodes a [`Verdict`] as a `CheckResponse` ([`encode_reply`]); decodes
+/// a `CheckRequest` into a [`CheckCall`], its token payload under this key
+/// of `jwt_authn`'s metadata.
 struct CheckCodec(Arc<str>);
 
 impl Codec for CheckCodec {
-    type Encode = CheckResponse;
+    type Encode = Verdict;
     type Decode = CheckCall;
-    type Encoder = ProstEncoder<CheckResponse>;
+    type Encoder = CheckEncoder;
     type Decoder = CheckDecoder;
 
     fn encoder(&mut self) -> Self::Encoder {
-        ProstEncoder::default()
+        CheckEncoder
     }
 
     fn decoder(&mut self) -> Self::Decoder {
         CheckDecoder(self.0.clone())
+    }
+}
+
+struct CheckEncoder;
+
+impl Encoder for CheckEncoder {
+    type Item = Verdict;
+    type Error = Status;
+
+    fn encode(&mut self, item: Verdict, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        // tonic's buffer grows as it is written: prost cannot run out of room.
+        encode_reply(item, buf).map_err(|e| Status::internal(format!("encoding the reply: {e}")))
     }
 }
 
