@@ -10,6 +10,7 @@ mod authoring;
 mod authorizer;
 mod bearer;
 mod check_log;
+mod check_wire;
 mod cli;
 mod crash;
 mod durability;

@@ -1,24 +1,32 @@
-//! `envoy.service.auth.v3.Authorization` on the wire: what `envoy-types`
-//! generates, except that a `CheckRequest` is read by [`CheckCall::decode`]
-//! (only what tilgang reads, see [`super::wire`]), and bytes that do not
-//! decode (a claim nested past prost's recursion limit, a header read that
-//! is not UTF-8) are `INVALID_ARGUMENT` naming the field, like every other
-//! request of ours, not the `INTERNAL` tonic's own codec answers; the
-//! answer is a [`Verdict`], encoded by [`encode_reply`]. Only routing and
-//! the codec here; the verdict is [`ExtAuthzService::verdict_at`].
+//! `envoy.service.auth.v3.Authorization` on the wire: a unary gRPC call
+//! read and answered here rather than through `tonic::server::Grpc`, which
+//! spent a tenth of a check's CPU on machinery a unary call of one
+//! uncompressed message does not use (a decoding stream, compression
+//! negotiation, a boxed encoding stream). The gRPC framing is the small
+//! part of the protocol that is: a body holding one message behind a
+//! five-byte prefix (a compression flag, then the length), answered with
+//! one message and `grpc-status` in the trailers; an error is tonic's own
+//! trailers-only answer ([`Status::into_http`]). The message is read by
+//! [`CheckCall::decode`] (only what tilgang reads, see [`super::wire`]),
+//! and bytes that do not decode are `INVALID_ARGUMENT` naming the field, as
+//! for every other request of ours. The answer is a [`Verdict`], encoded by
+//! [`encode_reply`]; deciding it is [`ExtAuthzService::verdict_at`].
 
 use std::convert::Infallible;
-use std::future::{Ready, ready};
+use std::future::ready;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Buf;
-use futures_util::future::Either;
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{HeaderMap, Response};
 use http_body::Body;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::server::{NamedService, UnaryService};
-use tonic::{Request, Response, Status};
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+use tonic::Status;
+use tonic::metadata::MetadataMap;
+use tonic::server::NamedService;
 
 use super::{CheckCall, ExtAuthzService, Verdict, encode_reply};
 
@@ -50,10 +58,10 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, Infallible>> + Send + 
 
 impl<B> tower::Service<http::Request<B>> for CheckServer
 where
-    B: Body + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
 {
-    type Response = http::Response<tonic::body::Body>;
+    type Response = Response<tonic::body::Body>;
     type Error = Infallible;
     type Future = BoxFuture<Self::Response>;
 
@@ -68,91 +76,147 @@ where
             )
             .into_http())));
         }
-        let method = Check(self.inner.clone());
+        let inner = self.inner.clone();
         let max = self.max_decoding_message_size;
-        let codec = CheckCodec(self.inner.claims.payload_key.clone());
         Box::pin(async move {
-            let mut grpc =
-                tonic::server::Grpc::new(codec).apply_max_message_size_config(Some(max), None);
-            Ok(grpc.unary(method, req).await)
+            Ok(check(&inner, max, req)
+                .await
+                .unwrap_or_else(Status::into_http))
         })
     }
 }
 
-/// `Check` as tonic's unary service: decided at once, on the connection's
-/// task; only a check naming a store revision this replica has not reached
-/// waits (`x-tilgang-min-revision`).
-struct Check(Arc<ExtAuthzService>);
-
-type Answer = Result<Response<Verdict>, Status>;
-
-impl UnaryService<CheckCall> for Check {
-    type Response = Verdict;
-    type Future = Either<Ready<Answer>, Pin<Box<dyn Future<Output = Answer> + Send + 'static>>>;
-
-    fn call(&mut self, request: Request<CheckCall>) -> Self::Future {
-        let inner = &self.0;
-        let answer = |v| Ok(Response::new(v));
-        let min = ExtAuthzService::min_revision(request.get_ref(), request.metadata());
-        let call = request.into_inner();
-        let snap = inner.snapshot();
-        match min {
-            Ok(min) if min > snap.store_revision() => {
-                let inner = inner.clone();
-                Either::Right(Box::pin(async move {
-                    answer(inner.verdict_at_least(min, call).await)
-                }))
+/// One `Check` call: its message read and decoded, decided at once on the
+/// connection's task (only a check naming a store revision this replica
+/// has not reached waits: `x-tilgang-min-revision`), and answered.
+async fn check<B>(
+    inner: &ExtAuthzService,
+    max: usize,
+    req: http::Request<B>,
+) -> Result<Response<tonic::body::Body>, Status>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, body) = req.into_parts();
+    let message = read_message(body, max).await?;
+    let call = CheckCall::decode(message, &inner.claims.payload_key)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let metadata = MetadataMap::from_headers(parts.headers);
+    let verdict = match ExtAuthzService::min_revision(&call, &metadata) {
+        Err(reason) => inner.unreadable(reason),
+        Ok(min) => {
+            let snap = inner.snapshot();
+            if min > snap.store_revision() {
+                inner.verdict_at_least(min, call).await
+            } else {
+                inner.verdict_at(&snap, call)
             }
-            Ok(_) => Either::Left(ready(answer(inner.verdict_at(&snap, call)))),
-            Err(reason) => Either::Left(ready(answer(inner.unreadable(reason)))),
+        }
+    };
+    reply(verdict)
+}
+
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
+/// The length of the prefix before each gRPC message.
+const PREFIX: usize = 5;
+
+/// The one message of a unary call's body, without its prefix. A message
+/// declared longer than `max` is refused as soon as its prefix is in, so a
+/// client cannot make the server hold more than that.
+async fn read_message<B>(body: B, max: usize) -> Result<Bytes, Status>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut body = std::pin::pin!(body);
+    // The first chunk is kept as it came (no copy) while it is the only one.
+    let mut only: Option<Bytes> = None;
+    let mut held = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Status::from_error(e.into()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        match only.take() {
+            None if held.is_empty() => only = Some(data),
+            first => {
+                if let Some(first) = first {
+                    held.extend_from_slice(&first);
+                }
+                held.extend_from_slice(&data);
+            }
+        }
+        let received = only.as_deref().unwrap_or(&held);
+        if let Some(len) = declared(received) {
+            if len > max {
+                return Err(Status::resource_exhausted(format!(
+                    "the `CheckRequest` message is {len} bytes; at most {max} are read"
+                )));
+            }
+            if received.len() > PREFIX + len {
+                return Err(Status::invalid_argument(
+                    "the call carries more than one `CheckRequest` message",
+                ));
+            }
         }
     }
+    let bytes = only.unwrap_or_else(|| held.freeze());
+    let Some(len) = declared(&bytes) else {
+        return Err(Status::invalid_argument(
+            "the call carries no `CheckRequest` message",
+        ));
+    };
+    match bytes[0] {
+        0 => {}
+        1 => {
+            return Err(Status::unimplemented(
+                "compressed messages are not read; send `CheckRequest` uncompressed",
+            ));
+        }
+        flag => {
+            return Err(Status::invalid_argument(format!(
+                "the message's compression flag is {flag}, not 0 or 1"
+            )));
+        }
+    }
+    if bytes.len() < PREFIX + len {
+        return Err(Status::invalid_argument(format!(
+            "the `CheckRequest` message is cut short: {len} bytes declared, {} sent",
+            bytes.len() - PREFIX
+        )));
+    }
+    Ok(bytes.slice(PREFIX..))
 }
 
-/// Encodes a [`Verdict`] as a `CheckResponse` ([`encode_reply`]); decodes
-/// a `CheckRequest` into a [`CheckCall`], its token payload under this key
-/// of `jwt_authn`'s metadata.
-struct CheckCodec(Arc<str>);
-
-impl Codec for CheckCodec {
-    type Encode = Verdict;
-    type Decode = CheckCall;
-    type Encoder = CheckEncoder;
-    type Decoder = CheckDecoder;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        CheckEncoder
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        CheckDecoder(self.0.clone())
-    }
+/// The message length a body's prefix declares, once the prefix is in.
+fn declared(bytes: &[u8]) -> Option<usize> {
+    let prefix: [u8; PREFIX] = bytes.get(..PREFIX)?.try_into().ok()?;
+    let [_, len @ ..] = prefix;
+    usize::try_from(u32::from_be_bytes(len)).ok()
 }
 
-struct CheckEncoder;
-
-impl Encoder for CheckEncoder {
-    type Item = Verdict;
-    type Error = Status;
-
-    fn encode(&mut self, item: Verdict, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        // tonic's buffer grows as it is written: prost cannot run out of room.
-        encode_reply(item, buf).map_err(|e| Status::internal(format!("encoding the reply: {e}")))
-    }
-}
-
-struct CheckDecoder(Arc<str>);
-
-impl Decoder for CheckDecoder {
-    type Item = CheckCall;
-    type Error = Status;
-
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<CheckCall>, Status> {
-        // The message as one buffer (tonic's is contiguous: no copy), so
-        // that what is read is sliced from it.
-        let bytes = buf.copy_to_bytes(buf.remaining());
-        CheckCall::decode(bytes, &self.0)
-            .map(Some)
-            .map_err(|e| Status::invalid_argument(e.to_string()))
-    }
+/// The verdict as a gRPC answer: `CheckResponse` behind its prefix, and
+/// `grpc-status: 0` in the trailers.
+fn reply(verdict: Verdict) -> Result<Response<tonic::body::Body>, Status> {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_bytes(0, PREFIX);
+    encode_reply(verdict, &mut buf)
+        .map_err(|e| Status::internal(format!("encoding the reply: {e}")))?;
+    let len = u32::try_from(buf.len() - PREFIX)
+        .map_err(|_| Status::internal("the reply is too large to send"))?;
+    buf[1..PREFIX].copy_from_slice(&len.to_be_bytes());
+    let mut trailers = HeaderMap::with_capacity(1);
+    trailers.insert(GRPC_STATUS, HeaderValue::from_static("0"));
+    // A stream of two frames, so that its size is not known ahead: an exact
+    // size would make hyper send a `content-length`, after which clients
+    // such as curl stop reading before the trailers.
+    let frames = [Frame::data(buf.freeze()), Frame::trailers(trailers)];
+    let body = StreamBody::new(futures_util::stream::iter(frames.map(Ok::<_, Infallible>)));
+    let mut response = Response::new(tonic::body::Body::new(body));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    Ok(response)
 }

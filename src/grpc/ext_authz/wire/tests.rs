@@ -17,7 +17,9 @@ use envoy_types::pb::google::protobuf::{
 use prost::Message;
 use serde_json::Value;
 
+use super::claim::MAX_DEPTH;
 use super::*;
+use crate::gateway::claims::ClaimValue;
 
 const KEY: &str = "jwt_payload";
 
