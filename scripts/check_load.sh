@@ -7,6 +7,7 @@
 # alternating rounds. Then both again at half of IsAuthorized's throughput
 # (h2load --rps) for latency percentiles from h2load's per-request log.
 # Prints req/s per round, the median of each, the Check/IsAuthorized ratios
+# (of the medians, and within each round)
 # and p50/p99 at half load. A fourth kind of check carries no jwt_authn
 # metadata but a real RS256 token (`tilgang dev-token`), which tilgang
 # verifies itself (`serve --jwks`): once with the verified-token cache
@@ -182,6 +183,17 @@ cb=$(echo "${runs[bearer]}" | median)
 cn=$(echo "${runs[nocache]}" | median)
 echo "== medians: IsAuthorized ${is} req/s; Check ${c6} req/s (6 headers), ${c10} req/s (10 headers); --jwks ${cb} req/s with the token cache, ${cn} req/s without"
 python3 -c "print(f'== Check/IsAuthorized: {${c6}/${is}:.2f} (6 headers), {${c10}/${is}:.2f} (10 headers); --jwks {${cb}/${is}:.2f} cached, {${cn}/${is}:.2f} uncached')"
+# Each round's Check against the IsAuthorized run just before it: on a
+# shared machine whose speed drifts over minutes, the pair within a round is
+# the fairer comparison, and the median of those is the figure to quote.
+python3 - "${runs[is]}" "${runs[check6]}" "${runs[check10]}" <<'PY'
+import statistics, sys
+i, c6, c10 = ([float(x) for x in a.split()] for a in sys.argv[1:])
+for name, c in (("6 headers", c6), ("10 headers", c10)):
+    r = [b / a for a, b in zip(i, c)]
+    print(f"== Check/IsAuthorized within each round ({name}): "
+          + " ".join(f"{x:.2f}" for x in r) + f"; median {statistics.median(r):.2f}")
+PY
 nis=$(echo "${runs[noop_is]}" | median)
 nc6=$(echo "${runs[noop_check6]}" | median)
 python3 -c "print(f'== no-op tonic server: IsAuthorized ${nis} req/s, Check ${nc6} req/s (6 headers): Check/IsAuthorized {${nc6}/${nis}:.2f}; tilgang/no-op: IsAuthorized {${is}/${nis}:.2f}, Check {${c6}/${nc6}:.2f}')"
