@@ -94,17 +94,12 @@ impl Memo {
             return decide();
         };
         let Some(call) = call else {
-            return memoised(&self.cache, pair, decide);
+            return memoised(&self.cache, &pair, || pair, decide);
         };
         let mut key = CallKey::new();
         self.call_key(call, &mut key);
-        let key = CallKeyRef(&pair, &key);
-        if let Some(d) = self.calls.get(&key) {
-            return Decision::clone(&d);
-        }
-        let d = decide();
-        self.calls.insert((pair, key.1.into()), Arc::new(d.clone()));
-        d
+        let lookup = CallKeyRef(&pair, &key);
+        memoised(&self.calls, &lookup, || (pair, key[..].into()), decide)
     }
 
     fn pair_key(&self, req: &AccessRequest, record: Option<&DelegationRecord>) -> Option<PairKey> {
@@ -158,16 +153,24 @@ impl Memo {
     }
 }
 
-fn memoised<K: Eq + std::hash::Hash + Clone>(
+/// The decision stored under `lookup` (a key, or a borrowed form of one),
+/// else `decide()`'s, stored under `owned()`: the owned key is built only
+/// when something is stored.
+fn memoised<K, Q>(
     cache: &quick_cache::sync::Cache<K, Arc<Decision>>,
-    key: K,
+    lookup: &Q,
+    owned: impl FnOnce() -> K,
     decide: impl FnOnce() -> Decision,
-) -> Decision {
-    if let Some(d) = cache.get(&key) {
+) -> Decision
+where
+    K: Eq + std::hash::Hash + Clone,
+    Q: std::hash::Hash + quick_cache::Equivalent<K> + ?Sized,
+{
+    if let Some(d) = cache.get(lookup) {
         return Decision::clone(&d);
     }
     let d = decide();
-    cache.insert(key, Arc::new(d.clone()));
+    cache.insert(owned(), Arc::new(d.clone()));
     d
 }
 

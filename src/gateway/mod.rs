@@ -10,7 +10,7 @@ pub mod routes;
 
 use crate::engine::{AccessRequest, Call, Token};
 use claims::Claims;
-use routes::{NoRoute, RouteTable};
+use routes::{NoRoute, RouteTable, without_query};
 
 /// The engine's question for an HTTP call: the supplier (or the owner, when
 /// the token has no `supplier`) asks to use the route's scope on the
@@ -29,7 +29,7 @@ pub fn prepare<'a>(
     };
     let call = Call {
         method,
-        path: path.split_once('?').map_or(path, |(p, _)| p),
+        path: without_query(path),
         route: &route.path,
         token: Token {
             consumer: claims.consumer,

@@ -245,7 +245,7 @@ impl RouteTable {
                 why: "a raw `#`",
             });
         }
-        let path = path.split_once('?').map_or(path, |(p, _)| p);
+        let path = without_query(path);
         let segments = request_segments(path)?;
         self.routes
             .iter()
@@ -262,6 +262,12 @@ impl RouteTable {
                 }
             })
     }
+}
+
+/// A request path without its query string: what is matched, and what
+/// Cedar sees as `context.http.path`.
+pub fn without_query(path: &str) -> &str {
+    path.split_once('?').map_or(path, |(p, _)| p)
 }
 
 /// Why a request has no route. Every variant is a deny.

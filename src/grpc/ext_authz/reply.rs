@@ -42,46 +42,57 @@ pub fn respond(v: Verdict) -> CheckResponse {
             response.set_status(Status::ok("")).set_http_response(ok);
         }
         Verdict::Deny { reason, body, .. } => {
-            let mut denied = DeniedHttpResponseBuilder::new();
-            denied
-                .set_http_status(HttpStatusCode::Forbidden)
-                .add_header("content-type", "application/json", overwrite, false)
-                .set_body(body.to_string());
+            let denied = denied(HttpStatusCode::Forbidden, &body, &[]);
             response
                 .set_status(Status::permission_denied(reason))
                 .set_http_response(denied);
         }
         Verdict::Unavailable { reason } => {
             let body = json!({ "allowed": false, "reason": reason });
-            let mut denied = DeniedHttpResponseBuilder::new();
-            denied
-                .set_http_status(HttpStatusCode::ServiceUnavailable)
-                .add_header("content-type", "application/json", overwrite, false)
-                .add_header("retry-after", "1", overwrite, false)
-                .set_body(body.to_string());
+            let denied = denied(
+                HttpStatusCode::ServiceUnavailable,
+                &body,
+                &[("retry-after", "1")],
+            );
             response
                 .set_status(Status::unavailable(reason))
                 .set_http_response(denied);
         }
         Verdict::Unauthenticated { reason } => {
             let body = json!({ "allowed": false, "reason": reason });
-            let mut denied = DeniedHttpResponseBuilder::new();
-            denied
-                .set_http_status(HttpStatusCode::Unauthorized)
-                .add_header("content-type", "application/json", overwrite, false)
-                .add_header(
+            let denied = denied(
+                HttpStatusCode::Unauthorized,
+                &body,
+                &[(
                     "www-authenticate",
                     "Bearer realm=\"tilgang\", error=\"invalid_token\"",
-                    overwrite,
-                    false,
-                )
-                .set_body(body.to_string());
+                )],
+            );
             response
                 .set_status(Status::unauthenticated(reason))
                 .set_http_response(denied);
         }
     }
     response
+}
+
+/// The HTTP answer Envoy gives instead of forwarding: `status`, a JSON
+/// `body`, and `headers` after its `content-type`.
+fn denied(
+    status: HttpStatusCode,
+    body: &serde_json::Value,
+    headers: &[(&str, &str)],
+) -> DeniedHttpResponseBuilder {
+    let overwrite = Some(HeaderAppendAction::OverwriteIfExistsOrAdd);
+    let mut denied = DeniedHttpResponseBuilder::new();
+    denied
+        .set_http_status(status)
+        .add_header("content-type", "application/json", overwrite, false);
+    for (name, value) in headers {
+        denied.add_header(*name, *value, overwrite, false);
+    }
+    denied.set_body(body.to_string());
+    denied
 }
 
 /// Write `v` as an encoded `CheckResponse`. Why by hand for an allow: the

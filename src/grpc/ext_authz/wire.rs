@@ -93,7 +93,8 @@ fn at(field: &str) -> String {
 impl CheckCall {
     /// Read a `CheckRequest` whose token payload is under `payload_key` in
     /// `jwt_authn`'s metadata. `bytes` is the whole message in one buffer
-    /// (tonic's is contiguous): the bearer token is kept as a slice of it.
+    /// (as `Check`'s framing hands it over): the bearer token is kept as a
+    /// slice of it.
     pub fn decode(bytes: Bytes, payload_key: &str) -> Result<Self, UnreadableCheck> {
         let mut read = Read::default();
         each_field(&bytes, Path::Top, |tag, field| match tag {
@@ -212,7 +213,13 @@ impl<'a> Read<'a> {
 /// The claims of the `jwt_authn` metadata's `payload_key`, from its
 /// `Struct` (`namespace`).
 fn payload(namespace: &[u8], payload_key: &str) -> Result<Option<Payload>, UnreadableCheck> {
-    let Some(value) = last_field(namespace, payload_key.as_bytes(), Path::Namespace)? else {
+    let value = struct_field(namespace, payload_key.as_bytes()).map_err(|cause| {
+        UnreadableCheck::Malformed {
+            field: Path::Namespace.to_string(),
+            cause,
+        }
+    })?;
+    let Some(value) = value else {
         return Ok(None);
     };
     // A `Value`: the payload is its `struct_value` (5); any other kind (the
@@ -256,19 +263,20 @@ fn payload(namespace: &[u8], payload_key: &str) -> Result<Option<Payload>, Unrea
     Ok(Some(Payload::Claims(read)))
 }
 
-/// The value of the last entry named `key` in a `Struct`'s `fields` (1).
-fn last_field<'a>(
-    s: &'a [u8],
-    key: &[u8],
-    path: Path,
-) -> Result<Option<&'a [u8]>, UnreadableCheck> {
+/// The value of the last entry named `key` in a `Struct`'s `fields` (1);
+/// the error is the cause only (the caller knows where the `Struct` is).
+fn struct_field<'a>(s: &'a [u8], key: &[u8]) -> Result<Option<&'a [u8]>, String> {
     let mut found = None;
-    each_field(s, path, |tag, field| {
-        if tag == 1 {
-            let (k, v) = entry(field.message(path)?, path)?;
-            if k == key {
-                found = Some(v);
+    each_wire_field(s, |tag, field| {
+        match (tag, field) {
+            (1, Wire::Len(e)) => {
+                let (k, v) = wire_entry(e)?;
+                if k == key {
+                    found = Some(v);
+                }
             }
+            (1, other) => return Err(other.unexpected()),
+            _ => {}
         }
         Ok(())
     })?;

@@ -2,7 +2,7 @@
 //! building anything: checked whole once ([`claim`]), then read where
 //! [`Claims`](crate::gateway::claims::Claims) asks.
 
-use super::{Wire, each_wire_field, wire_entry};
+use super::{Wire, each_wire_field, struct_field, wire_entry};
 use crate::gateway::claims::ClaimValue;
 
 /// A claim decoded from a protobuf `Value`, borrowing the request's bytes.
@@ -38,20 +38,10 @@ impl ClaimValue for Claim<'_> {
         let Claim::Object(members) = *self else {
             return None;
         };
-        // Checked whole by `claim` already: neither walk can fail here,
+        // Checked whole by `claim` already: neither read can fail here,
         // and if one did, the member would be missing (a deny).
-        let mut found = None;
-        each_wire_field(members, |tag, field| {
-            if let (1, Wire::Len(e)) = (tag, field) {
-                let (k, v) = wire_entry(e)?;
-                if k == name.as_bytes() {
-                    found = Some(v);
-                }
-            }
-            Ok(())
-        })
-        .ok()?;
-        kind(found?).ok()
+        let found = struct_field(members, name.as_bytes()).ok()??;
+        kind(found).ok()
     }
 }
 
